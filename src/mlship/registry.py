@@ -1,0 +1,116 @@
+"""MLflow: one run per training, resumed by evaluate. MLflow is imported lazily because
+it takes seconds to import and most commands never need it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mlship.config import Settings
+from mlship.errors import InputError
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from sklearn.pipeline import Pipeline
+
+LOCAL_ARTIFACTS = Path("mlruns/artifacts")
+MODEL_ARTIFACT = "model"
+PYFUNC_REQUIREMENTS = ("scikit-learn", "skops", "pandas", "numpy", "scipy")
+
+
+def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{"train": {"model": {"C": 1}}} -> {"train.model.C": 1}."""
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def start_tracking(settings: Settings) -> str:
+    """Point MLflow at the configured store and experiment; returns the experiment id."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    uri = settings.tracking_uri
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        # the embedded default: a relative sqlite file; its folder must exist
+        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(uri)
+    try:
+        experiment = mlflow.get_experiment_by_name(settings.experiment)
+        if experiment is not None:
+            return str(experiment.experiment_id)
+        location = LOCAL_ARTIFACTS.resolve().as_uri() if uri.startswith("sqlite:") else None
+        return str(mlflow.create_experiment(settings.experiment, artifact_location=location))
+    except MlflowException as error:
+        raise InputError(f"MLflow tracking store {uri!r} is not usable: {error.message}") from error
+
+
+def _pip_requirements() -> list[str]:
+    from importlib import metadata
+
+    return [f"{name}=={metadata.version(name)}" for name in PYFUNC_REQUIREMENTS]
+
+
+def log_training(
+    settings: Settings,
+    params: dict[str, Any],
+    card: dict[str, Any],
+    pipeline: Pipeline,
+    example: pd.DataFrame,
+) -> tuple[str, str]:
+    """Log params, the model card and the model (signature + input example).
+
+    Returns (experiment id, run id).
+    """
+    import mlflow
+    import mlflow.sklearn
+    from mlflow.models import infer_signature
+
+    experiment_id = start_tracking(settings)
+    with mlflow.start_run(experiment_id=experiment_id) as run:
+        mlflow.set_tags({"mlship.stage": "train", "mlship.git_sha": card["git"]["sha"]})
+        mlflow.log_params(flatten(params))
+        mlflow.log_dict(card, "model_card.json")
+        signature = infer_signature(example, pipeline.predict(example))
+        mlflow.sklearn.log_model(
+            pipeline,
+            name=MODEL_ARTIFACT,
+            signature=signature,
+            input_example=example,
+            pip_requirements=_pip_requirements(),
+        )
+        return experiment_id, str(run.info.run_id)
+
+
+def log_evaluation(
+    settings: Settings, run_id: str, metrics: dict[str, float], artifacts: list[Path]
+) -> None:
+    """Add evaluation metrics and report files to the training run."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    start_tracking(settings)
+    try:
+        with mlflow.start_run(run_id=run_id):
+            mlflow.set_tag("mlship.evaluated", "true")
+            mlflow.log_metrics(metrics)
+            for path in artifacts:
+                mlflow.log_artifact(str(path), artifact_path="evaluation")
+    except MlflowException as error:
+        raise InputError(
+            f"MLflow run {run_id} (from the model card) cannot be resumed at "
+            f"{settings.tracking_uri!r}: {error.message}"
+        ) from error
+
+
+def run_link(tracking_uri: str, experiment_id: str, run_id: str) -> str:
+    """Where a person finds the run: the server's page, or how to open the local store."""
+    if tracking_uri.startswith(("http://", "https://")):
+        return f"{tracking_uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
+    return f"run {run_id} in {tracking_uri} (browse: mlflow ui --backend-store-uri {tracking_uri})"

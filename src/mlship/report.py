@@ -1,0 +1,60 @@
+"""The main job's closing summary, built from the files the stages wrote."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+from mlship.errors import InputError
+from mlship.files import read_json
+from mlship.registry import run_link
+
+
+def pipeline_paths(dvc_file: Path) -> dict[str, Path]:
+    """The artifact paths declared once, in dvc.yaml's `vars: - paths:` block."""
+    try:
+        document = yaml.safe_load(dvc_file.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as error:
+        raise InputError(f"{dvc_file}: cannot read it: {error}") from error
+    for entry in (document or {}).get("vars", []):
+        if isinstance(entry, dict) and isinstance(entry.get("paths"), dict):
+            return {key: Path(value) for key, value in entry["paths"].items()}
+    raise InputError(f"{dvc_file}: no `vars: - paths:` block declaring the artifact paths")
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def print_summary(dvc_file: Path, console: Console) -> None:
+    paths = pipeline_paths(dvc_file)
+    metrics = read_json(paths["metrics"])
+    latency = read_json(paths["latency"])
+    contract = read_json(paths["contract_json"])
+    card = read_json(paths["model_dir"] / "model_card.json")
+
+    table = Table(title=f"mlship: {card['params']['train']['model']['kind']} on {card['target']}")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key in ("accuracy", "balanced_accuracy", "macro_f1", "roc_auc", "log_loss"):
+        table.add_row(key, _fmt(metrics.get(key)))
+    for label, values in metrics["per_class"].items():
+        table.add_row(f"recall[{label}]", _fmt(values["recall"]))
+    table.add_row("test rows", str(metrics["rows"]))
+    table.add_row("µs per row (batch)", _fmt(latency["batch_us_per_row"]))
+    table.add_row("ms per single-row call", _fmt(latency["single_row_ms_median"]))
+    console.print(table)
+
+    verdict = "passed" if contract["passed"] else "FAILED"
+    console.print(f"data contract: {verdict} ({paths['contract_md']})")
+    console.print(f"model: {paths['model_dir']}/ (git {card['git']['sha'][:12]})")
+    console.print(f"metrics: {paths['metrics']}, predictions: {paths['predictions']}")
+    run = card.get("mlflow", {})
+    link = run_link(
+        run.get("tracking_uri", "?"), run.get("experiment_id", "?"), run.get("run_id", "?")
+    )
+    console.print(f"MLflow: {link}")
