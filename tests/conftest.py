@@ -1,0 +1,57 @@
+"""Shared builders: small frames and params that each test can adjust."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from mlship.config import Params, parse_params
+
+REPO = Path(__file__).resolve().parents[1]
+
+POSITIVE = ["great taste, would buy again", "wonderful and fresh", "love this snack"]
+NEGATIVE = ["stale and bland", "arrived broken, awful", "too salty, never again"]
+
+
+def text_frame(rows_per_class: int = 20) -> pd.DataFrame:
+    """A tiny, separable text dataset with distinct rows."""
+    reviews, labels = [], []
+    for i in range(rows_per_class):
+        reviews.append(f"{POSITIVE[i % 3]} item {i}")
+        labels.append("great")
+        reviews.append(f"{NEGATIVE[i % 3]} item {i}")
+        labels.append("other")
+    return pd.DataFrame({"review": reviews, "score": labels})
+
+
+def raw_params(**sections: dict[str, Any]) -> dict[str, Any]:
+    """A valid text-task params mapping; keyword sections are merged over the defaults."""
+    base: dict[str, Any] = {
+        "data": {
+            "source": "train.csv",
+            "test_source": "test.csv",
+            "text_columns": ["review"],
+            "target": "score",
+            "positive_label": "great",
+        },
+        "validate": {"labels": ["great", "other"], "min_rows_per_class": 2},
+        "train": {
+            "model": {"kind": "logistic_regression", "C": 5.0},
+            "text": {"min_df": 1, "ngram_range": [1, 1]},
+        },
+    }
+    for name, values in sections.items():
+        base[name] = {**base.get(name, {}), **values}
+    return base
+
+
+def make_params(**sections: dict[str, Any]) -> Params:
+    return parse_params(raw_params(**sections), Path("params.yaml"))
+
+
+@pytest.fixture
+def params() -> Params:
+    return make_params()

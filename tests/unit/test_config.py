@@ -1,0 +1,84 @@
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mlship.config import Params, Settings, load_params, parse_params
+from mlship.errors import InputError
+from tests.conftest import REPO, raw_params
+
+
+def _error_for(raw: object) -> str:
+    with pytest.raises(InputError) as caught:
+        parse_params(raw, Path("params.yaml"))
+    return str(caught.value)
+
+
+def test_the_shipped_params_files_parse() -> None:
+    # given the repo's params files / when parsed / then both are valid
+    for path in (REPO / "params.yaml", REPO / "examples/penguins/params.yaml"):
+        assert isinstance(load_params(path), Params)
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (raw_params(data={"txt_columns": ["review"]}), "data.txt_columns: unknown key"),
+        (raw_params(train={"model": {"kind": "logistic_regression", "c": 1}}), "c: unknown key"),
+        (raw_params(data={"test_size": "a fifth"}), "data.test_size"),
+        (raw_params(data={"test_size": 1.5}), "data.test_size"),
+        (raw_params(train={"model": {"kind": "random_forest"}}), "train.model"),
+        (raw_params(validate={"max_null_rate": -0.1}), "validate.max_null_rate"),
+        (raw_params(train={"text": {"ngram_range": [2, 1]}}), "train.text.ngram_range"),
+        (raw_params(data={"categorical_columns": ["review"]}), "declared more than once"),
+        (raw_params(data={"text_columns": []}), "at least one feature"),
+        (
+            raw_params(train={"model": {"kind": "gradient_boosting"}}),
+            "takes categorical and numeric columns only",
+        ),
+        ({"data": {}}, "data.source: Field required"),
+        (["not", "a", "mapping"], "expected a mapping"),
+        (None, "expected a mapping"),
+    ],
+)
+def test_bad_params_name_the_key(raw: object, expected: str) -> None:
+    # given a params mapping with one mistake / when parsed / then the error names it
+    message = _error_for(raw)
+    assert "params.yaml" in message
+    assert expected in message
+
+
+def test_params_are_frozen(params: Params) -> None:
+    with pytest.raises(ValueError, match="frozen"):
+        params.data.seed = 1  # type: ignore[misc]
+
+
+def test_load_params_reports_missing_file_and_bad_yaml(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="params file not found"):
+        load_params(tmp_path / "absent.yaml")
+    broken = tmp_path / "params.yaml"
+    broken.write_text("data: [unclosed\n")
+    with pytest.raises(InputError, match="not valid YAML"):
+        load_params(broken)
+
+
+def test_load_params_round_trips_yaml(tmp_path: Path) -> None:
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(raw_params()))
+    assert load_params(path).data.text_columns == ("review",)
+
+
+def test_settings_read_mlship_and_mlflow_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    # given only MLflow's standard variable / then it is the tracking URI
+    monkeypatch.delenv("MLSHIP_TRACKING_URI", raising=False)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
+    assert Settings().tracking_uri == "http://127.0.0.1:5000"
+    # given both / then mlship's own variable wins
+    monkeypatch.setenv("MLSHIP_TRACKING_URI", "sqlite:///elsewhere.db")
+    assert Settings().tracking_uri == "sqlite:///elsewhere.db"
+
+
+def test_settings_default_to_the_embedded_store(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MLSHIP_TRACKING_URI", raising=False)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert Settings().tracking_uri == "sqlite:///mlruns/mlflow.db"
