@@ -14,6 +14,7 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from mlship.config import Params, Settings, load_params
 from mlship.errors import CheckError, InputError
@@ -33,7 +34,7 @@ DEFAULT_PARAMS = Path("params.yaml")
 
 
 def _fail(error: Exception, code: int) -> NoReturn:
-    console.print(f"[bold red]error:[/] {error}", markup=True, highlight=False)
+    console.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 

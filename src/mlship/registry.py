@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mlship.artifacts import TRUSTED_TYPES
 from mlship.config import Settings
 from mlship.errors import InputError
 
@@ -68,11 +69,28 @@ def log_training(
 
     Returns (experiment id, run id).
     """
+    from mlflow.exceptions import MlflowException
+
+    experiment_id = start_tracking(settings)
+    try:
+        return experiment_id, _log_run(experiment_id, params, card, pipeline, example)
+    except MlflowException as error:
+        raise InputError(
+            f"MLflow at {settings.tracking_uri!r} could not log the run: {error.message}"
+        ) from error
+
+
+def _log_run(
+    experiment_id: str,
+    params: dict[str, Any],
+    card: dict[str, Any],
+    pipeline: Pipeline,
+    example: pd.DataFrame,
+) -> str:
     import mlflow
     import mlflow.sklearn
     from mlflow.models import infer_signature
 
-    experiment_id = start_tracking(settings)
     with mlflow.start_run(experiment_id=experiment_id) as run:
         mlflow.set_tags({"mlship.stage": "train", "mlship.git_sha": card["git"]["sha"]})
         mlflow.log_params(flatten(params))
@@ -84,8 +102,9 @@ def log_training(
             signature=signature,
             input_example=example,
             pip_requirements=_pip_requirements(),
+            skops_trusted_types=list(TRUSTED_TYPES),
         )
-        return experiment_id, str(run.info.run_id)
+        return str(run.info.run_id)
 
 
 def log_evaluation(

@@ -37,16 +37,17 @@ def print_summary(dvc_file: Path, console: Console) -> None:
     contract = read_json(paths["contract_json"])
     card = read_json(paths["model_dir"] / "model_card.json")
 
-    table = Table(title=f"mlship: {card['params']['train']['model']['kind']} on {card['target']}")
+    model_kind = card["params"]["train"]["model"]["kind"]
+    table = Table(title=f"mlship: {model_kind} predicting {card['target']}", min_width=48)
     table.add_column("metric")
     table.add_column("value", justify="right")
     for key in ("accuracy", "balanced_accuracy", "macro_f1", "roc_auc", "log_loss"):
         table.add_row(key, _fmt(metrics.get(key)))
     for label, values in metrics["per_class"].items():
-        table.add_row(f"recall[{label}]", _fmt(values["recall"]))
+        table.add_row(f"recall ({label})", _fmt(values["recall"]))
     table.add_row("test rows", str(metrics["rows"]))
-    table.add_row("µs per row (batch)", _fmt(latency["batch_us_per_row"]))
-    table.add_row("ms per single-row call", _fmt(latency["single_row_ms_median"]))
+    table.add_row("µs per row (batch)", f"{latency['batch_us_per_row']:.1f}")
+    table.add_row("ms per single-row call", f"{latency['single_row_ms_median']:.2f}")
     console.print(table)
 
     verdict = "passed" if contract["passed"] else "FAILED"
@@ -57,4 +58,4 @@ def print_summary(dvc_file: Path, console: Console) -> None:
     link = run_link(
         run.get("tracking_uri", "?"), run.get("experiment_id", "?"), run.get("run_id", "?")
     )
-    console.print(f"MLflow: {link}")
+    console.print(f"MLflow: {link}", soft_wrap=True)

@@ -1,0 +1,147 @@
+"""Bad input through the real CLI: a message naming the problem, the exit code, and no
+output written or lost."""
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from mlship.cli import app
+from tests.conftest import raw_params, text_frame
+
+runner = CliRunner()
+
+
+def _write_params(folder: Path, raw: dict[str, Any]) -> Path:
+    path = folder / "params.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def _ingest(folder: Path, raw: dict[str, Any]) -> Any:
+    params = _write_params(folder, raw)
+    return runner.invoke(
+        app,
+        [
+            "ingest",
+            "--params", str(params),
+            "--train-out", str(folder / "out/train.parquet"),
+            "--test-out", str(folder / "out/test.parquet"),
+            "--report", str(folder / "out/ingest.json"),
+        ],
+    )  # fmt: skip
+
+
+def _with_sources(folder: Path, train: bytes | pd.DataFrame | None, **data: Any) -> dict[str, Any]:
+    """Params whose train source is a file in `folder` holding `train`."""
+    source = folder / data.pop("name", "train.csv")
+    if isinstance(train, pd.DataFrame):
+        train.to_csv(source, index=False)
+    elif train is not None:
+        source.write_bytes(train)
+    test = folder / "test.csv"
+    text_frame(3).assign(review=lambda f: f.review + " later").to_csv(test, index=False)
+    return raw_params(data={"source": str(source), "test_source": str(test), **data})
+
+
+@pytest.mark.parametrize(
+    ("case", "build", "message"),
+    [
+        (
+            "unknown key",
+            lambda d: raw_params(data={"targett": "score"}),
+            "data.targett: unknown key",
+        ),
+        (
+            "wrong type",
+            lambda d: raw_params(train={"model": {"kind": "logistic_regression", "C": "big"}}),
+            "train.model.logistic_regression.C",
+        ),
+        (
+            "missing column",
+            lambda d: _with_sources(d, text_frame(5).rename(columns={"review": "text"})),
+            "missing declared column(s) review",
+        ),
+        ("empty file", lambda d: _with_sources(d, b""), "file is empty"),
+        ("missing file", lambda d: _with_sources(d, None), "file not found"),
+        (
+            "unreadable file",
+            lambda d: _with_sources(d, b"\x00garbage", name="train.parquet"),
+            "cannot read it as a table",
+        ),
+    ],
+)
+def test_ingest_rejects_bad_input_and_writes_nothing(
+    tmp_path: Path, case: str, build: Any, message: str
+) -> None:
+    # given an earlier good output and one bad input
+    earlier = tmp_path / "out/ingest.json"
+    earlier.parent.mkdir()
+    earlier.write_text('{"earlier": true}')
+    # when ingest runs
+    result = _ingest(tmp_path, build(tmp_path))
+    # then it exits 2 naming the problem, and the earlier output is intact
+    assert result.exit_code == 2, (case, result.output)
+    assert message in " ".join(result.stderr.split()), case
+    assert earlier.read_text() == '{"earlier": true}'
+    assert sorted(p.name for p in earlier.parent.iterdir()) == ["ingest.json"]
+
+
+@pytest.mark.parametrize(
+    ("case", "labels", "rule"),
+    [
+        ("single class", ["great"] * 10, "class_count"),
+        ("NaN labels", [None] + ["great", "other"] * 4 + ["other"], "label_nulls"),
+    ],
+)
+def test_unlearnable_labels_fail_the_contract_and_training(
+    tmp_path: Path, case: str, labels: list[str | None], rule: str
+) -> None:
+    # given ingested data whose labels cannot train a classifier
+    raw = _with_sources(tmp_path, text_frame(5).assign(score=labels))
+    assert _ingest(tmp_path, raw).exit_code == 0, case
+    out = tmp_path / "out"
+    # when validated / then the contract fails with exit 1 naming the rule
+    validated = runner.invoke(
+        app,
+        [
+            "validate", "--params", str(tmp_path / "params.yaml"),
+            "--train", str(out / "train.parquet"), "--test", str(out / "test.parquet"),
+            "--report-json", str(out / "validate.json"), "--report-md", str(out / "validate.md"),
+        ],
+    )  # fmt: skip
+    assert validated.exit_code == 1, validated.output
+    assert f"train.score: {rule}" in validated.stderr
+    assert (out / "validate.md").read_text().startswith("# Data contract: FAILED")
+    # when trained anyway / then training refuses with exit 2 and writes no model
+    trained = runner.invoke(
+        app,
+        [
+            "train", "--params", str(tmp_path / "params.yaml"),
+            "--train", str(out / "train.parquet"), "--model-dir", str(tmp_path / "models"),
+        ],
+    )  # fmt: skip
+    assert trained.exit_code == 2, trained.output
+    assert "target column 'score'" in trained.stderr
+    assert not (tmp_path / "models").exists()
+
+
+def test_missing_params_file_and_missing_flag(tmp_path: Path) -> None:
+    result = runner.invoke(
+        app,
+        ["validate", "--params", str(tmp_path / "nope.yaml"), "--train", "a", "--test", "b",
+         "--report-json", "c", "--report-md", "d"],
+    )  # fmt: skip
+    assert result.exit_code == 2
+    assert "nope.yaml: params file not found" in result.stderr
+    assert runner.invoke(app, ["train"]).exit_code == 2  # a required flag is missing
+
+
+def test_bad_environment_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MLSHIP_LOG_LEVEL", "LOUD")
+    result = runner.invoke(app, ["summary", "--dvc-file", "absent.yaml"])
+    assert result.exit_code == 2
+    assert "log_level" in result.stderr
