@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import time
@@ -40,6 +41,8 @@ def mlflow_server(tmp_path: Path) -> Iterator[str]:
             "--artifacts-destination", str(store / "artifacts"),
         ],
         stdout=log, stderr=subprocess.STDOUT,
+        # the GenAI job consumers (six processes) are not needed to track runs
+        env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
