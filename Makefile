@@ -3,11 +3,12 @@ VENV ?= .venv
 PYTHON ?= python3
 UV_VERSION := 0.13.9
 BIN := $(CURDIR)/$(VENV)/bin
+# PYTHONDONTWRITEBYTECODE is common in CI images: bytecode is compiled once, at install
 # dvc runs each stage's `mlship ...` command; it must find the venv's tools
 export PATH := $(BIN):$(PATH)
 
 .DEFAULT_GOAL := help
-.PHONY: help install pipeline repro summary lint typecheck test unit lock clean
+.PHONY: help install pipeline repro gate register promote summary lint typecheck test unit lock clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -15,19 +16,30 @@ help: ## list the targets
 $(VENV)/.installed: requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
-	$(BIN)/uv pip sync --quiet --python $(BIN)/python requirements.lock
+	$(BIN)/uv pip sync --quiet --compile-bytecode --python $(BIN)/python requirements.lock
 	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps --editable .
 	touch $@
 
 install: $(VENV)/.installed ## create .venv and install the pinned dependencies
 
-pipeline: install ## the main job: run the whole local pipeline, store outputs, summarise
+pipeline: install ## the main job: the whole local pipeline, gated and registered, summarised
 	dvc repro
 	dvc push --quiet
+	mlship gate
+	mlship register
 	mlship summary
 
 repro: install ## run the DVC pipeline only (cached stages are skipped)
 	dvc repro
+
+gate: install ## judge the evaluated model: thresholds, champion, behaviour, data contract
+	mlship gate
+
+register: install ## register the gated model in MLflow with alias @candidate
+	mlship register
+
+promote: install ## move @champion to @candidate (APPROVER=name, ROLLBACK=1 to go back)
+	mlship promote $(if $(APPROVER),--approver "$(APPROVER)") $(if $(ROLLBACK),--rollback)
 
 summary: install ## print the last run's metrics, reports and MLflow run
 	mlship summary
@@ -51,4 +63,4 @@ lock: ## re-pin requirements.lock from pyproject.toml
 
 clean: ## remove pipeline outputs and the local MLflow store (keeps .venv and the DVC cache)
 	rm -rf data/raw/*.parquet data/reports/*.json data/reports/*.md models metrics/*.json \
-		reports/*.csv reports/plots/*.json reports/junit mlruns
+		reports/*.csv reports/plots/*.json reports/gate.* reports/junit mlruns

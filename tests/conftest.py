@@ -42,6 +42,7 @@ def raw_params(**sections: dict[str, Any]) -> dict[str, Any]:
             "model": {"kind": "logistic_regression", "C": 5.0},
             "text": {"min_df": 1, "ngram_range": [1, 1]},
         },
+        "gate": {"min_accuracy": 0.8, "min_macro_f1": 0.8},
     }
     for name, values in sections.items():
         base[name] = {**base.get(name, {}), **values}

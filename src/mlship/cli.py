@@ -59,6 +59,10 @@ def _settings() -> Settings:
 @app.callback()
 def main() -> None:
     """Set up logging once per process; nothing happens at import time."""
+    import os
+
+    # MLflow's download progress bars would flood CI logs
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     try:
         level = _settings().log_level
     except ValueError as error:
@@ -164,12 +168,13 @@ def train(
             "fit_seconds": round(time.perf_counter() - started, 3),
         }
         example = feature_frame(frame.head(3), params.data)
-        experiment_id, run_id = registry.log_training(
+        experiment_id, run_id, model_uri = registry.log_training(
             settings, card["params"], card, pipeline, example
         )
         card["mlflow"] = {
             "experiment_id": experiment_id,
             "run_id": run_id,
+            "model_uri": model_uri,
             "tracking_uri": settings.tracking_uri,
         }
         artifacts.save_model(pipeline, card, model_dir)
@@ -235,3 +240,288 @@ def summary(
         report.print_summary(dvc_file, Console())
     except InputError as error:
         _fail(error, 2)
+
+
+DvcFileOption = Annotated[
+    Path, typer.Option("--dvc-file", help="dvc.yaml, whose `vars` declare the artifact paths")
+]
+DEFAULT_DVC_FILE = Path("dvc.yaml")
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except FileNotFoundError as error:
+        raise InputError(f"{path}: not found") from error
+
+
+def _stale_stages(dvc_file: Path) -> dict[str, Any]:
+    """Stages whose code, params, data or outputs differ from dvc.lock (empty: fresh)."""
+    from dvc.exceptions import DvcException
+    from dvc.repo import Repo
+
+    try:
+        with Repo(str(dvc_file.resolve().parent)) as repo:
+            status: dict[str, Any] = repo.status()
+    except DvcException as error:
+        raise InputError(f"{dvc_file}: cannot read the pipeline state: {error}") from error
+    return status
+
+
+def _base_params(base_ref: str, params_file: Path) -> dict[str, Any] | None:
+    import subprocess
+
+    import yaml
+
+    shown = subprocess.run(
+        ["git", "show", f"{base_ref}:{params_file.as_posix()}"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if shown.returncode != 0:
+        return None
+    base = yaml.safe_load(shown.stdout)
+    return base if isinstance(base, dict) else None
+
+
+@app.command()
+def gate(
+    dvc_file: DvcFileOption = DEFAULT_DVC_FILE,
+    base_ref: Annotated[str, typer.Option(help="the git ref the params diff compares with")] = (
+        "main"
+    ),
+    params_file: ParamsOption = DEFAULT_PARAMS,
+) -> None:
+    """Judge the evaluated candidate: thresholds, the champion, behaviour, the data contract.
+
+    Exit 0 on a pass, 1 when a criterion fails, 2 on missing, NaN or stale inputs.
+    """
+    import pandas as pd
+    import yaml
+
+    from mlship import artifacts, files, gate_report, registry
+    from mlship import gate as gating
+    from mlship.features import feature_frame
+    from mlship.report import pipeline_paths
+
+    params = _params(params_file)
+    settings = _settings()
+    with stage("gate"):
+        paths = pipeline_paths(dvc_file)
+        stale = _stale_stages(dvc_file)
+        if stale:
+            raise InputError(
+                "the evaluation is stale: these stages differ from dvc.lock: "
+                + ", ".join(sorted(stale))
+                + "; run `dvc repro` first"
+            )
+        metrics = files.read_json(paths["metrics"])
+        card = artifacts.load_card(paths["model_dir"])
+        run_id = card.get("mlflow", {}).get("run_id")
+        if not run_id:
+            raise InputError(f"{paths['model_dir']}: the model card has no MLflow run id")
+        criteria = gating.threshold_criteria(
+            metrics, files.read_json(paths["latency"]), params.gate
+        )
+        test = _read_split(paths["test"])
+        rows = pd.read_csv(paths["predictions"], dtype={"actual": str, "predicted": str})
+        if len(rows) != len(test):
+            raise InputError(
+                f"{paths['predictions']}: {len(rows)} rows, but the test split has {len(test)}"
+            )
+        behaviour = params.gate.behaviour
+        if behaviour is not None:
+            pipeline = artifacts.load_model(paths["model_dir"])
+            criteria += _behaviour(pipeline, test, params, behaviour, feature_frame)
+        champion = registry.alias_version(settings, registry.CHAMPION)
+        if champion is not None:
+            model = registry.load_version_model(settings, str(champion.version))
+            try:
+                champion_predicted = model.predict(feature_frame(test, params.data))
+            except (KeyError, ValueError) as error:
+                raise InputError(
+                    f"champion v{champion.version} cannot score this test set "
+                    f"(were the feature columns changed?): {error}"
+                ) from error
+            criteria += gating.champion_criteria(
+                rows["actual"].to_numpy(), rows["predicted"].to_numpy(),
+                champion_predicted.astype(str), [str(c) for c in card["classes"]],
+                params.gate, str(champion.version),
+            )  # fmt: skip
+        criteria.append(gating.contract_criterion(files.read_json(paths["contract_json"])))
+
+        context = {
+            "candidate_run_id": run_id,
+            "git_sha": card["git"]["sha"],
+            "champion_version": None if champion is None else str(champion.version),
+            "dvc_lock_sha256": _sha256(dvc_file.with_suffix(".lock")),
+            "model_sha256": _sha256(paths["model_dir"] / artifacts.MODEL_FILE),
+            "base_ref": base_ref,
+            "judged_at": artifacts.utc_now(),
+        }
+        base = _base_params(base_ref, params_file)
+        current = yaml.safe_load(params_file.read_text(encoding="utf-8"))
+        diff = None if base is None else gate_report.params_diff(base, current)
+        files.write_json(paths["gate_json"], gate_report.gate_json(criteria, context))
+        files.write_text(
+            paths["gate_md"],
+            gate_report.gate_markdown(criteria, metrics["confusion_matrix"], diff, context),
+        )
+        files.write_with(paths["gate_junit"], lambda temp: gate_report.gate_junit(criteria, temp))
+        failed = [c for c in criteria if not c.passed]
+        if failed:
+            raise CheckError(
+                f"gate FAILED on {len(failed)} of {len(criteria)} criteria:\n"
+                + "\n".join(f"  {c.name}: {c.detail}" for c in failed)
+                + f"\nreport: {paths['gate_md']}"
+            )
+    note = "" if champion is not None else " (no champion yet: judged without a comparison)"
+    console.print(f"  {len(criteria)} criteria passed{note}; report: {paths['gate_md']}")
+
+
+def _behaviour(
+    pipeline: Any, test: Any, params: Params, behaviour: Any, feature_frame: Any
+) -> list[Any]:
+    """Predict functions over real test rows (invariance) and bare texts (functionality)."""
+    import pandas as pd
+
+    from mlship import gate as gating
+
+    column = behaviour.column
+    limit = behaviour.invariance.rows if behaviour.invariance else 0
+    base_rows = test.head(limit).reset_index(drop=True)
+
+    def predict(texts: list[str]) -> list[str]:
+        if len(texts) == len(base_rows):
+            frame = base_rows.assign(**{column: texts})
+        else:
+            frame = pd.DataFrame({c: [None] * len(texts) for c in params.data.feature_columns})
+            frame[column] = texts
+        return [str(label) for label in pipeline.predict(feature_frame(frame, params.data))]
+
+    texts = [str(t) for t in base_rows[column]]
+    criteria: list[Any] = gating.behaviour_criteria(predict, texts, behaviour)
+    return criteria
+
+
+def _require_gate_pass(dvc_file: Path) -> tuple[dict[str, Any], dict[str, Any], Any]:
+    """The gate report, the model card and the paths, once the report is a fresh pass."""
+    from mlship import artifacts, files
+    from mlship.report import pipeline_paths
+
+    paths = pipeline_paths(dvc_file)
+    report = files.read_json(paths["gate_json"])
+    card = artifacts.load_card(paths["model_dir"])
+    if report.get("candidate_run_id") != card.get("mlflow", {}).get("run_id"):
+        raise InputError(
+            f"{paths['gate_json']} judged run {report.get('candidate_run_id')}, but the model "
+            f"in {paths['model_dir']} is run {card.get('mlflow', {}).get('run_id')}; "
+            "run `mlship gate` again"
+        )
+    if report.get("dvc_lock_sha256") != _sha256(dvc_file.with_suffix(".lock")):
+        raise InputError(f"{paths['gate_json']} is stale: dvc.lock changed since the gate ran")
+    if report.get("passed") is not True:
+        raise CheckError(
+            f"the gate did not pass ({', '.join(report.get('failed', []))}); not registering"
+        )
+    return report, card, paths
+
+
+@app.command()
+def register(dvc_file: DvcFileOption = DEFAULT_DVC_FILE) -> None:
+    """Register the gated model version with provenance tags and alias `candidate`."""
+    import mlflow
+
+    from mlship import files, registry
+
+    settings = _settings()
+    with stage("register"):
+        report, card, paths = _require_gate_pass(dvc_file)
+        run_id = card["mlflow"]["run_id"]
+        registry.start_tracking(settings)
+        with mlflow.start_run(run_id=run_id):
+            for key in ("gate_json", "gate_md", "gate_junit"):
+                mlflow.log_artifact(str(paths[key]), artifact_path="gate")
+        ingest = files.read_json(paths["ingest_report"])
+        version = registry.register(
+            settings,
+            run_id,
+            card["mlflow"]["model_uri"],
+            {
+                "mlship.git_sha": card["git"]["sha"],
+                "mlship.dvc_lock_sha256": report["dvc_lock_sha256"],
+                "mlship.model_sha256": report["model_sha256"],
+                "mlship.data_train_digest": ingest["digest"]["train"],
+                "mlship.data_test_digest": ingest["digest"]["test"],
+                "mlship.gate": "passed",
+                "mlship.gate_report": f"runs:/{run_id}/gate/gate.md",
+                "mlship.gate_champion": str(report.get("champion_version") or "none"),
+            },
+        )
+    console.print(f"  {settings.model_name} version {version} is now @{registry.CANDIDATE}")
+
+
+@app.command()
+def promote(
+    version: Annotated[
+        str | None, typer.Option(help="the version to promote; default: @candidate")
+    ] = None,
+    approver: Annotated[
+        str | None, typer.Option(help="who approved; default: read from the CI's variables")
+    ] = None,
+    rollback: Annotated[
+        bool, typer.Option("--rollback", help="move @champion back to the previous version")
+    ] = False,
+) -> None:
+    """Move alias `champion`, recording who approved it, through which CI, and when."""
+    import os
+
+    from mlship import artifacts, registry
+    from mlship.approval import approval_from_env
+
+    settings = _settings()
+    with stage("promote"):
+        approval = approval_from_env(os.environ, approver, artifacts.utc_now())
+        current = registry.alias_version(settings, registry.CHAMPION)
+        if rollback:
+            if version is not None:
+                raise InputError(
+                    "--rollback moves to the recorded previous version; drop --version"
+                )
+            if current is None:
+                raise InputError(f"{settings.model_name} has no @champion to roll back")
+            target = registry.version_tags(settings, str(current.version)).get(
+                "mlship.previous_champion", "none"
+            )
+            if target == "none":
+                raise InputError(
+                    f"version {current.version} records no previous champion to roll back to"
+                )
+            tags = {
+                **approval.tags("mlship.rolled_back"),
+                "mlship.rolled_back_from": str(current.version),
+            }
+        else:
+            if version is None:
+                candidate = registry.alias_version(settings, registry.CANDIDATE)
+                if candidate is None:
+                    raise InputError(
+                        f"{settings.model_name} has no @candidate; run `mlship register`"
+                    )
+                version = str(candidate.version)
+            target = version
+            if registry.version_tags(settings, target).get("mlship.gate") != "passed":
+                raise CheckError(f"version {target} has not passed the gate; not promoting")
+            if current is not None and str(current.version) == target:
+                raise InputError(f"version {target} is already @champion")
+            tags = {
+                **approval.tags(),
+                "mlship.previous_champion": "none" if current is None else str(current.version),
+            }
+        registry.move_champion(settings, target, tags)
+    verb = "rolled back" if rollback else "promoted"
+    console.print(
+        f"  {verb}: {settings.model_name} version {target} is @{registry.CHAMPION} "
+        f"(approved by {approval.approver} via {approval.via})"
+    )

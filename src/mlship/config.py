@@ -143,10 +143,109 @@ class TrainParams(_Strict):
     text: TextParams = TextParams()
 
 
+class ChampionParams(_Strict):
+    """How the candidate is compared with the registered champion on the same test rows."""
+
+    metrics: tuple[Literal["accuracy", "balanced_accuracy", "macro_f1"], ...] = (
+        "accuracy",
+        "macro_f1",
+    )
+    margin: float = Field(
+        default=0.01, ge=0.0, lt=1.0,
+        description="non-inferiority: the interval's lower bound must exceed -margin",
+    )  # fmt: skip
+    require_better: bool = Field(
+        default=False, description="the interval must lie above 0 (and McNemar p < alpha)"
+    )
+    confidence: float = Field(default=0.95, gt=0.5, lt=1.0)
+    resamples: int = Field(default=2000, ge=1000)
+    seed: int = 0
+
+
+class TextEdit(_Strict):
+    """One edit that must not change the prediction: append, prepend, or replace ... with."""
+
+    append: str | None = None
+    prepend: str | None = None
+    replace: str | None = None
+    with_: str = Field(default="", alias="with")
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> TextEdit:
+        chosen = [self.append, self.prepend, self.replace]
+        if sum(value is not None for value in chosen) != 1:
+            raise ValueError("give exactly one of append, prepend or replace")
+        return self
+
+    def describe(self) -> str:
+        if self.append is not None:
+            return f"append {self.append!r}"
+        if self.prepend is not None:
+            return f"prepend {self.prepend!r}"
+        return f"replace {self.replace!r} with {self.with_!r}"
+
+    def apply(self, text: str) -> str:
+        if self.append is not None:
+            return text + self.append
+        if self.prepend is not None:
+            return self.prepend + text
+        assert self.replace is not None
+        return text.replace(self.replace, self.with_)
+
+
+class InvarianceParams(_Strict):
+    rows: int = Field(default=200, ge=1, description="test rows each edit is applied to")
+    min_unchanged_rate: float = Field(default=0.95, ge=0.0, le=1.0)
+    edits: tuple[TextEdit, ...] = Field(min_length=1)
+
+
+class FunctionalityCase(_Strict):
+    text: str = Field(min_length=1)
+    label: str
+
+
+class FunctionalityParams(_Strict):
+    min_pass_rate: float = Field(default=1.0, ge=0.0, le=1.0)
+    cases: tuple[FunctionalityCase, ...] = Field(min_length=1)
+
+
+class BehaviourParams(_Strict):
+    """Behavioural checks on one text column."""
+
+    column: str
+    invariance: InvarianceParams | None = None
+    functionality: FunctionalityParams | None = None
+
+
+class GateParams(_Strict):
+    """What a candidate must meet to be registered. Accuracy and macro F1 are required,
+    so a gate cannot pass for lack of thresholds."""
+
+    min_accuracy: float = Field(ge=0.0, le=1.0)
+    min_macro_f1: float = Field(ge=0.0, le=1.0)
+    min_class_recall: float | None = Field(default=None, ge=0.0, le=1.0)
+    max_log_loss: float | None = Field(default=None, gt=0.0)
+    max_us_per_row: float | None = Field(default=None, gt=0.0)
+    alpha: float = Field(default=0.05, gt=0.0, lt=1.0)
+    champion: ChampionParams = ChampionParams()
+    behaviour: BehaviourParams | None = None
+
+
 class Params(_Strict):
     data: DataParams
     validate_: ValidateParams = Field(default=ValidateParams(), alias="validate")
     train: TrainParams
+    gate: GateParams
+
+    @model_validator(mode="after")
+    def _behaviour_reads_a_text_column(self) -> Params:
+        behaviour = self.gate.behaviour
+        if behaviour is not None and behaviour.column not in self.data.text_columns:
+            raise ValueError(
+                f"gate.behaviour.column {behaviour.column!r} is not one of "
+                f"data.text_columns {list(self.data.text_columns)}"
+            )
+        return self
 
     @model_validator(mode="after")
     def _model_fits_features(self) -> Params:

@@ -64,16 +64,16 @@ def log_training(
     card: dict[str, Any],
     pipeline: Pipeline,
     example: pd.DataFrame,
-) -> tuple[str, str]:
+) -> tuple[str, str, str]:
     """Log params, the model card and the model (signature + input example).
 
-    Returns (experiment id, run id).
+    Returns (experiment id, run id, the logged model's URI).
     """
     from mlflow.exceptions import MlflowException
 
     experiment_id = start_tracking(settings)
     try:
-        return experiment_id, _log_run(experiment_id, params, card, pipeline, example)
+        return (experiment_id, *_log_run(experiment_id, params, card, pipeline, example))
     except MlflowException as error:
         raise InputError(
             f"MLflow at {settings.tracking_uri!r} could not log the run: {error.message}"
@@ -86,7 +86,7 @@ def _log_run(
     card: dict[str, Any],
     pipeline: Pipeline,
     example: pd.DataFrame,
-) -> str:
+) -> tuple[str, str]:
     import mlflow
     import mlflow.sklearn
     from mlflow.models import infer_signature
@@ -96,7 +96,7 @@ def _log_run(
         mlflow.log_params(flatten(params))
         mlflow.log_dict(card, "model_card.json")
         signature = infer_signature(example, pipeline.predict(example))
-        mlflow.sklearn.log_model(
+        logged = mlflow.sklearn.log_model(
             pipeline,
             name=MODEL_ARTIFACT,
             signature=signature,
@@ -104,7 +104,7 @@ def _log_run(
             pip_requirements=_pip_requirements(),
             skops_trusted_types=list(TRUSTED_TYPES),
         )
-        return str(run.info.run_id)
+        return str(run.info.run_id), str(logged.model_uri)
 
 
 def log_evaluation(
@@ -133,3 +133,82 @@ def run_link(tracking_uri: str, experiment_id: str, run_id: str) -> str:
     if tracking_uri.startswith(("http://", "https://")):
         return f"{tracking_uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
     return f"run {run_id} in {tracking_uri} (browse: mlflow ui --backend-store-uri {tracking_uri})"
+
+
+# --- the model registry: aliases `candidate` and `champion`, never the deprecated stages --
+
+CANDIDATE = "candidate"
+CHAMPION = "champion"
+
+
+def _client(settings: Settings) -> Any:
+    import mlflow
+
+    start_tracking(settings)
+    return mlflow.MlflowClient()
+
+
+def alias_version(settings: Settings, alias: str) -> Any | None:
+    """The model version holding `alias`, or None when the model or alias does not exist."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return _client(settings).get_model_version_by_alias(settings.model_name, alias)
+    except MlflowException as error:
+        if error.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+            return None
+        raise InputError(f"MLflow registry lookup failed: {error.message}") from error
+
+
+def load_version_model(settings: Settings, version: str) -> Pipeline:
+    import mlflow.sklearn
+
+    start_tracking(settings)
+    uri = f"models:/{settings.model_name}/{version}"
+    try:
+        model: Pipeline = mlflow.sklearn.load_model(uri)
+    except Exception as error:  # MLflow and skops raise many kinds
+        raise InputError(f"cannot load {uri}: {error}") from error
+    return model
+
+
+def register(settings: Settings, run_id: str, model_uri: str, tags: dict[str, str]) -> str:
+    """Register the run's model (once per run), tag it and give it alias `candidate`."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    client = _client(settings)
+    try:
+        existing = client.search_model_versions(
+            f"name = '{settings.model_name}' and run_id = '{run_id}'"
+        )
+        if existing:
+            version = str(existing[0].version)
+        else:
+            created = mlflow.register_model(model_uri, settings.model_name)
+            version = str(created.version)
+        for key, value in tags.items():
+            client.set_model_version_tag(settings.model_name, version, key, value)
+        client.set_registered_model_alias(settings.model_name, CANDIDATE, version)
+    except MlflowException as error:
+        raise InputError(f"MLflow registry: {error.message}") from error
+    return version
+
+
+def version_tags(settings: Settings, version: str) -> dict[str, str]:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        found = _client(settings).get_model_version(settings.model_name, version)
+    except MlflowException as error:
+        raise InputError(
+            f"model {settings.model_name!r} has no version {version}: {error.message}"
+        ) from error
+    return dict(found.tags)
+
+
+def move_champion(settings: Settings, version: str, tags: dict[str, str]) -> None:
+    client = _client(settings)
+    for key, value in tags.items():
+        client.set_model_version_tag(settings.model_name, version, key, value)
+    client.set_registered_model_alias(settings.model_name, CHAMPION, version)

@@ -52,6 +52,15 @@ def print_summary(dvc_file: Path, console: Console) -> None:
 
     verdict = "passed" if contract["passed"] else "FAILED"
     console.print(f"data contract: {verdict} ({paths['contract_md']})")
+    if paths["gate_json"].is_file():
+        gate = read_json(paths["gate_json"])
+        judged = (
+            "this model"
+            if gate.get("candidate_run_id") == card.get("mlflow", {}).get("run_id")
+            else "an earlier model"
+        )
+        outcome = "passed" if gate.get("passed") else f"FAILED: {', '.join(gate['failed'])}"
+        console.print(f"gate ({judged}): {outcome} ({paths['gate_md']})", soft_wrap=True)
     console.print(f"model: {paths['model_dir']}/ (git {card['git']['sha'][:12]})")
     console.print(f"metrics: {paths['metrics']}, predictions: {paths['predictions']}")
     run = card.get("mlflow", {})

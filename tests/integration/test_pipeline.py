@@ -65,10 +65,18 @@ def test_default_pipeline_on_the_fine_food_reviews(workspace: Workspace) -> None
 
     # when nothing changed / then DVC runs no stage
     assert "Running stage" not in workspace.repro()
-    # and the summary names the metrics and the run
+    # when gated and registered, as the main job does / then the shipped gate passes
+    for command in ("gate", "register"):
+        done = workspace.run(str(BIN / "mlship"), command)
+        assert done.returncode == 0, done.stdout + done.stderr
+    gate = _json(workspace, "reports/gate.json")
+    assert gate["passed"] and gate["champion_version"] is None
+    assert any(c["group"] == "behaviour" for c in gate["criteria"])
+    # and the summary names the metrics, the gate verdict and the run
     summary = workspace.run(str(BIN / "mlship"), "summary")
     assert summary.returncode == 0, summary.stderr
     assert "accuracy" in summary.stdout
+    assert "gate (this model): passed" in summary.stdout
     assert card["mlflow"]["run_id"] in summary.stdout.replace("\n", "")
 
 

@@ -1,0 +1,63 @@
+from pathlib import Path
+
+from junitparser import Failure, JUnitXml
+
+from mlship.gate import Criterion
+from mlship.gate_report import gate_json, gate_junit, gate_markdown, params_diff
+
+CRITERIA = [
+    Criterion("threshold", "accuracy >= 0.8", True, "accuracy = 0.8500 >= 0.8", 0.85, 0.8),
+    Criterion(
+        "champion", "macro_f1 non-inferior (margin 0.01) to champion", False,
+        "macro_f1: candidate 0.7000 vs champion v3 0.7500, difference -0.0500",
+        0.70, -0.01, 0.75, (-0.08, -0.02), None,
+    ),
+]  # fmt: skip
+CONTEXT = {"candidate_run_id": "abc", "git_sha": "0123456789abcdef", "champion_version": "3"}
+CONFUSION = {"labels": ["a", "b"], "matrix": [[5, 1], [2, 7]]}
+
+
+def test_junit_has_a_case_per_criterion_and_failures_carry_numbers(tmp_path: Path) -> None:
+    path = tmp_path / "gate.xml"
+    gate_junit(CRITERIA, path)
+    xml = JUnitXml.fromfile(str(path))
+    suite = next(iter(xml))
+    assert (suite.name, suite.tests, suite.failures, suite.errors) == ("mlship.gate", 2, 1, 0)
+    cases = {case.name: case for case in suite}
+    assert cases["accuracy >= 0.8"].is_passed
+    failure = cases["macro_f1 non-inferior (margin 0.01) to champion"].result[0]
+    assert isinstance(failure, Failure)
+    assert "0.7000" in failure.message and "0.7500" in failure.message
+    assert path.read_text().startswith("<?xml")
+
+
+def test_markdown_is_a_pull_request_comment() -> None:
+    text = gate_markdown(CRITERIA, CONFUSION, [("train.model.C", 1.0, 8.0)], CONTEXT)
+    assert text.startswith("<!-- mlship-gate -->")  # lets CI update one comment in place
+    assert "❌ FAILED (1 criteria)" in text
+    assert "[-0.0800, -0.0200]" in text
+    assert "| **b** | 2 | 7 |" in text
+    assert "| `train.model.C` | `1.0` | `8.0` |" in text
+    assert "Champion: version 3." in text
+
+
+def test_markdown_without_champion_or_base() -> None:
+    text = gate_markdown(CRITERIA[:1], CONFUSION, None, {**CONTEXT, "champion_version": None})
+    assert "✅ PASSED" in text
+    assert "No champion yet" in text
+    assert "no `main` to compare with" in text
+
+
+def test_json_lists_the_failures() -> None:
+    report = gate_json(CRITERIA, CONTEXT)
+    assert report["passed"] is False
+    assert report["failed"] == ["macro_f1 non-inferior (margin 0.01) to champion"]
+    assert report["candidate_run_id"] == "abc"
+
+
+def test_params_diff_shows_changed_added_and_removed_keys() -> None:
+    base = {"train": {"model": {"C": 1.0, "kind": "lr"}}, "old": 1}
+    current = {"train": {"model": {"C": 8.0, "kind": "lr"}}, "new": 2}
+    assert params_diff(base, current) == [
+        ("new", "—", 2), ("old", 1, "—"), ("train.model.C", 1.0, 8.0),
+    ]  # fmt: skip
