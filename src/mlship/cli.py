@@ -525,3 +525,42 @@ def promote(
         f"  {verb}: {settings.model_name} version {target} is @{registry.CHAMPION} "
         f"(approved by {approval.approver} via {approval.via})"
     )
+
+
+@app.command()
+def serve(
+    model: Annotated[
+        str, typer.Option(help="a model directory, or models:/<name>@<alias> | /<version>")
+    ] = "models",
+    host: Annotated[str, typer.Option(help="the address to bind")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
+    workers: Annotated[int, typer.Option(min=1, max=64, help="server processes")] = 1,
+    challenger: Annotated[
+        str | None, typer.Option(help="a second model to shadow or split traffic with")
+    ] = None,
+    challenger_mode: Annotated[
+        str, typer.Option(help="shadow: score and log only; split: answer a share of requests")
+    ] = "shadow",
+    challenger_weight: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="share of requests in split mode")
+    ] = 0.1,
+) -> None:
+    """Serve the model: /predict, /invocations (MLflow), /v2 (Open Inference Protocol),
+    /metrics, /model, /health and /ready."""
+    from mlship.serving.app import Challenger
+    from mlship.serving.runner import ServeOptions
+    from mlship.serving.runner import serve as run
+
+    if challenger_mode not in ("shadow", "split"):
+        _fail(InputError(f"--challenger-mode must be shadow or split, not {challenger_mode!r}"), 2)
+    second = (
+        Challenger(challenger, "shadow" if challenger_mode == "shadow" else "split",
+                   challenger_weight)
+        if challenger else None
+    )  # fmt: skip
+    if not model.startswith("models:/") and not Path(model).is_dir():
+        _fail(InputError(f"{model}: no such model directory (or give a models:/ URI)"), 2)
+    try:
+        run(ServeOptions(model, host, port, workers, second), _settings())
+    except OSError as error:
+        _fail(InputError(f"cannot listen on {host}:{port}: {error.strerror}"), 2)

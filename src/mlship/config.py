@@ -15,6 +15,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SecretStr,
     ValidationError,
     field_validator,
     model_validator,
@@ -297,7 +298,9 @@ DEFAULT_TRACKING_URI = "sqlite:///mlruns/mlflow.db"
 class Settings(BaseSettings):
     """Where the pipeline runs. Read from MLSHIP_* variables (and MLflow's standard one)."""
 
-    model_config = SettingsConfigDict(env_prefix="MLSHIP_", extra="ignore", frozen=True)
+    model_config = SettingsConfigDict(
+        env_prefix="MLSHIP_", extra="ignore", frozen=True, populate_by_name=True
+    )
 
     tracking_uri: str = Field(
         default=DEFAULT_TRACKING_URI,
@@ -306,3 +309,12 @@ class Settings(BaseSettings):
     experiment: str = "mlship"
     model_name: str = "mlship-model"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # serving
+    api_token: SecretStr | None = Field(
+        default=None, description="when set, prediction routes need `Authorization: Bearer`"
+    )
+    max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+    max_request_rows: int = Field(default=2000, ge=1)
+    batch_max_rows: int = Field(default=2048, ge=1)
+    batch_wait_ms: float = Field(default=0.0, ge=0.0, le=100.0)
+    reload_seconds: float = Field(default=30.0, ge=0.5)

@@ -1,0 +1,1 @@
+"""The model server: one app factory, three protocols, Prometheus metrics."""

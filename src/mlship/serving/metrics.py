@@ -1,0 +1,63 @@
+"""Prometheus metrics. One registry per app; with several server processes, values are
+shared through prometheus-client's multiprocess mode (PROMETHEUS_MULTIPROC_DIR)."""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.predictions = Counter(
+            "predictions", "Prediction requests by model and outcome",
+            ["model", "version", "status"], registry=r,
+        )  # fmt: skip
+        self.rows = Counter("predicted_rows", "Rows scored", ["model", "version"], registry=r)
+        self.latency = Histogram(
+            "prediction_latency_seconds", "Time to score a request, queueing included",
+            ["model", "version"], buckets=LATENCY_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.classes = Counter(
+            "predicted_class", "Predicted labels", ["model", "version", "label"], registry=r
+        )
+        self.requests = Counter(
+            "http_requests", "HTTP requests by route and status", ["route", "method", "status"],
+            registry=r,
+        )  # fmt: skip
+        self.in_flight = Gauge(
+            "http_requests_in_flight", "Requests being served", registry=r,
+            multiprocess_mode="livesum",
+        )  # fmt: skip
+        self.model_info = Gauge(
+            "model_info", "The served model (value 1)", ["model", "version", "alias", "git_sha"],
+            registry=r, multiprocess_mode="liveall",
+        )  # fmt: skip
+        self.reload_failures = Counter(
+            "model_reload_failures", "Failed attempts to load a new model version",
+            ["model", "version"], registry=r,
+        )  # fmt: skip
+        self.batch_rows = Histogram(
+            "batch_rows", "Rows per model call (micro-batching)",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024), registry=r,
+        )  # fmt: skip
+
+    def exposition(self) -> tuple[bytes, str]:
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            shared = CollectorRegistry()
+            multiprocess.MultiProcessCollector(shared)  # type: ignore[no-untyped-call]
+            return generate_latest(shared), CONTENT_TYPE_LATEST
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST

@@ -1,0 +1,269 @@
+"""Request payloads of the three protocols -> columns of feature values. Pure functions.
+
+Every protocol ends in the same shape, `Columns` (column name -> list of values), checked
+against the model's declared features, so the three routes share one validation and one
+batcher. Errors raise BadRequestError naming the field; each route renders it in its protocol's
+error shape.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import struct
+from typing import Any
+
+from mlship.serving.model import Features
+
+Columns = dict[str, list[Any]]
+
+
+class BadRequestError(Exception):
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+
+
+def _value(features: Features, column: str, value: Any, where: str) -> Any:
+    """One feature value in the type the model expects, or BadRequestError naming it."""
+    if column in features.text:
+        if not isinstance(value, str):
+            raise BadRequestError(f"{where}.{column}: expected text, got {type(value).__name__}")
+        return value
+    if column in features.categorical:
+        if value is None or isinstance(value, str | int | bool):
+            return value if value is None else str(value)
+        raise BadRequestError(f"{where}.{column}: expected a category (text), got {value!r}")
+    if value is None:
+        return math.nan
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise BadRequestError(f"{where}.{column}: expected a number, got {value!r}")
+    return float(value)
+
+
+def check_columns(features: Features, columns: Columns, where: str) -> int:
+    """Validate every column; return the row count."""
+    unknown = sorted(set(columns) - set(features.columns))
+    if unknown:
+        raise BadRequestError(
+            f"{where}: unknown field(s) {unknown}; expected {list(features.columns)}"
+        )
+    missing = [c for c in features.columns if c not in columns and c in features.text]
+    if missing:
+        raise BadRequestError(f"{where}: missing required field(s) {missing}")
+    lengths = {len(values) for values in columns.values()}
+    if len(lengths) != 1:
+        raise BadRequestError(f"{where}: columns have different lengths {sorted(lengths)}")
+    rows = lengths.pop()
+    if rows == 0:
+        raise BadRequestError(f"{where}: no rows")
+    for column in features.columns:
+        if column not in columns:  # an optional categorical/numeric field: missing value
+            columns[column] = [None if column in features.categorical else math.nan] * rows
+        else:
+            columns[column] = [
+                _value(features, column, v, f"{where}[{i}]") for i, v in enumerate(columns[column])
+            ]
+    return rows
+
+
+def records_to_columns(features: Features, records: Any, where: str) -> Columns:
+    if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
+        raise BadRequestError(f"{where}: expected a list of objects")
+    columns: Columns = {}
+    for i, record in enumerate(records):
+        unknown = sorted(set(record) - set(features.columns))
+        if unknown:
+            raise BadRequestError(
+                f"{where}[{i}]: unknown field(s) {unknown}; expected {list(features.columns)}"
+            )
+        for column in features.columns:
+            if column not in record and column in features.text:
+                raise BadRequestError(f"{where}[{i}].{column}: field required")
+    for column in features.columns:
+        columns[column] = [record.get(column) for record in records]
+    return columns
+
+
+# --- plain /predict -----------------------------------------------------------------------
+
+
+def predict_payload(features: Features, payload: Any) -> tuple[Columns, bool]:
+    """One object or a list of objects; returns (columns, whether a single object was sent)."""
+    single = isinstance(payload, dict)
+    records = [payload] if single else payload
+    return records_to_columns(features, records, "body"), single
+
+
+# --- MLflow scoring protocol ----------------------------------------------------------------
+
+MLFLOW_FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
+
+
+def mlflow_json(features: Features, payload: Any) -> Columns:
+    if not isinstance(payload, dict):
+        raise BadRequestError("expected a JSON object with one of " + ", ".join(MLFLOW_FORMATS))
+    given = [key for key in MLFLOW_FORMATS if key in payload]
+    extra = sorted(set(payload) - set(MLFLOW_FORMATS) - {"params"})
+    if len(given) != 1 or extra:
+        raise BadRequestError(
+            "the request must have exactly one of " + ", ".join(MLFLOW_FORMATS)
+            + f" (and optionally params); got {sorted(payload)}"
+        )  # fmt: skip
+    key = given[0]
+    body = payload[key]
+    if key == "dataframe_split":
+        if not isinstance(body, dict) or "columns" not in body or "data" not in body:
+            raise BadRequestError("dataframe_split: expected an object with 'columns' and 'data'")
+        names, data = body["columns"], body["data"]
+        if not isinstance(names, list) or not isinstance(data, list):
+            raise BadRequestError("dataframe_split: 'columns' and 'data' must be lists")
+        for i, row in enumerate(data):
+            if not isinstance(row, list) or len(row) != len(names):
+                raise BadRequestError(f"dataframe_split.data[{i}]: expected {len(names)} values")
+        return {name: [row[j] for row in data] for j, name in enumerate(names)}
+    if key == "dataframe_records":
+        return records_to_columns(features, body, key)
+    # instances / inputs: a list of records, a column dict, or bare values for one column
+    if isinstance(body, dict):
+        return {
+            name: values if isinstance(values, list) else [values] for name, values in body.items()
+        }
+    if isinstance(body, list) and body and all(isinstance(item, dict) for item in body):
+        return records_to_columns(features, body, key)
+    if isinstance(body, list) and len(features.columns) == 1:
+        return {features.columns[0]: body}
+    raise BadRequestError(f"{key}: expected a list of objects or an object of columns")
+
+
+def mlflow_csv(text: str) -> Columns:
+    reader = csv.reader(io.StringIO(text))
+    try:
+        header = next(reader)
+    except StopIteration as error:
+        raise BadRequestError("text/csv: empty body") from error
+    rows = list(reader)
+    for i, row in enumerate(rows):
+        if len(row) != len(header):
+            raise BadRequestError(
+                f"text/csv: row {i + 1} has {len(row)} values, header has {len(header)}"
+            )
+    columns: Columns = {name: [row[j] for row in rows] for j, name in enumerate(header)}
+    return columns
+
+
+def csv_numbers(features: Features, columns: Columns) -> Columns:
+    """CSV carries text only: numeric columns are parsed, empty cells are missing."""
+    for column in features.numeric:
+        if column in columns:
+            parsed = []
+            for i, cell in enumerate(columns[column]):
+                try:
+                    parsed.append(float(cell) if cell != "" else None)
+                except ValueError as error:
+                    raise BadRequestError(
+                        f"text/csv: {column}[{i}]: not a number: {cell!r}"
+                    ) from error
+            columns[column] = parsed
+    for column in features.categorical:
+        if column in columns:
+            columns[column] = [cell if cell != "" else None for cell in columns[column]]
+    return columns
+
+
+# --- Open Inference Protocol V2 -------------------------------------------------------------
+
+V2_TYPES = {"BYTES", "FP64", "FP32", "INT64", "INT32", "INT16", "INT8", "UINT8", "BOOL"}
+
+
+def _unpack_bytes(buffer: bytes, where: str) -> list[str]:
+    """The binary tensor extension's BYTES layout: a 4-byte little-endian length, the bytes."""
+    values, offset = [], 0
+    while offset < len(buffer):
+        if offset + 4 > len(buffer):
+            raise BadRequestError(f"{where}: truncated BYTES element")
+        (length,) = struct.unpack_from("<I", buffer, offset)
+        offset += 4
+        values.append(buffer[offset : offset + length].decode("utf-8", errors="replace"))
+        offset += length
+    return values
+
+
+def _unpack_numbers(buffer: bytes, datatype: str, where: str) -> list[float]:
+    formats = {"FP64": "d", "FP32": "f", "INT64": "q", "INT32": "i", "INT16": "h", "INT8": "b",
+               "UINT8": "B", "BOOL": "?"}  # fmt: skip
+    code = formats[datatype]
+    size = struct.calcsize(code)
+    if len(buffer) % size:
+        raise BadRequestError(f"{where}: binary data is not a whole number of {datatype} values")
+    return [float(v) for v in struct.unpack(f"<{len(buffer) // size}{code}", buffer)]
+
+
+def split_v2_body(body: bytes, header_length: str | None) -> tuple[Any, bytes]:
+    """JSON part and binary part of a V2 request (binary tensor extension when a length
+    header is given)."""
+    if header_length is None:
+        json_part, binary = body, b""
+    else:
+        try:
+            size = int(header_length)
+        except ValueError as error:
+            raise BadRequestError("Inference-Header-Content-Length is not an integer") from error
+        if not 0 < size <= len(body):
+            raise BadRequestError("Inference-Header-Content-Length is out of range")
+        json_part, binary = body[:size], body[size:]
+    try:
+        return json.loads(json_part), binary
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise BadRequestError(f"invalid JSON: {error}") from error
+
+
+def v2_columns(features: Features, payload: Any, binary: bytes) -> Columns:
+    if not isinstance(payload, dict) or not isinstance(payload.get("inputs"), list):
+        raise BadRequestError("expected an object with an 'inputs' list")
+    columns: Columns = {}
+    offset = 0
+    for i, tensor in enumerate(payload["inputs"]):
+        where = f"inputs[{i}]"
+        if not isinstance(tensor, dict):
+            raise BadRequestError(f"{where}: expected an object")
+        name, datatype, shape = tensor.get("name"), tensor.get("datatype"), tensor.get("shape")
+        if not isinstance(name, str):
+            raise BadRequestError(f"{where}.name: required")
+        if datatype not in V2_TYPES:
+            raise BadRequestError(f"{where}.datatype: expected one of {sorted(V2_TYPES)}")
+        if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
+            raise BadRequestError(f"{where}.shape: expected a list of non-negative integers")
+        count = math.prod(shape)
+        binary_size = (tensor.get("parameters") or {}).get("binary_data_size")
+        if binary_size is not None:
+            chunk = binary[offset : offset + int(binary_size)]
+            offset += int(binary_size)
+            values: list[Any] = (
+                _unpack_bytes(chunk, where) if datatype == "BYTES"
+                else _unpack_numbers(chunk, datatype, where)
+            )  # fmt: skip
+        else:
+            data = tensor.get("data")
+            if not isinstance(data, list):
+                raise BadRequestError(f"{where}.data: required (a list)")
+            values = _flatten(data)
+        if len(values) != count:
+            raise BadRequestError(f"{where}: shape {shape} needs {count} values, got {len(values)}")
+        if datatype == "BYTES":
+            values = [v.decode() if isinstance(v, bytes) else v for v in values]
+        columns[name] = values
+    return columns
+
+
+def _flatten(data: list[Any]) -> list[Any]:
+    flat: list[Any] = []
+    for item in data:
+        if isinstance(item, list):
+            flat.extend(_flatten(item))
+        else:
+            flat.append(item)
+    return flat
