@@ -8,7 +8,7 @@ BIN := $(CURDIR)/$(VENV)/bin
 export PATH := $(BIN):$(PATH)
 
 .DEFAULT_GOAL := help
-.PHONY: help install pipeline repro gate register promote summary lint typecheck test unit lock clean
+.PHONY: help install pipeline repro gate register promote serve summary lint typecheck test unit lock clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -40,6 +40,9 @@ register: install ## register the gated model in MLflow with alias @candidate
 
 promote: install ## move @champion to @candidate (APPROVER=name, ROLLBACK=1 to go back)
 	mlship promote $(if $(APPROVER),--approver "$(APPROVER)") $(if $(ROLLBACK),--rollback)
+
+serve: install ## serve models/ on 127.0.0.1:8000 (MODEL=models:/name@alias, WORKERS=2)
+	mlship serve --model "$(or $(MODEL),models)" --workers $(or $(WORKERS),2)
 
 summary: install ## print the last run's metrics, reports and MLflow run
 	mlship summary

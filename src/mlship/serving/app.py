@@ -55,10 +55,10 @@ class Slot:
     reload_error: dict[str, Any] | None = None
     last_checked: float | None = field(default=None)
 
-    def score(self, frame: Any) -> tuple[ServedModel, np.ndarray]:
+    def score(self, columns: Columns) -> tuple[ServedModel, np.ndarray]:
         model = self.model  # one reference per batch: a swap never splits a batch
         assert model is not None
-        return model, model.predict_proba(frame)
+        return model, model.predict_proba(columns)
 
 
 def load_model(source: str, settings: Settings) -> ServedModel:

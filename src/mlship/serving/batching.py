@@ -17,12 +17,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from mlship.serving.protocols import Columns
 
 # returns (what scored the batch, probabilities): the caller learns which model answered
-Predict = Callable[[pd.DataFrame], tuple[Any, np.ndarray]]
+Predict = Callable[[Columns], tuple[Any, np.ndarray]]
 
 
 @dataclass
@@ -88,15 +87,17 @@ class MicroBatcher:
                 self._wake.clear()
             if not batch:
                 continue
-            frame = pd.DataFrame(
-                {
+            if len(batch) == 1:
+                merged = batch[0].columns
+            else:
+                merged = {
                     name: [v for item in batch for v in item.columns[name]]
                     for name in batch[0].columns
                 }
-            )
+            rows = sum(item.rows for item in batch)
             try:
                 scorer, probabilities = await loop.run_in_executor(
-                    self._executor, self._predict, frame
+                    self._executor, self._predict, merged
                 )
             except Exception as error:  # hand the model's failure to every waiting request
                 for item in batch:
@@ -104,9 +105,9 @@ class MicroBatcher:
                         item.future.set_exception(error)
                 continue
             self.batches += 1
-            self.rows += len(frame)
+            self.rows += rows
             if self._on_batch is not None:
-                self._on_batch(len(frame))
+                self._on_batch(rows)
             start = 0
             for item in batch:
                 if not item.future.done():  # the client may have gone away

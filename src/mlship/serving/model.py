@@ -6,12 +6,17 @@ Sources: a local model directory (what the image bakes in) or `models:/<name>@<a
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy import sparse
+from sklearn.compose import ColumnTransformer
+from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.pipeline import Pipeline
 
 from mlship import artifacts, files
@@ -20,6 +25,36 @@ from mlship.errors import InputError
 from mlship.features import feature_frame
 
 MODELS_SCHEME = "models:/"
+log = logging.getLogger("mlship.serve")
+Columns = dict[str, list[Any]]
+Scorer = Callable[[Columns], np.ndarray]
+
+
+def text_fast_path(pipeline: Pipeline) -> Scorer | None:
+    """For text-only pipelines: vectorise each column's list of strings and call the
+    estimator directly. The generic path (a DataFrame through ColumnTransformer) costs
+    about 1.7 ms per call before any arithmetic; this one about 0.5 ms. None when the
+    pipeline has any other kind of step."""
+    features, estimator = pipeline.named_steps.get("features"), pipeline.named_steps.get("model")
+    if not isinstance(features, ColumnTransformer) or estimator is None:
+        return None
+    parts: list[tuple[TfidfVectorizer, str]] = []
+    for name, transformer, column in features.transformers_:
+        if name == "remainder" and transformer == "drop":
+            continue
+        if not isinstance(transformer, TfidfVectorizer) or not isinstance(column, str):
+            return None
+        parts.append((transformer, column))
+    if not parts:
+        return None
+
+    def score(columns: Columns) -> np.ndarray:
+        matrices = [vectorizer.transform(columns[column]) for vectorizer, column in parts]
+        matrix = matrices[0] if len(matrices) == 1 else sparse.hstack(matrices, format="csr")
+        probabilities: np.ndarray = estimator.predict_proba(matrix)
+        return probabilities
+
+    return score
 
 
 @dataclass(frozen=True)
@@ -61,6 +96,7 @@ class ServedModel:
     features: Features = field(init=False)
     classes: tuple[str, ...] = field(init=False)
     _data: DataParams = field(init=False, repr=False)
+    _fast: Scorer | None = field(init=False, repr=False, default=None)
 
     def __post_init__(self) -> None:
         features = Features.from_card(self.card)
@@ -68,16 +104,32 @@ class ServedModel:
         object.__setattr__(self, "classes", tuple(str(c) for c in self.pipeline.classes_))
         object.__setattr__(self, "_data", features.data_params(self.card.get("target", "y")))
 
-    def predict_proba(self, rows: pd.DataFrame) -> np.ndarray:
-        probabilities: np.ndarray = self.pipeline.predict_proba(feature_frame(rows, self._data))
+    def predict_proba(self, columns: Columns) -> np.ndarray:
+        """Class probabilities of checked feature columns (see protocols.check_columns)."""
+        if self._fast is not None:
+            return self._fast(columns)
+        frame = feature_frame(pd.DataFrame(columns), self._data)
+        probabilities: np.ndarray = self.pipeline.predict_proba(frame)
         return probabilities
 
     def warm(self) -> None:
-        """One prediction, so the first request pays no lazy initialisation."""
-        row: dict[str, Any] = {c: "warm-up" for c in self.features.text}
-        row |= {c: None for c in self.features.categorical}
-        row |= {c: 0.0 for c in self.features.numeric}
-        self.predict_proba(pd.DataFrame([row]))
+        """Predict once, so the first request pays no lazy initialisation; switch to the
+        fast path only if it gives the pipeline's own answers on these rows."""
+        rows = 4
+        columns: Columns = {
+            c: [f"warm-up {c} {i}" for i in range(rows)] for c in self.features.text
+        }
+        columns |= {c: [None] * rows for c in self.features.categorical}
+        columns |= {c: [0.0] * rows for c in self.features.numeric}
+        if self.features.text:
+            columns[self.features.text[0]][0] = "great taste, would buy again"
+            columns[self.features.text[0]][1] = "stale, awful, never again"
+        expected = self.predict_proba(columns)
+        fast = text_fast_path(self.pipeline)
+        if fast is not None and np.allclose(fast(columns), expected, rtol=0, atol=1e-9):
+            object.__setattr__(self, "_fast", fast)
+        log.info("model %s v%s: %s path", self.name, self.version,
+                 "text fast" if self._fast else "pipeline")  # fmt: skip
 
     def info(self) -> dict[str, Any]:
         card = self.card
