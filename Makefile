@@ -61,8 +61,10 @@ unit: install ## the fast unit tests only
 	pytest tests/unit
 
 lock: ## re-pin requirements.lock from pyproject.toml
-	$(BIN)/uv pip compile pyproject.toml --extra dev --extra gcs --python-version 3.11 \
-		--generate-hashes --quiet --output-file requirements.lock
+	$(BIN)/uv pip compile pyproject.toml --extra pipeline --extra dev --extra gcs \
+		--python-version 3.11 --generate-hashes --quiet --output-file requirements.lock
+	$(BIN)/uv pip compile pyproject.toml --python-version 3.11 --generate-hashes --quiet \
+		--output-file requirements-serve.lock
 
 clean: ## remove pipeline outputs and the local MLflow store (keeps .venv and the DVC cache)
 	rm -rf data/raw/*.parquet data/reports/*.json data/reports/*.md models metrics/*.json \

@@ -564,3 +564,110 @@ def serve(
         run(ServeOptions(model, host, port, workers, second), _settings())
     except OSError as error:
         _fail(InputError(f"cannot listen on {host}:{port}: {error.strerror}"), 2)
+
+
+image_app = typer.Typer(help="Build and push the serving image (Docker engine required).")
+app.add_typer(image_app, name="image")
+
+
+def _stage_registry_model(settings: Settings, alias: str, folder: Path) -> dict[str, Any]:
+    """The registry's @alias version as a model directory; returns its card."""
+    import mlflow
+    import mlflow.sklearn
+
+    from mlship import artifacts, registry
+
+    found = registry.alias_version(settings, alias)
+    if found is None:
+        raise InputError(f"{settings.model_name} has no @{alias} in {settings.tracking_uri}")
+    version = str(found.version)
+    pipeline = registry.load_version_model(settings, version)
+    card = mlflow.artifacts.load_dict(f"runs:/{found.run_id}/model_card.json")
+    card["mlflow"] = {"run_id": found.run_id, "tracking_uri": settings.tracking_uri}
+    card["registry"] = {"name": settings.model_name, "version": version, "alias": alias}
+    card["git"] = {"sha": found.tags.get("mlship.git_sha", card.get("git", {}).get("sha"))}
+    card["metrics"] = dict(mlflow.MlflowClient().get_run(found.run_id).data.metrics)
+    artifacts.save_model(pipeline, card, folder)
+    return card
+
+
+@image_app.command("build")
+def image_build(
+    model_dir: Annotated[Path, typer.Option(help="the model directory to bake in")] = Path(
+        "models"
+    ),
+    from_registry: Annotated[
+        str | None, typer.Option(help="bake the registry's @ALIAS instead (e.g. candidate)")
+    ] = None,
+    dockerfile: Annotated[Path, typer.Option(help="the Dockerfile")] = Path("Dockerfile"),
+    dvc_file: DvcFileOption = DEFAULT_DVC_FILE,
+) -> None:
+    """Build <registry>/<name>:<gitsha>-m<version> and :<gitsha> with OCI labels."""
+    import tempfile
+
+    from mlship import artifacts, files, image
+    from mlship.report import pipeline_paths
+
+    settings = _settings()
+    paths = pipeline_paths(dvc_file)
+    with stage("image build"):
+        client = image.engine()
+        with tempfile.TemporaryDirectory(prefix="mlship-image-") as scratch:
+            context = Path(scratch)
+            metrics: dict[str, Any] | None = None
+            if from_registry:
+                staged = context / "registry-model"
+                card = _stage_registry_model(settings, from_registry, staged)
+                model_dir, metrics = staged, card.get("metrics")
+            else:
+                card = artifacts.load_card(model_dir)
+                artifacts.load_model(model_dir)  # refuse to bake a model that cannot load
+                if paths["metrics"].is_file():
+                    metrics = files.read_json(paths["metrics"])
+            plan = image.plan(
+                settings.registry, settings.image_name, settings.model_name,
+                artifacts.git_state().sha, card,
+                dvc_file.with_suffix(".lock"), _git_remote(), artifacts.utc_now(),
+                settings.base_image,
+            )  # fmt: skip
+            wheels = Path.home() / ".cache" / "mlship" / "wheels"
+            console.print("  downloading and hash-checking wheels ...")
+            image.download_wheels(Path(image.SERVE_LOCK), wheels, Path.cwd())
+            build_context = context / "context"
+            build_context.mkdir()
+            image.stage_context(
+                build_context, dockerfile, Path(image.SERVE_LOCK), model_dir, wheels, metrics
+            )
+            image_id = image.build(client, build_context, plan, lambda line: console.print(
+                f"  [dim]{escape(line)}[/]", highlight=False))  # fmt: skip
+        size = client.images.get(image_id).attrs.get("Size", 0)
+        files.write_json(
+            paths["image_json"],
+            {"id": image_id, "references": plan.references, "labels": plan.build_args,
+             "size_bytes": size, "pushed": False},
+        )  # fmt: skip
+    console.print(f"  {plan.references[0]} ({size / 1e6:.0f} MB) -> {paths['image_json']}")
+
+
+def _git_remote() -> str:
+    import subprocess
+
+    done = subprocess.run(["git", "config", "--get", "remote.origin.url"],
+                          capture_output=True, text=True, check=False)  # fmt: skip
+    return done.stdout.strip()
+
+
+@image_app.command("push")
+def image_push(dvc_file: DvcFileOption = DEFAULT_DVC_FILE) -> None:
+    """Push the image recorded by `mlship image build` to the registry."""
+    from mlship import files, image
+    from mlship.report import pipeline_paths
+
+    paths = pipeline_paths(dvc_file)
+    with stage("image push"):
+        built = files.read_json(paths["image_json"])
+        client = image.engine()
+        digest = image.push(client, built["references"], lambda line: console.print(
+            f"  [dim]{escape(line)}[/]", highlight=False))  # fmt: skip
+        files.write_json(paths["image_json"], {**built, "pushed": True, "digest": digest})
+    console.print(f"  pushed {', '.join(built['references'])} ({digest})")

@@ -309,6 +309,10 @@ class Settings(BaseSettings):
     experiment: str = "mlship"
     model_name: str = "mlship-model"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # images
+    registry: str = Field(default="127.0.0.1:5001", description="where images are pushed")
+    image_name: str = "mlship"
+    base_image: str = "python:3.11-slim-bookworm"
     # serving
     api_token: SecretStr | None = Field(
         default=None, description="when set, prediction routes need `Authorization: Bearer`"

@@ -24,6 +24,7 @@ def atomic_path(target: Path) -> Iterator[Path]:
     temp = Path(temp_name)
     try:
         yield temp
+        temp.chmod(0o644)  # mkstemp makes 0600; outputs are read by others (a server user)
         temp.replace(target)
     finally:
         temp.unlink(missing_ok=True)

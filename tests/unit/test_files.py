@@ -26,3 +26,9 @@ def test_read_json_names_the_file(tmp_path: Path) -> None:
     (tmp_path / "bad.json").write_text("{")
     with pytest.raises(InputError, match=r"bad\.json: not valid JSON"):
         read_json(tmp_path / "bad.json")
+
+
+def test_outputs_are_readable_by_other_users(tmp_path: Path) -> None:
+    target = tmp_path / "model_card.json"
+    write_json(target, {})
+    assert target.stat().st_mode & 0o777 == 0o644

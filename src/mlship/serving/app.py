@@ -328,6 +328,10 @@ def create_app(source: str, settings: Settings, challenger: Challenger | None = 
     async def is_ready() -> Response:
         """Readiness: the model is loaded and warmed."""
         model = ready()
+        if model is None and champion.reload_error is not None:
+            return JSONResponse(
+                {"status": "failed", "error": champion.reload_error["error"]}, status_code=503
+            )
         if model is None:
             return JSONResponse({"status": "loading"}, status_code=503)
         return JSONResponse({"status": "ready", "model": model.name, "version": model.version})

@@ -1,0 +1,51 @@
+# The model server with one model baked in. Built by `mlship image build`, which stages the
+# build context: this file, the serving lock, the model directory (model/) and wheels/ (the
+# lock's wheels, downloaded on the host, and mlship's own), so the build needs no network
+# and every dependency is checked against the lock's hashes.
+ARG BASE_IMAGE=python:3.11-slim-bookworm
+
+# --- builder: a virtual environment with the server's pinned dependencies and mlship ----
+FROM ${BASE_IMAGE} AS builder
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 PIP_ROOT_USER_ACTION=ignore
+WORKDIR /build
+COPY requirements-serve.lock ./
+COPY wheels ./wheels
+RUN python3 -m venv /opt/venv \
+    && /opt/venv/bin/pip install --quiet --no-index --find-links ./wheels \
+        --require-hashes --no-deps -r requirements-serve.lock \
+    && /opt/venv/bin/pip install --quiet --no-index --no-deps ./wheels/mlship-*.whl \
+    && find /opt/venv -depth -type d -name tests -path "*site-packages/*" -exec rm -rf {} + \
+    && /opt/venv/bin/python -m compileall -q /opt/venv
+
+# --- runtime: the environment and the model, run as a non-root user ----------------------
+FROM ${BASE_IMAGE} AS runtime
+ARG SOURCE=""
+ARG REVISION=unknown
+ARG CREATED=""
+ARG MODEL_NAME=mlship-model
+ARG MODEL_VERSION=local
+ARG RUN_ID=""
+ARG DVC_LOCK_SHA256=""
+LABEL org.opencontainers.image.title="mlship model server" \
+      org.opencontainers.image.source="${SOURCE}" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.created="${CREATED}" \
+      io.mlship.model.name="${MODEL_NAME}" \
+      io.mlship.model.version="${MODEL_VERSION}" \
+      io.mlship.mlflow.run_id="${RUN_ID}" \
+      io.mlship.dvc_lock.sha256="${DVC_LOCK_SHA256}"
+RUN useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin mlship
+COPY --from=builder /opt/venv /opt/venv
+COPY model /opt/model
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    TMPDIR=/tmp \
+    MLSHIP_MODEL_NAME=${MODEL_NAME}
+USER 10001:10001
+EXPOSE 8000
+# Python's own HTTP client: the slim base has no curl.
+HEALTHCHECK --interval=10s --timeout=3s --start-period=60s --retries=3 \
+    CMD ["python3", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/health', timeout=2)"]
+ENTRYPOINT ["mlship", "serve", "--model", "/opt/model", "--host", "0.0.0.0", "--port", "8000"]
+CMD ["--workers", "2"]
