@@ -8,7 +8,7 @@ BIN := $(CURDIR)/$(VENV)/bin
 export PATH := $(BIN):$(PATH)
 
 .DEFAULT_GOAL := help
-.PHONY: help install pipeline repro gate register promote serve summary lint typecheck test unit lock clean
+.PHONY: help install pipeline repro gate register promote image push loadtest serve summary lint typecheck test unit lock clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -27,6 +27,8 @@ pipeline: install ## the main job: the whole local pipeline, gated and registere
 	dvc push --quiet
 	mlship gate
 	mlship register
+	mlship image build --skip-without-engine
+	mlship loadtest
 	mlship summary
 
 repro: install ## run the DVC pipeline only (cached stages are skipped)
@@ -40,6 +42,15 @@ register: install ## register the gated model in MLflow with alias @candidate
 
 promote: install ## move @champion to @candidate (APPROVER=name, ROLLBACK=1 to go back)
 	mlship promote $(if $(APPROVER),--approver "$(APPROVER)") $(if $(ROLLBACK),--rollback)
+
+image: install ## build the serving image with the model baked in (needs a Docker engine)
+	mlship image build
+
+push: install ## push the image to $$MLSHIP_REGISTRY (default 127.0.0.1:5001)
+	mlship image push
+
+loadtest: install ## locust against the image (or a local server) within the params budget
+	mlship loadtest
 
 serve: install ## serve models/ on 127.0.0.1:8000 (MODEL=models:/name@alias, WORKERS=2)
 	mlship serve --model "$(or $(MODEL),models)" --workers $(or $(WORKERS),2)

@@ -63,6 +63,7 @@ def main() -> None:
 
     # MLflow's download progress bars would flood CI logs
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
         level = _settings().log_level
     except ValueError as error:
@@ -600,6 +601,9 @@ def image_build(
         str | None, typer.Option(help="bake the registry's @ALIAS instead (e.g. candidate)")
     ] = None,
     dockerfile: Annotated[Path, typer.Option(help="the Dockerfile")] = Path("Dockerfile"),
+    skip_without_engine: Annotated[
+        bool, typer.Option(help="exit 0, saying why, when no Docker engine is reachable")
+    ] = False,
     dvc_file: DvcFileOption = DEFAULT_DVC_FILE,
 ) -> None:
     """Build <registry>/<name>:<gitsha>-m<version> and :<gitsha> with OCI labels."""
@@ -610,6 +614,12 @@ def image_build(
 
     settings = _settings()
     paths = pipeline_paths(dvc_file)
+    if skip_without_engine:
+        try:
+            image.engine()
+        except InputError as error:
+            console.print(f"[yellow]image step not run:[/] {escape(str(error))}", soft_wrap=True)
+            return
     with stage("image build"):
         client = image.engine()
         with tempfile.TemporaryDirectory(prefix="mlship-image-") as scratch:
@@ -671,3 +681,114 @@ def image_push(dvc_file: DvcFileOption = DEFAULT_DVC_FILE) -> None:
             f"  [dim]{escape(line)}[/]", highlight=False))  # fmt: skip
         files.write_json(paths["image_json"], {**built, "pushed": True, "digest": digest})
     console.print(f"  pushed {', '.join(built['references'])} ({digest})")
+
+
+@app.command()
+def loadtest(
+    url: Annotated[str | None, typer.Option(help="load-test this running server")] = None,
+    target: Annotated[
+        str, typer.Option(help="auto | image | local: what to start when no --url is given")
+    ] = "auto",
+    model_dir: Annotated[Path, typer.Option(help="the model for --target local")] = Path("models"),
+    dvc_file: DvcFileOption = DEFAULT_DVC_FILE,
+    params_file: ParamsOption = DEFAULT_PARAMS,
+) -> None:
+    """Locust for a bounded time; exit 1 when p95, p99 or the failure ratio break the budget.
+
+    auto: the image recorded by `mlship image build` when a Docker engine can run it,
+    otherwise a local `mlship serve`, saying plainly why.
+    """
+    import contextlib
+    import json
+    import subprocess
+    import sys
+    import tempfile
+
+    from mlship import artifacts, files, gate_report, image
+    from mlship import loadtest as locust
+    from mlship.report import pipeline_paths
+    from mlship.serving.model import Features
+
+    if target not in ("auto", "image", "local"):
+        _fail(InputError(f"--target must be auto, image or local, not {target!r}"), 2)
+    params = _params(params_file)
+    paths = pipeline_paths(dvc_file)
+    described = url or ""
+    with stage("loadtest"), contextlib.ExitStack() as cleanup:
+        if url is None and target in ("auto", "image"):
+            reason = _image_unavailable(paths["image_json"], model_dir)
+            if reason is None:
+                reference = files.read_json(paths["image_json"])["references"][0]
+                client = image.engine()
+                port = image.free_port()
+                container = image.run_container(client, reference, port)
+                cleanup.callback(lambda: container.remove(force=True))
+                url = f"http://127.0.0.1:{port}"
+                image.wait_ready(url, 120, lambda: image.container_alive(container))
+                described = f"image {reference}"
+            elif target == "image":
+                raise InputError(f"cannot load-test the image: {reason}")
+            else:
+                console.print(f"  [yellow]image step not run: {reason}; "
+                              "load-testing a local server instead[/]")  # fmt: skip
+        if url is None:
+            port = image.free_port()
+            server = subprocess.Popen(
+                [sys.executable, "-m", "mlship", "serve", "--model", str(model_dir),
+                 "--host", "127.0.0.1", "--port", str(port), "--workers", "2"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )  # fmt: skip
+            cleanup.callback(server.wait, 30)
+            cleanup.callback(server.terminate)
+            url = f"http://127.0.0.1:{port}"
+            image.wait_ready(url, 120, lambda: server.poll() is None)
+            described = f"local server ({model_dir})"
+        features = Features.from_card(artifacts.load_card(model_dir))
+        scratch = Path(cleanup.enter_context(tempfile.TemporaryDirectory()))
+        rows_file = scratch / "rows.json"
+        rows_file.write_text(
+            json.dumps(locust.request_rows(_read_split(paths["test"]), features.columns))
+        )
+        paths["loadtest_html"].parent.mkdir(parents=True, exist_ok=True)
+        stats = locust.run_locust(url, rows_file, params.loadtest, scratch, paths["loadtest_html"])
+        summary = locust.aggregate(stats)
+        criteria = locust.budget_criteria(summary, params.loadtest)
+        files.write_json(paths["loadtest_json"], {
+            "passed": all(c.passed for c in criteria), "target": described, "summary": summary,
+            "budget": params.loadtest.model_dump(), "criteria": [c.__dict__ for c in criteria],
+        })  # fmt: skip
+        files.write_text(paths["loadtest_md"], locust.markdown(summary, criteria, described))
+        files.write_with(
+            paths["loadtest_junit"],
+            lambda temp: gate_report.gate_junit(criteria, temp, "mlship.loadtest"),
+        )
+        failed = [c for c in criteria if not c.passed]
+        if failed:
+            breaches = "; ".join(f"{c.name}: {c.detail}" for c in failed)
+            raise CheckError(f"load test over budget: {breaches}\nreport: {paths['loadtest_md']}")
+    console.print(
+        f"  {summary['requests']:.0f} requests, {summary['rps']:.0f} req/s, p95 "
+        f"{summary['p95_ms']:.0f} ms, p99 {summary['p99_ms']:.0f} ms against {described}"
+    )
+
+
+def _image_unavailable(image_json: Path, model_dir: Path) -> str | None:
+    """Why the built image cannot be load-tested, or None when it can."""
+    from mlship import artifacts, files, image
+
+    if not image_json.is_file():
+        return f"no image built ({image_json} is missing)"
+    built = files.read_json(image_json)
+    run_id = artifacts.load_card(model_dir).get("mlflow", {}).get("run_id", "")
+    if built.get("labels", {}).get("RUN_ID") != run_id:
+        return f"the image in {image_json} holds another model than {model_dir}"
+    try:
+        client = image.engine()
+    except InputError as error:
+        return str(error)
+    reference = files.read_json(image_json)["references"][0]
+    try:
+        client.images.get(reference)
+    except Exception:
+        return f"{reference} is not in the local Docker engine"
+    return None

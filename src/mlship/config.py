@@ -232,11 +232,24 @@ class GateParams(_Strict):
     behaviour: BehaviourParams | None = None
 
 
+class LoadtestParams(_Strict):
+    """The load test's shape and its latency/error budget."""
+
+    users: int = Field(default=16, ge=1, le=1000)
+    spawn_rate: float = Field(default=8.0, gt=0.0)
+    duration_seconds: int = Field(default=20, ge=1, le=3600)
+    max_p95_ms: float = Field(default=100.0, gt=0.0)
+    max_p99_ms: float = Field(default=250.0, gt=0.0)
+    max_failure_ratio: float = Field(default=0.01, ge=0.0, le=1.0)
+    min_requests: int = Field(default=100, ge=1, description="fewer means the test proved nothing")
+
+
 class Params(_Strict):
     data: DataParams
     validate_: ValidateParams = Field(default=ValidateParams(), alias="validate")
     train: TrainParams
     gate: GateParams
+    loadtest: LoadtestParams = LoadtestParams()
 
     @model_validator(mode="after")
     def _behaviour_reads_a_text_column(self) -> Params:

@@ -99,11 +99,11 @@ def _short(value: Any, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def gate_junit(criteria: list[Criterion], path: Path) -> None:
+def gate_junit(criteria: list[Criterion], path: Path, suite_name: str = "mlship.gate") -> None:
     """Write one <testsuite> with a <testcase> per criterion to `path`."""
-    suite = TestSuite("mlship.gate")
+    suite = TestSuite(suite_name)
     for c in criteria:
-        case = TestCase(c.name, classname=f"gate.{c.group}", time=0.0)
+        case = TestCase(c.name, classname=f"{suite_name}.{c.group}", time=0.0)
         if not c.passed:
             case.result = [Failure(message=c.detail, type_="GateCriterionFailed")]
             case.result[0].text = c.detail

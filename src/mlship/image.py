@@ -151,3 +151,45 @@ def push(client: Any, references: list[str], progress: Progress) -> str:
                 raise
             raise CheckError(f"docker push {reference} failed: {error}") from error
     return digest
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def wait_ready(url: str, timeout: float, alive: Callable[[], bool]) -> None:
+    import time
+
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not alive():
+            raise CheckError(f"the server at {url} exited before it was ready")
+        try:
+            if httpx.get(f"{url}/ready", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.5)
+    raise CheckError(f"{url}/ready did not answer 200 within {timeout:.0f} s")
+
+
+def run_container(client: Any, reference: str, port: int) -> Any:
+    """The image as production runs it: non-root, read-only root filesystem with only /tmp
+    writable, no capabilities, no privilege escalation; on 127.0.0.1:<port>."""
+    return client.containers.run(
+        reference, command=["--workers", "2", "--host", "127.0.0.1", "--port", str(port)],
+        detach=True, network_mode="host", read_only=True, tmpfs={"/tmp": "rw,size=64m"},
+        user="10001:10001", cap_drop=["ALL"], security_opt=["no-new-privileges"],
+        labels={"io.mlship.started-by": "mlship"},
+    )  # fmt: skip
+
+
+def container_alive(container: Any) -> bool:
+    container.reload()
+    return container.status in ("created", "running")

