@@ -145,3 +145,15 @@ def test_bad_environment_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
     result = runner.invoke(app, ["summary", "--dvc-file", "absent.yaml"])
     assert result.exit_code == 2
     assert "log_level" in result.stderr
+
+
+def test_image_build_names_a_missing_engine(monkeypatch: pytest.MonkeyPatch) -> None:
+    # given a Docker host that does not exist
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+    # when building / then exit 2 naming the engine; with --skip-without-engine, exit 0 and why
+    failed = runner.invoke(app, ["image", "build"])
+    assert failed.exit_code == 2
+    assert "no Docker engine is reachable" in failed.stderr
+    skipped = runner.invoke(app, ["image", "build", "--skip-without-engine"])
+    assert skipped.exit_code == 0
+    assert "image step not run" in skipped.stderr
