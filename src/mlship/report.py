@@ -61,6 +61,21 @@ def print_summary(dvc_file: Path, console: Console) -> None:
         )
         outcome = "passed" if gate.get("passed") else f"FAILED: {', '.join(gate['failed'])}"
         console.print(f"gate ({judged}): {outcome} ({paths['gate_md']})", soft_wrap=True)
+    run_id = card.get("mlflow", {}).get("run_id")
+    if paths["image_json"].is_file():
+        built = read_json(paths["image_json"])
+        if built.get("labels", {}).get("RUN_ID") == run_id:
+            pushed = "pushed" if built.get("pushed") else "not pushed"
+            console.print(f"image: {built['references'][0]} ({pushed})", soft_wrap=True)
+    if paths["loadtest_json"].is_file():
+        load = read_json(paths["loadtest_json"])
+        outcome = "passed" if load.get("passed") else "FAILED"
+        summary = load.get("summary", {})
+        console.print(
+            f"load test: {outcome} against {load.get('target')} "
+            f"(p99 {summary.get('p99_ms', float('nan')):.0f} ms, {paths['loadtest_md']})",
+            soft_wrap=True,
+        )
     console.print(f"model: {paths['model_dir']}/ (git {card['git']['sha'][:12]})")
     console.print(f"metrics: {paths['metrics']}, predictions: {paths['predictions']}")
     run = card.get("mlflow", {})
