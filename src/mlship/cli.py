@@ -724,7 +724,7 @@ def loadtest(
                 container = image.run_container(client, reference, port)
                 cleanup.callback(lambda: container.remove(force=True))
                 url = f"http://127.0.0.1:{port}"
-                image.wait_ready(url, 120, lambda: image.container_alive(container))
+                image.wait_ready(f"{url}/ready", 120, lambda: image.container_alive(container))
                 described = f"image {reference}"
             elif target == "image":
                 raise InputError(f"cannot load-test the image: {reason}")
@@ -741,7 +741,7 @@ def loadtest(
             cleanup.callback(server.wait, 30)
             cleanup.callback(server.terminate)
             url = f"http://127.0.0.1:{port}"
-            image.wait_ready(url, 120, lambda: server.poll() is None)
+            image.wait_ready(f"{url}/ready", 120, lambda: server.poll() is None)
             described = f"local server ({model_dir})"
         features = Features.from_card(artifacts.load_card(model_dir))
         scratch = Path(cleanup.enter_context(tempfile.TemporaryDirectory()))

@@ -161,7 +161,8 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def wait_ready(url: str, timeout: float, alive: Callable[[], bool]) -> None:
+def wait_ready(probe: str, timeout: float, alive: Callable[[], bool]) -> None:
+    """Poll the `probe` URL until it answers 200, while `alive()` says the server runs."""
     import time
 
     import httpx
@@ -169,14 +170,14 @@ def wait_ready(url: str, timeout: float, alive: Callable[[], bool]) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if not alive():
-            raise CheckError(f"the server at {url} exited before it was ready")
+            raise CheckError(f"the server behind {probe} exited before it was ready")
         try:
-            if httpx.get(f"{url}/ready", timeout=2).status_code == 200:
+            if httpx.get(probe, timeout=2).status_code == 200:
                 return
         except httpx.TransportError:
             pass
-        time.sleep(0.5)
-    raise CheckError(f"{url}/ready did not answer 200 within {timeout:.0f} s")
+        time.sleep(0.3)
+    raise CheckError(f"{probe} did not answer 200 within {timeout:.0f} s")
 
 
 def run_container(client: Any, reference: str, port: int) -> Any:

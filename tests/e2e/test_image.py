@@ -107,7 +107,7 @@ def test_build_push_pull_run_and_load_test(
     container = image.run_container(engine, reference, port)
     try:
         url = f"http://127.0.0.1:{port}"
-        image.wait_ready(url, 120, lambda: image.container_alive(container))
+        image.wait_ready(f"{url}/ready", 120, lambda: image.container_alive(container))
         assert container.exec_run("id -u").output.decode().strip() == "10001"
         assert container.exec_run("touch /opt/model/x").exit_code != 0
         # then it answers, and /model matches the labels

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
+from mlship.image import free_port, wait_ready
 from tests.conftest import REPO
 from tests.integration.conftest import BIN, Workspace
 
@@ -21,15 +19,9 @@ pytestmark = [pytest.mark.integration, pytest.mark.mlflow_server]
 STARTUP_SECONDS = 180
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.fixture
 def mlflow_server(tmp_path: Path) -> Iterator[str]:
-    port = _free_port()
+    port = free_port()
     store = tmp_path / "server"
     store.mkdir()
     log = (store / "server.log").open("w")
@@ -46,16 +38,7 @@ def mlflow_server(tmp_path: Path) -> Iterator[str]:
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + STARTUP_SECONDS
-        while True:
-            assert process.poll() is None, (store / "server.log").read_text()
-            try:
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "mlflow server did not come up"
-            time.sleep(0.5)
+        wait_ready(f"{url}/health", STARTUP_SECONDS, lambda: process.poll() is None)
         yield url
     finally:
         process.terminate()
