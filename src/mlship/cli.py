@@ -20,7 +20,8 @@ from mlship.config import Params, Settings, load_params
 from mlship.errors import CheckError, InputError
 
 app = typer.Typer(
-    help="mlship: ingest -> validate -> train -> evaluate, tracked in MLflow.",
+    help="mlship: ingest -> validate -> train -> evaluate (DVC, MLflow) -> gate -> register "
+    "-> image -> loadtest -> promote; and serve.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
@@ -141,13 +142,13 @@ def train(
     """Fit the declared pipeline, save it (skops) with a model card, log it to MLflow."""
     from mlship import artifacts, registry
     from mlship import train as training
-    from mlship.data import frame_digest
+    from mlship.data import frame_digest, select_columns
     from mlship.features import feature_frame
 
     params = _params(params_file)
     settings = _settings()
     with stage("train"):
-        frame = _read_split(train_data)
+        frame = select_columns(_read_split(train_data), params.data, str(train_data))
         started = time.perf_counter()
         pipeline = training.fit(params, frame)
         git = artifacts.git_state()
@@ -196,13 +197,14 @@ def evaluate(
     """Score the held-out set; write metrics, curves and per-row predictions; log to MLflow."""
     from mlship import artifacts, files, registry
     from mlship import evaluate as evaluation
+    from mlship.data import select_columns
 
     params = _params(params_file)
     settings = _settings()
     with stage("evaluate"):
         pipeline = artifacts.load_model(model_dir)
         card = artifacts.load_card(model_dir)
-        frame = _read_split(test)
+        frame = select_columns(_read_split(test), params.data, str(test))
         result = evaluation.evaluate(pipeline, frame, params.data)
         timing = evaluation.measure_latency(pipeline, frame, params.data)
         files.write_json(metrics, result.metrics)

@@ -81,6 +81,21 @@ def test_concurrent_requests_are_batched_and_answered_right(model_dir: Path, wor
     assert calls < scored  # and several requests shared a model call
 
 
+def test_a_busy_port_is_an_error_not_shared(model_dir: Path) -> None:
+    import subprocess
+    import sys
+
+    with running_server("--model", str(model_dir)) as url:
+        port = url.rsplit(":", 1)[1]
+        second = subprocess.run(
+            [str(Path(sys.executable).parent / "mlship"), "serve", "--model", str(model_dir),
+             "--host", "127.0.0.1", "--port", port],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+    assert second.returncode == 2
+    assert f"cannot listen on 127.0.0.1:{port}" in second.stderr
+
+
 def test_bad_flags_are_named(model_dir: Path, tmp_path: Path) -> None:
     from typer.testing import CliRunner
 

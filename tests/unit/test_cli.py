@@ -157,3 +157,17 @@ def test_image_build_names_a_missing_engine(monkeypatch: pytest.MonkeyPatch) -> 
     skipped = runner.invoke(app, ["image", "build", "--skip-without-engine"])
     assert skipped.exit_code == 0
     assert "image step not run" in skipped.stderr
+
+
+def test_train_names_a_missing_column(tmp_path: Path) -> None:
+    params = _write_params(tmp_path, raw_params())
+    split = tmp_path / "train.parquet"
+    text_frame(5).rename(columns={"review": "text"}).to_parquet(split)
+    result = runner.invoke(
+        app,
+        ["train", "--params", str(params), "--train", str(split),
+         "--model-dir", str(tmp_path / "models")],
+    )  # fmt: skip
+    assert result.exit_code == 2
+    assert "missing declared column(s) review" in result.stderr
+    assert not (tmp_path / "models").exists()

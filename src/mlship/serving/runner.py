@@ -45,6 +45,14 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def ensure_free(host: str, port: int) -> None:
+    """Fail when something already listens there: with SO_REUSEPORT alone, a second server
+    on a busy port would quietly share its traffic instead."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.bind((host, port))  # OSError (address in use) propagates to the CLI
+
+
 def configure_logging(level: str) -> None:
     """JSON access lines as they are; everything else with a level and a logger name."""
     handler = logging.StreamHandler(sys.stdout)
@@ -74,6 +82,7 @@ def serve_one(options: ServeOptions, settings: Settings) -> None:
 
 
 def serve(options: ServeOptions, settings: Settings) -> None:
+    ensure_free(options.host, options.port)
     if options.workers == 1:
         serve_one(options, settings)
         return
