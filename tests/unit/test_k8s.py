@@ -1,0 +1,175 @@
+"""Every overlay and component renders with `kubectl kustomize`; core kinds validate
+strictly against the stated Kubernetes version; CRDs and wiring are checked structurally."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from tests.conftest import REPO
+
+K8S = REPO / "k8s"
+KUBERNETES_VERSION = "1.33.0"  # GKE's regular channel at the time of writing
+CRD_KINDS = {"PodMonitoring", "Rules", "ServiceMonitor", "PrometheusRule", "VirtualService",
+             "DestinationRule"}  # fmt: skip
+
+
+def render(tmp_path: Path, *components: str, base: str = "base") -> list[dict[str, Any]]:
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.fail("kubectl is required (its built-in kustomize renders the manifests)")
+    rel = os.path.relpath(K8S, tmp_path)
+    (tmp_path / "kustomization.yaml").write_text(yaml.safe_dump({
+        "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
+        "resources": [f"{rel}/{base}"], "components": [f"{rel}/components/{c}" for c in components],
+    }))  # fmt: skip
+    done = subprocess.run(
+        [kubectl, "kustomize", "--load-restrictor", "LoadRestrictionsNone", str(tmp_path)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return [d for d in yaml.safe_load_all(done.stdout) if d]
+
+
+VARIANTS = {
+    "base": ("base", ()),
+    "staging": ("overlays/staging", ()),
+    "production": ("overlays/production", ()),
+    "gpu": ("base", ("gpu",)),
+    "servicemonitor": ("base", ("servicemonitor",)),
+}
+
+
+@pytest.fixture(params=sorted(VARIANTS))
+def rendered(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, list[dict[str, Any]]]:
+    base, components = VARIANTS[request.param]
+    return request.param, render(tmp_path, *components, base=base)
+
+
+def by_kind(docs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
+    found = [d for d in docs if d["kind"] == kind]
+    assert len(found) == 1, f"expected one {kind}, got {len(found)}"
+    return found[0]
+
+
+def test_core_kinds_validate_strictly(rendered: tuple[str, list[dict[str, Any]]]) -> None:
+    _, docs = rendered
+    for doc in docs:
+        if doc["kind"] in CRD_KINDS:
+            continue
+        kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
+
+
+def test_selectors_match_the_pods_and_names_line_up(
+    rendered: tuple[str, list[dict[str, Any]]],
+) -> None:
+    _, docs = rendered
+    deployment = by_kind(docs, "Deployment")
+    pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+
+    def selects(selector: dict[str, str]) -> bool:
+        return all(pod_labels.get(k) == v for k, v in selector.items())
+
+    assert selects(deployment["spec"]["selector"]["matchLabels"])
+    assert selects(by_kind(docs, "Service")["spec"]["selector"])
+    assert selects(by_kind(docs, "PodDisruptionBudget")["spec"]["selector"]["matchLabels"])
+    assert selects(by_kind(docs, "NetworkPolicy")["spec"]["podSelector"]["matchLabels"])
+    target = by_kind(docs, "HorizontalPodAutoscaler")["spec"]["scaleTargetRef"]
+    assert target["name"] == deployment["metadata"]["name"]
+    backend = by_kind(docs, "Ingress")["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]
+    assert backend["name"] == by_kind(docs, "Service")["metadata"]["name"]
+    ports = {p["name"] for p in deployment["spec"]["template"]["spec"]["containers"][0]["ports"]}
+    monitors = [d for d in docs if d["kind"] in ("PodMonitoring", "ServiceMonitor")]
+    assert len(monitors) == 1 and monitors[0]["spec"]["endpoints"][0]["port"] in ports
+
+
+def test_the_pod_is_locked_down_and_probed(rendered: tuple[str, list[dict[str, Any]]]) -> None:
+    _, docs = rendered
+    pod = by_kind(docs, "Deployment")["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
+    container = pod["containers"][0]
+    security = container["securityContext"]
+    assert security == {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                        "capabilities": {"drop": ["ALL"]}}  # fmt: skip
+    assert container["livenessProbe"]["httpGet"]["path"] == "/health"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/ready"
+    assert container["startupProbe"]["httpGet"]["path"] == "/health"
+    assert {"cpu", "memory"} <= set(container["resources"]["requests"])
+    assert {"cpu", "memory"} <= set(container["resources"]["limits"])
+    assert [m["mountPath"] for m in container["volumeMounts"]] == ["/tmp"]
+    assert pod["topologySpreadConstraints"] and pod["terminationGracePeriodSeconds"] >= 10
+
+
+def test_autoscaling_and_ingress_limits() -> None:
+    hpa = yaml.safe_load((K8S / "base/hpa.yaml").read_text())
+    assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (2, 10)
+    kinds = {m["type"] for m in hpa["spec"]["metrics"]}
+    assert kinds == {"Resource", "Pods"}
+    ingress = yaml.safe_load((K8S / "base/ingress.yaml").read_text())
+    annotations = ingress["metadata"]["annotations"]
+    assert {"nginx.ingress.kubernetes.io/limit-rps",
+            "nginx.ingress.kubernetes.io/limit-connections"} <= set(annotations)  # fmt: skip
+    assert ingress["spec"]["tls"][0]["secretName"]
+
+
+def test_overlays_set_namespace_and_replicas(tmp_path: Path) -> None:
+    staging = render(tmp_path / "staging", base="overlays/staging")
+    production = render(tmp_path / "production", base="overlays/production")
+    assert {d["metadata"].get("namespace") for d in staging} == {"mlship-staging"}
+    assert {d["metadata"].get("namespace") for d in production} == {"mlship-production"}
+    assert by_kind(staging, "Deployment")["spec"]["replicas"] == 2
+    assert by_kind(production, "HorizontalPodAutoscaler")["spec"]["minReplicas"] == 3
+    assert by_kind(staging, "Ingress")["spec"]["rules"][0]["host"].startswith("staging.")
+
+
+def test_canary_routes_to_both_tracks(tmp_path: Path) -> None:
+    docs = render(tmp_path, "canary")
+    route = by_kind(docs, "VirtualService")["spec"]["http"][0]["route"]
+    assert [r["weight"] for r in route] == [90, 10]
+    subsets = {s["name"]: s["labels"] for s in by_kind(docs, "DestinationRule")["spec"]["subsets"]}
+    assert {r["destination"]["subset"] for r in route} == set(subsets)
+    stable = by_kind(docs, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    assert all(stable[k] == v for k, v in subsets["stable"].items())
+
+
+def test_gpu_component_requests_a_gpu(tmp_path: Path) -> None:
+    pod = by_kind(render(tmp_path, "gpu"), "Deployment")["spec"]["template"]["spec"]
+    assert pod["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    assert pod["tolerations"][0]["key"] == "nvidia.com/gpu"
+    assert "cloud.google.com/gke-accelerator" in pod["nodeSelector"]
+
+
+def test_both_alert_rule_variants_agree(tmp_path: Path) -> None:
+    managed = by_kind(render(tmp_path), "Rules")
+    operator = yaml.safe_load((K8S / "components/servicemonitor/prometheusrule.yaml").read_text())
+    assert managed["spec"] == operator["spec"]
+    alerts = {r["alert"] for g in managed["spec"]["groups"] for r in g["rules"]}
+    assert {"MlshipHighErrorRate", "MlshipHighP99Latency"} <= alerts
+
+
+def test_dashboard_queries_only_metrics_that_exist() -> None:
+    from mlship.serving.metrics import Metrics
+
+    exported = {m.name for m in Metrics().registry.collect()}
+    suffixes = ("total", "bucket", "sum", "count")
+    exported |= {f"{name}_{suffix}" for name in exported for suffix in suffixes}
+    dashboard = json.loads((K8S / "base/grafana-dashboard.json").read_text())
+    rules = yaml.safe_load((K8S / "base/rules.yaml").read_text())
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    exprs += [r["expr"] for g in rules["spec"]["groups"] for r in g["rules"]]
+    for expr in exprs:
+        for name in re.findall(r"\b([a-z_]+)(?=[{\[])", expr):
+            if name.startswith("container_") or name in ("by", "rate", "sum", "increase", "offset"):
+                continue
+            assert name in exported, f"{name} in {expr!r} is not exported by the server"
