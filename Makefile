@@ -8,7 +8,7 @@ BIN := $(CURDIR)/$(VENV)/bin
 export PATH := $(BIN):$(PATH)
 
 .DEFAULT_GOAL := help
-.PHONY: help install pipeline repro gate register promote image push loadtest serve summary lint typecheck test unit lock clean
+.PHONY: help install pipeline repro gate register promote image push loadtest deploy serve summary lint typecheck test unit lock clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -51,6 +51,9 @@ push: install ## push the image to $$MLSHIP_REGISTRY (default 127.0.0.1:5001)
 
 loadtest: install ## locust against the image (or a local server) within the params budget
 	mlship loadtest
+
+deploy: install ## roll the pushed image out with kubectl (ENV=staging|production), undo on failure
+	mlship deploy --env $(or $(ENV),staging)
 
 serve: install ## serve models/ on 127.0.0.1:8000 (MODEL=models:/name@alias, WORKERS=2)
 	mlship serve --model "$(or $(MODEL),models)" --workers $(or $(WORKERS),2)

@@ -794,3 +794,67 @@ def _image_unavailable(image_json: Path, model_dir: Path) -> str | None:
     except Exception:
         return f"{reference} is not in the local Docker engine"
     return None
+
+
+@app.command()
+def deploy(
+    env: Annotated[str, typer.Option("--env", help="staging or production")],
+    image_ref: Annotated[
+        str | None, typer.Option("--image", help="default: the image `mlship image push` pushed")
+    ] = None,
+    timeout: Annotated[int, typer.Option(min=10, help="rollout timeout, seconds")] = 300,
+    namespace: Annotated[str | None, typer.Option(help="default: mlship-<env>")] = None,
+    dvc_file: DvcFileOption = DEFAULT_DVC_FILE,
+) -> None:
+    """kubectl set image, rollout status, smoke test through the Service, and rollout undo
+    on any failure. Exit 0 deployed, 1 failed (rolled back), 2 bad input."""
+    from mlship import deploy as delivery
+    from mlship import files, loadtest
+    from mlship.artifacts import load_card
+    from mlship.report import pipeline_paths
+    from mlship.serving.model import Features
+
+    if env not in ("staging", "production"):
+        _fail(InputError(f"--env must be staging or production, not {env!r}"), 2)
+    paths = pipeline_paths(dvc_file)
+    with stage(f"deploy {env}"):
+        if image_ref is None:
+            built = files.read_json(paths["image_json"])
+            if not built.get("pushed"):
+                raise InputError(
+                    f"{paths['image_json']}: the image was not pushed; run `mlship image push`"
+                )
+            image_ref = str(built["references"][0])
+        version = delivery.expected_version(image_ref)
+        if version is None:
+            raise InputError(
+                f"{image_ref}: expected a tag <gitsha>-m<version> from `mlship image build`"
+            )
+        features = Features.from_card(load_card(paths["model_dir"]))
+        row = loadtest.request_rows(_read_split(paths["test"]), features.columns, limit=1)[0]
+        target = delivery.Target(namespace or f"mlship-{env}")
+        report = delivery.deploy(
+            delivery.Kubectl(target.namespace), target, env, image_ref, version, row, timeout
+        )
+        out = paths["image_json"].parent / f"deploy-{env}"
+        files.write_json(out.with_suffix(".json"), report.as_json())
+        files.write_text(out.with_suffix(".md"), report.markdown())
+        if not report.ok:
+            failed = "; ".join(f"{s.name}: {s.detail}" for s in report.steps if not s.ok)
+            outcome = "rolled back" if report.rolled_back else "NOT rolled back: act now"
+            raise CheckError(f"deploy to {env} failed ({outcome}): {failed}")
+        _record_deployment(env, image_ref, version)
+    console.print(f"  {env}: {image_ref} is serving model version {version}")
+
+
+def _record_deployment(env: str, image_ref: str, version: str) -> None:
+    """Tag the registered model version with where it now runs (skipped for local models)."""
+    from mlship import artifacts, registry
+
+    if version == "local":
+        console.print("  (a local model: nothing to record in the registry)")
+        return
+    settings = _settings()
+    registry.tag_version(settings, version, {
+        f"mlship.deployed.{env}": image_ref, f"mlship.deployed.{env}.at": artifacts.utc_now(),
+    })  # fmt: skip

@@ -212,3 +212,16 @@ def move_champion(settings: Settings, version: str, tags: dict[str, str]) -> Non
     for key, value in tags.items():
         client.set_model_version_tag(settings.model_name, version, key, value)
     client.set_registered_model_alias(settings.model_name, CHAMPION, version)
+
+
+def tag_version(settings: Settings, version: str, tags: dict[str, str]) -> None:
+    from mlflow.exceptions import MlflowException
+
+    client = _client(settings)
+    try:
+        for key, value in tags.items():
+            client.set_model_version_tag(settings.model_name, version, key, value)
+    except MlflowException as error:
+        raise InputError(
+            f"MLflow registry: cannot tag version {version}: {error.message}"
+        ) from error

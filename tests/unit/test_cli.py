@@ -171,3 +171,19 @@ def test_train_names_a_missing_column(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert "missing declared column(s) review" in result.stderr
     assert not (tmp_path / "models").exists()
+
+
+def test_deploy_refuses_bad_flags_and_unpushed_images(tmp_path: Path) -> None:
+    assert runner.invoke(app, ["deploy", "--env", "qa"]).exit_code == 2
+    built = tmp_path / "image.json"
+    built.write_text('{"references": ["r/mlship:0123456789ab-m3"], "pushed": false}')
+    dvc = tmp_path / "dvc.yaml"
+    dvc.write_text(
+        f"vars:\n  - paths:\n      image_json: {built}\n      model_dir: m\n      test: t\n"
+    )
+    result = runner.invoke(app, ["deploy", "--env", "staging", "--dvc-file", str(dvc)])
+    assert result.exit_code == 2 and "was not pushed" in result.stderr
+    untagged = runner.invoke(
+        app, ["deploy", "--env", "staging", "--image", "r/mlship:latest", "--dvc-file", str(dvc)]
+    )
+    assert untagged.exit_code == 2 and "<gitsha>-m<version>" in untagged.stderr
