@@ -804,10 +804,22 @@ def deploy(
     ] = None,
     timeout: Annotated[int, typer.Option(min=10, help="rollout timeout, seconds")] = 300,
     namespace: Annotated[str | None, typer.Option(help="default: mlship-<env>")] = None,
+    canary: Annotated[
+        bool, typer.Option("--canary", help="step Istio weights 10/50/100 with Prometheus checks")
+    ] = False,
+    prometheus_url: Annotated[
+        str | None, typer.Option(help="Prometheus query API (default: $MLSHIP_PROMETHEUS_URL)")
+    ] = None,
+    settle_seconds: Annotated[
+        float, typer.Option(min=0, help="canary: wait this long at each weight before judging")
+    ] = 60.0,
     dvc_file: DvcFileOption = DEFAULT_DVC_FILE,
+    params_file: ParamsOption = DEFAULT_PARAMS,
 ) -> None:
     """kubectl set image, rollout status, smoke test through the Service, and rollout undo
-    on any failure. Exit 0 deployed, 1 failed (rolled back), 2 bad input."""
+    on any failure; or, with --canary, a canary stepped 10 -> 50 -> 100% of traffic whose
+    error ratio and p99 (the loadtest budget in params.yaml) are checked in Prometheus
+    between steps. Exit 0 deployed, 1 failed (rolled back), 2 bad input."""
     from mlship import deploy as delivery
     from mlship import files, loadtest
     from mlship.artifacts import load_card
@@ -833,9 +845,19 @@ def deploy(
         features = Features.from_card(load_card(paths["model_dir"]))
         row = loadtest.request_rows(_read_split(paths["test"]), features.columns, limit=1)[0]
         target = delivery.Target(namespace or f"mlship-{env}")
-        report = delivery.deploy(
-            delivery.Kubectl(target.namespace), target, env, image_ref, version, row, timeout
-        )
+        kubectl = delivery.Kubectl(target.namespace)
+        if canary:
+            url = prometheus_url or _settings().prometheus_url
+            if not url:
+                raise InputError("--canary needs --prometheus-url or MLSHIP_PROMETHEUS_URL")
+            budget = _params(params_file).loadtest
+            report = delivery.canary_deploy(
+                kubectl, target, env, image_ref, version, delivery.Prometheus(url),
+                delivery.CanaryBudget(budget.max_failure_ratio, budget.max_p99_ms, settle_seconds),
+                timeout,
+            )  # fmt: skip
+        else:
+            report = delivery.deploy(kubectl, target, env, image_ref, version, row, timeout)
         out = paths["image_json"].parent / f"deploy-{env}"
         files.write_json(out.with_suffix(".json"), report.as_json())
         files.write_text(out.with_suffix(".md"), report.markdown())

@@ -326,6 +326,9 @@ class Settings(BaseSettings):
     registry: str = Field(default="127.0.0.1:5001", description="where images are pushed")
     image_name: str = "mlship"
     base_image: str = "python:3.11-slim-bookworm"
+    prometheus_url: str | None = Field(
+        default=None, description="Prometheus query API for canary checks"
+    )
     # serving
     api_token: SecretStr | None = Field(
         default=None, description="when set, prediction routes need `Authorization: Bearer`"

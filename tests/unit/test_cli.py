@@ -187,3 +187,19 @@ def test_deploy_refuses_bad_flags_and_unpushed_images(tmp_path: Path) -> None:
         app, ["deploy", "--env", "staging", "--image", "r/mlship:latest", "--dvc-file", str(dvc)]
     )
     assert untagged.exit_code == 2 and "<gitsha>-m<version>" in untagged.stderr
+
+
+def test_canary_needs_prometheus(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MLSHIP_PROMETHEUS_URL", raising=False)
+    model = tmp_path / "m"
+    model.mkdir()
+    (model / "model_card.json").write_text('{"features": {"text": ["review"]}}')
+    text_frame(2).to_parquet(tmp_path / "test.parquet")
+    dvc = tmp_path / "dvc.yaml"
+    dvc.write_text(
+        f"vars:\n  - paths:\n      image_json: {tmp_path}/i.json\n      model_dir: {model}\n"
+        f"      test: {tmp_path}/test.parquet\n"
+    )
+    result = runner.invoke(app, ["deploy", "--env", "staging", "--canary", "--dvc-file", str(dvc),
+                                 "--image", "r/mlship:0123456789ab-m3"])  # fmt: skip
+    assert result.exit_code == 2 and "--prometheus-url" in result.stderr

@@ -1,0 +1,140 @@
+"""Canary stepping against a fake kubectl and a fake Prometheus on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+import pytest
+
+from mlship.deploy import (
+    CanaryBudget,
+    DeployReport,
+    Kubectl,
+    Prometheus,
+    Target,
+    canary_deploy,
+    canary_manifest,
+)
+from tests.unit.test_deploy import IMAGE, Cluster
+
+BUDGET = CanaryBudget(max_error_ratio=0.01, max_p99_ms=250, settle_seconds=0)
+
+
+class FakePrometheus:
+    """Answers error-ratio and p99 queries from scripted values, one per canary step."""
+
+    def __init__(self) -> None:
+        self.errors: list[float | None] = [0.0, 0.0, 0.0]
+        self.p99_seconds: list[float | None] = [0.02, 0.02, 0.02]
+        self.queries: list[str] = []
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                query = parse_qs(urlparse(self.path).query)["query"][0]
+                fake.queries.append(query)
+                series = fake.p99_seconds if "histogram_quantile" in query else fake.errors
+                value = series.pop(0) if series else None
+                result = [] if value is None else [{"metric": {}, "value": [0, str(value)]}]
+                body = json.dumps(
+                    {"status": "success", "data": {"resultType": "vector", "result": result}}
+                )
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.end_headers()
+                self.wfile.write(body.encode())
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = HTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+
+
+@pytest.fixture
+def prometheus() -> Iterator[FakePrometheus]:
+    fake = FakePrometheus()
+    thread = threading.Thread(target=fake.server.serve_forever, daemon=True)
+    thread.start()
+    yield fake
+    fake.server.shutdown()
+
+
+@pytest.fixture
+def cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Cluster:
+    return Cluster(tmp_path, monkeypatch)
+
+
+def _canary(cluster: Cluster, prometheus: FakePrometheus, scenario: str = "ok") -> DeployReport:
+    cluster.monkeypatch.setenv("FAKE_KUBECTL_SCENARIO", scenario)
+    target = Target("mlship-staging")
+    return canary_deploy(Kubectl(target.namespace), target, "staging", IMAGE, "7",
+                         Prometheus(prometheus.url), BUDGET, 30)  # fmt: skip
+
+
+def _state(cluster: Cluster) -> dict[str, Any]:
+    return json.loads((cluster.folder / "state.json").read_text())
+
+
+def test_healthy_steps_promote_the_image_to_stable(
+    cluster: Cluster, prometheus: FakePrometheus
+) -> None:
+    report = _canary(cluster, prometheus)
+    assert report.ok, report.markdown()
+    state = _state(cluster)
+    assert state["weights"] == [[90, 10], [50, 50], [0, 100], [100, 0]]
+    assert state["image"] == IMAGE and state["canary"] is None
+    assert [s.name for s in report.steps][-3:] == [
+        "canary 100%", "promote to stable", "all traffic to stable, canary removed"
+    ]  # fmt: skip
+    assert all('pod=~"mlship-canary-.*"' in q for q in prometheus.queries)
+
+
+def test_a_breach_returns_all_traffic_to_stable(
+    cluster: Cluster, prometheus: FakePrometheus
+) -> None:
+    prometheus.errors = [0.0, 0.2]  # the 50% step fails on errors
+    report = _canary(cluster, prometheus)
+    assert not report.ok and report.rolled_back
+    state = _state(cluster)
+    assert state["weights"] == [[90, 10], [50, 50], [100, 0]]
+    assert state["image"] == "old" and state["canary"] is None  # stable never changed
+    failed = [s for s in report.steps if not s.ok]
+    assert [s.name for s in failed] == ["canary 50%"] and "error ratio 0.2000" in failed[0].detail
+
+
+def test_slow_canary_and_no_traffic_both_abort(
+    cluster: Cluster, prometheus: FakePrometheus
+) -> None:
+    prometheus.p99_seconds = [0.9]
+    report = _canary(cluster, prometheus)
+    assert report.rolled_back and "p99 900 ms" in report.steps[2].detail
+    prometheus.errors, prometheus.p99_seconds = [None], [None]
+    report = _canary(cluster, prometheus)
+    assert report.rolled_back and "cannot judge" in report.steps[2].detail
+
+
+def test_a_canary_that_never_rolls_out_is_removed(
+    cluster: Cluster, prometheus: FakePrometheus
+) -> None:
+    report = _canary(cluster, prometheus, "canary-rollout-timeout")
+    assert report.rolled_back
+    assert _state(cluster)["weights"] == [[100, 0]] and _state(cluster)["canary"] is None
+
+
+def test_the_canary_manifest_never_overlaps_stable() -> None:
+    stable = {"metadata": {"name": "mlship", "labels": {"a": "b"}}, "spec": {
+        "replicas": 3, "selector": {"matchLabels": {"track": "stable"}},
+        "template": {"metadata": {"labels": {"track": "stable"}},
+                     "spec": {"containers": [{"name": "server", "image": "old"}]}}}}  # fmt: skip
+    made = canary_manifest(stable, IMAGE, "server")
+    assert made["metadata"]["name"] == "mlship-canary" and made["spec"]["replicas"] == 1
+    assert made["spec"]["selector"]["matchLabels"]["track"] == "canary"
+    assert made["spec"]["template"]["spec"]["containers"][0]["image"] == IMAGE
+    assert stable["spec"]["template"]["spec"]["containers"][0]["image"] == "old"  # a copy
