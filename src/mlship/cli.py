@@ -880,3 +880,46 @@ def _record_deployment(env: str, image_ref: str, version: str) -> None:
     registry.tag_version(settings, version, {
         f"mlship.deployed.{env}": image_ref, f"mlship.deployed.{env}.at": artifacts.utc_now(),
     })  # fmt: skip
+
+
+@app.command()
+def score(
+    input_path: Annotated[str, typer.Option("--input", help="a .csv or .parquet of feature rows")],
+    output_path: Annotated[Path, typer.Option("--output", help="where the scored rows go (.csv)")],
+    model: Annotated[Path, typer.Option(help="the model directory")] = Path("models"),
+    chunk_rows: Annotated[int, typer.Option(min=1, help="rows per model call")] = 10_000,
+) -> None:
+    """Batch scoring: every input row with label, confidence and class probabilities, checked
+    like a request to the server (a bad row names its column and index)."""
+    import pandas as pd
+
+    from mlship import files
+    from mlship.serving.model import load_directory
+    from mlship.serving.protocols import BadRequestError, check_columns
+
+    settings = _settings()
+    with stage("score"):
+        served = load_directory(model, settings.model_name)
+        frame = files.read_table(input_path)
+        missing = [c for c in served.features.text if c not in frame.columns]
+        if missing:
+            raise InputError(f"{input_path}: missing feature column(s) {missing}")
+        chunks = []
+        for start in range(0, len(frame), chunk_rows):
+            part = frame.iloc[start : start + chunk_rows]
+            records = part[[c for c in served.features.columns if c in part.columns]]
+            columns = {c: [None if pd.isna(v) else v for v in records[c]] for c in records.columns}
+            try:
+                check_columns(served.features, columns, f"{input_path} rows {start}+")
+            except BadRequestError as error:
+                raise InputError(error.message) from error
+            probabilities = served.predict_proba(columns)
+            scored = pd.DataFrame(probabilities, columns=[f"proba_{c}" for c in served.classes])
+            scored.insert(0, "label", [served.classes[i] for i in probabilities.argmax(axis=1)])
+            scored.insert(1, "confidence", probabilities.max(axis=1))
+            chunks.append(pd.concat([part.reset_index(drop=True), scored], axis=1))
+        result = pd.concat(chunks, ignore_index=True)
+        files.write_with(output_path, lambda temp: result.to_csv(temp, index=False))
+    console.print(
+        f"  {len(result)} rows scored by {served.name} v{served.version} -> {output_path}"
+    )

@@ -203,3 +203,30 @@ def test_canary_needs_prometheus(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     result = runner.invoke(app, ["deploy", "--env", "staging", "--canary", "--dvc-file", str(dvc),
                                  "--image", "r/mlship:0123456789ab-m3"])  # fmt: skip
     assert result.exit_code == 2 and "--prometheus-url" in result.stderr
+
+
+def test_score_writes_every_row_with_its_label(tmp_path: Path) -> None:
+    from mlship.artifacts import save_model
+    from mlship.train import fit
+    from tests.conftest import make_params
+
+    model = tmp_path / "model"
+    card = {"features": {"text": ["review"], "categorical": [], "numeric": []}, "target": "score"}
+    save_model(fit(make_params(), text_frame(10)), card, model)
+    rows = text_frame(3)
+    rows.to_csv(tmp_path / "in.csv", index=False)
+    out = tmp_path / "out.csv"
+    source = str(tmp_path / "in.csv")
+    result = runner.invoke(app, ["score", "--model", str(model), "--input", source,
+                                 "--output", str(out), "--chunk-rows", "4"])  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    scored = pd.read_csv(out)
+    assert len(scored) == 6 and list(scored.columns[-4:]) == [
+        "label", "confidence", "proba_great", "proba_other"
+    ]  # fmt: skip
+    assert (scored["label"] == scored["score"]).all()
+    rows.assign(review=[1, 2, 3, 4, 5, 6]).to_csv(tmp_path / "bad.csv", index=False)
+    bad = runner.invoke(app, ["score", "--model", str(model), "--input", str(tmp_path / "bad.csv"),
+                              "--output", str(tmp_path / "x.csv")])  # fmt: skip
+    assert bad.exit_code == 2 and "review: expected text" in bad.stderr
+    assert not (tmp_path / "x.csv").exists()

@@ -47,6 +47,7 @@ VARIANTS = {
     "production": ("overlays/production", ()),
     "gpu": ("base", ("gpu",)),
     "servicemonitor": ("base", ("servicemonitor",)),
+    "batch": ("base", ("batch",)),
 }
 
 
@@ -173,3 +174,15 @@ def test_dashboard_queries_only_metrics_that_exist() -> None:
             if name.startswith("container_") or name in ("by", "rate", "sum", "increase", "offset"):
                 continue
             assert name in exported, f"{name} in {expr!r} is not exported by the server"
+
+
+def test_batch_scoring_runs_mlship_score_locked_down(tmp_path: Path) -> None:
+    docs = render(tmp_path, "batch")
+    job = by_kind(docs, "CronJob")["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    container = job["containers"][0]
+    assert container["command"][:2] == ["mlship", "score"]
+    assert container["image"] == by_kind(docs, "Deployment")["spec"]["template"]["spec"][
+        "containers"][0]["image"]  # the same image as the server  # fmt: skip
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    claim = job["volumes"][0]["persistentVolumeClaim"]["claimName"]
+    assert claim == by_kind(docs, "PersistentVolumeClaim")["metadata"]["name"]
