@@ -100,3 +100,47 @@ def test_versions_come_from_image_tags() -> None:
     assert expected_version(IMAGE) == "7"
     assert expected_version("r/mlship:abcdef123456-mlocal") == "local"
     assert expected_version("r/mlship:latest") is None
+
+
+def test_the_cli_records_the_deployed_image_on_the_model_version(
+    cluster: Cluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import mlflow
+    from typer.testing import CliRunner
+
+    from mlship.cli import app
+    from tests.conftest import text_frame
+
+    # given a registered version 1 and the files a deploy reads
+    folder = cluster.folder
+    store = f"sqlite:///{folder}/mlflow.db"
+    client = mlflow.MlflowClient(tracking_uri=store)
+    client.create_registered_model("reviews")
+    client.create_model_version("reviews", str(folder))
+    model = folder / "model"
+    model.mkdir()
+    (model / "model_card.json").write_text('{"features": {"text": ["review"]}}')
+    text_frame(2).to_parquet(folder / "test.parquet")
+    (folder / "dvc.yaml").write_text(
+        f"vars:\n  - paths:\n      image_json: {folder}/reports/image.json\n"
+        f"      model_dir: {model}\n      test: {folder}/test.parquet\n"
+    )
+    monkeypatch.setenv("MLSHIP_TRACKING_URI", store)
+    monkeypatch.setenv("MLSHIP_MODEL_NAME", "reviews")
+    monkeypatch.setenv("FAKE_KUBECTL_SCENARIO", "ok")
+    image = "127.0.0.1:5001/mlship:0123456789ab-m1"
+    # when deployed
+    result = CliRunner().invoke(app, ["deploy", "--env", "staging", "--image", image,
+                                      "--dvc-file", str(folder / "dvc.yaml")])  # fmt: skip
+    # then the version records where it runs, and the report says deployed
+    assert result.exit_code == 0, result.stderr
+    tags = client.get_model_version("reviews", "1").tags
+    assert tags["mlship.deployed.staging"] == image
+    report = json.loads((folder / "reports/deploy-staging.json").read_text())
+    assert report["ok"] and report["image"] == image
+    # when the rollout fails / then exit 1 and the report says it was rolled back
+    cluster.monkeypatch.setenv("FAKE_KUBECTL_SCENARIO", "rollout-timeout")
+    second = image.replace("-m1", "-m2")
+    failed = CliRunner().invoke(app, ["deploy", "--env", "staging", "--image", second,
+                                      "--dvc-file", str(folder / "dvc.yaml")])  # fmt: skip
+    assert failed.exit_code == 1 and "rolled back" in failed.stderr
