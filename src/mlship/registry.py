@@ -69,42 +69,31 @@ def log_training(
 
     Returns (experiment id, run id, the logged model's URI).
     """
+    import mlflow
+    import mlflow.sklearn
     from mlflow.exceptions import MlflowException
+    from mlflow.models import infer_signature
 
     experiment_id = start_tracking(settings)
     try:
-        return (experiment_id, *_log_run(experiment_id, params, card, pipeline, example))
+        with mlflow.start_run(experiment_id=experiment_id) as run:
+            mlflow.set_tags({"mlship.stage": "train", "mlship.git_sha": card["git"]["sha"]})
+            mlflow.log_params(flatten(params))
+            mlflow.log_dict(card, "model_card.json")
+            signature = infer_signature(example, pipeline.predict(example))
+            logged = mlflow.sklearn.log_model(
+                pipeline,
+                name=MODEL_ARTIFACT,
+                signature=signature,
+                input_example=example,
+                pip_requirements=_pip_requirements(),
+                skops_trusted_types=list(TRUSTED_TYPES),
+            )
     except MlflowException as error:
         raise InputError(
             f"MLflow at {settings.tracking_uri!r} could not log the run: {error.message}"
         ) from error
-
-
-def _log_run(
-    experiment_id: str,
-    params: dict[str, Any],
-    card: dict[str, Any],
-    pipeline: Pipeline,
-    example: pd.DataFrame,
-) -> tuple[str, str]:
-    import mlflow
-    import mlflow.sklearn
-    from mlflow.models import infer_signature
-
-    with mlflow.start_run(experiment_id=experiment_id) as run:
-        mlflow.set_tags({"mlship.stage": "train", "mlship.git_sha": card["git"]["sha"]})
-        mlflow.log_params(flatten(params))
-        mlflow.log_dict(card, "model_card.json")
-        signature = infer_signature(example, pipeline.predict(example))
-        logged = mlflow.sklearn.log_model(
-            pipeline,
-            name=MODEL_ARTIFACT,
-            signature=signature,
-            input_example=example,
-            pip_requirements=_pip_requirements(),
-            skops_trusted_types=list(TRUSTED_TYPES),
-        )
-        return str(run.info.run_id), str(logged.model_uri)
+    return experiment_id, str(run.info.run_id), str(logged.model_uri)
 
 
 def log_evaluation(
@@ -148,6 +137,11 @@ def _client(settings: Settings) -> Any:
     return mlflow.MlflowClient()
 
 
+def _set_tags(client: Any, settings: Settings, version: str, tags: dict[str, str]) -> None:
+    for key, value in tags.items():
+        client.set_model_version_tag(settings.model_name, version, key, value)
+
+
 def alias_version(settings: Settings, alias: str) -> Any | None:
     """The model version holding `alias`, or None when the model or alias does not exist."""
     from mlflow.exceptions import MlflowException
@@ -187,8 +181,7 @@ def register(settings: Settings, run_id: str, model_uri: str, tags: dict[str, st
         else:
             created = mlflow.register_model(model_uri, settings.model_name)
             version = str(created.version)
-        for key, value in tags.items():
-            client.set_model_version_tag(settings.model_name, version, key, value)
+        _set_tags(client, settings, version, tags)
         client.set_registered_model_alias(settings.model_name, CANDIDATE, version)
     except MlflowException as error:
         raise InputError(f"MLflow registry: {error.message}") from error
@@ -208,19 +201,15 @@ def version_tags(settings: Settings, version: str) -> dict[str, str]:
 
 
 def move_champion(settings: Settings, version: str, tags: dict[str, str]) -> None:
-    client = _client(settings)
-    for key, value in tags.items():
-        client.set_model_version_tag(settings.model_name, version, key, value)
-    client.set_registered_model_alias(settings.model_name, CHAMPION, version)
+    tag_version(settings, version, tags)
+    _client(settings).set_registered_model_alias(settings.model_name, CHAMPION, version)
 
 
 def tag_version(settings: Settings, version: str, tags: dict[str, str]) -> None:
     from mlflow.exceptions import MlflowException
 
-    client = _client(settings)
     try:
-        for key, value in tags.items():
-            client.set_model_version_tag(settings.model_name, version, key, value)
+        _set_tags(_client(settings), settings, version, tags)
     except MlflowException as error:
         raise InputError(
             f"MLflow registry: cannot tag version {version}: {error.message}"
