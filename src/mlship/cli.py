@@ -10,14 +10,20 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
-from mlship.config import Params, Settings, load_params
+from mlship.config import BehaviourParams, Params, Settings, load_params
 from mlship.errors import CheckError, InputError
+
+if TYPE_CHECKING:  # heavy imports stay out of start-up
+    import pandas as pd
+    from sklearn.pipeline import Pipeline
+
+    from mlship.gate import Criterion
 
 app = typer.Typer(
     help="mlship: ingest -> validate -> train -> evaluate (DVC, MLflow) -> gate -> register "
@@ -336,7 +342,7 @@ def gate(
         behaviour = params.gate.behaviour
         if behaviour is not None:
             pipeline = artifacts.load_model(paths["model_dir"])
-            criteria += _behaviour(pipeline, test, params, behaviour, feature_frame)
+            criteria += _behaviour(pipeline, test, params, behaviour)
         champion = registry.alias_version(settings, registry.CHAMPION)
         if champion is not None:
             model = registry.load_version_model(settings, str(champion.version))
@@ -384,12 +390,13 @@ def gate(
 
 
 def _behaviour(
-    pipeline: Any, test: Any, params: Params, behaviour: Any, feature_frame: Any
-) -> list[Any]:
+    pipeline: Pipeline, test: pd.DataFrame, params: Params, behaviour: BehaviourParams
+) -> list[Criterion]:
     """Predict functions over real test rows (invariance) and bare texts (functionality)."""
     import pandas as pd
 
     from mlship import gate as gating
+    from mlship.features import feature_frame
 
     column = behaviour.column
     limit = behaviour.invariance.rows if behaviour.invariance else 0
@@ -404,8 +411,7 @@ def _behaviour(
         return [str(label) for label in pipeline.predict(feature_frame(frame, params.data))]
 
     texts = [str(t) for t in base_rows[column]]
-    criteria: list[Any] = gating.behaviour_criteria(predict, texts, behaviour)
-    return criteria
+    return gating.behaviour_criteria(predict, texts, behaviour)
 
 
 def _require_gate_pass(dvc_file: Path) -> tuple[dict[str, Any], dict[str, Any], Any]:
@@ -575,22 +581,16 @@ app.add_typer(image_app, name="image")
 
 def _stage_registry_model(settings: Settings, alias: str, folder: Path) -> dict[str, Any]:
     """The registry's @alias version as a model directory; returns its card."""
-    import mlflow
-    import mlflow.sklearn
+    from mlship import artifacts
+    from mlship.serving.model import load_registry
 
-    from mlship import artifacts, registry
-
-    found = registry.alias_version(settings, alias)
-    if found is None:
-        raise InputError(f"{settings.model_name} has no @{alias} in {settings.tracking_uri}")
-    version = str(found.version)
-    pipeline = registry.load_version_model(settings, version)
-    card = mlflow.artifacts.load_dict(f"runs:/{found.run_id}/model_card.json")
-    card["mlflow"] = {"run_id": found.run_id, "tracking_uri": settings.tracking_uri}
-    card["registry"] = {"name": settings.model_name, "version": version, "alias": alias}
-    card["git"] = {"sha": found.tags.get("mlship.git_sha", card.get("git", {}).get("sha"))}
-    card["metrics"] = dict(mlflow.MlflowClient().get_run(found.run_id).data.metrics)
-    artifacts.save_model(pipeline, card, folder)
+    served = load_registry(settings.tracking_uri, f"models:/{settings.model_name}@{alias}")
+    card = {
+        **served.card,
+        "registry": {"name": served.name, "version": served.version, "alias": alias},
+    }
+    card["mlflow"] = {**card.get("mlflow", {}), "tracking_uri": settings.tracking_uri}
+    artifacts.save_model(served.pipeline, card, folder)
     return card
 
 
@@ -638,8 +638,8 @@ def image_build(
                     metrics = files.read_json(paths["metrics"])
             plan = image.plan(
                 settings.registry, settings.image_name, settings.model_name,
-                artifacts.git_state().sha, card,
-                dvc_file.with_suffix(".lock"), _git_remote(), artifacts.utc_now(),
+                artifacts.git_state().sha, card, _lock_digest(dvc_file), _git_remote(),
+                artifacts.utc_now(),
                 settings.base_image,
             )  # fmt: skip
             wheels = Path.home() / ".cache" / "mlship" / "wheels"
@@ -659,6 +659,11 @@ def image_build(
              "size_bytes": size, "pushed": False},
         )  # fmt: skip
     console.print(f"  {plan.references[0]} ({size / 1e6:.0f} MB) -> {paths['image_json']}")
+
+
+def _lock_digest(dvc_file: Path) -> str:
+    lock = dvc_file.with_suffix(".lock")
+    return _sha256(lock) if lock.is_file() else ""
 
 
 def _git_remote() -> str:

@@ -7,7 +7,6 @@ mlship's own), so the Docker build needs no network and installs exactly the loc
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 import subprocess
 import sys
@@ -37,7 +36,7 @@ class ImagePlan:
 
 def plan(
     registry: str, name: str, model_name: str, git_sha: str, card: dict[str, Any],
-    dvc_lock: Path | None, source: str, created: str, base_image: str,
+    dvc_lock_sha256: str, source: str, created: str, base_image: str,
 ) -> ImagePlan:  # fmt: skip
     version = str(card.get("registry", {}).get("version", "local"))
     short = git_sha[:12] if git_sha != "unknown" else "unknown"
@@ -49,9 +48,7 @@ def plan(
         "MODEL_NAME": str(card.get("registry", {}).get("name", model_name)),
         "MODEL_VERSION": version,
         "RUN_ID": str(card.get("mlflow", {}).get("run_id", "")),
-        "DVC_LOCK_SHA256": hashlib.sha256(dvc_lock.read_bytes()).hexdigest()
-        if dvc_lock is not None and dvc_lock.is_file()
-        else "",
+        "DVC_LOCK_SHA256": dvc_lock_sha256,
     }
     return ImagePlan(f"{registry.rstrip('/')}/{name}", (f"{short}-m{version}", short), args)
 
