@@ -188,9 +188,10 @@ def create_app(source: str, settings: Settings, challenger: Challenger | None = 
     slots = [champion] + ([Slot("challenger", challenger.source)] if challenger else [])
     background: set[asyncio.Task[Any]] = set()
 
-    def show(model: ServedModel) -> None:
+    def show(model: ServedModel, serving: bool = True) -> None:
         git = str(model.card.get("git", {}).get("sha", "unknown"))
-        metrics.model_info.labels(model.name, model.version, model.alias or "", git).set(1)
+        info = metrics.model_info.labels(model.name, model.version, model.alias or "", git)
+        info.set(1 if serving else 0)
 
     async def load_slot(slot: Slot) -> None:
         model = await asyncio.to_thread(load_model, slot.source, settings)
@@ -229,10 +230,7 @@ def create_app(source: str, settings: Settings, challenger: Challenger | None = 
                 log.warning("reload of %s failed; still serving v%s: %s",
                             slot.source, current.version, error)  # fmt: skip
                 continue
-            metrics.model_info.labels(
-                current.name, current.version, current.alias or "",
-                str(current.card.get("git", {}).get("sha", "unknown")),
-            ).set(0)  # fmt: skip
+            show(current, serving=False)
             slot.model = fresh  # atomic: the next batch uses the new model
             slot.reload_error = None
             show(fresh)

@@ -47,8 +47,6 @@ class MicroBatcher:
         self._wake = asyncio.Event()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="predict")
         self._task: asyncio.Task[None] | None = None
-        self.batches = 0
-        self.rows = 0
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="micro-batcher")
@@ -104,8 +102,6 @@ class MicroBatcher:
                     if not item.future.done():
                         item.future.set_exception(error)
                 continue
-            self.batches += 1
-            self.rows += rows
             if self._on_batch is not None:
                 self._on_batch(rows)
             start = 0
