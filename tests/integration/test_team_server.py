@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from mlship.image import free_port, wait_ready
+from mlship.image import free_port
 from tests.conftest import REPO
 from tests.integration.conftest import BIN, Workspace
+from tests.processes import running
 
 pytestmark = [pytest.mark.integration, pytest.mark.mlflow_server]
 
@@ -24,29 +23,18 @@ def mlflow_server(tmp_path: Path) -> Iterator[str]:
     port = free_port()
     store = tmp_path / "server"
     store.mkdir()
-    log = (store / "server.log").open("w")
-    process = subprocess.Popen(
-        [
-            str(BIN / "mlflow"), "server",
-            "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-            "--backend-store-uri", f"sqlite:///{store}/mlflow.db",
-            "--artifacts-destination", str(store / "artifacts"),
-        ],
-        stdout=log, stderr=subprocess.STDOUT,
-        # the GenAI job consumers (six processes) are not needed to track runs
-        env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
-    )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
-    try:
-        wait_ready(f"{url}/health", STARTUP_SECONDS, lambda: process.poll() is None)
+    command = [
+        str(BIN / "mlflow"), "server",
+        "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+        "--backend-store-uri", f"sqlite:///{store}/mlflow.db",
+        "--artifacts-destination", str(store / "artifacts"),
+    ]  # fmt: skip
+    # the GenAI job consumers (six processes) are not needed to track runs
+    env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    with running(command, f"{url}/health", ready_timeout=STARTUP_SECONDS, stop_timeout=30,
+                 env=env, log=store / "server.log"):  # fmt: skip
         yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        log.close()
 
 
 def test_pipeline_tracks_to_a_team_server(workspace: Workspace, mlflow_server: str) -> None:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from mlship.image import free_port, wait_ready
+from mlship.image import free_port
+from tests.processes import running
 
 BIN = Path(sys.executable).parent
 
@@ -19,20 +18,7 @@ def running_server(
     *args: str, env: dict[str, str] | None = None, log: Path | None = None
 ) -> Iterator[str]:
     port = free_port()
-    out = log.open("w") if log else subprocess.DEVNULL
-    process = subprocess.Popen(
-        [str(BIN / "mlship"), "serve", "--host", "127.0.0.1", "--port", str(port), *args],
-        env={**os.environ, **(env or {})}, stdout=out, stderr=subprocess.STDOUT,
-    )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
-    try:
-        wait_ready(f"{url}/ready", 90, lambda: process.poll() is None)
+    command = [str(BIN / "mlship"), "serve", "--host", "127.0.0.1", "--port", str(port), *args]
+    with running(command, f"{url}/ready", ready_timeout=90, env=env, log=log):
         yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        if log:
-            out.close()  # type: ignore[union-attr]
