@@ -311,9 +311,11 @@ DEFAULT_TRACKING_URI = "sqlite:///mlruns/mlflow.db"
 class Settings(BaseSettings):
     """Where the pipeline runs. Read from MLSHIP_* variables (and MLflow's standard one)."""
 
+    # env_ignore_empty: CI systems export unset secrets and variables as empty strings
     model_config = SettingsConfigDict(
-        env_prefix="MLSHIP_", extra="ignore", frozen=True, populate_by_name=True
-    )
+        env_prefix="MLSHIP_", extra="ignore", frozen=True, populate_by_name=True,
+        env_ignore_empty=True,
+    )  # fmt: skip
 
     tracking_uri: str = Field(
         default=DEFAULT_TRACKING_URI,
@@ -328,6 +330,15 @@ class Settings(BaseSettings):
     base_image: str = "python:3.11-slim-bookworm"
     prometheus_url: str | None = Field(
         default=None, description="Prometheus query API for canary checks"
+    )
+    # Google Cloud Build (`mlship cloudbuild`)
+    gcp_project: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("MLSHIP_GCP_PROJECT", "GOOGLE_CLOUD_PROJECT", "PROJECT_ID"),
+    )
+    gcp_region: str = Field(default="global", description="the Cloud Build region")
+    cloudbuild_endpoint: str | None = Field(
+        default=None, description="another Cloud Build API endpoint, e.g. a private one"
     )
     # serving
     api_token: SecretStr | None = Field(

@@ -82,3 +82,14 @@ def test_settings_default_to_the_embedded_store(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.delenv("MLSHIP_TRACKING_URI", raising=False)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     assert Settings().tracking_uri == "sqlite:///mlruns/mlflow.db"
+
+
+def test_settings_treat_empty_variables_as_unset(monkeypatch: pytest.MonkeyPatch) -> None:
+    # given a CI that exports an unset repository variable as an empty string
+    monkeypatch.delenv("MLSHIP_TRACKING_URI", raising=False)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "")
+    monkeypatch.setenv("MLSHIP_REGISTRY", "")
+    # then the defaults apply, not an empty tracking URI or registry
+    settings = Settings()
+    assert settings.tracking_uri == "sqlite:///mlruns/mlflow.db"
+    assert settings.registry == "127.0.0.1:5001"
