@@ -8,7 +8,7 @@ BIN := $(CURDIR)/$(VENV)/bin
 export PATH := $(BIN):$(PATH)
 
 .DEFAULT_GOAL := help
-.PHONY: help install pipeline repro gate register promote image push loadtest deploy serve summary lint typecheck test unit lock clean
+.PHONY: help install pipeline train pull repro gate register promote image push loadtest deploy serve summary lint typecheck test unit lock clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -22,14 +22,19 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 
 install: $(VENV)/.installed ## create .venv and install the pinned dependencies
 
-pipeline: install ## the main job: the whole local pipeline, gated and registered, summarised
-	dvc repro
-	dvc push --quiet
+pipeline: train ## the main job: the whole local pipeline, gated and registered, summarised
 	mlship gate
 	mlship register
 	mlship image build --skip-without-engine
 	mlship loadtest
 	mlship summary
+
+train: install ## dvc repro (pulling cached outputs from the DVC remote first), then dvc push
+	dvc repro --pull
+	dvc push --quiet
+
+pull: install ## restore the pipeline outputs of this commit from the DVC remote
+	dvc pull
 
 repro: install ## run the DVC pipeline only (cached stages are skipped)
 	dvc repro
