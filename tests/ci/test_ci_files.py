@@ -1,0 +1,235 @@
+"""Each CI file is valid for its system (schemas, actionlint, Cloud Build's own types, a
+Groovy parse) and carries what its users rely on: approvals, JUnit, e-mail, caches."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.ci import pipelines
+from tests.conftest import REPO
+
+WORKFLOWS = sorted((REPO / ".github" / "workflows").glob("*.yml"))
+CLOUDBUILD_CONFIGS = [
+    REPO / "cloudbuild.yaml",
+    REPO / ".ci" / "cloudbuild" / "pull-request.yaml",
+    REPO / ".ci" / "cloudbuild" / "production.yaml",
+]
+TRIGGERS = sorted((REPO / ".ci" / "cloudbuild" / "triggers").glob("*.yaml"))
+
+
+def tool(name: str) -> str:
+    beside = Path(sys.executable).with_name(name)
+    found = str(beside) if beside.is_file() else shutil.which(name)
+    if found is None:
+        pytest.fail(f"{name} is missing: `make install` installs it (the dev extra)")
+    return found
+
+
+def run(*command: str) -> None:
+    done = subprocess.run(command, capture_output=True, text=True, cwd=REPO)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def load(path: Path) -> Any:
+    return yaml.safe_load(path.read_text(encoding="utf-8"))
+
+
+# --- schemas and linters ----------------------------------------------------------------------
+
+
+def test_workflows_match_the_github_schema_and_pass_actionlint() -> None:
+    assert [p.name for p in WORKFLOWS] == ["cd.yml", "ci.yml"]
+    paths = [str(p) for p in WORKFLOWS]
+    run(tool("check-jsonschema"), "--builtin-schema", "vendor.github-workflows", *paths)
+    run(tool("actionlint"), "-no-color", *paths)
+
+
+def test_cloud_build_configs_match_the_schema() -> None:
+    paths = [str(p) for p in CLOUDBUILD_CONFIGS]
+    run(tool("check-jsonschema"), "--builtin-schema", "vendor.cloudbuild", *paths)
+
+
+@pytest.mark.parametrize("path", CLOUDBUILD_CONFIGS, ids=lambda p: p.name)
+def test_cloud_build_configs_parse_strictly_as_builds(path: Path) -> None:
+    from google.cloud.devtools import cloudbuild_v1
+
+    build = cloudbuild_v1.Build.from_json(json.dumps(load(path)), ignore_unknown_fields=False)
+    assert build.steps and build.timeout.total_seconds() > 0
+    assert build.options.machine_type == cloudbuild_v1.BuildOptions.MachineType.E2_HIGHCPU_8
+    assert build.options.dynamic_substitutions  # _REGISTRY is built from _REGION
+    ids = [step.id for step in build.steps]
+    assert len(ids) == len(set(ids))
+
+
+@pytest.mark.parametrize("path", TRIGGERS, ids=lambda p: p.name)
+def test_triggers_parse_strictly_as_build_triggers(path: Path) -> None:
+    from google.cloud.devtools import cloudbuild_v1
+
+    trigger = cloudbuild_v1.BuildTrigger.from_json(
+        json.dumps(load(path)), ignore_unknown_fields=False
+    )
+    assert trigger.name.startswith("mlship-")
+    assert trigger.service_account.endswith(".iam.gserviceaccount.com")
+
+
+def test_the_strict_parse_rejects_an_unknown_field() -> None:
+    from google.cloud.devtools import cloudbuild_v1
+    from google.protobuf.json_format import ParseError
+
+    with pytest.raises(ParseError, match="stepz"):
+        cloudbuild_v1.Build.from_json(json.dumps({"stepz": []}), ignore_unknown_fields=False)
+
+
+def test_the_agent_dockerfile_passes_hadolint() -> None:
+    run(tool("hadolint"), str(REPO / ".ci" / "agent.Dockerfile"))
+
+
+# --- GitHub Actions -----------------------------------------------------------------------------
+
+
+def test_ci_workflow_comments_on_the_pull_request_and_publishes_junit() -> None:
+    ci = load(REPO / ".github" / "workflows" / "ci.yml")
+    assert list(ci[True]) == ["pull_request"]  # YAML 1.1 reads `on` as True
+    assert ci["permissions"]["pull-requests"] == "write"
+    assert ci["concurrency"]["cancel-in-progress"] is True
+    steps = ci["jobs"]["ci"]["steps"]
+    assert ci["jobs"]["ci"]["timeout-minutes"] <= 60
+    comment = next(s for s in steps if "mlship comment" in s.get("run", ""))
+    assert comment["if"] == "always()" and "GITHUB_TOKEN" in comment["env"]
+    junit = next(s for s in steps if "junit" in s.get("uses", ""))
+    assert junit["with"]["report_paths"] == "reports/junit/*.xml"
+    checkout = next(s for s in steps if s.get("uses", "").startswith("actions/checkout"))
+    assert checkout["with"]["fetch-depth"] == 0  # the diffs against main need its history
+
+
+def test_cd_workflow_uses_workload_identity_and_a_production_environment() -> None:
+    text = (REPO / ".github" / "workflows" / "cd.yml").read_text()
+    cd = yaml.safe_load(text)
+    assert cd[True]["push"]["branches"] == ["main"]
+    assert cd["permissions"]["id-token"] == "write"
+    assert cd["concurrency"] == {"group": "cd-main", "cancel-in-progress": False}
+    assert "credentials_json" not in text and "GOOGLE_APPLICATION_CREDENTIALS" not in text
+    for name, job in cd["jobs"].items():
+        assert job["timeout-minutes"] <= 60, name
+        uses = [s.get("uses", "").split("@")[0] for s in job["steps"]]
+        assert "google-github-actions/auth" in uses, name
+        assert "google-github-actions/get-gke-credentials" in uses, name
+        auth = next(s for s in job["steps"] if s.get("uses", "").startswith("google-github"))
+        assert "workload_identity_provider" in auth["with"], name
+    assert cd["jobs"]["production"]["environment"]["name"] == "production"
+    assert cd["jobs"]["production"]["needs"] == "delivery"
+    cached = [
+        s["with"]["path"] for s in cd["jobs"]["delivery"]["steps"]
+        if s.get("uses", "").startswith("actions/cache")
+    ]  # fmt: skip
+    assert ".dvc/cache" in cached and "~/.cache/uv" in cached
+    assert any(s.get("with", {}).get("cache") == "pip" for s in cd["jobs"]["delivery"]["steps"])
+    login = next(s for s in cd["jobs"]["delivery"]["steps"] if "login-action" in s.get("uses", ""))
+    assert login["with"]["registry"].endswith("-docker.pkg.dev")  # Artifact Registry
+
+
+# --- Jenkins ------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def jenkins() -> pipelines.Block:
+    return pipelines.groovy_blocks(
+        pipelines.groovy_leaves((REPO / "Jenkinsfile").read_text(encoding="utf-8"))
+    )
+
+
+def _only(root: pipelines.Block, name: str) -> pipelines.Block:
+    found = root.find(name)
+    assert len(found) == 1, f"{len(found)} `{name}` blocks"
+    return found[0]
+
+
+def _stage(root: pipelines.Block, name: str) -> pipelines.Block:
+    return next(s for s in root.find("stage") if pipelines.jenkins_stage_name(s) == name)
+
+
+def test_jenkins_options_hold_one_build_at_a_time_with_a_bounded_history(
+    jenkins: pipelines.Block,
+) -> None:
+    pipeline = _only(jenkins, "pipeline")
+    assert [t[1] for t in pipeline.children[0].head] == ["agent", "none"]
+    options = next(c for c in pipeline.children if pipelines.call_name(c) == "options")
+    words = {value for _, value in options.tokens()}
+    assert {"disableConcurrentBuilds", "buildDiscarder", "logRotator", "timestamps",
+            "timeout"} <= words  # fmt: skip
+
+
+def test_jenkins_publishes_junit_always_and_mails_failures_to_the_people_involved(
+    jenkins: pipelines.Block,
+) -> None:
+    always = _stage(jenkins, "delivery").find("always")
+    assert always and "reports/junit/*.xml" in pipelines.strings(always[0].tokens())
+    assert any(word == "junit" for _, word in always[0].tokens())
+    pipeline_post = [
+        c for c in _only(jenkins, "pipeline").children if pipelines.call_name(c) == "post"
+    ]  # fmt: skip
+    outcomes = {pipelines.call_name(c) for c in pipeline_post[0].children}
+    assert outcomes == {"failure", "fixed", "unstable"}
+    for outcome in pipeline_post[0].children:
+        assert [w for _, w in outcome.tokens()][1:2] == ["notify"]
+    mail = [w for _, w in jenkins.tokens()]
+    at = mail.index("emailext")
+    call = mail[at : at + 80]
+    assert {"culprits", "developers", "requestor", "attachLog", "GATE_SUMMARY"} <= set(call)
+
+
+def test_jenkins_production_approval_is_a_timed_input_for_release_managers_on_no_agent(
+    jenkins: pipelines.Block,
+) -> None:
+    approve = _stage(jenkins, "approve")
+    assert not approve.find("agent")  # the pipeline's `agent none`: no executor is held
+    timeout = _only(approve, "timeout")
+    tokens = timeout.tokens()
+    words = [w for _, w in tokens]
+    assert "input" in words
+    assert words[words.index("submitter") + 2] == "release-managers"
+    assert "submitterParameter" in words  # APPROVER, read by `mlship promote`
+
+
+def test_jenkins_secrets_come_through_credentials_bindings(jenkins: pipelines.Block) -> None:
+    for name in ("deploy-staging", "deploy-production", "push", "train"):
+        assert _stage(jenkins, name).find("withCredentials"), name
+    for group in ("delivery", "production"):
+        words = [w for _, w in _only(_stage(jenkins, group), "agent").tokens()]
+        assert words[:3] == ["agent", "dockerfile", "filename"]
+        assert ".ci/agent.Dockerfile" in words
+
+
+# --- Cloud Build ---------------------------------------------------------------------------------
+
+
+def test_cloud_build_main_ships_reports_and_the_agent_image() -> None:
+    config = load(REPO / "cloudbuild.yaml")
+    assert {"_REGION", "_STAGING_CLUSTER", "_REGISTRY"} <= set(config["substitutions"])
+    assert config["images"] == ["$_AGENT_IMAGE"]
+    artifacts = config["artifacts"]["objects"]
+    assert artifacts["location"].startswith("gs://") and "reports/junit/*.xml" in artifacts["paths"]
+    # the production build reads the image reference from where the main build left it
+    production = load(REPO / ".ci" / "cloudbuild" / "production.yaml")
+    fetch = next(s for s in production["steps"] if s["id"] == "fetch-release")
+    release = artifacts["location"].replace("$COMMIT_SHA", "$_RELEASE_SHA")
+    assert fetch["args"][2].startswith(release)
+
+
+def test_the_smtp_notifier_mails_failures_with_its_password_in_secret_manager() -> None:
+    notifier = load(REPO / ".ci" / "cloudbuild" / "smtp-notifier.yaml")
+    assert notifier["apiVersion"] == "cloud-build-notifiers/v1"
+    assert notifier["kind"] == "SMTPNotifier"
+    spec = notifier["spec"]
+    assert "Build.Status.FAILURE" in spec["notification"]["filter"]
+    secret = spec["notification"]["delivery"]["password"]["secretRef"]
+    assert [s["name"] for s in spec["secrets"]] == [secret]
+    assert spec["secrets"][0]["value"].startswith("projects/")

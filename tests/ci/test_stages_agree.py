@@ -1,0 +1,147 @@
+"""GitHub Actions, Jenkins and Cloud Build run exactly src/mlship/delivery.py's stages, in
+order, each as its one command; and the comparison itself catches a drifted file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mlship.delivery import STAGES, after_approval, before_approval, pull_request_stages
+from tests.ci import pipelines
+from tests.conftest import REPO
+
+WORKFLOWS = REPO / ".github" / "workflows"
+CLOUDBUILD = REPO / ".ci" / "cloudbuild"
+
+
+def expected(stages: tuple[object, ...]) -> pipelines.Stages:
+    return [(s.name, s.command) for s in stages]  # type: ignore[attr-defined]
+
+
+def test_the_stage_list_is_the_issue_order_with_one_approval() -> None:
+    names = [s.name for s in STAGES]
+    assert names == [
+        "test", "train", "gate", "register", "build", "push", "loadtest",
+        "deploy-staging", "approve", "deploy-production", "promote",
+    ]  # fmt: skip
+    assert [s.name for s in STAGES if s.command is None] == ["approve"]
+    # every command is one make target the Makefile declares
+    makefile = (REPO / "Makefile").read_text()
+    for stage in STAGES:
+        if stage.command:
+            target = stage.command.split()[1]
+            assert f"\n{target}:" in makefile, f"{stage.name}: no `{target}` target"
+
+
+def test_github_pull_requests_run_the_stages_up_to_the_gate() -> None:
+    assert pipelines.github_stages(WORKFLOWS / "ci.yml") == expected(pull_request_stages())
+
+
+def test_github_main_runs_every_stage_with_the_approval_on_the_production_job() -> None:
+    assert pipelines.github_stages(WORKFLOWS / "cd.yml") == expected(STAGES)
+
+
+def test_jenkins_runs_every_stage_and_pull_requests_stop_after_the_gate() -> None:
+    assert pipelines.jenkins_stages(REPO / "Jenkinsfile") == expected(STAGES)
+    root = pipelines.groovy_blocks(
+        pipelines.groovy_leaves((REPO / "Jenkinsfile").read_text(encoding="utf-8"))
+    )
+    # a stage that pull requests skip says so with `when { branch 'main' }`, on itself or
+    # on the group stage around it
+    leaves = pipelines.jenkins_leaf_stages(root)
+    main_only = set()
+    for stage in root.find("stage"):
+        whens = [c for c in stage.children if pipelines.call_name(c) == "when"]
+        if any(pipelines.strings(w.tokens()) == ["main"] for w in whens):
+            main_only |= {
+                pipelines.jenkins_stage_name(s) for s in stage.find("stage") if s in leaves
+            }
+    assert main_only == {s.name for s in STAGES if not s.on_pull_request}
+
+
+def test_cloud_build_main_runs_up_to_the_approval_then_production_runs_the_rest() -> None:
+    approve = [(s.name, s.command) for s in STAGES if s.name == "approve"]
+    assert pipelines.cloudbuild_stages(REPO / "cloudbuild.yaml") == (
+        expected(before_approval()) + approve
+    )
+    assert pipelines.cloudbuild_stages(CLOUDBUILD / "production.yaml") == expected(after_approval())
+    assert pipelines.cloudbuild_stages(CLOUDBUILD / "pull-request.yaml") == expected(
+        pull_request_stages()
+    )
+
+
+def test_cloud_build_approval_runs_the_trigger_that_requires_approval() -> None:
+    config = yaml.safe_load((REPO / "cloudbuild.yaml").read_text())
+    step = next(s for s in config["steps"] if s["id"] == "approve")
+    assert step["entrypoint"] == ".venv/bin/mlship"
+    assert step["args"][:4] == ["cloudbuild", "submit", "--trigger", "$_PRODUCTION_TRIGGER"]
+    trigger_name = config["substitutions"]["_PRODUCTION_TRIGGER"]
+    triggers = {
+        path.name: yaml.safe_load(path.read_text()) for path in (CLOUDBUILD / "triggers").glob("*")
+    }
+    production = next(t for t in triggers.values() if t["name"] == trigger_name)
+    assert production["approvalConfig"] == {"approvalRequired": True}
+    assert production["gitFileSource"]["path"] == ".ci/cloudbuild/production.yaml"
+    # the others need no approval and build the configs the tests above read
+    assert triggers["main.yaml"]["filename"] == "cloudbuild.yaml"
+    assert triggers["main.yaml"]["github"]["push"]["branch"] == "^main$"
+    assert triggers["pull-request.yaml"]["filename"] == ".ci/cloudbuild/pull-request.yaml"
+    assert "pullRequest" in triggers["pull-request.yaml"]["github"]
+    assert all("approvalConfig" not in triggers[n] for n in ("main.yaml", "pull-request.yaml"))
+
+
+# --- the comparison fails on drift ------------------------------------------------------------
+
+
+def _mutated_workflow(tmp_path: Path, change: str) -> Path:
+    workflow = yaml.safe_load((WORKFLOWS / "cd.yml").read_text())
+    steps = workflow["jobs"]["delivery"]["steps"]
+    ids = [s.get("id") for s in steps]
+    if change == "missing":
+        del steps[ids.index("loadtest")]
+    elif change == "reordered":
+        i, j = ids.index("build"), ids.index("push")
+        steps[i], steps[j] = steps[j], steps[i]
+    elif change == "extra":
+        steps.insert(ids.index("gate") + 1, {"id": "gate-again", "run": "make gate"})
+    elif change == "renamed-command":
+        steps[ids.index("register")]["run"] = "make register-all"
+    elif change == "no-approval":
+        del workflow["jobs"]["production"]["environment"]
+    path = tmp_path / "cd.yml"
+    path.write_text(yaml.safe_dump(workflow))
+    return path
+
+
+@pytest.mark.parametrize(
+    "change", ["missing", "reordered", "extra", "renamed-command", "no-approval"]
+)
+def test_a_drifted_workflow_is_caught(tmp_path: Path, change: str) -> None:
+    path = _mutated_workflow(tmp_path, change)
+    try:
+        found = pipelines.github_stages(path)
+    except pipelines.PipelineError:
+        return  # a stray `make` outside a stage is caught while reading
+    assert found != expected(STAGES)
+
+
+def test_a_drifted_jenkinsfile_is_caught(tmp_path: Path) -> None:
+    source = (REPO / "Jenkinsfile").read_text(encoding="utf-8")
+    swapped = source.replace("sh 'make image'", "sh 'make TMP'").replace(
+        "sh 'make push'", "sh 'make image'"
+    ).replace("sh 'make TMP'", "sh 'make push'")  # fmt: skip
+    path = tmp_path / "Jenkinsfile"
+    path.write_text(swapped)
+    assert pipelines.jenkins_stages(path) != expected(STAGES)
+
+
+def test_a_cloud_build_step_running_make_outside_a_stage_is_caught(tmp_path: Path) -> None:
+    config = yaml.safe_load((REPO / "cloudbuild.yaml").read_text())
+    stray = {"id": "warm-up", "name": "x", "entrypoint": "make", "args": ["gate"]}
+    config["steps"].insert(1, stray)
+    path = tmp_path / "cloudbuild.yaml"
+    path.write_text(yaml.safe_dump(config))
+    with pytest.raises(pipelines.PipelineError, match="outside a named stage"):
+        pipelines.cloudbuild_stages(path)
