@@ -26,10 +26,11 @@ class Approval:
 
 
 def approval_from_env(env: Mapping[str, str], approver: str | None, at: str) -> Approval:
-    """GitHub Actions: the actor of the run that passed the environment's reviewers.
-    Jenkins: the `input` step's submitter, exported as APPROVER (or BUILD_USER_ID).
-    Cloud Build: the approver must be passed explicitly (the build's approval record).
-    Elsewhere: the local user.
+    """`approver` when known (the CLI reads it from the CI's approval record: the reviewer
+    of the GitHub `production` environment, the Cloud Build build's approver); otherwise
+    GitHub Actions: the run's triggering actor; Jenkins: the `input` step's submitter,
+    exported as APPROVER (or BUILD_USER_ID); Cloud Build: MLSHIP_APPROVER; elsewhere the
+    local user.
     """
     if env.get("GITHUB_ACTIONS") == "true":
         who = approver or env.get("GITHUB_TRIGGERING_ACTOR") or env.get("GITHUB_ACTOR")

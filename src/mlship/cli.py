@@ -257,6 +257,53 @@ DvcFileOption = Annotated[
 DEFAULT_DVC_FILE = Path("dvc.yaml")
 
 
+@app.command()
+def comment(
+    base_ref: Annotated[str, typer.Option(help="the git ref the metric diff compares with")] = (
+        "main"
+    ),
+    summary_only: Annotated[
+        bool, typer.Option("--summary-only", help="GitHub: the job summary only, no comment")
+    ] = False,
+    dvc_file: DvcFileOption = DEFAULT_DVC_FILE,
+) -> None:
+    """The run's reports as one Markdown page: gate, metric diff against --base-ref, load test,
+    deploys. In GitHub Actions it goes to the job summary and, on a pull request, into one
+    comment updated in place; elsewhere it is printed."""
+    import os
+
+    from mlship import github, report
+
+    with stage("comment"):
+        paths = report.pipeline_paths(dvc_file)
+        page = report.run_markdown(paths, _metrics_diff(base_ref), base_ref)
+        if os.environ.get("GITHUB_ACTIONS") != "true":
+            typer.echo(page)
+            return
+        summary_file = os.environ.get("GITHUB_STEP_SUMMARY")
+        if summary_file:
+            with Path(summary_file).open("a", encoding="utf-8") as out:
+                out.write(page + "\n")
+        run = github.Run.from_env(os.environ)
+        if summary_only or run.pull_request is None:
+            return
+        console.print(f"  pull request comment: {github.upsert_comment(run, page)}")
+
+
+def _metrics_diff(base_ref: str) -> str | None:
+    """`dvc metrics diff` against the base ref as a Markdown table; None without one."""
+    import subprocess
+
+    ref = _git_ref(base_ref)
+    if ref is None:
+        return None
+    diff = subprocess.run(
+        [sys.executable, "-m", "dvc", "metrics", "diff", "--md", "--all", "--precision", "4", ref],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    return diff.stdout if diff.returncode == 0 and diff.stdout.strip() else None
+
+
 def _sha256(path: Path) -> str:
     import hashlib
 
@@ -279,13 +326,30 @@ def _stale_stages(dvc_file: Path) -> dict[str, Any]:
     return status
 
 
+def _git_ref(ref: str) -> str | None:
+    """`ref` itself, or `origin/<ref>` where CI checkouts have only remote-tracking branches."""
+    import subprocess
+
+    for candidate in (ref, f"origin/{ref}"):
+        found = subprocess.run(
+            ["git", "rev-parse", "--verify", "--quiet", f"{candidate}^{{commit}}"],
+            capture_output=True, check=False,
+        )  # fmt: skip
+        if found.returncode == 0:
+            return candidate
+    return None
+
+
 def _base_params(base_ref: str, params_file: Path) -> dict[str, Any] | None:
     import subprocess
 
     import yaml
 
+    ref = _git_ref(base_ref)
+    if ref is None:
+        return None
     shown = subprocess.run(
-        ["git", "show", f"{base_ref}:{params_file.as_posix()}"],
+        ["git", "show", f"{ref}:{params_file.as_posix()}"],
         capture_output=True, text=True, check=False,
     )  # fmt: skip
     if shown.returncode != 0:
@@ -491,7 +555,8 @@ def promote(
 
     settings = _settings()
     with stage("promote"):
-        approval = approval_from_env(os.environ, approver, artifacts.utc_now())
+        recorded = approver or _recorded_approver(settings)
+        approval = approval_from_env(os.environ, recorded, artifacts.utc_now())
         current = registry.alias_version(settings, registry.CHAMPION)
         if rollback:
             if version is not None:
@@ -534,6 +599,24 @@ def promote(
         f"  {verb}: {settings.model_name} version {target} is @{registry.CHAMPION} "
         f"(approved by {approval.approver} via {approval.via})"
     )
+
+
+def _recorded_approver(settings: Settings) -> str | None:
+    """Who approved this run, from the CI's own approval record where it keeps one: the
+    reviewer of the GitHub `production` environment, the approver of the Cloud Build build."""
+    import os
+
+    from mlship import cloudbuild, github
+
+    env = os.environ
+    if env.get("GITHUB_ACTIONS") == "true" and env.get("GITHUB_TOKEN"):
+        return github.environment_approver(github.Run.from_env(env), github.PRODUCTION)
+    if env.get("MLSHIP_CI") == "cloud-build" and env.get("BUILD_ID") and settings.gcp_project:
+        where = cloudbuild.Location(settings.gcp_project, settings.gcp_region)
+        return cloudbuild.approver(
+            cloudbuild.client(settings.cloudbuild_endpoint), where, env["BUILD_ID"]
+        )
+    return None
 
 
 @app.command()
@@ -828,7 +911,7 @@ def deploy(
     from mlship import deploy as delivery
     from mlship import files, loadtest
     from mlship.artifacts import load_card
-    from mlship.report import pipeline_paths
+    from mlship.report import deploy_report, pipeline_paths
     from mlship.serving.model import Features
 
     if env not in ("staging", "production"):
@@ -863,8 +946,8 @@ def deploy(
             )  # fmt: skip
         else:
             report = delivery.deploy(kubectl, target, env, image_ref, version, row, timeout)
-        out = paths["image_json"].parent / f"deploy-{env}"
-        files.write_json(out.with_suffix(".json"), report.as_json())
+        out = deploy_report(paths, env)
+        files.write_json(out, report.as_json())
         files.write_text(out.with_suffix(".md"), report.markdown())
         if not report.ok:
             failed = "; ".join(f"{s.name}: {s.detail}" for s in report.steps if not s.ok)
@@ -928,3 +1011,70 @@ def score(
     console.print(
         f"  {len(result)} rows scored by {served.name} v{served.version} -> {output_path}"
     )
+
+
+cloudbuild_app = typer.Typer(
+    help="Drive Google Cloud Build: run a trigger, list and approve builds awaiting approval."
+)
+app.add_typer(cloudbuild_app, name="cloudbuild")
+
+
+def _cloudbuild() -> tuple[Any, Any]:
+    from mlship import cloudbuild
+
+    settings = _settings()
+    if not settings.gcp_project:
+        raise InputError("no Google Cloud project: set MLSHIP_GCP_PROJECT")
+    where = cloudbuild.Location(settings.gcp_project, settings.gcp_region)
+    return cloudbuild.client(settings.cloudbuild_endpoint), where
+
+
+@cloudbuild_app.command("submit")
+def cloudbuild_submit(
+    trigger: Annotated[str, typer.Option(help="the trigger's name or id")],
+    branch: Annotated[str | None, typer.Option(help="build this branch")] = None,
+    sha: Annotated[str | None, typer.Option(help="build this commit")] = None,
+    substitution: Annotated[list[str] | None, typer.Option(help="_KEY=value, repeatable")] = None,
+) -> None:
+    """Run a build trigger; prints the build id (stdout) and where to follow it. A trigger
+    with approvalConfig starts a build that waits for `mlship cloudbuild approve`."""
+    from mlship import cloudbuild
+
+    with stage("cloudbuild submit"):
+        substitutions = cloudbuild.parse_substitutions(substitution or [])
+        api, where = _cloudbuild()
+        build = cloudbuild.run_trigger(
+            api, where, trigger, branch=branch, sha=sha, substitutions=substitutions
+        )
+    waiting = " (waiting for approval)" if build.approval.state.name == "PENDING" else ""
+    console.print(f"  build {build.id}{waiting}: {where.console_url(build.id)}", soft_wrap=True)
+    typer.echo(build.id)
+
+
+@cloudbuild_app.command("pending")
+def cloudbuild_pending() -> None:
+    """List the builds waiting for approval."""
+    from mlship import cloudbuild
+
+    with stage("cloudbuild pending"):
+        api, where = _cloudbuild()
+        builds = cloudbuild.awaiting_approval(api, where)
+    for build in builds:
+        trigger = build.substitutions.get("TRIGGER_NAME", build.build_trigger_id)
+        typer.echo(f"{build.id}\t{trigger}\t{build.substitutions.get('_RELEASE_SHA', '')}")
+    console.print(f"  {len(builds)} build(s) waiting for approval")
+
+
+@cloudbuild_app.command("approve")
+def cloudbuild_approve(
+    build_id: Annotated[str, typer.Argument(help="the build waiting for approval")],
+    comment: Annotated[str, typer.Option(help="recorded with the decision")] = "",
+    reject: Annotated[bool, typer.Option("--reject", help="reject instead of approve")] = False,
+) -> None:
+    """Approve (or --reject) a build that waits for approval."""
+    from mlship import cloudbuild
+
+    with stage("cloudbuild approve"):
+        api, where = _cloudbuild()
+        cloudbuild.decide(api, where, build_id, approve=not reject, comment=comment)
+    console.print(f"  build {build_id} {'rejected' if reject else 'approved'}")

@@ -83,3 +83,29 @@ def print_summary(dvc_file: Path, console: Console) -> None:
         run.get("tracking_uri", "?"), run.get("experiment_id", "?"), run.get("run_id", "?")
     )
     console.print(f"MLflow: {link}", soft_wrap=True)
+
+
+def deploy_report(paths: dict[str, Path], env: str) -> Path:
+    """Where `mlship deploy --env <env>` writes its report (JSON; .md beside it)."""
+    return paths["image_json"].parent / f"deploy-{env}.json"
+
+
+def run_markdown(paths: dict[str, Path], metrics_diff: str | None, base_ref: str) -> str:
+    """One Markdown page of what this run did: the gate report, the metric diff against
+    `base_ref`, then the load test and deploy reports that exist."""
+    parts = [
+        paths["gate_md"].read_text(encoding="utf-8")
+        if paths["gate_md"].is_file()
+        else "## mlship gate: not run\n\nThe pipeline stopped before the gate; see the log.\n"
+    ]
+    if metrics_diff is None:
+        parts.append(f"Metrics: no `{base_ref}` metrics to compare with.\n")
+    else:
+        parts.append(
+            f"<details><summary>Metrics: this change against <code>{base_ref}</code>"
+            f"</summary>\n\n{metrics_diff.strip()}\n\n</details>\n"
+        )
+    extra = [paths["loadtest_md"], *(deploy_report(paths, env).with_suffix(".md")
+                                      for env in ("staging", "production"))]  # fmt: skip
+    parts += [path.read_text(encoding="utf-8") for path in extra if path.is_file()]
+    return "\n".join(parts)

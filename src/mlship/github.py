@@ -1,0 +1,111 @@
+"""GitHub Actions: one pull-request comment updated in place, and who approved a deployment.
+
+Everything is read from the variables GitHub Actions sets (GITHUB_API_URL, GITHUB_REPOSITORY,
+GITHUB_EVENT_PATH, GITHUB_RUN_ID) and the job's GITHUB_TOKEN.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from mlship.errors import CheckError, InputError
+
+COMMENT_MARKER = "<!-- mlship-report -->"
+PRODUCTION = "production"  # the environment whose required reviewers approve a release
+
+
+@dataclass(frozen=True)
+class Run:
+    api_url: str
+    repository: str  # owner/name
+    token: str
+    run_id: str
+    pull_request: int | None  # set on pull_request events
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Run:
+        missing = [name for name in ("GITHUB_REPOSITORY", "GITHUB_TOKEN") if not env.get(name)]
+        if missing:
+            raise InputError(
+                f"not in a GitHub Actions job, or the step lacks {' and '.join(missing)}"
+            )
+        return cls(
+            api_url=env.get("GITHUB_API_URL", "https://api.github.com").rstrip("/"),
+            repository=env["GITHUB_REPOSITORY"],
+            token=env["GITHUB_TOKEN"],
+            run_id=env.get("GITHUB_RUN_ID", ""),
+            pull_request=_pull_request_number(env.get("GITHUB_EVENT_PATH")),
+        )
+
+    def client(self) -> httpx.Client:
+        return httpx.Client(
+            base_url=self.api_url,
+            timeout=30.0,
+            headers={
+                "Authorization": f"Bearer {self.token}",
+                "Accept": "application/vnd.github+json",
+                "X-GitHub-Api-Version": "2022-11-28",
+            },
+        )
+
+
+def _pull_request_number(event_path: str | None) -> int | None:
+    if not event_path:
+        return None
+    try:
+        event = json.loads(Path(event_path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise InputError(f"{event_path}: cannot read the GitHub event: {error}") from error
+    number = (event.get("pull_request") or {}).get("number")
+    return int(number) if number is not None else None
+
+
+def _checked(response: httpx.Response, what: str) -> Any:
+    if response.is_error:
+        raise CheckError(
+            f"GitHub API: {what} failed: HTTP {response.status_code} {response.text[:300]}"
+        )
+    return response.json()
+
+
+def upsert_comment(run: Run, body: str) -> str:
+    """Update the pull request's mlship comment (found by its marker) or add it; its URL."""
+    if run.pull_request is None:
+        raise InputError("this GitHub event is not a pull request: there is nothing to comment on")
+    text = f"{COMMENT_MARKER}\n{body}"
+    issue = f"/repos/{run.repository}/issues/{run.pull_request}"
+    with run.client() as client:
+        existing = None
+        url: str | None = f"{issue}/comments?per_page=100"
+        while url and existing is None:
+            response = client.get(url)
+            comments = _checked(response, "listing the pull request's comments")
+            existing = next((c for c in comments if COMMENT_MARKER in c.get("body", "")), None)
+            url = response.links.get("next", {}).get("url")
+        if existing is None:
+            made = client.post(f"{issue}/comments", json={"body": text})
+            return str(_checked(made, "adding the comment")["html_url"])
+        edited = client.patch(
+            f"/repos/{run.repository}/issues/comments/{existing['id']}", json={"body": text}
+        )
+        return str(_checked(edited, "updating the comment")["html_url"])
+
+
+def environment_approver(run: Run, environment: str) -> str | None:
+    """The reviewer who approved `environment` for this workflow run, if one did."""
+    with run.client() as client:
+        approvals = _checked(
+            client.get(f"/repos/{run.repository}/actions/runs/{run.run_id}/approvals"),
+            "reading the run's deployment approvals",
+        )
+    for approval in reversed(approvals):  # the latest decision last
+        names = {e.get("name") for e in approval.get("environments", [])}
+        if approval.get("state") == "approved" and environment in names:
+            return str(approval["user"]["login"])
+    return None
