@@ -21,4 +21,5 @@ RUN apt-get update \
             google-cloud-cli-gke-gcloud-auth-plugin; \
     fi \
     && rm -rf /var/lib/apt/lists/*
-ENV USE_GKE_GCLOUD_AUTH_PLUGIN=True PIP_DISABLE_PIP_VERSION_CHECK=1
+# Jenkins runs the container as its own uid, whose HOME may not exist: caches go to /tmp
+ENV USE_GKE_GCLOUD_AUTH_PLUGIN=True PIP_DISABLE_PIP_VERSION_CHECK=1 XDG_CACHE_HOME=/tmp/cache
