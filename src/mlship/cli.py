@@ -719,6 +719,7 @@ def image_build(
                 artifacts.load_model(model_dir)  # refuse to bake a model that cannot load
                 if paths["metrics"].is_file():
                     metrics = files.read_json(paths["metrics"])
+                card = _with_registered_version(settings, card)
             plan = image.plan(
                 settings.registry, settings.image_name, settings.model_name,
                 artifacts.git_state().sha, card, _lock_digest(dvc_file), _git_remote(),
@@ -731,8 +732,9 @@ def image_build(
             build_context = context / "context"
             build_context.mkdir()
             image.stage_context(
-                build_context, dockerfile, Path(image.SERVE_LOCK), model_dir, wheels, metrics
-            )
+                build_context, dockerfile, Path(image.SERVE_LOCK), model_dir, wheels, card,
+                metrics,
+            )  # fmt: skip
             image_id = image.build(client, build_context, plan, lambda line: console.print(
                 f"  [dim]{escape(line)}[/]", highlight=False))  # fmt: skip
         size = client.images.get(image_id).attrs.get("Size", 0)
@@ -742,6 +744,19 @@ def image_build(
              "size_bytes": size, "pushed": False},
         )  # fmt: skip
     console.print(f"  {plan.references[0]} ({size / 1e6:.0f} MB) -> {paths['image_json']}")
+
+
+def _with_registered_version(settings: Settings, card: dict[str, Any]) -> dict[str, Any]:
+    """The card with the registry version `mlship register` gave this model's run, so the
+    image tag, its labels and the server's /model name that version."""
+    from mlship import registry
+
+    run_id = card.get("mlflow", {}).get("run_id")
+    version = registry.registered_version(settings, str(run_id)) if run_id else None
+    if version is None:
+        console.print("  this model is not registered (`mlship register`): tagged as local")
+        return card
+    return {**card, "registry": {"name": settings.model_name, "version": version}}
 
 
 def _lock_digest(dvc_file: Path) -> str:

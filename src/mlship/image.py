@@ -77,13 +77,15 @@ def download_wheels(lock: Path, cache: Path, project: Path) -> None:
 
 def stage_context(
     folder: Path, dockerfile: Path, lock: Path, model_dir: Path, wheels: Path,
-    metrics: dict[str, Any] | None,
+    card: dict[str, Any], metrics: dict[str, Any] | None,
 ) -> None:  # fmt: skip
+    from mlship.artifacts import CARD_FILE
     from mlship.files import write_json
 
     shutil.copy(dockerfile, folder / "Dockerfile")
     shutil.copy(lock, folder / SERVE_LOCK)
     shutil.copytree(model_dir, folder / "model")
+    write_json(folder / "model" / CARD_FILE, card)  # with the registry version, if any
     if metrics is not None:
         write_json(folder / "model" / "metrics.json", metrics)
     for path in (folder / "model").iterdir():

@@ -173,19 +173,27 @@ def register(settings: Settings, run_id: str, model_uri: str, tags: dict[str, st
 
     client = _client(settings)
     try:
-        existing = client.search_model_versions(
-            f"name = '{settings.model_name}' and run_id = '{run_id}'"
-        )
-        if existing:
-            version = str(existing[0].version)
-        else:
-            created = mlflow.register_model(model_uri, settings.model_name)
-            version = str(created.version)
+        version = registered_version(settings, run_id)
+        if version is None:
+            version = str(mlflow.register_model(model_uri, settings.model_name).version)
         _set_tags(client, settings, version, tags)
         client.set_registered_model_alias(settings.model_name, CANDIDATE, version)
     except MlflowException as error:
         raise InputError(f"MLflow registry: {error.message}") from error
     return version
+
+
+def registered_version(settings: Settings, run_id: str) -> str | None:
+    """The model version registered from `run_id`, or None if it was never registered."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        found = _client(settings).search_model_versions(
+            f"name = '{settings.model_name}' and run_id = '{run_id}'"
+        )
+    except MlflowException as error:
+        raise InputError(f"MLflow registry lookup failed: {error.message}") from error
+    return str(max(int(v.version) for v in found)) if found else None
 
 
 def version_tags(settings: Settings, version: str) -> dict[str, str]:
