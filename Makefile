@@ -2,7 +2,7 @@
 VENV ?= .venv
 PYTHON ?= python3
 UV_VERSION := 0.13.9
-BIN := $(CURDIR)/$(VENV)/bin
+BIN := $(abspath $(VENV))/bin
 # PYTHONDONTWRITEBYTECODE is common in CI images: bytecode is compiled once, at install
 # dvc runs each stage's `mlship ...` command; it must find the venv's tools
 export PATH := $(BIN):$(PATH)

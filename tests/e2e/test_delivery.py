@@ -1,0 +1,102 @@
+"""The delivery as a CI system runs it: each stage's command from src/mlship/delivery.py, in
+order, in a fresh git checkout, with a real DVC remote, MLflow store, Docker engine and
+registry. Only kubectl is the fake one (no cluster here); the approval is the release
+manager's name, as each CI hands it to `make promote`."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from mlship.delivery import APPROVE, STAGES
+from tests.conftest import REPO
+from tests.e2e.test_image import REGISTRY, _remove, engine  # noqa: F401 (the fixture)
+from tests.integration.conftest import BIN
+
+pytestmark = pytest.mark.docker
+FAKE_KUBECTL = REPO / "tests" / "fake_kubectl"
+VENV = BIN.parent
+# the suite itself is the `test` stage; make must reuse this environment, not install one
+MAKE = ("make", f"VENV={VENV}", "-o", f"{VENV}/.installed")
+
+
+@pytest.fixture
+def checkout(tmp_path: Path, engine: Any) -> Iterator[tuple[Path, dict[str, str]]]:  # noqa: F811
+    root = tmp_path / "repo"
+    root.mkdir()
+    for name in ("Makefile", "dvc.yaml", ".dvcignore", "Dockerfile", "requirements-serve.lock",
+                 "requirements.lock", "pyproject.toml", "README.md"):  # fmt: skip
+        shutil.copy(REPO / name, root / name)
+    shutil.copytree(REPO / "src", root / "src", ignore=shutil.ignore_patterns("__pycache__"))
+    params = yaml.safe_load((REPO / "examples/penguins/params.yaml").read_text())
+    params["loadtest"] = {"users": 8, "spawn_rate": 8, "duration_seconds": 8,
+                          "max_p95_ms": 500, "max_p99_ms": 1000, "min_requests": 50}  # fmt: skip
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLSHIP_", "MLFLOW_"))}
+    env |= {
+        "PATH": f"{FAKE_KUBECTL}{os.pathsep}{BIN}{os.pathsep}{env['PATH']}",
+        "FAKE_KUBECTL_STATE": str(tmp_path / "cluster.json"),
+        "FAKE_KUBECTL_LOG": str(tmp_path / "kubectl.log"),
+        "MLSHIP_REGISTRY": REGISTRY,
+        "MLSHIP_BASE_IMAGE": os.environ.get("MLSHIP_BASE_IMAGE", "python:3.11-slim-bookworm"),
+        "APPROVER": "release-manager",
+        "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.invalid",
+        "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.invalid",
+    }  # fmt: skip
+    for command in (("git", "init", "-q"), ("dvc", "init", "-q"),
+                    ("dvc", "config", "core.analytics", "false"),
+                    ("dvc", "remote", "add", "-d", "ci", str(tmp_path / "dvc-remote")),
+                    ("git", "add", "-A"), ("git", "commit", "-q", "-m", "delivery")):  # fmt: skip
+        _run(root, env, *command)
+    yield root, env
+    if (root / "reports/image.json").is_file():
+        for reference in json.loads((root / "reports/image.json").read_text())["references"]:
+            _remove(engine, reference)
+
+
+def _run(root: Path, env: dict[str, str], *command: str) -> str:
+    done = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True,
+                          timeout=900, check=False)  # fmt: skip
+    assert done.returncode == 0, f"{command}:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    return done.stdout + done.stderr
+
+
+def test_every_stage_runs_in_order_from_training_to_a_promoted_production_model(
+    checkout: tuple[Path, dict[str, str]],
+) -> None:
+    root, env = checkout
+    ran = []
+    for stage in STAGES:
+        if stage.name == "test" or stage.name == APPROVE:
+            continue  # this suite is `test`; APPROVER stands for the approval
+        assert stage.command is not None and stage.command.startswith("make ")
+        _run(root, env, *MAKE, *stage.command.split()[1:])
+        ran.append(stage.name)
+    assert ran[0] == "train" and ran[-1] == "promote"
+
+    # the outputs went to the DVC remote, the image to the registry
+    assert any((root.parent / "dvc-remote").rglob("*")), "dvc push stored nothing"
+    built = json.loads((root / "reports/image.json").read_text())
+    assert built["pushed"] and built["references"][0].endswith("-m1")
+    # both environments run the image, and the model moved to @champion with its approver
+    for env_name in ("staging", "production"):
+        report = json.loads((root / f"reports/deploy-{env_name}.json").read_text())
+        assert report["ok"] and report["image"] == built["references"][0], report
+    cluster = json.loads((root.parent / "cluster.json").read_text())
+    assert cluster["image"] == built["references"][0]
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{root}/mlruns/mlflow.db")
+    champion = client.get_model_version_by_alias("mlship-model", "champion")
+    assert str(champion.version) == "1"
+    assert champion.tags["mlship.approved_by"] == "release-manager"
+    assert champion.tags["mlship.gate"] == "passed"
+    assert champion.tags["mlship.deployed.production"] == built["references"][0]
