@@ -205,7 +205,8 @@ def test_jenkins_secrets_come_through_credentials_bindings(jenkins: pipelines.Bl
     for group in ("delivery", "production"):
         words = [w for _, w in _only(_stage(jenkins, group), "agent").tokens()]
         assert words[:3] == ["agent", "dockerfile", "filename"]
-        assert ".ci/agent.Dockerfile" in words
+        assert words[words.index("filename") + 1] == "agent.Dockerfile"
+        assert words[words.index("dir") + 1] == ".ci"
 
 
 # --- Cloud Build ---------------------------------------------------------------------------------
