@@ -21,8 +21,10 @@ from mlship.errors import CheckError, InputError
 
 if TYPE_CHECKING:  # heavy imports stay out of start-up
     import pandas as pd
+    from google.cloud.devtools.cloudbuild_v1 import CloudBuildClient
     from sklearn.pipeline import Pipeline
 
+    from mlship.cloudbuild import Location
     from mlship.gate import Criterion
 
 app = typer.Typer(
@@ -284,8 +286,11 @@ def comment(
         if summary_file:
             with Path(summary_file).open("a", encoding="utf-8") as out:
                 out.write(page + "\n")
+        if summary_only:
+            return
         run = github.Run.from_env(os.environ)
-        if summary_only or run.pull_request is None:
+        if run.pull_request is None:
+            console.print("  not a pull request: the job summary only")
             return
         console.print(f"  pull request comment: {github.upsert_comment(run, page)}")
 
@@ -1034,7 +1039,7 @@ cloudbuild_app = typer.Typer(
 app.add_typer(cloudbuild_app, name="cloudbuild")
 
 
-def _cloudbuild() -> tuple[Any, Any]:
+def _cloudbuild() -> tuple[CloudBuildClient, Location]:
     from mlship import cloudbuild
 
     settings = _settings()

@@ -141,9 +141,11 @@ def test_mlship_comment_writes_the_job_summary_and_the_pull_request_comment(
     ours = [c for c in state.comments if github.COMMENT_MARKER in c["body"]]
     assert len(ours) == 1 and "mlship gate: ✅ PASSED" in ours[0]["body"]
     assert "no `main` metrics to compare with" in ours[0]["body"]
-    # --summary-only leaves the pull request alone
+    # --summary-only leaves the pull request alone and needs no token
+    monkeypatch.delenv("GITHUB_TOKEN")
     assert CliRunner().invoke(app, ["comment", "--summary-only"]).exit_code == 0
     assert [r.method for r in api.requests].count("POST") == 1
+    assert summary.read_text().count("mlship gate: ✅ PASSED") == 2
 
 
 def test_promote_records_the_reviewer_of_the_production_environment(
