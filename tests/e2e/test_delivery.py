@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ import yaml
 
 from mlship.delivery import APPROVE, STAGES
 from tests.conftest import REPO
-from tests.e2e.test_image import REGISTRY, _remove, engine  # noqa: F401 (the fixture)
+from tests.e2e.test_image import REGISTRY, _remove, _run, engine  # noqa: F401 (the fixture)
 from tests.integration.conftest import BIN
 
 pytestmark = pytest.mark.docker
@@ -60,13 +59,6 @@ def checkout(tmp_path: Path, engine: Any) -> Iterator[tuple[Path, dict[str, str]
     if (root / "reports/image.json").is_file():
         for reference in json.loads((root / "reports/image.json").read_text())["references"]:
             _remove(engine, reference)
-
-
-def _run(root: Path, env: dict[str, str], *command: str) -> str:
-    done = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True,
-                          timeout=900, check=False)  # fmt: skip
-    assert done.returncode == 0, f"{command}:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
-    return done.stdout + done.stderr
 
 
 def test_every_stage_runs_in_order_from_training_to_a_promoted_production_model(
