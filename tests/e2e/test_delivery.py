@@ -7,17 +7,15 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from mlship.delivery import APPROVE, STAGES
 from tests.conftest import REPO
-from tests.e2e.test_image import REGISTRY, _remove, _run, engine  # noqa: F401 (the fixture)
+from tests.e2e.test_image import REGISTRY, _remove, _run, assemble, engine  # noqa: F401
 from tests.integration.conftest import BIN
 
 pytestmark = pytest.mark.docker
@@ -30,15 +28,7 @@ MAKE = ("make", f"VENV={VENV}", "-o", f"{VENV}/.installed")
 @pytest.fixture
 def checkout(tmp_path: Path, engine: Any) -> Iterator[tuple[Path, dict[str, str]]]:  # noqa: F811
     root = tmp_path / "repo"
-    root.mkdir()
-    for name in ("Makefile", "dvc.yaml", ".dvcignore", "Dockerfile", "requirements-serve.lock",
-                 "requirements.lock", "pyproject.toml", "README.md"):  # fmt: skip
-        shutil.copy(REPO / name, root / name)
-    shutil.copytree(REPO / "src", root / "src", ignore=shutil.ignore_patterns("__pycache__"))
-    params = yaml.safe_load((REPO / "examples/penguins/params.yaml").read_text())
-    params["loadtest"] = {"users": 8, "spawn_rate": 8, "duration_seconds": 8,
-                          "max_p95_ms": 500, "max_p99_ms": 1000, "min_requests": 50}  # fmt: skip
-    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    assemble(root, "Makefile", "requirements.lock")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLSHIP_", "MLFLOW_"))}
     env |= {
         "PATH": f"{FAKE_KUBECTL}{os.pathsep}{BIN}{os.pathsep}{env['PATH']}",

@@ -49,22 +49,27 @@ def _run(root: Path, env: dict[str, str], *command: str) -> str:
     return done.stdout + done.stderr
 
 
-@pytest.fixture(scope="module")
-def project(
-    tmp_path_factory: pytest.TempPathFactory, engine: Any
-) -> Iterator[tuple[Path, dict[str, str]]]:
-    """A git checkout of the repo with the penguins pipeline run in it."""
-    root = tmp_path_factory.mktemp("e2e") / "repo"
+def assemble(root: Path, *extra: str) -> None:
+    """What an image build needs from the repo, and the penguins example with a short load
+    test, in `root`; `extra` names more top-level files to copy."""
     root.mkdir()
-    names = ("dvc.yaml", ".dvcignore", "Dockerfile", "requirements-serve.lock", "pyproject.toml",
-             "README.md")  # fmt: skip
-    for name in names:
+    for name in ("dvc.yaml", ".dvcignore", "Dockerfile", "requirements-serve.lock",
+                 "pyproject.toml", "README.md", *extra):  # fmt: skip
         shutil.copy(REPO / name, root / name)
     shutil.copytree(REPO / "src", root / "src", ignore=shutil.ignore_patterns("__pycache__"))
     params = yaml.safe_load((REPO / "examples/penguins/params.yaml").read_text())
     params["loadtest"] = {"users": 8, "spawn_rate": 8, "duration_seconds": 8,
                           "max_p95_ms": 500, "max_p99_ms": 1000, "min_requests": 50}  # fmt: skip
     (root / "params.yaml").write_text(yaml.safe_dump(params))
+
+
+@pytest.fixture(scope="module")
+def project(
+    tmp_path_factory: pytest.TempPathFactory, engine: Any
+) -> Iterator[tuple[Path, dict[str, str]]]:
+    """A git checkout of the repo with the penguins pipeline run in it."""
+    root = tmp_path_factory.mktemp("e2e") / "repo"
+    assemble(root)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLSHIP_", "MLFLOW_"))}
     env |= {"PATH": f"{BIN}{os.pathsep}{env['PATH']}", "MLSHIP_REGISTRY": REGISTRY,
             "MLSHIP_BASE_IMAGE": os.environ.get("MLSHIP_BASE_IMAGE", "python:3.11-slim-bookworm"),
