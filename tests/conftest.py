@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,29 @@ import pytest
 from mlship.config import Params, parse_params
 
 REPO = Path(__file__).resolve().parents[1]
+
+# Tests behave the same under any CI: what says where the pipeline runs, under which CI and
+# who approved is removed from their environment; only the test run's own controls stay.
+TEST_CONTROLS = {"MLSHIP_BASE_IMAGE", "MLSHIP_REQUIRE_DOCKER", "MLSHIP_TEST_REGISTRY",
+                 "MLSHIP_CI_STATE"}  # fmt: skip
+CI_PREFIXES = ("MLSHIP_", "MLFLOW_", "DVC_", "GITHUB_", "JENKINS_", "BUILD_")
+CI_NAMES = {"APPROVER", "PROJECT_ID", "GOOGLE_CLOUD_PROJECT", "KUBECONFIG"}
+
+
+def _from_the_ci(name: str) -> bool:
+    return (name.startswith(CI_PREFIXES) or name in CI_NAMES) and name not in TEST_CONTROLS
+
+
+def hermetic_env() -> dict[str, str]:
+    """os.environ without the CI's and the deployment's variables, for subprocesses."""
+    return {name: value for name, value in os.environ.items() if not _from_the_ci(name)}
+
+
+@pytest.fixture(autouse=True)
+def hermetic(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in [name for name in os.environ if _from_the_ci(name)]:
+        monkeypatch.delenv(name)
+
 
 POSITIVE = ["great taste, would buy again", "wonderful and fresh", "love this snack"]
 NEGATIVE = ["stale and bland", "arrived broken, awful", "too salty, never again"]

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from mlship.delivery import APPROVE, STAGES
-from tests.conftest import REPO
-from tests.e2e.test_image import REGISTRY, _remove, _run, assemble, engine  # noqa: F401
+from tests.conftest import REPO, hermetic_env
+from tests.e2e.test_image import REGISTRY, _remove, _run, assemble, engine, registry  # noqa: F401
 from tests.integration.conftest import BIN
 
 pytestmark = pytest.mark.docker
@@ -26,10 +26,14 @@ MAKE = ("make", f"VENV={VENV}", "-o", f"{VENV}/.installed")
 
 
 @pytest.fixture
-def checkout(tmp_path: Path, engine: Any) -> Iterator[tuple[Path, dict[str, str]]]:  # noqa: F811
+def checkout(
+    tmp_path: Path,
+    engine: Any,
+    registry: str,  # noqa: F811
+) -> Iterator[tuple[Path, dict[str, str]]]:
     root = tmp_path / "repo"
     assemble(root, "Makefile", "requirements.lock")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLSHIP_", "MLFLOW_"))}
+    env = hermetic_env()
     env |= {
         "PATH": f"{FAKE_KUBECTL}{os.pathsep}{BIN}{os.pathsep}{env['PATH']}",
         "FAKE_KUBECTL_STATE": str(tmp_path / "cluster.json"),

@@ -17,11 +17,18 @@ import yaml
 
 from mlship import image
 from mlship.errors import InputError
-from tests.conftest import REPO
+from tests.conftest import REPO, hermetic_env
 from tests.integration.conftest import BIN
 
 pytestmark = pytest.mark.docker
-REGISTRY = os.environ.get("MLSHIP_REGISTRY", "127.0.0.1:5001")
+# a throw-away registry for test images; never the deployment's MLSHIP_REGISTRY
+REGISTRY = os.environ.get("MLSHIP_TEST_REGISTRY", "127.0.0.1:5001")
+
+
+def _unavailable(why: str) -> None:
+    if os.environ.get("MLSHIP_REQUIRE_DOCKER") == "1":
+        pytest.fail(f"required here: {why}")
+    pytest.skip(why)
 
 
 @pytest.fixture(scope="module")
@@ -29,9 +36,17 @@ def engine() -> Any:
     try:
         return image.engine()
     except InputError as error:
-        if os.environ.get("MLSHIP_REQUIRE_DOCKER") == "1":
-            pytest.fail(f"a Docker engine is required here: {error}")
-        pytest.skip(str(error))
+        _unavailable(str(error))
+
+
+@pytest.fixture(scope="module")
+def registry(engine: Any) -> str:
+    """The test registry (MLSHIP_TEST_REGISTRY, default 127.0.0.1:5001), answering."""
+    try:
+        httpx.get(f"http://{REGISTRY}/v2/", timeout=5).raise_for_status()
+    except httpx.HTTPError as error:
+        _unavailable(f"no registry answers at {REGISTRY} (MLSHIP_TEST_REGISTRY): {error}")
+    return REGISTRY
 
 
 def _remove(engine: Any, reference: str) -> None:
@@ -65,12 +80,12 @@ def assemble(root: Path, *extra: str) -> None:
 
 @pytest.fixture(scope="module")
 def project(
-    tmp_path_factory: pytest.TempPathFactory, engine: Any
+    tmp_path_factory: pytest.TempPathFactory, registry: str
 ) -> Iterator[tuple[Path, dict[str, str]]]:
     """A git checkout of the repo with the penguins pipeline run in it."""
     root = tmp_path_factory.mktemp("e2e") / "repo"
     assemble(root)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLSHIP_", "MLFLOW_"))}
+    env = hermetic_env()
     env |= {"PATH": f"{BIN}{os.pathsep}{env['PATH']}", "MLSHIP_REGISTRY": REGISTRY,
             "MLSHIP_BASE_IMAGE": os.environ.get("MLSHIP_BASE_IMAGE", "python:3.11-slim-bookworm"),
             "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.invalid",

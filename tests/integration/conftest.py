@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import REPO, hermetic_env
 
 BIN = Path(sys.executable).parent
 
@@ -43,11 +43,7 @@ def workspace(tmp_path: Path) -> Workspace:
     for name in ("dvc.yaml", "params.yaml", ".dvcignore"):
         shutil.copy(REPO / name, root / name)
     shutil.copytree(REPO / "src", root / "src", ignore=shutil.ignore_patterns("__pycache__"))
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("MLSHIP_", "MLFLOW_", "DVC_"))
-    }
+    env = hermetic_env()
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
     space = Workspace(root, env)
     for command in (("init", "--no-scm", "-q"), ("config", "core.analytics", "false")):
