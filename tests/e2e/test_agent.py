@@ -13,13 +13,13 @@ from typing import Any
 import pytest
 
 from tests.conftest import REPO
-from tests.e2e.test_image import _remove, engine  # noqa: F401 (the fixture)
+from tests.e2e.conftest import remove_image
 
 pytestmark = pytest.mark.docker
 TAG = "mlship-agent:test"
 
 
-def test_the_agent_runs_the_makefile_as_an_unprivileged_user(engine: Any) -> None:  # noqa: F811
+def test_the_agent_runs_the_makefile_as_an_unprivileged_user(engine: Any) -> None:
     base = os.environ.get("MLSHIP_BASE_IMAGE", "python:3.11-slim-bookworm")
     engine.images.build(
         path=str(REPO / ".ci"), dockerfile="agent.Dockerfile", tag=TAG, network_mode="host",
@@ -35,7 +35,7 @@ def test_the_agent_runs_the_makefile_as_an_unprivileged_user(engine: Any) -> Non
             volumes={str(REPO): {"bind": "/src", "mode": "ro"}}, working_dir="/src",
         ).decode()  # fmt: skip
     finally:
-        _remove(engine, TAG)
+        remove_image(engine, TAG)
     assert "GNU Make" in output and "git version" in output
     assert "/tmp/cache/pip" in output  # caches land where any uid may write
     for target in ("make train", "make gate", "make deploy", "make promote"):

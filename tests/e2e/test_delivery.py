@@ -6,7 +6,6 @@ manager's name, as each CI hands it to `make promote`."""
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,8 +13,8 @@ from typing import Any
 import pytest
 
 from mlship.delivery import APPROVE, STAGES
-from tests.conftest import REPO, hermetic_env
-from tests.e2e.test_image import REGISTRY, _remove, _run, assemble, engine, registry  # noqa: F401
+from tests.conftest import REPO
+from tests.e2e.conftest import checkout, commit, remove_image, run
 from tests.integration.conftest import BIN
 
 pytestmark = pytest.mark.docker
@@ -26,45 +25,34 @@ MAKE = ("make", f"VENV={VENV}", "-o", f"{VENV}/.installed")
 
 
 @pytest.fixture
-def checkout(
-    tmp_path: Path,
-    engine: Any,
-    registry: str,  # noqa: F811
+def delivery_checkout(
+    tmp_path: Path, engine: Any, registry: str
 ) -> Iterator[tuple[Path, dict[str, str]]]:
     root = tmp_path / "repo"
-    assemble(root, "Makefile", "requirements.lock")
-    env = hermetic_env()
+    env = checkout(root, "Makefile", "requirements.lock", path_first=(FAKE_KUBECTL,))
     env |= {
-        "PATH": f"{FAKE_KUBECTL}{os.pathsep}{BIN}{os.pathsep}{env['PATH']}",
         "FAKE_KUBECTL_STATE": str(tmp_path / "cluster.json"),
         "FAKE_KUBECTL_LOG": str(tmp_path / "kubectl.log"),
-        "MLSHIP_REGISTRY": REGISTRY,
-        "MLSHIP_BASE_IMAGE": os.environ.get("MLSHIP_BASE_IMAGE", "python:3.11-slim-bookworm"),
         "APPROVER": "release-manager",
-        "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.invalid",
-        "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.invalid",
-    }  # fmt: skip
-    for command in (("git", "init", "-q"), ("dvc", "init", "-q"),
-                    ("dvc", "config", "core.analytics", "false"),
-                    ("dvc", "remote", "add", "-d", "ci", str(tmp_path / "dvc-remote")),
-                    ("git", "add", "-A"), ("git", "commit", "-q", "-m", "delivery")):  # fmt: skip
-        _run(root, env, *command)
+    }
+    run(root, env, "dvc", "remote", "add", "-d", "ci", str(tmp_path / "dvc-remote"))
+    commit(root, env)
     yield root, env
     if (root / "reports/image.json").is_file():
         for reference in json.loads((root / "reports/image.json").read_text())["references"]:
-            _remove(engine, reference)
+            remove_image(engine, reference)
 
 
 def test_every_stage_runs_in_order_from_training_to_a_promoted_production_model(
-    checkout: tuple[Path, dict[str, str]],
+    delivery_checkout: tuple[Path, dict[str, str]],
 ) -> None:
-    root, env = checkout
+    root, env = delivery_checkout
     ran = []
     for stage in STAGES:
         if stage.name == "test" or stage.name == APPROVE:
             continue  # this suite is `test`; APPROVER stands for the approval
         assert stage.command is not None and stage.command.startswith("make ")
-        _run(root, env, *MAKE, *stage.command.split()[1:])
+        run(root, env, *MAKE, *stage.command.split()[1:])
         ran.append(stage.name)
     assert ran[0] == "train" and ran[-1] == "promote"
 
