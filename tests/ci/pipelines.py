@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import itertools
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -74,16 +73,11 @@ def github_stages(path: Path) -> Stages:
 # --- Cloud Build ----------------------------------------------------------------------------
 
 
-def cloudbuild_steps(path: Path) -> list[dict[str, Any]]:
-    steps: list[dict[str, Any]] = yaml.safe_load(path.read_text(encoding="utf-8"))["steps"]
-    return steps
-
-
 def cloudbuild_stages(path: Path) -> Stages:
     """Stage steps run `make` as their entrypoint; the approval step runs the trigger whose
     approvalConfig holds the production build (checked by the tests)."""
     found: Stages = []
-    for step in cloudbuild_steps(path):
+    for step in yaml.safe_load(path.read_text(encoding="utf-8"))["steps"]:
         command = " ".join([step.get("entrypoint", ""), *map(str, step.get("args", []))]).strip()
         _check_stray_make(f"{path.name}", step.get("id"), command)
         if step.get("id") == APPROVE:
@@ -102,10 +96,6 @@ class Block:
 
     head: list[tuple[str, str]]
     children: list[Block] = field(default_factory=list)
-
-    @property
-    def words(self) -> list[str]:
-        return [value for _, value in self.head]
 
     def walk(self) -> list[Block]:
         return [self, *(b for child in self.children for b in child.walk())]
@@ -219,7 +209,3 @@ def jenkins_stages(path: Path) -> Stages:
         else:
             raise PipelineError(f"{path.name}: stage {name!r} is not a delivery stage")
     return found
-
-
-def dump(stages: Stages) -> str:
-    return json.dumps(stages, indent=1)
