@@ -59,8 +59,8 @@ def test_build_push_pull_run_and_load_test(
     try:
         url = f"http://127.0.0.1:{port}"
         image.wait_ready(f"{url}/ready", 120, lambda: image.container_alive(container))
-        assert container.execrun("id -u").output.decode().strip() == "10001"
-        assert container.execrun("touch /opt/model/x").exit_code != 0
+        assert container.exec_run("id -u").output.decode().strip() == "10001"
+        assert container.exec_run("touch /opt/model/x").exit_code != 0
         # then it answers, and /model matches the labels
         answer = httpx.post(f"{url}/predict", json={
             "island": "Biscoe", "sex": "female", "bill_length_mm": 46.5, "bill_depth_mm": 14.8,
