@@ -3,6 +3,7 @@ order, each as its one command; and the comparison itself catches a drifted file
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import pytest
@@ -145,3 +146,14 @@ def test_a_cloud_build_step_running_make_outside_a_stage_is_caught(tmp_path: Pat
     path.write_text(yaml.safe_dump(config))
     with pytest.raises(pipelines.PipelineError, match="outside a named stage"):
         pipelines.cloudbuild_stages(path)
+
+
+def test_the_docs_stage_table_is_the_stage_list() -> None:
+    lines = (REPO / "docs" / "ci" / "README.md").read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("| stage"))
+    table = itertools.takewhile(lambda line: line.startswith("|"), lines[start + 2 :])
+    rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in table]
+    documented = [(row[0], row[1].strip("`") if row[1].startswith("`") else None) for row in rows]
+    assert documented == expected(STAGES)
+    pull_requests = [row[0] for row in rows if row[2] == "yes"]
+    assert pull_requests == [s.name for s in pull_request_stages()]
