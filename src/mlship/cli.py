@@ -704,14 +704,14 @@ def image_build(
 
     settings = _settings()
     paths = pipeline_paths(dvc_file)
-    if skip_without_engine:
-        try:
-            image.engine()
-        except InputError as error:
-            console.print(f"[yellow]image step not run:[/] {escape(str(error))}", soft_wrap=True)
-            return
-    with stage("image build"):
+    try:
         client = image.engine()
+    except InputError as error:
+        if not skip_without_engine:
+            _fail(error, 2)
+        console.print(f"[yellow]image step not run:[/] {escape(str(error))}", soft_wrap=True)
+        return
+    with stage("image build"):
         with tempfile.TemporaryDirectory(prefix="mlship-image-") as scratch:
             context = Path(scratch)
             metrics: dict[str, Any] | None = None
@@ -740,8 +740,7 @@ def image_build(
                 build_context, dockerfile, Path(image.SERVE_LOCK), model_dir, wheels, card,
                 metrics,
             )  # fmt: skip
-            image_id = image.build(client, build_context, plan, lambda line: console.print(
-                f"  [dim]{escape(line)}[/]", highlight=False))  # fmt: skip
+            image_id = image.build(client, build_context, plan, _docker_progress)
         size = client.images.get(image_id).attrs.get("Size", 0)
         files.write_json(
             paths["image_json"],
@@ -749,6 +748,10 @@ def image_build(
              "size_bytes": size, "pushed": False},
         )  # fmt: skip
     console.print(f"  {plan.references[0]} ({size / 1e6:.0f} MB) -> {paths['image_json']}")
+
+
+def _docker_progress(line: str) -> None:
+    console.print(f"  [dim]{escape(line)}[/]", highlight=False)
 
 
 def _with_registered_version(settings: Settings, card: dict[str, Any]) -> dict[str, Any]:
@@ -787,8 +790,7 @@ def image_push(dvc_file: DvcFileOption = DEFAULT_DVC_FILE) -> None:
     with stage("image push"):
         built = files.read_json(paths["image_json"])
         client = image.engine()
-        digest = image.push(client, built["references"], lambda line: console.print(
-            f"  [dim]{escape(line)}[/]", highlight=False))  # fmt: skip
+        digest = image.push(client, built["references"], _docker_progress)
         files.write_json(paths["image_json"], {**built, "pushed": True, "digest": digest})
     console.print(f"  pushed {', '.join(built['references'])} ({digest})")
 
@@ -826,21 +828,20 @@ def loadtest(
     described = url or ""
     with stage("loadtest"), contextlib.ExitStack() as cleanup:
         if url is None and target in ("auto", "image"):
-            reason = _image_unavailable(paths["image_json"], model_dir)
-            if reason is None:
-                reference = files.read_json(paths["image_json"])["references"][0]
-                client = image.engine()
+            try:
+                client, reference = _image_to_load_test(paths["image_json"], model_dir)
+            except InputError as reason:
+                if target == "image":
+                    raise InputError(f"cannot load-test the image: {reason}") from reason
+                console.print(f"  [yellow]image step not run: {reason}; "
+                              "load-testing a local server instead[/]")  # fmt: skip
+            else:
                 port = image.free_port()
                 container = image.run_container(client, reference, port)
                 cleanup.callback(lambda: container.remove(force=True))
                 url = f"http://127.0.0.1:{port}"
                 image.wait_ready(f"{url}/ready", 120, lambda: image.container_alive(container))
                 described = f"image {reference}"
-            elif target == "image":
-                raise InputError(f"cannot load-test the image: {reason}")
-            else:
-                console.print(f"  [yellow]image step not run: {reason}; "
-                              "load-testing a local server instead[/]")  # fmt: skip
         if url is None:
             port = image.free_port()
             server = subprocess.Popen(
@@ -882,26 +883,23 @@ def loadtest(
     )
 
 
-def _image_unavailable(image_json: Path, model_dir: Path) -> str | None:
-    """Why the built image cannot be load-tested, or None when it can."""
+def _image_to_load_test(image_json: Path, model_dir: Path) -> tuple[Any, str]:
+    """The Docker engine and the built image of this model; InputError says why not."""
     from mlship import artifacts, files, image
 
     if not image_json.is_file():
-        return f"no image built ({image_json} is missing)"
+        raise InputError(f"no image built ({image_json} is missing)")
     built = files.read_json(image_json)
     run_id = artifacts.load_card(model_dir).get("mlflow", {}).get("run_id", "")
     if built.get("labels", {}).get("RUN_ID") != run_id:
-        return f"the image in {image_json} holds another model than {model_dir}"
-    try:
-        client = image.engine()
-    except InputError as error:
-        return str(error)
-    reference = files.read_json(image_json)["references"][0]
+        raise InputError(f"the image in {image_json} holds another model than {model_dir}")
+    client = image.engine()
+    reference = str(built["references"][0])
     try:
         client.images.get(reference)
-    except Exception:
-        return f"{reference} is not in the local Docker engine"
-    return None
+    except Exception as error:
+        raise InputError(f"{reference} is not in the local Docker engine") from error
+    return client, reference
 
 
 @app.command()
