@@ -145,9 +145,9 @@ def push(client: Any, references: list[str], progress: Progress) -> str:
             chunks = client.api.push(repository, tag, stream=True, decode=True)
             for chunk in _stream(chunks, progress, f"docker push {reference}"):
                 digest = chunk.get("aux", {}).get("Digest", digest)
-        except Exception as error:
-            if isinstance(error, CheckError):
-                raise
+        except CheckError:
+            raise
+        except Exception as error:  # the docker SDK and requests raise many kinds
             raise CheckError(f"docker push {reference} failed: {error}") from error
     return digest
 
