@@ -20,15 +20,16 @@ import json
 import multiprocessing
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import httpx
 import pandas as pd
+
+from mlship.errors import CheckError
+from mlship.image import free_port, wait_ready
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -41,12 +42,6 @@ done = function(summary, latency, requests)
     latency:percentile(50) / 1000, latency:percentile(99) / 1000))
 end
 """
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def wrk_script(bodies: list[str], folder: Path) -> Path:
@@ -97,18 +92,12 @@ def start(
             **env,
         },
     )  # fmt: skip
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            sys.exit(f"{command[0]} exited:\n{log.read_text()[-2000:]}")
-        try:
-            if httpx.get(ready_url, timeout=2).status_code == 200:
-                return process
-        except httpx.TransportError:
-            pass
-        time.sleep(0.5)
-    process.kill()
-    sys.exit(f"{' '.join(command)} did not become ready")
+    try:
+        wait_ready(ready_url, 180, lambda: process.poll() is None)
+    except CheckError as error:
+        process.kill()
+        sys.exit(f"{' '.join(command)}: {error}\n{log.read_text()[-2000:]}")
+    return process
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:
@@ -187,6 +176,17 @@ def main() -> None:
         batch = wrk_script(
             [split_body((reviews * 5)[i : i + 1000]) for i in range(0, 200, 50)], scratch
         )
+
+        def measure(label: str, url: str, batches: bool) -> None:
+            """Single-row requests over 16 connections; with `batches`, 1000-row ones too."""
+            r = run_wrk(url, single, 16, args.seconds)
+            results.append((label, "1 row, 16 conns", r["rps"], r["p50_ms"], r["p99_ms"]))
+            if batches:
+                r = run_wrk(url, batch, 2, args.seconds)
+                results.append(
+                    (label, "1000 rows, 2 conns", r["rps"] * 1000, r["p50_ms"], r["p99_ms"])
+                )
+
         contenders = [
             ("mlflow models serve (default)", []),
             (f"mlflow models serve -w {args.workers}", ["-w", str(args.workers)]),
@@ -200,14 +200,7 @@ def main() -> None:
                 {"MLFLOW_TRACKING_URI": tracking_uri},
             )  # fmt: skip
             try:
-                url = f"http://127.0.0.1:{port}/invocations"
-                r = run_wrk(url, single, 16, args.seconds)
-                results.append((label, "1 row, 16 conns", r["rps"], r["p50_ms"], r["p99_ms"]))
-                if extra:
-                    r = run_wrk(url, batch, 2, args.seconds)
-                    results.append(
-                        (label, "1000 rows, 2 conns", r["rps"] * 1000, r["p50_ms"], r["p99_ms"])
-                    )
+                measure(label, f"http://127.0.0.1:{port}/invocations", batches=bool(extra))
             finally:
                 stop(process)
         for processes in (1, args.workers):
@@ -218,15 +211,9 @@ def main() -> None:
                 f"http://127.0.0.1:{port}/ready", scratch / "mlship.log", {},
             )  # fmt: skip
             try:
-                url = f"http://127.0.0.1:{port}/invocations"
-                label = f"mlship serve --workers {processes}"
-                r = run_wrk(url, single, 16, args.seconds)
-                results.append((label, "1 row, 16 conns", r["rps"], r["p50_ms"], r["p99_ms"]))
-                if processes == args.workers:
-                    r = run_wrk(url, batch, 2, args.seconds)
-                    results.append(
-                        (label, "1000 rows, 2 conns", r["rps"] * 1000, r["p50_ms"], r["p99_ms"])
-                    )
+                measure(f"mlship serve --workers {processes}",
+                        f"http://127.0.0.1:{port}/invocations",
+                        batches=processes == args.workers)  # fmt: skip
             finally:
                 stop(process)
 
