@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
@@ -21,6 +19,7 @@ from mlship.deploy import (
     canary_deploy,
     canary_manifest,
 )
+from tests.fake_api import Answer, Request, fake_api
 from tests.unit.test_deploy import IMAGE, Cluster
 
 BUDGET = CanaryBudget(max_error_ratio=0.01, max_p99_ms=250, settle_seconds=0)
@@ -33,37 +32,23 @@ class FakePrometheus:
         self.errors: list[float | None] = [0.0, 0.0, 0.0]
         self.p99_seconds: list[float | None] = [0.02, 0.02, 0.02]
         self.queries: list[str] = []
-        fake = self
+        self.url = ""  # set once the fake API listens
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                query = parse_qs(urlparse(self.path).query)["query"][0]
-                fake.queries.append(query)
-                series = fake.p99_seconds if "histogram_quantile" in query else fake.errors
-                value = series.pop(0) if series else None
-                result = [] if value is None else [{"metric": {}, "value": [0, str(value)]}]
-                body = json.dumps(
-                    {"status": "success", "data": {"resultType": "vector", "result": result}}
-                )
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.end_headers()
-                self.wfile.write(body.encode())
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = HTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}"
+    def answer(self, request: Request) -> Answer:
+        query = parse_qs(urlparse(request.path).query)["query"][0]
+        self.queries.append(query)
+        series = self.p99_seconds if "histogram_quantile" in query else self.errors
+        value = series.pop(0) if series else None
+        result = [] if value is None else [{"metric": {}, "value": [0, str(value)]}]
+        return 200, {"status": "success", "data": {"resultType": "vector", "result": result}}, {}
 
 
 @pytest.fixture
 def prometheus() -> Iterator[FakePrometheus]:
     fake = FakePrometheus()
-    thread = threading.Thread(target=fake.server.serve_forever, daemon=True)
-    thread.start()
-    yield fake
-    fake.server.shutdown()
+    with fake_api(fake.answer) as api:
+        fake.url = api.url
+        yield fake
 
 
 @pytest.fixture
