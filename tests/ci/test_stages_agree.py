@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mlship.delivery import STAGES, after_approval, before_approval, pull_request_stages
+from mlship.delivery import STAGES, Stage, after_approval, before_approval, pull_request_stages
 from tests.ci import pipelines
 from tests.conftest import REPO
 
@@ -17,8 +17,8 @@ WORKFLOWS = REPO / ".github" / "workflows"
 CLOUDBUILD = REPO / ".ci" / "cloudbuild"
 
 
-def expected(stages: tuple[object, ...]) -> pipelines.Stages:
-    return [(s.name, s.command) for s in stages]  # type: ignore[attr-defined]
+def expected(stages: tuple[Stage, ...]) -> pipelines.Stages:
+    return [(s.name, s.command) for s in stages]
 
 
 def test_the_stage_list_is_the_issue_order_with_one_approval() -> None:
