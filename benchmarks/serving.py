@@ -29,7 +29,7 @@ from pathlib import Path
 import pandas as pd
 
 from mlship.errors import CheckError
-from mlship.image import free_port, wait_ready
+from mlship.launch import free_port, wait_ready
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent

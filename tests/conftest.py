@@ -8,6 +8,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
+import yaml
 
 from mlship.config import Params, parse_params
 
@@ -28,6 +29,16 @@ def _from_the_ci(name: str) -> bool:
 def hermetic_env() -> dict[str, str]:
     """os.environ without the CI's and the deployment's variables, for subprocesses."""
     return {name: value for name, value in os.environ.items() if not _from_the_ci(name)}
+
+
+def write_dvc_file(folder: Path, **paths: Path) -> Path:
+    """folder/dvc.yaml declaring the repository's artifact paths inside `folder`, or the
+    given `paths` instead; returns its path."""
+    declared = yaml.safe_load((REPO / "dvc.yaml").read_text())["vars"][0]["paths"]
+    declared |= {name: str(path) for name, path in paths.items()}
+    target = folder / "dvc.yaml"
+    target.write_text(yaml.safe_dump({"vars": [{"paths": declared}]}))
+    return target
 
 
 @pytest.fixture(autouse=True)

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from mlship.image import wait_ready
+from mlship.launch import wait_ready
 
 
 @contextmanager

@@ -6,6 +6,7 @@ import getpass
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from mlship.config import Settings
 from mlship.errors import InputError
 
 
@@ -57,3 +58,24 @@ def approval_from_env(env: Mapping[str, str], approver: str | None, at: str) -> 
             f"{via}: cannot tell who approved; pass --approver (or set MLSHIP_APPROVER)"
         )
     return Approval(approver=who, via=via, url=url, at=at)
+
+
+def recorded_approver(env: Mapping[str, str], settings: Settings) -> str | None:
+    """Who approved this run, from the CI's own approval record where it keeps one: the
+    reviewer of the GitHub `production` environment, the approver of the Cloud Build build."""
+    from mlship import cloudbuild, github
+
+    if env.get("GITHUB_ACTIONS") == "true" and env.get("GITHUB_TOKEN"):
+        return github.environment_approver(github.Run.from_env(env), github.PRODUCTION)
+    if env.get("MLSHIP_CI") == "cloud-build" and env.get("BUILD_ID") and settings.gcp_project:
+        where = cloudbuild.Location(settings.gcp_project, settings.gcp_region)
+        return cloudbuild.approver(
+            cloudbuild.client(settings.cloudbuild_endpoint), where, env["BUILD_ID"]
+        )
+    return None
+
+
+def approval(env: Mapping[str, str], settings: Settings, approver: str | None, at: str) -> Approval:
+    """Who approved, through which CI: `approver` when given, else the CI's own record, else
+    its variables (see approval_from_env)."""
+    return approval_from_env(env, approver or recorded_approver(env, settings), at)

@@ -7,22 +7,18 @@ a tampered file cannot make the loader run arbitrary code.
 
 from __future__ import annotations
 
-import subprocess
 import zipfile
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
-from typing import Any
 
 import skops.io as sio
 from sklearn.pipeline import Pipeline
 
+from mlship.card import MODEL_FILE, ModelCard
 from mlship.errors import InputError
-from mlship.files import read_json, write_json, write_with
+from mlship.files import write_with
 
-MODEL_FILE = "model.skops"
-CARD_FILE = "model_card.json"
 TRUSTED_TYPES = (
     "numpy.dtype",  # the one-hot encoder's category dtypes
     "sklearn.calibration._CalibratedClassifier",  # linear_svm's calibrated folds
@@ -33,30 +29,6 @@ TRUSTED_TYPES = (
     "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
 )
 TRACKED_LIBRARIES = ("mlship", "scikit-learn", "numpy", "scipy", "pandas", "skops", "mlflow")
-
-
-@dataclass(frozen=True)
-class GitState:
-    sha: str
-    dirty: bool
-
-
-def git_state(cwd: Path | None = None) -> GitState:
-    """The commit the code came from; 'unknown' outside a git checkout."""
-    try:
-        sha = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, check=True
-        ).stdout.strip()
-        status = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=cwd,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-    except (OSError, subprocess.CalledProcessError):
-        return GitState(sha="unknown", dirty=False)
-    return GitState(sha=sha, dirty=bool(status.strip()))
 
 
 def library_versions() -> dict[str, str]:
@@ -73,12 +45,12 @@ def utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def save_model(pipeline: Pipeline, card: dict[str, Any], model_dir: Path) -> None:
+def save_model(pipeline: Pipeline, card: ModelCard, model_dir: Path) -> None:
     write_with(
         model_dir / MODEL_FILE,
         lambda temp: sio.dump(pipeline, temp, compression=zipfile.ZIP_DEFLATED),
     )
-    write_json(model_dir / CARD_FILE, card)
+    card.save(model_dir)
 
 
 def load_model(model_dir: Path) -> Pipeline:
@@ -99,10 +71,3 @@ def load_model(model_dir: Path) -> Pipeline:
     if not isinstance(model, Pipeline):
         raise InputError(f"{path}: expected a scikit-learn Pipeline, got {type(model).__name__}")
     return model
-
-
-def load_card(model_dir: Path) -> dict[str, Any]:
-    card = read_json(model_dir / CARD_FILE)
-    if not isinstance(card, dict):
-        raise InputError(f"{model_dir / CARD_FILE}: expected a JSON object")
-    return card

@@ -11,7 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
 
-from mlship.errors import CheckError, InputError
+from mlship.config import Settings
+from mlship.errors import CheckError, InputError, ServiceError, looks_unreachable
 
 if TYPE_CHECKING:
     from google.cloud.devtools.cloudbuild_v1 import Build, CloudBuildClient
@@ -50,16 +51,29 @@ def client(endpoint: str | None = None) -> CloudBuildClient:
         ) from error
 
 
+def connect(settings: Settings) -> tuple[CloudBuildClient, Location]:
+    """The client and the project/region from the settings."""
+    if not settings.gcp_project:
+        raise InputError("no Google Cloud project: set MLSHIP_GCP_PROJECT")
+    return client(settings.cloudbuild_endpoint), Location(settings.gcp_project, settings.gcp_region)
+
+
 T = TypeVar("T")
 
 
 def _call(what: str, call: Callable[[], T]) -> T:
-    from google.api_core.exceptions import GoogleAPICallError
+    from google.api_core.exceptions import GoogleAPICallError, ServerError
 
     try:
         return call()
+    except ServerError as error:
+        raise ServiceError(f"Cloud Build: {what} failed on its side: {error.message}") from error
     except GoogleAPICallError as error:
         raise CheckError(f"Cloud Build: {what} failed: {error.message or error}") from error
+    except OSError as error:  # requests' ConnectionError is an OSError
+        if looks_unreachable(error):
+            raise ServiceError(f"Cloud Build: {what}: the API did not answer: {error}") from error
+        raise
 
 
 def parse_substitutions(pairs: list[str]) -> dict[str, str]:

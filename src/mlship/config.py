@@ -291,6 +291,19 @@ def parse_params(raw: Any, source: Path) -> Params:
         raise InputError(_describe(error, source)) from error
 
 
+def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Params as dotted keys, for MLflow and the params diff: {"train": {"model": {"C": 1}}}
+    -> {"train.model.C": 1}."""
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
+
+
 def load_params(path: Path) -> Params:
     try:
         text = path.read_text(encoding="utf-8")

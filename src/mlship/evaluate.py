@@ -29,6 +29,18 @@ class Evaluation:
     roc: list[dict[str, Any]]
     precision_recall: list[dict[str, Any]]
 
+    def scalars(self) -> dict[str, float]:
+        """The metrics MLflow can chart: every number, and each class's recall and precision."""
+        found = {
+            key: float(value)
+            for key, value in self.metrics.items()
+            if isinstance(value, int | float) and not isinstance(value, bool)
+        }
+        for label, values in self.metrics.get("per_class", {}).items():
+            found[f"recall_{label}"] = values["recall"]
+            found[f"precision_{label}"] = values["precision"]
+        return found
+
 
 def _round(value: float) -> float:
     return round(float(value), 6)
@@ -110,7 +122,7 @@ def curve_points(
     return roc, pr
 
 
-def evaluate(pipeline: Pipeline, test: pd.DataFrame, data: DataParams) -> Evaluation:
+def evaluate_model(pipeline: Pipeline, test: pd.DataFrame, data: DataParams) -> Evaluation:
     features = feature_frame(test, data)
     actual = test[data.target].astype(str).to_numpy()
     classes = [str(c) for c in pipeline.classes_]

@@ -49,6 +49,15 @@ def write_parquet(target: Path, frame: pd.DataFrame) -> None:
     write_with(target, lambda temp: frame.to_parquet(temp, index=False))
 
 
+def sha256(path: Path) -> str:
+    import hashlib
+
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except FileNotFoundError as error:
+        raise InputError(f"{path}: not found") from error
+
+
 def read_json(path: Path) -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8"))

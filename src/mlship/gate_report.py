@@ -9,7 +9,8 @@ from typing import Any
 
 from junitparser import Failure, JUnitXml, TestCase, TestSuite
 
-from mlship.gate import Criterion
+from mlship.config import flatten
+from mlship.criteria import Criterion
 
 GROUP_TITLES = {
     "threshold": "Thresholds",
@@ -116,8 +117,6 @@ def gate_junit(criteria: list[Criterion], path: Path, suite_name: str = "mlship.
 
 
 def params_diff(base: dict[str, Any], current: dict[str, Any]) -> list[tuple[str, Any, Any]]:
-    from mlship.registry import flatten
-
     old, new = flatten(base), flatten(current)
     return [
         (key, old.get(key, "—"), new.get(key, "—"))

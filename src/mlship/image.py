@@ -15,7 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mlship.errors import CheckError, InputError
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from mlship.card import METRICS_FILE, ModelCard
+from mlship.errors import CheckError, InputError, ServiceError, looks_unreachable
+from mlship.files import read_json, write_json
 
 SERVE_LOCK = "requirements-serve.lock"
 WHEEL_PLATFORMS = ("manylinux_2_28_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64",
@@ -34,20 +38,51 @@ class ImagePlan:
         return [f"{self.repository}:{tag}" for tag in self.tags]
 
 
+class ImageRecord(BaseModel):
+    """What `mlship image build` built and `mlship image push` pushed (reports/image.json)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str
+    references: list[str]
+    labels: dict[str, str]  # the build args, as recorded in the image's labels
+    size_bytes: int
+    pushed: bool = False
+    digest: str | None = None
+
+    @property
+    def reference(self) -> str:
+        return self.references[0]
+
+    @property
+    def run_id(self) -> str:
+        return self.labels.get("RUN_ID", "")
+
+    @classmethod
+    def load(cls, path: Path) -> ImageRecord:
+        try:
+            return cls.model_validate(read_json(path))
+        except ValidationError as error:
+            raise InputError(f"{path}: not an image record: {error}") from error
+
+    def save(self, path: Path) -> None:
+        write_json(path, self.model_dump(mode="json"))
+
+
 def plan(
-    registry: str, name: str, model_name: str, git_sha: str, card: dict[str, Any],
+    registry: str, name: str, model_name: str, git_sha: str, card: ModelCard,
     dvc_lock_sha256: str, source: str, created: str, base_image: str,
 ) -> ImagePlan:  # fmt: skip
-    version = str(card.get("registry", {}).get("version", "local"))
+    version = card.version
     short = git_sha[:12] if git_sha != "unknown" else "unknown"
     args = {
         "BASE_IMAGE": base_image,
         "SOURCE": source,
         "REVISION": git_sha,
         "CREATED": created,
-        "MODEL_NAME": str(card.get("registry", {}).get("name", model_name)),
+        "MODEL_NAME": card.registry.name if card.registry else model_name,
         "MODEL_VERSION": version,
-        "RUN_ID": str(card.get("mlflow", {}).get("run_id", "")),
+        "RUN_ID": card.run_id or "",
         "DVC_LOCK_SHA256": dvc_lock_sha256,
     }
     return ImagePlan(f"{registry.rstrip('/')}/{name}", (f"{short}-m{version}", short), args)
@@ -77,17 +112,14 @@ def download_wheels(lock: Path, cache: Path, project: Path) -> None:
 
 def stage_context(
     folder: Path, dockerfile: Path, lock: Path, model_dir: Path, wheels: Path,
-    card: dict[str, Any], metrics: dict[str, Any] | None,
+    card: ModelCard, metrics: dict[str, Any] | None,
 ) -> None:  # fmt: skip
-    from mlship.artifacts import CARD_FILE
-    from mlship.files import write_json
-
     shutil.copy(dockerfile, folder / "Dockerfile")
     shutil.copy(lock, folder / SERVE_LOCK)
     shutil.copytree(model_dir, folder / "model")
-    write_json(folder / "model" / CARD_FILE, card)  # with the registry version, if any
+    card.save(folder / "model")  # with the registry version, if any
     if metrics is not None:
-        write_json(folder / "model" / "metrics.json", metrics)
+        write_json(folder / "model" / METRICS_FILE, metrics)
     for path in (folder / "model").iterdir():
         path.chmod(0o644)  # the server runs as an unprivileged user
     shutil.copytree(wheels, folder / "wheels")
@@ -101,7 +133,7 @@ def engine() -> Any:
         client = docker.from_env()
         client.ping()
     except DockerException as error:
-        raise InputError(
+        raise ServiceError(
             f"no Docker engine is reachable (DOCKER_HOST or /var/run/docker.sock): {error}"
         ) from error
     return client
@@ -145,51 +177,10 @@ def push(client: Any, references: list[str], progress: Progress) -> str:
             chunks = client.api.push(repository, tag, stream=True, decode=True)
             for chunk in _stream(chunks, progress, f"docker push {reference}"):
                 digest = chunk.get("aux", {}).get("Digest", digest)
-        except CheckError:
+        except CheckError as error:
+            if looks_unreachable(error):
+                raise ServiceError(f"the registry did not answer: {error}") from error
             raise
         except Exception as error:  # the docker SDK and requests raise many kinds
-            raise CheckError(f"docker push {reference} failed: {error}") from error
+            raise ServiceError(f"docker push {reference} failed: {error}") from error
     return digest
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def wait_ready(probe: str, timeout: float, alive: Callable[[], bool]) -> None:
-    """Poll the `probe` URL until it answers 200, while `alive()` says the server runs."""
-    import time
-
-    import httpx
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not alive():
-            raise CheckError(f"the server behind {probe} exited before it was ready")
-        try:
-            if httpx.get(probe, timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.3)
-    raise CheckError(f"{probe} did not answer 200 within {timeout:.0f} s")
-
-
-def run_container(client: Any, reference: str, port: int) -> Any:
-    """The image as production runs it: non-root, read-only root filesystem with only /tmp
-    writable, no capabilities, no privilege escalation; on 127.0.0.1:<port>."""
-    return client.containers.run(
-        reference, command=["--workers", "2", "--host", "127.0.0.1", "--port", str(port)],
-        detach=True, network_mode="host", read_only=True, tmpfs={"/tmp": "rw,size=64m"},
-        user="10001:10001", cap_drop=["ALL"], security_opt=["no-new-privileges"],
-        labels={"io.mlship.started-by": "mlship"},
-    )  # fmt: skip
-
-
-def container_alive(container: Any) -> bool:
-    container.reload()
-    return container.status in ("created", "running")

@@ -13,8 +13,8 @@ from typing import Any
 import pandas as pd
 
 from mlship.config import LoadtestParams
+from mlship.criteria import Criterion
 from mlship.errors import InputError
-from mlship.gate import Criterion
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 

@@ -4,12 +4,14 @@ it takes seconds to import and most commands never need it.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlship.artifacts import TRUSTED_TYPES
-from mlship.config import Settings
-from mlship.errors import InputError
+from mlship.card import CARD_FILE, ModelCard
+from mlship.config import Settings, flatten
+from mlship.errors import InputError, ServiceError, looks_unreachable
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -20,16 +22,13 @@ MODEL_ARTIFACT = "model"
 PYFUNC_REQUIREMENTS = ("scikit-learn", "skops", "pandas", "numpy", "scipy")
 
 
-def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """{"train": {"model": {"C": 1}}} -> {"train.model.C": 1}."""
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            flat.update(flatten(value, f"{name}."))
-        else:
-            flat[name] = value
-    return flat
+def mlflow_failure(error: Exception, what: str) -> InputError | ServiceError:
+    """An MLflow error as ours: an unreachable tracking server is a service failure (exit
+    3); anything else is bad input (exit 2)."""
+    message = getattr(error, "message", None) or str(error)
+    if looks_unreachable(error):
+        return ServiceError(f"{what}: MLflow did not answer: {message}")
+    return InputError(f"{what}: {message}")
 
 
 def start_tracking(settings: Settings) -> str:
@@ -49,7 +48,7 @@ def start_tracking(settings: Settings) -> str:
         location = LOCAL_ARTIFACTS.resolve().as_uri() if uri.startswith("sqlite:") else None
         return str(mlflow.create_experiment(settings.experiment, artifact_location=location))
     except MlflowException as error:
-        raise InputError(f"MLflow tracking store {uri!r} is not usable: {error.message}") from error
+        raise mlflow_failure(error, f"MLflow tracking store {uri!r}") from error
 
 
 def _pip_requirements() -> list[str]:
@@ -58,17 +57,17 @@ def _pip_requirements() -> list[str]:
     return [f"{name}=={metadata.version(name)}" for name in PYFUNC_REQUIREMENTS]
 
 
-def log_training(
-    settings: Settings,
-    params: dict[str, Any],
-    card: dict[str, Any],
-    pipeline: Pipeline,
-    example: pd.DataFrame,
-) -> tuple[str, str, str]:
-    """Log params, the model card and the model (signature + input example).
+@dataclass(frozen=True)
+class LoggedRun:
+    experiment_id: str
+    run_id: str
+    model_uri: str
 
-    Returns (experiment id, run id, the logged model's URI).
-    """
+
+def log_training(
+    settings: Settings, card: ModelCard, pipeline: Pipeline, example: pd.DataFrame
+) -> LoggedRun:
+    """Log params, the model card and the model (signature + input example)."""
     import mlflow
     import mlflow.sklearn
     from mlflow.exceptions import MlflowException
@@ -77,9 +76,9 @@ def log_training(
     experiment_id = start_tracking(settings)
     try:
         with mlflow.start_run(experiment_id=experiment_id) as run:
-            mlflow.set_tags({"mlship.stage": "train", "mlship.git_sha": card["git"]["sha"]})
-            mlflow.log_params(flatten(params))
-            mlflow.log_dict(card, "model_card.json")
+            mlflow.set_tags({"mlship.stage": "train", "mlship.git_sha": card.git.sha})
+            mlflow.log_params(flatten(card.params))
+            mlflow.log_dict(card.as_json(), CARD_FILE)
             signature = infer_signature(example, pipeline.predict(example))
             logged = mlflow.sklearn.log_model(
                 pipeline,
@@ -90,10 +89,10 @@ def log_training(
                 skops_trusted_types=list(TRUSTED_TYPES),
             )
     except MlflowException as error:
-        raise InputError(
-            f"MLflow at {settings.tracking_uri!r} could not log the run: {error.message}"
+        raise mlflow_failure(
+            error, f"MLflow at {settings.tracking_uri!r}: logging the run"
         ) from error
-    return experiment_id, str(run.info.run_id), str(logged.model_uri)
+    return LoggedRun(experiment_id, str(run.info.run_id), str(logged.model_uri))
 
 
 def log_evaluation(
@@ -111,10 +110,23 @@ def log_evaluation(
             for path in artifacts:
                 mlflow.log_artifact(str(path), artifact_path="evaluation")
     except MlflowException as error:
-        raise InputError(
-            f"MLflow run {run_id} (from the model card) cannot be resumed at "
-            f"{settings.tracking_uri!r}: {error.message}"
+        raise mlflow_failure(
+            error, f"MLflow run {run_id} (from the model card) at {settings.tracking_uri!r}"
         ) from error
+
+
+def log_artifacts(settings: Settings, run_id: str, paths: list[Path], folder: str) -> None:
+    """Attach report files to a run, under `folder`."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    start_tracking(settings)
+    try:
+        with mlflow.start_run(run_id=run_id):
+            for path in paths:
+                mlflow.log_artifact(str(path), artifact_path=folder)
+    except MlflowException as error:
+        raise mlflow_failure(error, f"MLflow run {run_id}: attaching {folder} files") from error
 
 
 def run_link(tracking_uri: str, experiment_id: str, run_id: str) -> str:
@@ -151,7 +163,7 @@ def alias_version(settings: Settings, alias: str) -> Any | None:
     except MlflowException as error:
         if error.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
             return None
-        raise InputError(f"MLflow registry lookup failed: {error.message}") from error
+        raise mlflow_failure(error, "MLflow registry lookup") from error
 
 
 def load_version_model(settings: Settings, version: str) -> Pipeline:
@@ -179,7 +191,7 @@ def register(settings: Settings, run_id: str, model_uri: str, tags: dict[str, st
         _set_tags(client, settings, version, tags)
         client.set_registered_model_alias(settings.model_name, CANDIDATE, version)
     except MlflowException as error:
-        raise InputError(f"MLflow registry: {error.message}") from error
+        raise mlflow_failure(error, "MLflow registry") from error
     return version
 
 
@@ -192,7 +204,7 @@ def registered_version(settings: Settings, run_id: str) -> str | None:
             f"name = '{settings.model_name}' and run_id = '{run_id}'"
         )
     except MlflowException as error:
-        raise InputError(f"MLflow registry lookup failed: {error.message}") from error
+        raise mlflow_failure(error, "MLflow registry lookup") from error
     return str(max(int(v.version) for v in found)) if found else None
 
 
@@ -202,9 +214,7 @@ def version_tags(settings: Settings, version: str) -> dict[str, str]:
     try:
         found = _client(settings).get_model_version(settings.model_name, version)
     except MlflowException as error:
-        raise InputError(
-            f"model {settings.model_name!r} has no version {version}: {error.message}"
-        ) from error
+        raise mlflow_failure(error, f"model {settings.model_name!r} version {version}") from error
     return dict(found.tags)
 
 
@@ -219,6 +229,4 @@ def tag_version(settings: Settings, version: str, tags: dict[str, str]) -> None:
     try:
         _set_tags(_client(settings), settings, version, tags)
     except MlflowException as error:
-        raise InputError(
-            f"MLflow registry: cannot tag version {version}: {error.message}"
-        ) from error
+        raise mlflow_failure(error, f"MLflow registry: tagging version {version}") from error

@@ -2,43 +2,29 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
-import yaml
 from rich.console import Console
 from rich.table import Table
 
-from mlship.errors import InputError
+from mlship.card import ModelCard
 from mlship.files import read_json
+from mlship.image import ImageRecord
+from mlship.paths import PipelinePaths
 from mlship.registry import run_link
-
-
-def pipeline_paths(dvc_file: Path) -> dict[str, Path]:
-    """The artifact paths declared once, in dvc.yaml's `vars: - paths:` block."""
-    try:
-        document = yaml.safe_load(dvc_file.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as error:
-        raise InputError(f"{dvc_file}: cannot read it: {error}") from error
-    for entry in (document or {}).get("vars", []):
-        if isinstance(entry, dict) and isinstance(entry.get("paths"), dict):
-            return {key: Path(value) for key, value in entry["paths"].items()}
-    raise InputError(f"{dvc_file}: no `vars: - paths:` block declaring the artifact paths")
 
 
 def _fmt(value: Any) -> str:
     return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
-def print_summary(dvc_file: Path, console: Console) -> None:
-    paths = pipeline_paths(dvc_file)
-    metrics = read_json(paths["metrics"])
-    latency = read_json(paths["latency"])
-    contract = read_json(paths["contract_json"])
-    card = read_json(paths["model_dir"] / "model_card.json")
+def print_summary(paths: PipelinePaths, console: Console) -> None:
+    metrics = read_json(paths.metrics)
+    latency = read_json(paths.latency)
+    contract = read_json(paths.contract_json)
+    card = ModelCard.load(paths.model_dir)
 
-    model_kind = card["params"]["train"]["model"]["kind"]
-    table = Table(title=f"mlship: {model_kind} predicting {card['target']}", min_width=48)
+    table = Table(title=f"mlship: {card.model_kind} predicting {card.target}", min_width=48)
     table.add_column("metric")
     table.add_column("value", justify="right")
     for key in ("accuracy", "balanced_accuracy", "macro_f1", "roc_auc", "log_loss"):
@@ -51,51 +37,40 @@ def print_summary(dvc_file: Path, console: Console) -> None:
     console.print(table)
 
     verdict = "passed" if contract["passed"] else "FAILED"
-    console.print(f"data contract: {verdict} ({paths['contract_md']})")
-    if paths["gate_json"].is_file():
-        gate = read_json(paths["gate_json"])
-        judged = (
-            "this model"
-            if gate.get("candidate_run_id") == card.get("mlflow", {}).get("run_id")
-            else "an earlier model"
-        )
+    console.print(f"data contract: {verdict} ({paths.contract_md})")
+    if paths.gate_json.is_file():
+        gate = read_json(paths.gate_json)
+        judged = "this model" if gate.get("candidate_run_id") == card.run_id else "an earlier model"
         outcome = "passed" if gate.get("passed") else f"FAILED: {', '.join(gate['failed'])}"
-        console.print(f"gate ({judged}): {outcome} ({paths['gate_md']})", soft_wrap=True)
-    run_id = card.get("mlflow", {}).get("run_id")
-    if paths["image_json"].is_file():
-        built = read_json(paths["image_json"])
-        if built.get("labels", {}).get("RUN_ID") == run_id:
-            pushed = "pushed" if built.get("pushed") else "not pushed"
-            console.print(f"image: {built['references'][0]} ({pushed})", soft_wrap=True)
-    if paths["loadtest_json"].is_file():
-        load = read_json(paths["loadtest_json"])
+        console.print(f"gate ({judged}): {outcome} ({paths.gate_md})", soft_wrap=True)
+    if paths.image_json.is_file():
+        built = ImageRecord.load(paths.image_json)
+        if built.run_id == card.run_id:
+            pushed = "pushed" if built.pushed else "not pushed"
+            console.print(f"image: {built.reference} ({pushed})", soft_wrap=True)
+    if paths.loadtest_json.is_file():
+        load = read_json(paths.loadtest_json)
         outcome = "passed" if load.get("passed") else "FAILED"
         summary = load.get("summary", {})
         console.print(
             f"load test: {outcome} against {load.get('target')} "
-            f"(p99 {summary.get('p99_ms', float('nan')):.0f} ms, {paths['loadtest_md']})",
+            f"(p99 {summary.get('p99_ms', float('nan')):.0f} ms, {paths.loadtest_md})",
             soft_wrap=True,
         )
-    console.print(f"model: {paths['model_dir']}/ (git {card['git']['sha'][:12]})")
-    console.print(f"metrics: {paths['metrics']}, predictions: {paths['predictions']}")
-    run = card.get("mlflow", {})
-    link = run_link(
-        run.get("tracking_uri", "?"), run.get("experiment_id", "?"), run.get("run_id", "?")
-    )
-    console.print(f"MLflow: {link}", soft_wrap=True)
+    console.print(f"model: {paths.model_dir}/ (git {card.git.sha[:12]})")
+    console.print(f"metrics: {paths.metrics}, predictions: {paths.predictions}")
+    run = card.mlflow
+    if run is not None:
+        link = run_link(run.tracking_uri or "?", run.experiment_id or "?", run.run_id)
+        console.print(f"MLflow: {link}", soft_wrap=True)
 
 
-def deploy_report(paths: dict[str, Path], env: str) -> Path:
-    """Where `mlship deploy --env <env>` writes its report (JSON; .md beside it)."""
-    return paths["image_json"].parent / f"deploy-{env}.json"
-
-
-def run_markdown(paths: dict[str, Path], metrics_diff: str | None, base_ref: str) -> str:
+def run_markdown(paths: PipelinePaths, metrics_diff: str | None, base_ref: str) -> str:
     """One Markdown page of what this run did: the gate report, the metric diff against
     `base_ref`, then the load test and deploy reports that exist."""
     parts = [
-        paths["gate_md"].read_text(encoding="utf-8")
-        if paths["gate_md"].is_file()
+        paths.gate_md.read_text(encoding="utf-8")
+        if paths.gate_md.is_file()
         else "## mlship gate: not run\n\nThe pipeline stopped before the gate; see the log.\n"
     ]
     if metrics_diff is None:
@@ -105,7 +80,7 @@ def run_markdown(paths: dict[str, Path], metrics_diff: str | None, base_ref: str
             f"<details><summary>Metrics: this change against <code>{base_ref}</code>"
             f"</summary>\n\n{metrics_diff.strip()}\n\n</details>\n"
         )
-    extra = [paths["loadtest_md"], *(deploy_report(paths, env).with_suffix(".md")
-                                      for env in ("staging", "production"))]  # fmt: skip
+    extra = [paths.loadtest_md, *(paths.deploy_report(env).with_suffix(".md")
+                                  for env in ("staging", "production"))]  # fmt: skip
     parts += [path.read_text(encoding="utf-8") for path in extra if path.is_file()]
     return "\n".join(parts)

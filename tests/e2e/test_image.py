@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from mlship import image
+from mlship import launch
 from tests.e2e.conftest import REGISTRY, checkout, commit, remove_image, run
 from tests.integration.conftest import BIN
 
@@ -54,11 +54,11 @@ def test_build_push_pull_run_and_load_test(
     assert pulled.attrs["Config"]["User"] == "10001:10001"
 
     # when run as production runs it: non-root, read-only root filesystem, only /tmp writable
-    port = image.free_port()
-    container = image.run_container(engine, reference, port)
+    port = launch.free_port()
+    container = launch.run_container(engine, reference, port)
     try:
         url = f"http://127.0.0.1:{port}"
-        image.wait_ready(f"{url}/ready", 120, lambda: image.container_alive(container))
+        launch.wait_ready(f"{url}/ready", 120, lambda: launch.container_alive(container))
         assert container.exec_run("id -u").output.decode().strip() == "10001"
         assert container.exec_run("touch /opt/model/x").exit_code != 0
         # then it answers, and /model matches the labels

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from mlship.image import free_port
+from mlship.launch import free_port
 from tests.conftest import REPO
 from tests.integration.conftest import BIN, Workspace
 from tests.processes import running

@@ -10,21 +10,22 @@ import pytest
 from fastapi.testclient import TestClient
 
 from mlship.artifacts import save_model
+from mlship.card import ModelCard
 from mlship.config import Settings
 from mlship.serving.app import create_app
 from mlship.train import fit
 from tests.conftest import make_params, text_frame
 
 
-def card_for(params_classes: list[str]) -> dict[str, object]:
-    return {
-        "features": {"text": ["review"], "categorical": [], "numeric": []},
+def card_for(classes: list[str]) -> ModelCard:
+    return ModelCard.model_validate({
+        "features": {"text": ["review"]},
         "target": "score",
-        "classes": params_classes,
+        "classes": classes,
         "git": {"sha": "abc123"},
         "mlflow": {"run_id": "run-1"},
         "trained_at": "2026-01-01T00:00:00+00:00",
-    }
+    })  # fmt: skip
 
 
 @pytest.fixture(scope="session")

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from mlship.artifacts import load_model
+from mlship.card import ModelCard
 from mlship.features import feature_frame
 from mlship.serving.model import ServedModel, load_directory, text_fast_path
 from mlship.train import fit
@@ -33,10 +34,9 @@ def test_tabular_models_keep_the_pipeline_path() -> None:
     frame = tabular_frame()
     pipeline = fit(params, frame)
     assert text_fast_path(pipeline) is None
-    card = {
-        "features": {"text": [], "categorical": ["island"], "numeric": ["mass"]},
-        "target": "species",
-    }
+    card = ModelCard.model_validate(
+        {"features": {"categorical": ["island"], "numeric": ["mass"]}, "target": "species"}
+    )
     served = ServedModel(pipeline, card, "m", "1", None, "memory")
     served.warm()
     assert served._fast is None

@@ -36,8 +36,10 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, list[str]]:
         pipeline = fit(params, frame)
         example = feature_frame(frame.head(2), params.data)
         card = card_for(["great", "other"])
-        _, run_id, model_uri = registry.log_training(settings, {}, card, pipeline, example)
-        versions.append(registry.register(settings, run_id, model_uri, {"mlship.gate": "passed"}))
+        run = registry.log_training(settings, card, pipeline, example)
+        versions.append(
+            registry.register(settings, run.run_id, run.model_uri, {"mlship.gate": "passed"})
+        )
     return uri, versions
 
 

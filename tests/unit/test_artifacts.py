@@ -6,11 +6,13 @@ import skops.io as sio
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer
 
-from mlship.artifacts import git_state, load_card, load_model, save_model
+from mlship.artifacts import load_model, save_model
+from mlship.card import Features, ModelCard
 from mlship.config import Params
 from mlship.errors import InputError
 from mlship.features import feature_frame
 from mlship.train import fit
+from mlship.vcs import git_state
 from tests.conftest import text_frame
 
 
@@ -21,11 +23,13 @@ def shout(values: object) -> object:
 def test_model_round_trips_through_skops(tmp_path: Path, params: Params) -> None:
     frame = text_frame(10)
     pipeline = fit(params, frame)
-    save_model(pipeline, {"classes": ["great", "other"]}, tmp_path)
+    card = ModelCard(features=Features(text=("review",)), target="score",
+                     classes=("great", "other"))  # fmt: skip
+    save_model(pipeline, card, tmp_path)
     loaded = load_model(tmp_path)
     features = feature_frame(frame, params.data)
     assert np.array_equal(loaded.predict_proba(features), pipeline.predict_proba(features))
-    assert load_card(tmp_path) == {"classes": ["great", "other"]}
+    assert ModelCard.load(tmp_path) == card
 
 
 def test_types_outside_the_trust_policy_are_refused(tmp_path: Path) -> None:

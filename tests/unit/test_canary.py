@@ -10,7 +10,7 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
-from mlship.deploy import (
+from mlship.rollout import (
     CanaryBudget,
     DeployReport,
     Kubectl,

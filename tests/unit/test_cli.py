@@ -10,7 +10,7 @@ import yaml
 from typer.testing import CliRunner
 
 from mlship.cli import app
-from tests.conftest import raw_params, text_frame
+from tests.conftest import raw_params, text_frame, write_dvc_file
 
 runner = CliRunner()
 
@@ -150,9 +150,10 @@ def test_bad_environment_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_image_build_names_a_missing_engine(monkeypatch: pytest.MonkeyPatch) -> None:
     # given a Docker host that does not exist
     monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
-    # when building / then exit 2 naming the engine; with --skip-without-engine, exit 0 and why
+    # when building / then exit 3 (a service did not answer) naming the engine; with
+    # --skip-without-engine, exit 0 and why
     failed = runner.invoke(app, ["image", "build"])
-    assert failed.exit_code == 2
+    assert failed.exit_code == 3
     assert "no Docker engine is reachable" in failed.stderr
     skipped = runner.invoke(app, ["image", "build", "--skip-without-engine"])
     assert skipped.exit_code == 0
@@ -176,11 +177,9 @@ def test_train_names_a_missing_column(tmp_path: Path) -> None:
 def test_deploy_refuses_bad_flags_and_unpushed_images(tmp_path: Path) -> None:
     assert runner.invoke(app, ["deploy", "--env", "qa"]).exit_code == 2
     built = tmp_path / "image.json"
-    built.write_text('{"references": ["r/mlship:0123456789ab-m3"], "pushed": false}')
-    dvc = tmp_path / "dvc.yaml"
-    dvc.write_text(
-        f"vars:\n  - paths:\n      image_json: {built}\n      model_dir: m\n      test: t\n"
-    )
+    built.write_text('{"id": "sha256:1", "references": ["r/mlship:0123456789ab-m3"], '
+                     '"labels": {}, "size_bytes": 1, "pushed": false}')  # fmt: skip
+    dvc = write_dvc_file(tmp_path, image_json=built)
     result = runner.invoke(app, ["deploy", "--env", "staging", "--dvc-file", str(dvc)])
     assert result.exit_code == 2 and "was not pushed" in result.stderr
     untagged = runner.invoke(
@@ -193,13 +192,9 @@ def test_canary_needs_prometheus(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     monkeypatch.delenv("MLSHIP_PROMETHEUS_URL", raising=False)
     model = tmp_path / "m"
     model.mkdir()
-    (model / "model_card.json").write_text('{"features": {"text": ["review"]}}')
+    (model / "model_card.json").write_text('{"features": {"text": ["review"]}, "target": "s"}')
     text_frame(2).to_parquet(tmp_path / "test.parquet")
-    dvc = tmp_path / "dvc.yaml"
-    dvc.write_text(
-        f"vars:\n  - paths:\n      image_json: {tmp_path}/i.json\n      model_dir: {model}\n"
-        f"      test: {tmp_path}/test.parquet\n"
-    )
+    dvc = write_dvc_file(tmp_path, model_dir=model, test=tmp_path / "test.parquet")
     result = runner.invoke(app, ["deploy", "--env", "staging", "--canary", "--dvc-file", str(dvc),
                                  "--image", "r/mlship:0123456789ab-m3"])  # fmt: skip
     assert result.exit_code == 2 and "--prometheus-url" in result.stderr
@@ -207,11 +202,12 @@ def test_canary_needs_prometheus(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 
 def test_score_writes_every_row_with_its_label(tmp_path: Path) -> None:
     from mlship.artifacts import save_model
+    from mlship.card import Features, ModelCard
     from mlship.train import fit
     from tests.conftest import make_params
 
     model = tmp_path / "model"
-    card = {"features": {"text": ["review"], "categorical": [], "numeric": []}, "target": "score"}
+    card = ModelCard(features=Features(text=("review",)), target="score")
     save_model(fit(make_params(), text_frame(10)), card, model)
     rows = text_frame(3)
     rows.to_csv(tmp_path / "in.csv", index=False)

@@ -127,7 +127,9 @@ def test_without_a_project_the_command_says_which_variable_to_set(
 def test_promote_in_cloud_build_records_the_builds_approver(
     fake: tuple[FakeCloudBuild, FakeApi], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from mlship.cli import _recorded_approver
+    import os
+
+    from mlship.approval import recorded_approver
     from mlship.config import Settings
 
     state, _ = fake
@@ -136,4 +138,4 @@ def test_promote_in_cloud_build_records_the_builds_approver(
     monkeypatch.setenv("MLSHIP_CI", "cloud-build")
     monkeypatch.setenv("BUILD_ID", "b9")
     monkeypatch.delenv("GITHUB_ACTIONS", raising=False)
-    assert _recorded_approver(Settings()) == "rm@acme.example"
+    assert recorded_approver(os.environ, Settings()) == "rm@acme.example"

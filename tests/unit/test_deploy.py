@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from mlship.deploy import DeployReport, Kubectl, Target, deploy, expected_version
+from mlship.rollout import DeployReport, Kubectl, Target, deploy, expected_version
 
 FAKE = Path(__file__).resolve().parents[1] / "fake_kubectl"
 IMAGE = "127.0.0.1:5001/mlship:0123456789ab-m7"
@@ -109,7 +109,7 @@ def test_the_cli_records_the_deployed_image_on_the_model_version(
     from typer.testing import CliRunner
 
     from mlship.cli import app
-    from tests.conftest import text_frame
+    from tests.conftest import text_frame, write_dvc_file
 
     # given a registered version 1 and the files a deploy reads
     folder = cluster.folder
@@ -119,12 +119,9 @@ def test_the_cli_records_the_deployed_image_on_the_model_version(
     client.create_model_version("reviews", str(folder))
     model = folder / "model"
     model.mkdir()
-    (model / "model_card.json").write_text('{"features": {"text": ["review"]}}')
+    (model / "model_card.json").write_text('{"features": {"text": ["review"]}, "target": "s"}')
     text_frame(2).to_parquet(folder / "test.parquet")
-    (folder / "dvc.yaml").write_text(
-        f"vars:\n  - paths:\n      image_json: {folder}/reports/image.json\n"
-        f"      model_dir: {model}\n      test: {folder}/test.parquet\n"
-    )
+    write_dvc_file(folder, model_dir=model, test=folder / "test.parquet")
     monkeypatch.setenv("MLSHIP_TRACKING_URI", store)
     monkeypatch.setenv("MLSHIP_MODEL_NAME", "reviews")
     monkeypatch.setenv("FAKE_KUBECTL_SCENARIO", "ok")

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from mlship.config import Params
-from mlship.evaluate import curve_points, evaluate, measure_latency, quality_metrics
+from mlship.evaluate import curve_points, evaluate_model, measure_latency, quality_metrics
 from mlship.train import fit
 from tests.conftest import make_params, text_frame
 
@@ -54,7 +54,7 @@ def test_unknown_positive_label_is_named() -> None:
 def test_evaluate_writes_one_prediction_per_test_row(params: Params) -> None:
     pipeline = fit(params, text_frame(15))
     test = text_frame(4).assign(review=lambda f: f.review + " indeed")
-    result = evaluate(pipeline, test, params.data)
+    result = evaluate_model(pipeline, test, params.data)
     assert len(result.predictions) == len(test)
     assert list(result.predictions.columns) == [
         "row",

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import balanced_accuracy_score, f1_score
 
-from mlship import gate
+from mlship import criteria
 from mlship.config import ChampionParams, FunctionalityParams, GateParams, InvarianceParams
 from mlship.errors import InputError
 
@@ -21,14 +21,14 @@ METRICS: dict[str, Any] = {
 LATENCY = {"batch_us_per_row": 50.0}
 
 
-def _names_failed(criteria: list[gate.Criterion]) -> list[str]:
-    return [c.name for c in criteria if not c.passed]
+def _names_failed(found: list[criteria.Criterion]) -> list[str]:
+    return [c.name for c in found if not c.passed]
 
 
 def test_thresholds_pass_on_good_metrics() -> None:
-    criteria = gate.threshold_criteria(METRICS, LATENCY, GATE)
-    assert len(criteria) == 6
-    assert _names_failed(criteria) == []
+    found = criteria.threshold_criteria(METRICS, LATENCY, GATE)
+    assert len(found) == 6
+    assert _names_failed(found) == []
 
 
 @pytest.mark.parametrize(
@@ -44,15 +44,15 @@ def test_thresholds_pass_on_good_metrics() -> None:
     ],
 )
 def test_each_threshold_fails_with_its_numbers(change: dict[str, Any], failed: str) -> None:
-    criteria = gate.threshold_criteria({**METRICS, **change}, LATENCY, GATE)
-    assert _names_failed(criteria) == [failed]
-    detail = next(c.detail for c in criteria if not c.passed)
+    found = criteria.threshold_criteria({**METRICS, **change}, LATENCY, GATE)
+    assert _names_failed(found) == [failed]
+    detail = next(c.detail for c in found if not c.passed)
     assert any(char.isdigit() for char in detail)
 
 
 def test_latency_budget() -> None:
-    criteria = gate.threshold_criteria(METRICS, {"batch_us_per_row": 150.0}, GATE)
-    assert _names_failed(criteria) == ["us_per_row <= 100.0"]
+    found = criteria.threshold_criteria(METRICS, {"batch_us_per_row": 150.0}, GATE)
+    assert _names_failed(found) == ["us_per_row <= 100.0"]
 
 
 @pytest.mark.parametrize(
@@ -66,7 +66,7 @@ def test_latency_budget() -> None:
 )
 def test_missing_or_nan_metrics_never_pass(metrics: dict[str, Any], message: str) -> None:
     with pytest.raises(InputError, match=message):
-        gate.threshold_criteria(metrics, LATENCY, GATE)
+        criteria.threshold_criteria(metrics, LATENCY, GATE)
 
 
 def test_mcnemar_exact_matches_the_binomial_by_hand() -> None:
@@ -74,7 +74,7 @@ def test_mcnemar_exact_matches_the_binomial_by_hand() -> None:
     actual = np.array(["a"] * 100)
     candidate = np.array(["a"] * 30 + ["b"] * 10 + ["a"] * 60)
     champion = np.array(["b"] * 30 + ["a"] * 10 + ["a"] * 60)
-    result = gate.mcnemar_exact(actual, candidate, champion)
+    result = criteria.mcnemar_exact(actual, candidate, champion)
     # then p = 2 * P(X <= 10), X ~ Binomial(40, 1/2)
     expected = 2 * sum(math.comb(40, k) for k in range(11)) / 2**40
     assert (result.candidate_only, result.champion_only) == (30, 10)
@@ -83,7 +83,7 @@ def test_mcnemar_exact_matches_the_binomial_by_hand() -> None:
 
 def test_mcnemar_without_discordant_rows_is_one() -> None:
     same = np.array(["a", "b"])
-    assert gate.mcnemar_exact(same, same, same).p_value == 1.0
+    assert criteria.mcnemar_exact(same, same, same).p_value == 1.0
 
 
 def test_vectorised_metrics_match_scikit_learn() -> None:
@@ -92,10 +92,10 @@ def test_vectorised_metrics_match_scikit_learn() -> None:
     actual = rng.choice(classes, size=(5, 60))
     predicted = rng.choice(classes, size=(5, 60))
     for row in range(5):
-        assert gate.macro_f1_rows(actual, predicted, classes)[row] == pytest.approx(
+        assert criteria.macro_f1_rows(actual, predicted, classes)[row] == pytest.approx(
             f1_score(actual[row], predicted[row], labels=classes, average="macro", zero_division=0)
         )
-        assert gate.balanced_accuracy_rows(actual, predicted, classes)[row] == pytest.approx(
+        assert criteria.balanced_accuracy_rows(actual, predicted, classes)[row] == pytest.approx(
             balanced_accuracy_score(actual[row], predicted[row])
         )
 
@@ -114,7 +114,7 @@ def _pair(better_rows: int, worse_rows: int, n: int = 400) -> tuple[np.ndarray, 
 
 def test_identical_models_have_a_zero_interval() -> None:
     actual, _, champion = _pair(0, 0)
-    paired = gate.paired_bootstrap(
+    paired = criteria.paired_bootstrap(
         "accuracy", actual, champion, champion, ["a", "b"], ChampionParams()
     )
     assert (paired.difference, paired.low, paired.high) == (0.0, 0.0, 0.0)
@@ -123,8 +123,8 @@ def test_identical_models_have_a_zero_interval() -> None:
 def test_bootstrap_is_seeded_and_brackets_the_true_difference() -> None:
     actual, candidate, champion = _pair(better_rows=60, worse_rows=0)
     settings = ChampionParams(resamples=1000, seed=3)
-    first = gate.paired_bootstrap("accuracy", actual, candidate, champion, ["a", "b"], settings)
-    again = gate.paired_bootstrap("accuracy", actual, candidate, champion, ["a", "b"], settings)
+    first = criteria.paired_bootstrap("accuracy", actual, candidate, champion, ["a", "b"], settings)
+    again = criteria.paired_bootstrap("accuracy", actual, candidate, champion, ["a", "b"], settings)
     assert first == again
     assert first.difference == pytest.approx(60 / 400)
     assert 0 < first.low < first.difference < first.high
@@ -144,9 +144,9 @@ def test_champion_verdicts(better: int, worse: int, require_better: bool, passes
     settings = GATE.model_copy(
         update={"champion": ChampionParams(require_better=require_better, margin=0.01)}
     )
-    criteria = gate.champion_criteria(actual, candidate, champion, ["a", "b"], settings, "7")
-    assert [c.passed for c in criteria] == [passes, passes]
-    accuracy = criteria[0]
+    found = criteria.champion_criteria(actual, candidate, champion, ["a", "b"], settings, "7")
+    assert [c.passed for c in found] == [passes, passes]
+    accuracy = found[0]
     assert accuracy.p_value is not None and accuracy.interval is not None
     assert "champion v7" in accuracy.detail
 
@@ -162,7 +162,7 @@ def test_invariance_and_functionality_with_a_keyword_model() -> None:
             "edits": [{"append": " ok"}, {"replace": "good", "with": "fine"}],
         }
     )
-    found = gate.invariance_criteria(predict, texts, invariance)
+    found = criteria.invariance_criteria(predict, texts, invariance)
     assert [c.passed for c in found] == [True, False]
     assert found[1].value == 0.5
     cases = FunctionalityParams.model_validate(
@@ -171,13 +171,13 @@ def test_invariance_and_functionality_with_a_keyword_model() -> None:
             "cases": [{"text": "good", "label": "great"}, {"text": "x", "label": "great"}],
         }
     )
-    result = gate.functionality_criterion(predict, cases)
+    result = criteria.functionality_criterion(predict, cases)
     assert not result.passed
     assert "'x' -> other (expected great)" in result.detail
 
 
 def test_contract_verdict_is_carried_over() -> None:
     failed = {"where": "train.score", "rule": "class_count", "detail": "1 class(es)"}
-    assert not gate.contract_criterion({"passed": False, "failed": [failed]}).passed
+    assert not criteria.contract_criterion({"passed": False, "failed": [failed]}).passed
     with pytest.raises(InputError):
-        gate.contract_criterion({})
+        criteria.contract_criterion({})

@@ -2,7 +2,7 @@ from pathlib import Path
 
 from junitparser import Failure, JUnitXml
 
-from mlship.gate import Criterion
+from mlship.criteria import Criterion
 from mlship.gate_report import gate_json, gate_junit, gate_markdown, params_diff
 
 CRITERIA = [

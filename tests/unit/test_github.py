@@ -151,7 +151,9 @@ def test_mlship_comment_writes_the_job_summary_and_the_pull_request_comment(
 def test_promote_records_the_reviewer_of_the_production_environment(
     tmp_path: Path, fake: tuple[FakeGitHub, FakeApi], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from mlship.cli import _recorded_approver
+    import os
+
+    from mlship.approval import recorded_approver
     from mlship.config import Settings
 
     state, api = fake
@@ -160,4 +162,4 @@ def test_promote_records_the_reviewer_of_the_production_environment(
     ]
     for name, value in _env(tmp_path, api).items():
         monkeypatch.setenv(name, value)
-    assert _recorded_approver(Settings()) == "ana"
+    assert recorded_approver(os.environ, Settings()) == "ana"

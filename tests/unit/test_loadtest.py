@@ -4,6 +4,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from mlship.card import Features, ModelCard
 from mlship.config import LoadtestParams
 from mlship.errors import InputError
 from mlship.image import plan
@@ -59,7 +60,8 @@ def test_request_rows_are_json_with_nulls() -> None:
 
 def test_image_plan_tags_and_labels() -> None:
     lock = "a4" * 32  # the sha256 of dvc.lock
-    card = {"mlflow": {"run_id": "r1"}, "registry": {"name": "reviews", "version": "7"}}
+    bare = ModelCard(features=Features(text=("review",)), target="score")
+    card = bare.updated(mlflow={"run_id": "r1"}, registry={"name": "reviews", "version": "7"})
     made = plan("127.0.0.1:5001/", "mlship", "fallback", "0123456789abcdef", card, lock,
                 "https://example.invalid/r.git", "2026-01-01T00:00:00+00:00", "base:1")  # fmt: skip
     assert made.references == [
@@ -68,6 +70,6 @@ def test_image_plan_tags_and_labels() -> None:
     ]
     assert made.build_args["MODEL_NAME"] == "reviews" and made.build_args["RUN_ID"] == "r1"
     assert len(made.build_args["DVC_LOCK_SHA256"]) == 64
-    local = plan("r", "mlship", "mlship-model", "unknown", {}, "", "", "", "base")
+    local = plan("r", "mlship", "mlship-model", "unknown", bare, "", "", "", "base")
     assert local.tags == ("unknown-mlocal", "unknown")
     assert local.build_args["MODEL_NAME"] == "mlship-model"

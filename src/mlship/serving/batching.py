@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from mlship.serving.protocols import Columns
+from mlship.serving.model import Columns
 
 # returns (what scored the batch, probabilities): the caller learns which model answered
 Predict = Callable[[Columns], tuple[Any, np.ndarray]]

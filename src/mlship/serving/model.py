@@ -20,6 +20,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.pipeline import Pipeline
 
 from mlship import artifacts, files
+from mlship.card import CARD_FILE, METRICS_FILE, Features, MlflowInfo, ModelCard
 from mlship.config import DataParams
 from mlship.errors import InputError
 from mlship.features import feature_frame
@@ -57,52 +58,37 @@ def text_fast_path(pipeline: Pipeline) -> Scorer | None:
     return score
 
 
-@dataclass(frozen=True)
-class Features:
-    text: tuple[str, ...]
-    categorical: tuple[str, ...]
-    numeric: tuple[str, ...]
-
-    @property
-    def columns(self) -> tuple[str, ...]:
-        return self.text + self.categorical + self.numeric
-
-    @classmethod
-    def from_card(cls, card: dict[str, Any]) -> Features:
-        features = card.get("features")
-        if not isinstance(features, dict):
-            raise InputError("the model card has no 'features' section")
-        return cls(
-            text=tuple(features.get("text", ())),
-            categorical=tuple(features.get("categorical", ())),
-            numeric=tuple(features.get("numeric", ())),
-        )
-
-    def data_params(self, target: str) -> DataParams:
-        return DataParams(
-            source="-", text_columns=self.text, categorical_columns=self.categorical,
-            numeric_columns=self.numeric, target=target,
-        )  # fmt: skip
+def data_params(card: ModelCard) -> DataParams:
+    """The card's columns as the DataParams that feature_frame types them by."""
+    return DataParams(
+        source="-", text_columns=card.features.text, categorical_columns=card.features.categorical,
+        numeric_columns=card.features.numeric, target=card.target,
+    )  # fmt: skip
 
 
 @dataclass(frozen=True)
 class ServedModel:
     pipeline: Pipeline
-    card: dict[str, Any]
+    card: ModelCard
     name: str
     version: str
     alias: str | None
     source: str
-    features: Features = field(init=False)
     classes: tuple[str, ...] = field(init=False)
     _data: DataParams = field(init=False, repr=False)
     _fast: Scorer | None = field(init=False, repr=False, default=None)
 
     def __post_init__(self) -> None:
-        features = Features.from_card(self.card)
-        object.__setattr__(self, "features", features)
         object.__setattr__(self, "classes", tuple(str(c) for c in self.pipeline.classes_))
-        object.__setattr__(self, "_data", features.data_params(self.card.get("target", "y")))
+        object.__setattr__(self, "_data", data_params(self.card))
+
+    @property
+    def features(self) -> Features:
+        return self.card.features
+
+    @property
+    def scoring_path(self) -> str:
+        return "text fast" if self._fast is not None else "pipeline"
 
     def predict_proba(self, columns: Columns) -> np.ndarray:
         """Class probabilities of checked feature columns (see protocols.check_columns)."""
@@ -128,8 +114,7 @@ class ServedModel:
         fast = text_fast_path(self.pipeline)
         if fast is not None and np.allclose(fast(columns), expected, rtol=0, atol=1e-9):
             object.__setattr__(self, "_fast", fast)
-        log.info("model %s v%s: %s path", self.name, self.version,
-                 "text fast" if self._fast else "pipeline")  # fmt: skip
+        log.info("model %s v%s: %s path", self.name, self.version, self.scoring_path)
 
     def info(self) -> dict[str, Any]:
         card = self.card
@@ -138,11 +123,12 @@ class ServedModel:
             "version": self.version,
             "alias": self.alias,
             "source": self.source,
-            "git_sha": card.get("git", {}).get("sha"),
-            "run_id": card.get("mlflow", {}).get("run_id"),
-            "trained_at": card.get("trained_at"),
-            "metrics": card.get("metrics", {}),
+            "git_sha": card.git.sha,
+            "run_id": card.run_id,
+            "trained_at": card.trained_at,
+            "metrics": card.metrics,
             "classes": list(self.classes),
+            "scoring_path": self.scoring_path,
             "features": {
                 "text": list(self.features.text),
                 "categorical": list(self.features.categorical),
@@ -152,13 +138,12 @@ class ServedModel:
 
 
 def load_directory(model_dir: Path, name: str) -> ServedModel:
-    card = artifacts.load_card(model_dir)
+    card = ModelCard.load(model_dir)
     pipeline = artifacts.load_model(model_dir)
-    metrics_file = model_dir / "metrics.json"
+    metrics_file = model_dir / METRICS_FILE
     if metrics_file.is_file():  # baked in beside the model by the image build
-        card = {**card, "metrics": files.read_json(metrics_file)}
-    version = str(card.get("registry", {}).get("version", "local"))
-    return ServedModel(pipeline, card, name, version, None, str(model_dir))
+        card = card.updated(metrics=files.read_json(metrics_file))
+    return ServedModel(pipeline, card, name, card.version, None, str(model_dir))
 
 
 def parse_models_uri(uri: str) -> tuple[str, str | None, str | None]:
@@ -203,10 +188,15 @@ def load_registry(tracking_uri: str, uri: str) -> ServedModel:
     try:
         found = client.get_model_version(name, version)
         pipeline = mlflow.sklearn.load_model(f"models:/{name}/{version}")
-        card = mlflow.artifacts.load_dict(f"runs:/{found.run_id}/model_card.json")
+        raw = mlflow.artifacts.load_dict(f"runs:/{found.run_id}/{CARD_FILE}")
         run = client.get_run(str(found.run_id))
     except MlflowException as error:
         raise InputError(f"{uri} (version {version}): {error.message}") from error
-    card = {**card, "metrics": dict(run.data.metrics)}
-    card.setdefault("mlflow", {})["run_id"] = found.run_id
+    card = ModelCard.parse(raw, f"{uri} (version {version}): {CARD_FILE}")
+    card = card.updated(
+        metrics=dict(run.data.metrics),
+        mlflow=(card.mlflow or MlflowInfo(run_id=str(found.run_id))).model_copy(
+            update={"run_id": str(found.run_id)}
+        ),
+    )
     return ServedModel(pipeline, card, name, version, alias, uri)

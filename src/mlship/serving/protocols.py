@@ -15,9 +15,11 @@ import math
 import struct
 from typing import Any
 
-from mlship.serving.model import Features
+from mlship.card import Features
+from mlship.serving.model import Columns
 
-Columns = dict[str, list[Any]]
+# a field a record left out: text fields are required, the others read as missing values
+MISSING: Any = type("Missing", (), {"__repr__": lambda self: "MISSING"})()
 
 
 class BadRequestError(Exception):
@@ -29,6 +31,10 @@ class BadRequestError(Exception):
 
 def _value(features: Features, column: str, value: Any, where: str) -> Any:
     """One feature value in the type the model expects, or BadRequestError naming it."""
+    if value is MISSING:
+        if column in features.text:
+            raise BadRequestError(f"{where}.{column}: field required")
+        value = None
     if column in features.text:
         if not isinstance(value, str):
             raise BadRequestError(f"{where}.{column}: expected text, got {type(value).__name__}")
@@ -44,8 +50,9 @@ def _value(features: Features, column: str, value: Any, where: str) -> Any:
     return float(value)
 
 
-def check_columns(features: Features, columns: Columns, where: str) -> int:
-    """Validate every column; return the row count."""
+def check_columns(features: Features, columns: Columns, where: str, max_rows: int) -> int:
+    """Validate the fields once, then the row count (413 past `max_rows`), then every value;
+    missing optional columns are filled with missing values. Returns the row count."""
     unknown = sorted(set(columns) - set(features.columns))
     if unknown:
         raise BadRequestError(
@@ -60,6 +67,8 @@ def check_columns(features: Features, columns: Columns, where: str) -> int:
     rows = lengths.pop()
     if rows == 0:
         raise BadRequestError(f"{where}: no rows")
+    if rows > max_rows:
+        raise BadRequestError(f"{rows} rows exceed the limit of {max_rows} per request", 413)
     for column in features.columns:
         if column not in columns:  # an optional categorical/numeric field: missing value
             columns[column] = [None if column in features.categorical else math.nan] * rows
@@ -71,21 +80,12 @@ def check_columns(features: Features, columns: Columns, where: str) -> int:
 
 
 def records_to_columns(features: Features, records: Any, where: str) -> Columns:
+    """A list of objects as columns: the features and any other field a record names, MISSING
+    where a record leaves one out (check_columns then judges the fields and values)."""
     if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
         raise BadRequestError(f"{where}: expected a list of objects")
-    columns: Columns = {}
-    for i, record in enumerate(records):
-        unknown = sorted(set(record) - set(features.columns))
-        if unknown:
-            raise BadRequestError(
-                f"{where}[{i}]: unknown field(s) {unknown}; expected {list(features.columns)}"
-            )
-        for column in features.columns:
-            if column not in record and column in features.text:
-                raise BadRequestError(f"{where}[{i}].{column}: field required")
-    for column in features.columns:
-        columns[column] = [record.get(column) for record in records]
-    return columns
+    names = list(dict.fromkeys([*features.columns, *(n for record in records for n in record)]))
+    return {name: [record.get(name, MISSING) for record in records] for name in names}
 
 
 # --- plain /predict -----------------------------------------------------------------------

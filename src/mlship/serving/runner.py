@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from types import FrameType
 
 from mlship.config import Settings
-from mlship.serving.app import Challenger, create_app
+from mlship.serving.app import create_app
+from mlship.serving.plane import Challenger
 
 log = logging.getLogger("mlship.serve")
 

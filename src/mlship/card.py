@@ -1,0 +1,122 @@
+"""ModelCard: what a model directory and a registry version carry besides the model itself.
+
+Written by `mlship train` beside the model file, logged with the MLflow run, baked into the
+image; read by evaluate, the gate, register, the image build, the server and the reports.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from mlship.errors import InputError
+from mlship.files import read_json, write_json
+
+MODEL_FILE = "model.skops"
+CARD_FILE = "model_card.json"
+METRICS_FILE = "metrics.json"  # the evaluation, baked in beside the model by the image build
+
+Task = Literal["classification", "regression"]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Features(_Frozen):
+    """The declared feature columns by kind: text, categorical, numeric."""
+
+    text: tuple[str, ...] = ()
+    categorical: tuple[str, ...] = ()
+    numeric: tuple[str, ...] = ()
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return self.text + self.categorical + self.numeric
+
+
+class GitInfo(_Frozen):
+    sha: str = "unknown"
+    dirty: bool = False
+
+
+class DataInfo(_Frozen):
+    train_rows: int
+    train_digest: str
+
+
+class MlflowInfo(_Frozen):
+    run_id: str
+    experiment_id: str | None = None
+    model_uri: str | None = None
+    tracking_uri: str | None = None
+
+
+class RegistryInfo(_Frozen):
+    name: str
+    version: str
+    alias: str | None = None
+
+
+class ModelCard(_Frozen):
+    task: Task = "classification"
+    features: Features
+    dtypes: dict[str, str] = {}
+    target: str
+    classes: tuple[str, ...] = ()  # classification only
+    params: dict[str, Any] = {}  # params.yaml as trained
+    data: DataInfo | None = None
+    git: GitInfo = GitInfo()
+    libraries: dict[str, str] = {}
+    trained_at: str | None = None
+    fit_seconds: float | None = None
+    mlflow: MlflowInfo | None = None
+    registry: RegistryInfo | None = None
+    metrics: dict[str, Any] = {}  # set where a served model learns its evaluation
+
+    @property
+    def run_id(self) -> str | None:
+        return None if self.mlflow is None else self.mlflow.run_id
+
+    @property
+    def version(self) -> str:
+        """The registry version, or "local" for a model that was never registered."""
+        return "local" if self.registry is None else self.registry.version
+
+    @property
+    def model_kind(self) -> str:
+        model = self.params.get("train", {}).get("model", {})
+        return str(model.get("kind", "unknown")) if isinstance(model, dict) else "unknown"
+
+    def require_run_id(self, where: Path | str) -> str:
+        if self.run_id is None:
+            raise InputError(f"{where}: the model card has no MLflow run id")
+        return self.run_id
+
+    def updated(self, **changes: Any) -> ModelCard:
+        """A copy with `changes`, validated like a card read from a file."""
+        return ModelCard.model_validate({**self.model_dump(), **changes})
+
+    @classmethod
+    def parse(cls, raw: Any, source: str) -> ModelCard:
+        try:
+            return cls.model_validate(raw)
+        except ValidationError as error:
+            problems = "; ".join(
+                f"{'.'.join(map(str, item['loc'])) or '(top level)'}: {item['msg']}"
+                for item in error.errors()
+            )
+            raise InputError(f"{source}: not a valid model card: {problems}") from error
+
+    @classmethod
+    def load(cls, model_dir: Path) -> ModelCard:
+        path = model_dir / CARD_FILE
+        return cls.parse(read_json(path), str(path))
+
+    def save(self, model_dir: Path) -> None:
+        write_json(model_dir / CARD_FILE, self.as_json())
+
+    def as_json(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")

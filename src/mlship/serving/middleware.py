@@ -1,0 +1,132 @@
+"""The one middleware: request id, JSON access log, bearer auth, body size limit and request
+metrics, in one pass of pure ASGI (Starlette's BaseHTTPMiddleware would cost more per call)."""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import re
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from mlship.config import Settings
+from mlship.serving.metrics import Metrics
+
+access_log = logging.getLogger("mlship.access")
+
+# probes, metrics and the API description stay open when a token is set
+OPEN_PATHS = {"/health", "/ready", "/metrics", "/v2", "/v2/health/live", "/v2/health/ready",
+              "/docs", "/openapi.json"}  # fmt: skip
+V2_MODEL_ROUTE = re.compile(r"^/v2/models/[^/]+(/ready|/infer)?$")
+
+
+def route_label(path: str) -> str:
+    """The route a path belongs to, so metrics have bounded labels."""
+    if path in OPEN_PATHS or path in ("/predict", "/invocations", "/model"):
+        return path
+    if V2_MODEL_ROUTE.match(path):
+        suffix = path.rsplit("/", 1)[-1]
+        return (
+            f"/v2/models/{{name}}/{suffix}" if suffix in ("ready", "infer") else "/v2/models/{name}"
+        )
+    return "other"
+
+
+class _BodyTooLargeError(Exception):
+    pass
+
+
+class Gatekeeper:
+    def __init__(self, app: Any, settings: Settings, metrics: Metrics) -> None:
+        self.app = app
+        self.token = settings.api_token.get_secret_value().encode() if settings.api_token else None
+        self.max_body = settings.max_body_bytes
+        self.metrics = metrics
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        headers = dict(scope["headers"])
+        request_id = headers.get(b"x-request-id", b"").decode("latin-1")[:128] or uuid.uuid4().hex
+        path, method = scope["path"], scope["method"]
+        status = 500
+
+        async def send_with_id(message: dict[str, Any]) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", []),
+                                      (b"x-request-id", request_id.encode("latin-1"))]  # fmt: skip
+            await send(message)
+
+        self.metrics.in_flight.inc()
+        try:
+            refusal = self._refuse(path, headers)
+            if refusal is not None:
+                await self._reply(send_with_id, *refusal)
+            else:
+                await self.app(scope, self._limited(receive), send_with_id)
+        except _BodyTooLargeError:
+            await self._reply(send_with_id, 413, {"detail": self._too_large_text()})
+        finally:
+            self.metrics.in_flight.dec()
+            self.metrics.requests.labels(route_label(path), method, str(status)).inc()
+            access_log.info(
+                json.dumps(
+                    {
+                        "request_id": request_id, "method": method, "path": path,
+                        "status": status, "ms": round((time.perf_counter() - started) * 1e3, 2),
+                        "client": (scope.get("client") or ("", 0))[0],
+                    }
+                )
+            )  # fmt: skip
+
+    def _too_large_text(self) -> str:
+        return f"request body exceeds the limit of {self.max_body} bytes"
+
+    def _refuse(self, path: str, headers: dict[bytes, bytes]) -> tuple[int, Any, list[Any]] | None:
+        length = headers.get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.max_body:
+            return 413, {"detail": self._too_large_text()}, []
+        if self.token is None or path in OPEN_PATHS or path.startswith("/v2/health"):
+            return None
+        given = headers.get(b"authorization", b"")
+        if given[:7].lower() == b"bearer " and hmac.compare_digest(given[7:].strip(), self.token):
+            return None
+        return (
+            401,
+            {"detail": "missing or invalid bearer token"},
+            [(b"www-authenticate", b"Bearer")],
+        )
+
+    def _limited(self, receive: Any) -> Callable[[], Awaitable[dict[str, Any]]]:
+        """Count body bytes as they arrive: a chunked upload cannot pass the limit either."""
+        seen = 0
+
+        async def limited_receive() -> dict[str, Any]:
+            nonlocal seen
+            message: dict[str, Any] = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_body:
+                    raise _BodyTooLargeError
+            return message
+
+        return limited_receive
+
+    @staticmethod
+    async def _reply(send: Any, status: int, body: Any, extra: list[Any] | None = None) -> None:
+        payload = json.dumps(body).encode()
+        await send(
+            {
+                "type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"),
+                            (b"content-length", str(len(payload)).encode()), *(extra or [])],
+            }
+        )  # fmt: skip
+        await send({"type": "http.response.body", "body": payload})

@@ -1,0 +1,229 @@
+"""The data plane every protocol calls: the served models (champion, and a challenger in
+shadow or split mode), their loading, warming and hot reload, routing and scoring."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mlship.choices import ChallengerMode
+from mlship.config import Settings
+from mlship.serving.batching import MicroBatcher
+from mlship.serving.metrics import Metrics
+from mlship.serving.model import (
+    MODELS_SCHEME,
+    Columns,
+    ServedModel,
+    load_directory,
+    load_registry,
+    resolve_version,
+)
+
+log = logging.getLogger("mlship.serve")
+Loader = Callable[[str, Settings], ServedModel]
+
+
+@dataclass(frozen=True)
+class Challenger:
+    source: str
+    mode: ChallengerMode
+    weight: float = 0.1  # share of traffic in split mode
+
+
+def load_model(source: str, settings: Settings) -> ServedModel:
+    """A model directory, or a models:/ URI in the MLflow registry."""
+    if source.startswith(MODELS_SCHEME):
+        return load_registry(settings.tracking_uri, source)
+    return load_directory(Path(source), settings.model_name)
+
+
+class Slot:
+    """One served model (champion or challenger) with its batcher and reload state."""
+
+    def __init__(self, role: str, source: str) -> None:
+        self.role = role
+        self.source = source
+        self.model: ServedModel | None = None
+        self.batcher: MicroBatcher | None = None
+        self.reload_error: dict[str, Any] | None = None
+        self.last_checked: float | None = None
+
+    @property
+    def ready(self) -> bool:
+        return self.batcher is not None
+
+    @property
+    def follows_alias(self) -> bool:
+        return self.source.startswith(MODELS_SCHEME) and "@" in self.source
+
+    def score(self, columns: Columns) -> tuple[ServedModel, np.ndarray]:
+        model = self.model  # one reference per batch: a swap never splits a batch
+        assert model is not None
+        return model, model.predict_proba(columns)
+
+    def describe(self) -> dict[str, Any]:
+        entry = self.model.info() if self.model else {"source": self.source, "loaded": False}
+        return entry | {"role": self.role, "reload_error": self.reload_error,
+                        "last_checked": self.last_checked}  # fmt: skip
+
+
+class DataPlane:
+    def __init__(
+        self, source: str, settings: Settings, metrics: Metrics,
+        challenger: Challenger | None = None, loader: Loader = load_model,
+    ) -> None:  # fmt: skip
+        self.settings = settings
+        self.metrics = metrics
+        self.challenger_mode = challenger
+        self.champion = Slot("champion", source)
+        self.challenger = Slot("challenger", challenger.source) if challenger else None
+        self._load = loader
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    @property
+    def slots(self) -> list[Slot]:
+        return [self.champion] + ([self.challenger] if self.challenger else [])
+
+    @property
+    def max_rows(self) -> int:
+        return self.settings.max_request_rows
+
+    # --- life cycle ---------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Load and warm every slot in the background; /ready turns true when the champion
+        is ready. Slots on a registry alias are then followed."""
+        self._spawn(self._start())
+
+    async def stop(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        for slot in self.slots:
+            if slot.batcher is not None:
+                await slot.batcher.stop()
+
+    def _spawn(self, work: Any) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _start(self) -> None:
+        for slot in self.slots:
+            try:
+                await self._load_slot(slot)
+            except Exception as error:  # a broken model must not stop the server answering
+                slot.reload_error = {"error": str(error), "at": time.time()}
+                log.error("cannot load %s: %s", slot.source, error)
+                continue
+            if slot.follows_alias:
+                self._spawn(self._follow(slot))
+
+    def _show(self, model: ServedModel, serving: bool = True) -> None:
+        info = self.metrics.model_info.labels(
+            model.name, model.version, model.alias or "", model.card.git.sha
+        )
+        info.set(1 if serving else 0)
+
+    async def _load_slot(self, slot: Slot) -> None:
+        model = await asyncio.to_thread(self._load, slot.source, self.settings)
+        await asyncio.to_thread(model.warm)
+        slot.model = model
+        slot.batcher = MicroBatcher(
+            slot.score, self.settings.batch_max_rows, self.settings.batch_wait_ms / 1e3,
+            on_batch=self.metrics.batch_rows.observe,
+        )  # fmt: skip
+        slot.batcher.start()
+        self._show(model)
+        log.info("serving %s %s v%s from %s", slot.role, model.name, model.version, slot.source)
+
+    async def _follow(self, slot: Slot) -> None:
+        """Poll the registry alias; load, warm and swap in a new version. On failure the
+        old model keeps serving and the failure shows in /model and the metrics."""
+        while True:
+            await asyncio.sleep(self.settings.reload_seconds)
+            current = slot.model
+            if current is None:
+                continue
+            try:
+                version = await asyncio.to_thread(
+                    resolve_version, self.settings.tracking_uri, slot.source
+                )
+                slot.last_checked = time.time()
+                if version == current.version:
+                    continue
+                fresh = await asyncio.to_thread(self._load, slot.source, self.settings)
+                await asyncio.to_thread(fresh.warm)
+            except Exception as error:  # keep serving whatever went wrong with the new one
+                slot.reload_error = {"error": str(error), "at": time.time()}
+                self.metrics.reload_failures.labels(current.name, current.version).inc()
+                log.warning("reload of %s failed; still serving v%s: %s",
+                            slot.source, current.version, error)  # fmt: skip
+                continue
+            self._show(current, serving=False)
+            slot.model = fresh  # atomic: the next batch uses the new model
+            slot.reload_error = None
+            self._show(fresh)
+            log.info("swapped %s to v%s", slot.source, fresh.version)
+
+    # --- what the routes ask --------------------------------------------------------------
+
+    @property
+    def model(self) -> ServedModel | None:
+        """The champion, once it is loaded and warmed; None before."""
+        return self.champion.model if self.champion.ready else None
+
+    def readiness(self) -> tuple[int, dict[str, Any]]:
+        model = self.model
+        if model is None and self.champion.reload_error is not None:
+            return 503, {"status": "failed", "error": self.champion.reload_error["error"]}
+        if model is None:
+            return 503, {"status": "loading"}
+        return 200, {"status": "ready", "model": model.name, "version": model.version}
+
+    def describe(self) -> dict[str, Any]:
+        described = [slot.describe() for slot in self.slots]
+        body = {**described[0], "models": described}
+        if self.challenger_mode:
+            body["challenger_mode"] = self.challenger_mode.mode.value
+        return body
+
+    async def score(self, columns: Columns, rows: int) -> tuple[ServedModel, np.ndarray]:
+        """Checked columns -> (the model that answered, class probabilities). In split mode
+        the challenger answers its share; in shadow mode it scores a copy in the background."""
+        mode, challenger = self.challenger_mode, self.challenger
+        second = challenger if challenger is not None and challenger.ready else None
+        slot = self.champion
+        if second and mode and mode.mode is ChallengerMode.split and random.random() < mode.weight:
+            slot = second
+        answer = await self._score_slot(slot, columns, rows)
+        if second and mode and mode.mode is ChallengerMode.shadow:
+            self._spawn(self._score_slot(second, columns, rows))
+        return answer
+
+    async def _score_slot(
+        self, slot: Slot, columns: Columns, rows: int
+    ) -> tuple[ServedModel, np.ndarray]:
+        assert slot.batcher is not None and slot.model is not None
+        metrics = self.metrics
+        started = time.perf_counter()
+        name, version = slot.model.name, slot.model.version
+        try:
+            model, probabilities = await slot.batcher.submit(columns, rows)
+        except Exception:
+            metrics.predictions.labels(name, version, "error").inc()
+            raise
+        metrics.latency.labels(model.name, model.version).observe(time.perf_counter() - started)
+        metrics.predictions.labels(model.name, model.version, "ok").inc()
+        metrics.rows.labels(model.name, model.version).inc(rows)
+        labels = np.asarray(model.classes)[probabilities.argmax(axis=1)]
+        for label, count in zip(*np.unique(labels, return_counts=True), strict=True):
+            metrics.classes.labels(model.name, model.version, str(label)).inc(int(count))
+        return model, probabilities

@@ -1,0 +1,49 @@
+"""MLflow's scoring protocol: POST /invocations, JSON (one of dataframe_split,
+dataframe_records, instances, inputs) or text/csv."""
+
+from __future__ import annotations
+
+import numpy as np
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+
+from mlship.serving import protocols
+from mlship.serving.plane import DataPlane
+from mlship.serving.protocols import BadRequestError
+from mlship.serving.routes import parse_json
+
+
+def _error(message: str, status: int = 400) -> JSONResponse:
+    return JSONResponse({"error_code": "BAD_REQUEST", "message": message}, status_code=status)
+
+
+def router(plane: DataPlane) -> APIRouter:
+    routes = APIRouter()
+
+    @routes.post("/invocations", tags=["mlflow"])
+    async def invocations(request: Request) -> Response:
+        """MLflow's scoring protocol: JSON with one of dataframe_split, dataframe_records,
+        instances or inputs (+ optional params), or text/csv."""
+        model = plane.model
+        if model is None:
+            return _error("the model is not loaded yet", 503)
+        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        try:
+            if content_type == "application/json":
+                columns = protocols.mlflow_json(model.features, parse_json(await request.body()))
+            elif content_type == "text/csv":
+                text = (await request.body()).decode("utf-8", errors="replace")
+                columns = protocols.csv_numbers(model.features, protocols.mlflow_csv(text))
+            else:
+                return _error(
+                    f"content type {content_type or '(none)'!r} is not supported; "
+                    "use application/json or text/csv", 415,
+                )  # fmt: skip
+            rows = protocols.check_columns(model.features, columns, "input", plane.max_rows)
+            scored_by, probabilities = await plane.score(columns, rows)
+        except BadRequestError as error:
+            return _error(error.message, error.status)
+        labels = np.asarray(scored_by.classes)[probabilities.argmax(axis=1)]
+        return JSONResponse({"predictions": labels.tolist()})
+
+    return routes

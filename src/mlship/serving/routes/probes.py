@@ -1,0 +1,35 @@
+"""Liveness, readiness, the served model's description, and Prometheus metrics."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse, Response
+
+from mlship.serving.plane import DataPlane
+
+
+def router(plane: DataPlane) -> APIRouter:
+    routes = APIRouter()
+
+    @routes.get("/health", tags=["probes"])
+    async def health() -> dict[str, str]:
+        """Liveness: the process answers."""
+        return {"status": "ok"}
+
+    @routes.get("/ready", tags=["probes"])
+    async def ready() -> Response:
+        """Readiness: the model is loaded and warmed."""
+        status, body = plane.readiness()
+        return JSONResponse(body, status_code=status)
+
+    @routes.get("/model", tags=["model"])
+    async def model_info() -> Response:
+        """Name, version, alias, git sha, run id, metrics, training time, reload state."""
+        return JSONResponse(plane.describe(), status_code=200 if plane.model else 503)
+
+    @routes.get("/metrics", tags=["probes"])
+    async def prometheus() -> Response:
+        body, content_type = plane.metrics.exposition()
+        return Response(body, media_type=content_type)
+
+    return routes

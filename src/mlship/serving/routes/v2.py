@@ -1,0 +1,106 @@
+"""The Open Inference Protocol V2 (KServe, Triton): server and model metadata, readiness,
+and inference with JSON or the binary tensor extension."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+
+from mlship import __version__
+from mlship.serving import protocols
+from mlship.serving.model import ServedModel
+from mlship.serving.plane import DataPlane
+from mlship.serving.protocols import BadRequestError
+
+
+def _error(message: str, status: int = 400) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+def router(plane: DataPlane) -> APIRouter:
+    routes = APIRouter(tags=["v2"])
+
+    def named(name: str) -> ServedModel | JSONResponse:
+        model = plane.model
+        if model is None:
+            return _error("the model is not loaded yet", 503)
+        if name != model.name:
+            return _error(f"unknown model {name!r}; this server serves {model.name!r}", 404)
+        return model
+
+    @routes.get("/v2")
+    async def server() -> dict[str, Any]:
+        return {"name": "mlship", "version": __version__, "extensions": ["binary_tensor_data"]}
+
+    @routes.get("/v2/health/live")
+    async def live() -> dict[str, bool]:
+        return {"live": True}
+
+    @routes.get("/v2/health/ready")
+    async def ready() -> Response:
+        is_ready = plane.model is not None
+        return JSONResponse({"ready": is_ready}, status_code=200 if is_ready else 503)
+
+    @routes.get("/v2/models/{name}")
+    async def metadata(name: str) -> Response:
+        found = named(name)
+        if isinstance(found, JSONResponse):
+            return found
+        f = found.features
+        inputs = [{"name": c, "datatype": "BYTES", "shape": [-1]} for c in f.text + f.categorical]
+        inputs += [{"name": c, "datatype": "FP64", "shape": [-1]} for c in f.numeric]
+        return JSONResponse(
+            {
+                "name": found.name, "versions": [found.version], "platform": "scikit-learn",
+                "inputs": inputs,
+                "outputs": [
+                    {"name": "label", "datatype": "BYTES", "shape": [-1]},
+                    {"name": "probabilities", "datatype": "FP64",
+                     "shape": [-1, len(found.classes)]},
+                ],
+                "parameters": {"classes": list(found.classes)},
+            }
+        )  # fmt: skip
+
+    @routes.get("/v2/models/{name}/ready")
+    async def model_ready(name: str) -> Response:
+        found = named(name)
+        if isinstance(found, JSONResponse):
+            return found
+        return JSONResponse({"name": name, "ready": True})
+
+    @routes.post("/v2/models/{name}/infer")
+    async def infer(name: str, request: Request) -> Response:
+        """Inputs named after the feature columns (text as BYTES); `id` is echoed. JSON or
+        the binary tensor extension (Inference-Header-Content-Length)."""
+        found = named(name)
+        if isinstance(found, JSONResponse):
+            return found
+        try:
+            payload, binary = protocols.split_v2_body(
+                await request.body(), request.headers.get("inference-header-content-length")
+            )
+            columns = protocols.v2_columns(found.features, payload, binary)
+            rows = protocols.check_columns(found.features, columns, "inputs", plane.max_rows)
+            scored_by, probabilities = await plane.score(columns, rows)
+        except BadRequestError as error:
+            return _error(error.message, error.status)
+        labels = np.asarray(scored_by.classes)[probabilities.argmax(axis=1)].tolist()
+        outputs = [
+            {"name": "label", "datatype": "BYTES", "shape": [rows], "data": labels},
+            {"name": "probabilities", "datatype": "FP64", "shape": [rows, len(scored_by.classes)],
+             "data": probabilities.round(6).ravel().tolist()},
+        ]  # fmt: skip
+        wanted = [o.get("name") for o in payload.get("outputs", []) if isinstance(o, dict)]
+        if wanted:
+            outputs = [o for o in outputs if o["name"] in wanted]
+        answer: dict[str, Any] = {"model_name": scored_by.name, "model_version": scored_by.version,
+                                  "outputs": outputs}  # fmt: skip
+        if "id" in payload:
+            answer["id"] = payload["id"]
+        return JSONResponse(answer)
+
+    return routes

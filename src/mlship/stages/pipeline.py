@@ -1,0 +1,144 @@
+"""The DVC stages: ingest -> validate -> train -> evaluate. dvc.yaml passes every path."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from mlship import artifacts, contract, data, files, registry
+from mlship.card import DataInfo, Features, GitInfo, MlflowInfo, ModelCard
+from mlship.config import Params, Settings
+from mlship.contract import Check
+from mlship.evaluate import Evaluation, evaluate_model, measure_latency
+from mlship.features import feature_frame
+from mlship.train import fit
+from mlship.vcs import git_state
+
+
+def read_split(path: Path) -> pd.DataFrame:
+    return files.read_table(str(path))
+
+
+@dataclass(frozen=True)
+class Ingested:
+    train_rows: int
+    test_rows: int
+    report: dict[str, Any]
+
+
+def ingest(params: Params, train_out: Path, test_out: Path, report: Path) -> Ingested:
+    """Load the declared sources, keep the declared columns, split and de-duplicate."""
+    train_raw = data.load_source(params.data.source)
+    test_source = params.data.test_source
+    test_raw = data.load_source(test_source) if test_source else None
+    result = data.ingest(params.data, train_raw, test_raw)
+    files.write_parquet(train_out, result.train)
+    files.write_parquet(test_out, result.test)
+    files.write_json(report, result.report)
+    return Ingested(len(result.train), len(result.test), result.report)
+
+
+@dataclass(frozen=True)
+class ContractVerdict:
+    checks: list[Check]
+
+    @property
+    def passed(self) -> bool:
+        return all(check.passed for check in self.checks)
+
+    def breach_message(self) -> str:
+        return contract.breach_message(self.checks)
+
+
+def validate(
+    params: Params, train: Path, test: Path, report_json: Path, report_md: Path
+) -> ContractVerdict:
+    """Check the data contract; both reports are written whatever the verdict."""
+    checks = contract.check_contract(
+        read_split(train), read_split(test), params.data, params.validate_
+    )
+    files.write_json(report_json, contract.contract_report(checks))
+    files.write_text(report_md, contract.contract_markdown(checks))
+    return ContractVerdict(checks)
+
+
+def train(params: Params, settings: Settings, train_data: Path, model_dir: Path) -> ModelCard:
+    """Fit the declared pipeline, log it to MLflow, save it (skops) with its model card."""
+    frame = data.select_columns(read_split(train_data), params.data, str(train_data))
+    started = time.perf_counter()
+    pipeline = fit(params, frame)
+    fit_seconds = round(time.perf_counter() - started, 3)
+    git = git_state()
+    columns = params.data
+    card = ModelCard(
+        task="classification",
+        features=Features(
+            text=columns.text_columns,
+            categorical=columns.categorical_columns,
+            numeric=columns.numeric_columns,
+        ),
+        dtypes={column: str(frame[column].dtype) for column in columns.feature_columns},
+        target=columns.target,
+        classes=tuple(str(c) for c in pipeline.classes_),
+        params=params.model_dump(mode="json", by_alias=True),
+        data=DataInfo(train_rows=len(frame), train_digest=data.frame_digest(frame)),
+        git=GitInfo(sha=git.sha, dirty=git.dirty),
+        libraries=artifacts.library_versions(),
+        trained_at=artifacts.utc_now(),
+        fit_seconds=fit_seconds,
+    )
+    example = feature_frame(frame.head(3), columns)
+    logged = registry.log_training(settings, card, pipeline, example)
+    card = card.updated(
+        mlflow=MlflowInfo(
+            run_id=logged.run_id,
+            experiment_id=logged.experiment_id,
+            model_uri=logged.model_uri,
+            tracking_uri=settings.tracking_uri,
+        )
+    )
+    artifacts.save_model(pipeline, card, model_dir)
+    return card
+
+
+@dataclass(frozen=True)
+class EvaluationFiles:
+    metrics: Path
+    latency: Path
+    predictions: Path
+    roc: Path
+    precision_recall: Path
+
+    def all(self) -> list[Path]:
+        return [self.metrics, self.latency, self.predictions, self.roc, self.precision_recall]
+
+
+def evaluate(
+    params: Params, settings: Settings, model_dir: Path, test: Path, out: EvaluationFiles
+) -> Evaluation:
+    """Score the held-out set; write metrics, curves and per-row predictions; log to MLflow."""
+    pipeline = artifacts.load_model(model_dir)
+    card = ModelCard.load(model_dir)
+    run_id = card.require_run_id(model_dir)
+    frame = data.select_columns(read_split(test), params.data, str(test))
+    result = evaluate_model(pipeline, frame, params.data)
+    timing = measure_latency(pipeline, frame, params.data)
+    files.write_json(out.metrics, result.metrics)
+    files.write_json(out.latency, timing)
+    files.write_with(out.predictions, lambda temp: result.predictions.to_csv(temp, index=False))
+    files.write_json(out.roc, {"roc": result.roc})
+    files.write_json(out.precision_recall, {"precision_recall": result.precision_recall})
+    registry.log_evaluation(settings, run_id, result.scalars() | timing_scalars(timing), out.all())
+    return result
+
+
+def timing_scalars(timing: dict[str, Any]) -> dict[str, float]:
+    return {
+        key: float(value)
+        for key, value in timing.items()
+        if isinstance(value, int | float) and not isinstance(value, bool)
+    }

@@ -1,0 +1,106 @@
+"""Release: register a gated model as @candidate; promote it to @champion (recording who
+approved, through which CI); roll @champion back to the version it replaced."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mlship import artifacts, files, registry
+from mlship.approval import Approval, approval
+from mlship.card import ModelCard
+from mlship.config import Settings
+from mlship.errors import CheckError, InputError
+from mlship.paths import PipelinePaths
+
+GATE_PASSED = "passed"
+
+
+def require_gate_pass(paths: PipelinePaths, dvc_file: Path) -> tuple[dict[str, Any], ModelCard]:
+    """The gate report and the model card, once the report is a fresh pass of this model."""
+    report = files.read_json(paths.gate_json)
+    card = ModelCard.load(paths.model_dir)
+    if report.get("candidate_run_id") != card.run_id:
+        raise InputError(
+            f"{paths.gate_json} judged run {report.get('candidate_run_id')}, but the model "
+            f"in {paths.model_dir} is run {card.run_id}; run `mlship gate` again"
+        )
+    if report.get("dvc_lock_sha256") != files.sha256(dvc_file.with_suffix(".lock")):
+        raise InputError(f"{paths.gate_json} is stale: dvc.lock changed since the gate ran")
+    if report.get("passed") is not True:
+        raise CheckError(
+            f"the gate did not pass ({', '.join(report.get('failed', []))}); not registering"
+        )
+    return report, card
+
+
+def register(settings: Settings, paths: PipelinePaths, dvc_file: Path) -> str:
+    """Register the gated model's run once, tag it with its provenance, alias `candidate`.
+    Returns the version."""
+    report, card = require_gate_pass(paths, dvc_file)
+    run_id = card.require_run_id(paths.model_dir)
+    registry.log_artifacts(settings, run_id, [paths.gate_json, paths.gate_md, paths.gate_junit],
+                           "gate")  # fmt: skip
+    ingest = files.read_json(paths.ingest_report)
+    model_uri = card.mlflow.model_uri if card.mlflow else None
+    if not model_uri:
+        raise InputError(f"{paths.model_dir}: the model card has no MLflow model URI")
+    return registry.register(settings, run_id, model_uri, {
+        "mlship.git_sha": card.git.sha,
+        "mlship.dvc_lock_sha256": report["dvc_lock_sha256"],
+        "mlship.model_sha256": report["model_sha256"],
+        "mlship.data_train_digest": ingest["digest"]["train"],
+        "mlship.data_test_digest": ingest["digest"]["test"],
+        "mlship.gate": GATE_PASSED,
+        "mlship.gate_report": f"runs:/{run_id}/gate/gate.md",
+        "mlship.gate_champion": str(report.get("champion_version") or "none"),
+    })  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Promotion:
+    version: str  # now @champion
+    previous: str | None  # what was @champion before
+    approval: Approval
+
+
+def promote(
+    settings: Settings, env: Mapping[str, str], version: str | None = None,
+    approver: str | None = None,
+) -> Promotion:  # fmt: skip
+    """Move @champion to `version` (default @candidate), which must have passed the gate."""
+    who = approval(env, settings, approver, artifacts.utc_now())
+    current = registry.alias_version(settings, registry.CHAMPION)
+    if version is None:
+        candidate = registry.alias_version(settings, registry.CANDIDATE)
+        if candidate is None:
+            raise InputError(f"{settings.model_name} has no @candidate; run `mlship register`")
+        version = str(candidate.version)
+    if registry.version_tags(settings, version).get("mlship.gate") != GATE_PASSED:
+        raise CheckError(f"version {version} has not passed the gate; not promoting")
+    previous = None if current is None else str(current.version)
+    if previous == version:
+        raise InputError(f"version {version} is already @champion")
+    registry.move_champion(
+        settings, version, {**who.tags(), "mlship.previous_champion": previous or "none"}
+    )
+    return Promotion(version, previous, who)
+
+
+def rollback(settings: Settings, env: Mapping[str, str], approver: str | None = None) -> Promotion:
+    """Move @champion back to the version it replaced, recording who did it."""
+    who = approval(env, settings, approver, artifacts.utc_now())
+    current = registry.alias_version(settings, registry.CHAMPION)
+    if current is None:
+        raise InputError(f"{settings.model_name} has no @champion to roll back")
+    target = registry.version_tags(settings, str(current.version)).get(
+        "mlship.previous_champion", "none"
+    )
+    if target == "none":
+        raise InputError(f"version {current.version} records no previous champion to roll back to")
+    registry.move_champion(settings, target, {
+        **who.tags("mlship.rolled_back"), "mlship.rolled_back_from": str(current.version),
+    })  # fmt: skip
+    return Promotion(target, str(current.version), who)

@@ -1,0 +1,231 @@
+"""Shipping: build and push the serving image, load-test it (or a local server), deploy it."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mlship import artifacts, files, gate_report, image, launch, loadtest, registry, rollout, vcs
+from mlship.card import ModelCard, RegistryInfo
+from mlship.choices import Environment, LoadTarget
+from mlship.config import Params, Settings
+from mlship.criteria import Criterion
+from mlship.errors import CheckError, InputError, ServiceError
+from mlship.paths import PipelinePaths
+from mlship.serving.model import load_registry
+from mlship.stages.pipeline import read_split
+
+Progress = Callable[[str], None]
+WHEEL_CACHE = Path.home() / ".cache" / "mlship" / "wheels"
+
+
+def connect_engine() -> Any:
+    """The Docker engine; ServiceError when none answers (the main job may go on without)."""
+    return image.engine()
+
+
+def image_build(
+    client: Any, settings: Settings, paths: PipelinePaths, dvc_file: Path, model_dir: Path,
+    dockerfile: Path, from_registry: str | None, progress: Progress,
+) -> image.ImageRecord:  # fmt: skip
+    """Build <registry>/<name>:<gitsha>-m<version> and :<gitsha> with OCI labels, the model
+    in `model_dir` (or the registry's @from_registry) baked in."""
+    with tempfile.TemporaryDirectory(prefix="mlship-image-") as scratch:
+        context = Path(scratch)
+        if from_registry:
+            model_dir = context / "registry-model"
+            card = stage_registry_model(settings, from_registry, model_dir)
+            metrics = card.metrics or None
+        else:
+            card = ModelCard.load(model_dir)
+            artifacts.load_model(model_dir)  # refuse to bake a model that cannot load
+            metrics = files.read_json(paths.metrics) if paths.metrics.is_file() else None
+            card = with_registered_version(settings, card, progress)
+        lock = dvc_file.with_suffix(".lock")
+        plan = image.plan(
+            settings.registry, settings.image_name, settings.model_name, vcs.git_state().sha,
+            card, files.sha256(lock) if lock.is_file() else "", vcs.remote_url(),
+            artifacts.utc_now(), settings.base_image,
+        )  # fmt: skip
+        progress("downloading and hash-checking wheels ...")
+        image.download_wheels(Path(image.SERVE_LOCK), WHEEL_CACHE, Path.cwd())
+        build_context = context / "context"
+        build_context.mkdir()
+        image.stage_context(
+            build_context, dockerfile, Path(image.SERVE_LOCK), model_dir, WHEEL_CACHE, card,
+            metrics,
+        )  # fmt: skip
+        image_id = image.build(client, build_context, plan, progress)
+    record = image.ImageRecord(
+        id=image_id, references=plan.references, labels=plan.build_args,
+        size_bytes=int(client.images.get(image_id).attrs.get("Size", 0)),
+    )  # fmt: skip
+    record.save(paths.image_json)
+    return record
+
+
+def stage_registry_model(settings: Settings, alias: str, folder: Path) -> ModelCard:
+    """The registry's @alias version as a model directory; returns its card."""
+    served = load_registry(settings.tracking_uri, f"models:/{settings.model_name}@{alias}")
+    mlflow = served.card.mlflow.model_copy(update={"tracking_uri": settings.tracking_uri}) if (
+        served.card.mlflow) else None  # fmt: skip
+    card = served.card.updated(
+        registry=RegistryInfo(name=served.name, version=served.version, alias=alias),
+        mlflow=mlflow,
+    )
+    artifacts.save_model(served.pipeline, card, folder)
+    return card
+
+
+def with_registered_version(settings: Settings, card: ModelCard, progress: Progress) -> ModelCard:
+    """The card with the registry version `mlship register` gave this model's run, so the
+    image tag, its labels and the server's /model name that version."""
+    version = registry.registered_version(settings, card.run_id) if card.run_id else None
+    if version is None:
+        progress("this model is not registered (`mlship register`): tagged as local")
+        return card
+    return card.updated(registry=RegistryInfo(name=settings.model_name, version=version))
+
+
+def image_push(paths: PipelinePaths, progress: Progress) -> image.ImageRecord:
+    """Push the image recorded by `mlship image build`; record its digest."""
+    built = image.ImageRecord.load(paths.image_json)
+    digest = image.push(image.engine(), built.references, progress)
+    pushed = built.model_copy(update={"pushed": True, "digest": digest})
+    pushed.save(paths.image_json)
+    return pushed
+
+
+# --- the load test ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LoadtestResult:
+    target: str  # what was load-tested, for people
+    summary: dict[str, float]
+    criteria: list[Criterion]
+    fallback: str | None  # why auto did not test the image
+
+    @property
+    def passed(self) -> bool:
+        return all(c.passed for c in self.criteria)
+
+
+def run_loadtest(
+    params: Params, paths: PipelinePaths, model_dir: Path, url: str | None = None,
+    target: LoadTarget = LoadTarget.auto,
+) -> LoadtestResult:  # fmt: skip
+    """Locust for a bounded time against `url`, the built image, or a local server; the
+    budget in params.yaml decides; reports are written whatever the verdict."""
+    fallback = None
+    with contextlib.ExitStack() as cleanup:
+        described = url or ""
+        if url is None and target in (LoadTarget.auto, LoadTarget.image):
+            try:
+                client, reference = image_to_load_test(paths.image_json, model_dir)
+            except (InputError, ServiceError) as reason:
+                if target is LoadTarget.image:
+                    raise InputError(f"cannot load-test the image: {reason}") from reason
+                fallback = str(reason)
+            else:
+                url = cleanup.enter_context(launch.running_image(client, reference))
+                described = f"image {reference}"
+        if url is None:
+            url = cleanup.enter_context(launch.local_server(model_dir))
+            described = f"local server ({model_dir})"
+        card = ModelCard.load(model_dir)
+        scratch = Path(cleanup.enter_context(tempfile.TemporaryDirectory()))
+        rows_file = scratch / "rows.json"
+        rows = loadtest.request_rows(read_split(paths.test), card.features.columns)
+        rows_file.write_text(json.dumps(rows))
+        paths.loadtest_html.parent.mkdir(parents=True, exist_ok=True)
+        stats = loadtest.run_locust(url, rows_file, params.loadtest, scratch, paths.loadtest_html)
+        summary = loadtest.aggregate(stats)
+    criteria = loadtest.budget_criteria(summary, params.loadtest)
+    files.write_json(paths.loadtest_json, {
+        "passed": all(c.passed for c in criteria), "target": described, "summary": summary,
+        "budget": params.loadtest.model_dump(), "criteria": [c.__dict__ for c in criteria],
+    })  # fmt: skip
+    files.write_text(paths.loadtest_md, loadtest.markdown(summary, criteria, described))
+    files.write_with(
+        paths.loadtest_junit,
+        lambda temp: gate_report.gate_junit(criteria, temp, "mlship.loadtest"),
+    )
+    return LoadtestResult(described, summary, criteria, fallback)
+
+
+def image_to_load_test(image_json: Path, model_dir: Path) -> tuple[Any, str]:
+    """The Docker engine and the built image of this model; InputError says why not."""
+    if not image_json.is_file():
+        raise InputError(f"no image built ({image_json} is missing)")
+    built = image.ImageRecord.load(image_json)
+    if built.run_id != (ModelCard.load(model_dir).run_id or ""):
+        raise InputError(f"the image in {image_json} holds another model than {model_dir}")
+    client = image.engine()
+    try:
+        client.images.get(built.reference)
+    except Exception as error:  # the docker SDK raises its own kinds for a missing image
+        raise InputError(f"{built.reference} is not in the local Docker engine") from error
+    return client, built.reference
+
+
+# --- deploy -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CanaryOptions:
+    prometheus_url: str
+    settle_seconds: float
+
+
+def deploy(
+    params: Params, settings: Settings, paths: PipelinePaths, env: Environment,
+    image_ref: str | None, timeout: int, namespace: str | None,
+    canary: CanaryOptions | None,
+) -> rollout.DeployReport:  # fmt: skip
+    """Roll the image out (or step a canary); write the report; record a success on the
+    registered model version. CheckError when it failed, saying whether it was undone."""
+    if image_ref is None:
+        built = image.ImageRecord.load(paths.image_json)
+        if not built.pushed:
+            raise InputError(
+                f"{paths.image_json}: the image was not pushed; run `mlship image push`"
+            )
+        image_ref = built.reference
+    version = rollout.expected_version(image_ref)
+    if version is None:
+        raise InputError(
+            f"{image_ref}: expected a tag <gitsha>-m<version> from `mlship image build`"
+        )
+    card = ModelCard.load(paths.model_dir)
+    row = loadtest.request_rows(read_split(paths.test), card.features.columns, limit=1)[0]
+    target = rollout.Target(namespace or f"mlship-{env.value}")
+    kubectl = rollout.Kubectl(target.namespace)
+    if canary is not None:
+        budget = rollout.CanaryBudget(
+            params.loadtest.max_failure_ratio, params.loadtest.max_p99_ms, canary.settle_seconds
+        )
+        report = rollout.canary_deploy(
+            kubectl, target, env.value, image_ref, version,
+            rollout.Prometheus(canary.prometheus_url), budget, timeout,
+        )  # fmt: skip
+    else:
+        report = rollout.deploy(kubectl, target, env.value, image_ref, version, row, timeout)
+    out = paths.deploy_report(env.value)
+    files.write_json(out, report.as_json())
+    files.write_text(out.with_suffix(".md"), report.markdown())
+    if not report.ok:
+        failed = "; ".join(f"{s.name}: {s.detail}" for s in report.steps if not s.ok)
+        outcome = "rolled back" if report.rolled_back else "NOT rolled back: act now"
+        raise CheckError(f"deploy to {env.value} failed ({outcome}): {failed}")
+    if version != "local":
+        registry.tag_version(settings, version, {
+            f"mlship.deployed.{env.value}": image_ref,
+            f"mlship.deployed.{env.value}.at": artifacts.utc_now(),
+        })  # fmt: skip
+    return report
