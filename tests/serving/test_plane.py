@@ -1,0 +1,74 @@
+"""The data plane through its public interface, with an in-memory loader: readiness while
+loading and after, what /model describes, and challenger routing in split and shadow mode."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from mlship.choices import ChallengerMode
+from mlship.config import Settings
+from mlship.serving.metrics import Metrics
+from mlship.serving.model import ServedModel, load_directory
+from mlship.serving.plane import Challenger, DataPlane
+
+
+def _loader(model_dir: Path) -> object:
+    def load(source: str, settings: Settings) -> ServedModel:
+        if source == "broken":
+            raise ValueError("no such model")
+        served = load_directory(model_dir, settings.model_name)
+        return ServedModel(served.pipeline, served.card, served.name, source, None, source)
+
+    return load
+
+
+async def _started(plane: DataPlane) -> None:
+    plane.start()
+    for _ in range(200):
+        if plane.model is not None or plane.champion.reload_error:
+            return
+        await asyncio.sleep(0.02)
+
+
+def test_readiness_and_description(model_dir: Path) -> None:
+    async def scenario() -> None:
+        plane = DataPlane("1", Settings(), Metrics(), loader=_loader(model_dir))
+        assert plane.readiness() == (503, {"status": "loading"})
+        await _started(plane)
+        status, body = plane.readiness()
+        assert status == 200 and body["version"] == "1"
+        assert plane.describe()["models"][0]["role"] == "champion"
+        await plane.stop()
+
+    asyncio.run(scenario())
+
+
+def test_a_champion_that_cannot_load_is_not_ready(model_dir: Path) -> None:
+    async def scenario() -> None:
+        plane = DataPlane("broken", Settings(), Metrics(), loader=_loader(model_dir))
+        await _started(plane)
+        status, body = plane.readiness()
+        assert status == 503 and body == {"status": "failed", "error": "no such model"}
+        await plane.stop()
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize(("mode", "answers"), [(ChallengerMode.split, "2"),
+                                                (ChallengerMode.shadow, "1")])  # fmt: skip
+def test_challenger_routing(model_dir: Path, mode: ChallengerMode, answers: str) -> None:
+    async def scenario() -> None:
+        plane = DataPlane("1", Settings(), Metrics(), Challenger("2", mode, weight=1.0),
+                          loader=_loader(model_dir))  # fmt: skip
+        await _started(plane)
+        while plane.challenger is not None and not plane.challenger.ready:
+            await asyncio.sleep(0.02)
+        model, probabilities = await plane.score({"review": ["great taste"]}, 1)
+        assert model.version == answers and probabilities.shape == (1, 2)
+        assert plane.describe()["challenger_mode"] == mode.value
+        await plane.stop()
+
+    asyncio.run(scenario())
