@@ -1,18 +1,23 @@
 # The model server with one model baked in. Built by `mlship image build`, which stages the
-# build context: this file, the serving lock, the model directory (model/) and wheels/ (the
-# lock's wheels, downloaded on the host, and mlship's own), so the build needs no network
-# and every dependency is checked against the lock's hashes.
+# build context: this file, the serving lock, requirements-extra.lock (what this model needs
+# beyond the server, e.g. LightGBM, pinned with hashes from requirements.lock), the model
+# directory (model/, with the team's code under model/code/) and wheels/ (the locks' wheels,
+# downloaded on the host, and mlship's own), so the build needs no network and every
+# dependency is checked against the locks' hashes.
 ARG BASE_IMAGE=python:3.11-slim-bookworm
 
 # --- builder: a virtual environment with the server's pinned dependencies and mlship ----
 FROM ${BASE_IMAGE} AS builder
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 PIP_ROOT_USER_ACTION=ignore
 WORKDIR /build
-COPY requirements-serve.lock ./
+COPY requirements-serve.lock requirements-extra.lock ./
 COPY wheels ./wheels
 RUN python3 -m venv /opt/venv \
     && /opt/venv/bin/pip install --quiet --no-index --find-links ./wheels \
         --require-hashes --no-deps -r requirements-serve.lock \
+    && if grep -q '==' requirements-extra.lock; then \
+        /opt/venv/bin/pip install --quiet --no-index --find-links ./wheels \
+            --require-hashes --no-deps -r requirements-extra.lock; fi \
     && /opt/venv/bin/pip install --quiet --no-index --no-deps ./wheels/mlship-*.whl \
     && find /opt/venv -depth -type d -name tests -path "*site-packages/*" -exec rm -rf {} + \
     && /opt/venv/bin/python -m compileall -q /opt/venv
@@ -26,6 +31,13 @@ ARG MODEL_NAME=mlship-model
 ARG MODEL_VERSION=local
 ARG RUN_ID=""
 ARG DVC_LOCK_SHA256=""
+# Debian packages the model's native code links against (LightGBM: libgomp1); installed
+# only when the base image lacks them, the one case in which the build needs a network.
+ARG SYSTEM_PACKAGES=""
+# hadolint ignore=DL3008,SC2086
+RUN if [ -n "${SYSTEM_PACKAGES}" ] && ! dpkg -s ${SYSTEM_PACKAGES} >/dev/null 2>&1; then \
+        apt-get update && apt-get install -y --no-install-recommends ${SYSTEM_PACKAGES} \
+        && rm -rf /var/lib/apt/lists/*; fi
 LABEL org.opencontainers.image.title="mlship model server" \
       org.opencontainers.image.source="${SOURCE}" \
       org.opencontainers.image.revision="${REVISION}" \

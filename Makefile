@@ -67,8 +67,8 @@ summary: install ## print the last run's metrics, reports and MLflow run
 	mlship summary
 
 lint: install ## ruff lint and format check
-	ruff check src tests benchmarks
-	ruff format --check src tests benchmarks
+	ruff check src model tests benchmarks
+	ruff format --check src model tests benchmarks
 
 typecheck: install ## mypy strict on src/
 	mypy
@@ -80,7 +80,7 @@ unit: install ## the fast unit tests only
 	pytest tests/unit
 
 lock: ## re-pin requirements.lock from pyproject.toml
-	$(BIN)/uv pip compile pyproject.toml --extra pipeline --extra dev --extra gcs \
+	$(BIN)/uv pip compile pyproject.toml --extra pipeline --extra dev --extra gcs --extra models \
 		--python-version 3.11 --generate-hashes --quiet --output-file requirements.lock
 	$(BIN)/uv pip compile pyproject.toml --python-version 3.11 --generate-hashes --quiet \
 		--output-file requirements-serve.lock

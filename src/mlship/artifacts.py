@@ -1,19 +1,23 @@
-"""The model directory: the fitted pipeline in skops format and its model card.
+"""The model directory: the fitted model in skops format, its model card, and the team's
+code the model needs (under code/).
 
-skops refuses to load any type it does not know to be safe unless it is named. We name a
-short, reviewed list (the types our three estimators need); anything else is refused, so
-a tampered file cannot make the loader run arbitrary code.
+skops refuses to load any type it does not know to be safe unless it is named. The built-in
+kinds need only a short, reviewed list (TRUSTED_TYPES); any other type must be named in
+params.yaml's `train.trusted_types`, a reviewed change, and travels with the model in its
+card. Anything else is refused, so a tampered file cannot make the loader run arbitrary code.
 """
 
 from __future__ import annotations
 
+import shutil
+import sys
 import zipfile
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 import skops.io as sio
-from sklearn.pipeline import Pipeline
 
 from mlship.card import MODEL_FILE, ModelCard
 from mlship.errors import InputError
@@ -29,6 +33,7 @@ TRUSTED_TYPES = (
     "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
 )
 TRACKED_LIBRARIES = ("mlship", "scikit-learn", "numpy", "scipy", "pandas", "skops", "mlflow")
+CODE_DIR = "code"  # the team's packages the model needs, copied beside it
 
 
 def library_versions() -> dict[str, str]:
@@ -45,29 +50,73 @@ def utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def save_model(pipeline: Pipeline, card: ModelCard, model_dir: Path) -> None:
+def untrusted_types(model: Any) -> list[str]:
+    """The types in `model` beyond skops' own safe set and the built-in trust list."""
+    found = sio.get_untrusted_types(data=sio.dumps(model))
+    return sorted(name for name in found if name not in TRUSTED_TYPES)
+
+
+def refuse_untrusted(needed: list[str], trusted: tuple[str, ...], where: str) -> None:
+    refused = [name for name in needed if name not in trusted]
+    if refused:
+        listing = "".join(f"\n    - {name}" for name in refused)
+        raise InputError(
+            f"{where}: the model holds types outside the trust policy: {', '.join(refused)}. "
+            f"If you trust that code, list them in params.yaml (a reviewed change):\n"
+            f"  train:\n    trusted_types:{listing}"
+        )
+
+
+def copy_code(packages: tuple[str, ...], model_dir: Path, root: Path | None = None) -> None:
+    """Copy the team's packages (folders or single modules under `root`) into code/."""
+    target = model_dir / CODE_DIR
+    shutil.rmtree(target, ignore_errors=True)
+    for name in packages:
+        source = (root or Path.cwd()) / name
+        if source.is_dir():
+            shutil.copytree(source, target / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            target.mkdir(parents=True, exist_ok=True)
+            shutil.copy(source.with_suffix(".py"), target / f"{name}.py")
+
+
+def save_model(model: Any, card: ModelCard, model_dir: Path) -> None:
     write_with(
         model_dir / MODEL_FILE,
-        lambda temp: sio.dump(pipeline, temp, compression=zipfile.ZIP_DEFLATED),
+        lambda temp: sio.dump(model, temp, compression=zipfile.ZIP_DEFLATED),
     )
+    copy_code(card.code, model_dir)
     card.save(model_dir)
 
 
-def load_model(model_dir: Path) -> Pipeline:
+def load_model(model_dir: Path, card: ModelCard | None = None) -> Any:
+    """The model, loaded with the built-in trust list plus the card's reviewed types; the
+    team's code under code/ is importable while it loads (and after)."""
     path = model_dir / MODEL_FILE
     if not path.is_file():
         raise InputError(f"{path}: no model file; run `mlship train` first")
+    extra = () if card is None else card.trusted_types
+    code = model_dir / CODE_DIR
+    if code.is_dir() and str(code.resolve()) not in sys.path:
+        sys.path.insert(0, str(code.resolve()))
+    return load_file(path, TRUSTED_TYPES + extra)
+
+
+def load_file(path: Path, trusted: tuple[str, ...]) -> Any:
+    """A skops file whose every type is safe to skops or named in `trusted`."""
     try:
         found = sio.get_untrusted_types(file=path)
     except (OSError, ValueError, zipfile.BadZipFile) as error:
         raise InputError(f"{path}: not a readable skops file: {error}") from error
-    refused = [name for name in found if name not in TRUSTED_TYPES]
+    refused = [name for name in found if name not in trusted]
     if refused:
         raise InputError(f"{path}: refusing to load types outside the trust policy: {refused}")
     try:
         model = sio.load(path, trusted=found)
     except Exception as error:  # skops raises many kinds on a damaged file
         raise InputError(f"{path}: cannot load the model: {error}") from error
-    if not isinstance(model, Pipeline):
-        raise InputError(f"{path}: expected a scikit-learn Pipeline, got {type(model).__name__}")
+    if not callable(getattr(model, "predict", None)):
+        raise InputError(
+            f"{path}: expected a fitted model with predict, got {type(model).__name__}"
+        )
     return model

@@ -7,18 +7,17 @@ image; read by evaluate, the gate, register, the image build, the server and the
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from mlship.config import Task
 from mlship.errors import InputError
 from mlship.files import read_json, write_json
 
 MODEL_FILE = "model.skops"
 CARD_FILE = "model_card.json"
 METRICS_FILE = "metrics.json"  # the evaluation, baked in beside the model by the image build
-
-Task = Literal["classification", "regression"]
 
 
 class _Frozen(BaseModel):
@@ -66,6 +65,11 @@ class ModelCard(_Frozen):
     dtypes: dict[str, str] = {}
     target: str
     classes: tuple[str, ...] = ()  # classification only
+    probabilities: bool = True  # classification: the model answers class probabilities
+    estimator: str = ""  # import path of the final estimator, for people
+    trusted_types: tuple[str, ...] = ()  # beyond the built-in trust list, from params.yaml
+    code: tuple[str, ...] = ()  # the team's packages the model needs, copied under code/
+    requirements: dict[str, str] = {}  # distribution -> version the model's types come from
     params: dict[str, Any] = {}  # params.yaml as trained
     data: DataInfo | None = None
     git: GitInfo = GitInfo()

@@ -160,20 +160,27 @@ def evaluate(
     metrics: Annotated[Path, typer.Option(help="quality metrics (JSON)")],
     latency: Annotated[Path, typer.Option(help="measured predict latency (JSON)")],
     predictions: Annotated[Path, typer.Option(help="per-row predictions (CSV)")],
+    confusion: Annotated[Path, typer.Option(help="actual/predicted for the confusion plot")],
     roc: Annotated[Path, typer.Option(help="ROC curve points (JSON)")],
     precision_recall: Annotated[Path, typer.Option(help="precision-recall points (JSON)")],
+    residuals: Annotated[Path, typer.Option(help="predicted against actual (JSON)")],
     params_file: ParamsOption = DEFAULT_PARAMS,
 ) -> None:
-    """Score the held-out set; write metrics, curves and per-row predictions; log to MLflow."""
+    """Score the held-out set; write metrics, plot points and per-row predictions; log to
+    MLflow. Each task fills its own plots and leaves the others empty."""
     from mlship.stages import pipeline
 
     params = _params(params_file)
     settings = _settings()
-    out = pipeline.EvaluationFiles(metrics, latency, predictions, roc, precision_recall)
+    out = pipeline.EvaluationFiles(
+        metrics, latency, predictions, confusion, roc, precision_recall, residuals
+    )
     with stage("evaluate"):
         result = pipeline.evaluate(params, settings, model_dir, test, out)
     m = result.metrics
-    console.print(f"  accuracy {m['accuracy']:.4f}, macro F1 {m['macro_f1']:.4f} -> {metrics}")
+    shown = ("accuracy", "macro_f1") if "accuracy" in m else ("rmse", "r2")
+    console.print(f"  {', '.join(f'{k} {m[k]:.4f}' for k in shown if m.get(k) is not None)}"
+                  f" -> {metrics}")  # fmt: skip
 
 
 # --- gate, review, release ----------------------------------------------------------------

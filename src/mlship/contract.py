@@ -100,7 +100,8 @@ def check_contract(
                 f"{null_labels} rows without a label",
             )
         )
-        if rules.labels is not None:
+        checks.append(_target_fits_task(split, data, labels.dropna()))
+        if rules.labels is not None and data.task == "classification":
             unknown = sorted(set(labels.dropna()) - set(rules.labels))
             checks.append(
                 Check(
@@ -124,7 +125,48 @@ def check_contract(
         )
     if any(not c.passed for c in checks if c.rule == "columns_present"):
         return checks
+    if data.task == "classification":
+        checks += _class_rules(train, test, data, rules)
+    checks.append(
+        _rate_check(
+            "leakage_rate",
+            "test",
+            int(leakage_mask(train, test, list(data.feature_columns)).sum()),
+            len(test),
+            rules.max_leakage_rate,
+        )
+    )
+    return checks
 
+
+CONTINUOUS_CLASSES = 50  # more distinct numeric labels than this look like a regression target
+
+
+def _target_fits_task(split: str, data: DataParams, labels: pd.Series) -> Check:
+    """Regression needs numbers; classes that are many distinct numbers look continuous."""
+    where = f"{split}.{data.target}"
+    if data.task == "regression":
+        ok = ptypes.is_numeric_dtype(labels) and not ptypes.is_bool_dtype(labels)
+        detail = f"dtype {labels.dtype}"
+        if not ok:
+            detail += "; regression needs numbers (if these are classes, set data.task: "
+            detail += "classification)"
+        return Check("target_numeric", where, ok, detail)
+    distinct = int(labels.nunique())
+    continuous = bool(pd.to_numeric(labels, errors="coerce").notna().all())
+    continuous = continuous and distinct > CONTINUOUS_CLASSES
+    detail = f"{distinct} distinct labels"
+    if continuous:
+        detail += f", all numbers: this looks continuous (more than {CONTINUOUS_CLASSES}); "
+        detail += "for a numeric target set data.task: regression"
+    return Check("target_discrete", where, not continuous, detail)
+
+
+def _class_rules(
+    train: pd.DataFrame, test: pd.DataFrame, data: DataParams, rules: ValidateParams
+) -> list[Check]:
+    """At least two classes, enough rows of each, and no test label unseen in train."""
+    checks: list[Check] = []
     counts = train[data.target].value_counts()
     checks.append(
         Check(
@@ -152,15 +194,6 @@ def check_contract(
             f"test.{data.target}",
             not unseen,
             f"labels never seen in train: {unseen}" if unseen else "every test label is in train",
-        )
-    )
-    checks.append(
-        _rate_check(
-            "leakage_rate",
-            "test",
-            int(leakage_mask(train, test, list(data.feature_columns)).sum()),
-            len(test),
-            rules.max_leakage_rate,
         )
     )
     return checks

@@ -48,7 +48,8 @@ def label_text(value: object) -> object:
 
 
 def select_columns(frame: pd.DataFrame, params: DataParams, source: str) -> pd.DataFrame:
-    """Keep the declared columns; labels are read as text so params can name them."""
+    """Keep the declared columns; class labels are read as text so params can name them
+    (a regression target stays as it is: validate judges whether it holds numbers)."""
     wanted = [*params.feature_columns, params.target]
     missing = [column for column in wanted if column not in frame.columns]
     if missing:
@@ -57,7 +58,8 @@ def select_columns(frame: pd.DataFrame, params: DataParams, source: str) -> pd.D
             f"{source}: missing declared column(s) {', '.join(missing)}; the file has: {available}"
         )
     selected = frame[wanted].copy()
-    selected[params.target] = selected[params.target].map(label_text).astype(object)
+    if params.task == "classification":
+        selected[params.target] = selected[params.target].map(label_text).astype(object)
     return selected.reset_index(drop=True)
 
 
@@ -85,7 +87,11 @@ def leakage_mask(train: pd.DataFrame, test: pd.DataFrame, columns: list[str]) ->
 def split(frame: pd.DataFrame, params: DataParams) -> tuple[pd.DataFrame, pd.DataFrame]:
     """A seeded split, stratified on the target when every class can be stratified."""
     labels = frame[params.target]
-    stratifiable = labels.notna().all() and labels.value_counts().min() >= 2
+    stratifiable = (
+        params.task == "classification"
+        and labels.notna().all()
+        and labels.value_counts().min() >= 2
+    )
     train, test = train_test_split(
         frame,
         test_size=params.test_size,
@@ -140,7 +146,9 @@ def ingest(params: DataParams, train_raw: pd.DataFrame, test_raw: pd.DataFrame |
         "class_counts": {
             name: {str(k): int(v) for k, v in part[params.target].value_counts().items()}
             for name, part in (("train", train), ("test", test))
-        },
+        }
+        if params.task == "classification"
+        else {},
         "digest": {"train": frame_digest(train), "test": frame_digest(test)},
     }
     return Ingested(train=train, test=test, report=report)

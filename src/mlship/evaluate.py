@@ -1,4 +1,4 @@
-"""Held-out evaluation: metrics, per-row predictions, curve points, latency.
+"""Held-out evaluation: metrics, per-row predictions, plot points, latency — per task.
 
 Quality metrics are a pure function of model and data, so the same commit and data give
 byte-identical metrics; latency is measured, so it is kept apart from them.
@@ -8,26 +8,28 @@ from __future__ import annotations
 
 import statistics
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from sklearn import metrics as skm
-from sklearn.pipeline import Pipeline
 
 from mlship.config import DataParams
 from mlship.features import feature_frame
 
 SINGLE_ROW_CALLS = 50
+MAPE_FLOOR = 1e-9  # targets this close to zero are left out of MAPE (it would divide by them)
 
 
 @dataclass(frozen=True)
 class Evaluation:
     metrics: dict[str, Any]
-    predictions: pd.DataFrame
-    roc: list[dict[str, Any]]
-    precision_recall: list[dict[str, Any]]
+    predictions: pd.DataFrame  # one row per test row: actual, predicted, and per task more
+    roc: list[dict[str, Any]] = field(default_factory=list)  # classification
+    precision_recall: list[dict[str, Any]] = field(default_factory=list)  # classification
+    residuals: list[dict[str, Any]] = field(default_factory=list)  # regression
 
     def scalars(self) -> dict[str, float]:
         """The metrics MLflow can chart: every number, and each class's recall and precision."""
@@ -40,6 +42,12 @@ class Evaluation:
             found[f"recall_{label}"] = values["recall"]
             found[f"precision_{label}"] = values["precision"]
         return found
+
+    def confusion_rows(self) -> pd.DataFrame:
+        """actual/predicted per row, for `dvc plots`' confusion template (classification)."""
+        if "residual" in self.predictions:
+            return pd.DataFrame({"actual": [], "predicted": []})
+        return self.predictions[["actual", "predicted"]]
 
 
 def _round(value: float) -> float:
@@ -57,30 +65,33 @@ def positive_label(classes: list[str], data: DataParams) -> str:
 
 
 def quality_metrics(
-    actual: np.ndarray, probabilities: np.ndarray, classes: list[str], data: DataParams
-) -> dict[str, Any]:
-    predicted = np.asarray(classes)[probabilities.argmax(axis=1)]
+    actual: np.ndarray, probabilities: np.ndarray | None, classes: list[str], data: DataParams,
+    predicted: np.ndarray | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """Classification metrics; ROC AUC and log loss need probabilities."""
+    if predicted is None:
+        assert probabilities is not None
+        predicted = np.asarray(classes)[probabilities.argmax(axis=1)]
     precision, recall, f1, support = skm.precision_recall_fscore_support(
         actual, predicted, labels=classes, zero_division=0
     )
     present = sorted(set(actual))
-    if len(classes) == 2:
-        positive = positive_label(classes, data)
-        scores = probabilities[:, classes.index(positive)]
-        roc_auc = skm.roc_auc_score(actual == positive, scores) if len(present) == 2 else None
-    else:
-        roc_auc = (
-            skm.roc_auc_score(actual, probabilities, multi_class="ovr", labels=classes)
-            if present == sorted(classes)
-            else None
-        )
+    roc_auc = log_loss = None
+    if probabilities is not None:
+        if len(classes) == 2:
+            positive = positive_label(classes, data)
+            scores = probabilities[:, classes.index(positive)]
+            roc_auc = skm.roc_auc_score(actual == positive, scores) if len(present) == 2 else None
+        elif present == sorted(classes):
+            roc_auc = skm.roc_auc_score(actual, probabilities, multi_class="ovr", labels=classes)
+        log_loss = skm.log_loss(actual, probabilities, labels=classes)
     return {
         "rows": len(actual),
         "accuracy": _round(skm.accuracy_score(actual, predicted)),
         "balanced_accuracy": _round(skm.balanced_accuracy_score(actual, predicted)),
         "macro_f1": _round(skm.f1_score(actual, predicted, labels=classes, average="macro")),
         "roc_auc": None if roc_auc is None else _round(roc_auc),
-        "log_loss": _round(skm.log_loss(actual, probabilities, labels=classes)),
+        "log_loss": None if log_loss is None else _round(log_loss),
         "per_class": {
             label: {
                 "precision": _round(precision[i]),
@@ -94,6 +105,24 @@ def quality_metrics(
             "labels": classes,
             "matrix": skm.confusion_matrix(actual, predicted, labels=classes).tolist(),
         },
+    }
+
+
+def regression_metrics(actual: np.ndarray, predicted: np.ndarray) -> dict[str, Any]:
+    """RMSE, MAE, R², and MAPE over the rows whose target is not (nearly) zero."""
+    error = predicted - actual
+    usable = np.abs(actual) > MAPE_FLOOR
+    mape = float(np.mean(np.abs(error[usable] / actual[usable]))) if usable.any() else None
+    return {
+        "rows": len(actual),
+        "rmse": _round(np.sqrt(np.mean(error**2))),
+        "mae": _round(np.mean(np.abs(error))),
+        "r2": _round(skm.r2_score(actual, predicted)) if len(actual) > 1 else None,
+        "mape": None if mape is None else _round(mape),
+        "mape_rows": int(usable.sum()),
+        "median_absolute_error": _round(np.median(np.abs(error))),
+        "max_error": _round(np.max(np.abs(error))),
+        "target_mean": _round(np.mean(actual)),
     }
 
 
@@ -122,37 +151,57 @@ def curve_points(
     return roc, pr
 
 
-def evaluate_model(pipeline: Pipeline, test: pd.DataFrame, data: DataParams) -> Evaluation:
+def evaluate_model(model: Any, test: pd.DataFrame, data: DataParams) -> Evaluation:
     features = feature_frame(test, data)
+    rows = np.arange(len(test))
+    if data.task == "regression":
+        actual = pd.to_numeric(test[data.target]).to_numpy(dtype=float)
+        predicted = np.asarray(model.predict(features), dtype=float)
+        residual = predicted - actual
+        predictions = pd.DataFrame({"row": rows, "actual": actual, "predicted": predicted,
+                                    "residual": residual}).round(6)  # fmt: skip
+        points = [
+            {"actual": a, "predicted": p, "residual": r}
+            for a, p, r in predictions[["actual", "predicted", "residual"]].itertuples(index=False)
+        ]
+        return Evaluation(regression_metrics(actual, predicted), predictions, residuals=points)
     actual = test[data.target].astype(str).to_numpy()
-    classes = [str(c) for c in pipeline.classes_]
-    probabilities = pipeline.predict_proba(features)
+    classes = [str(c) for c in model.classes_]
+    if not hasattr(model, "predict_proba"):
+        labels = np.asarray(model.predict(features)).astype(str)
+        predictions = pd.DataFrame({"row": rows, "actual": actual, "predicted": labels})
+        return Evaluation(quality_metrics(actual, None, classes, data, labels), predictions)
+    probabilities = model.predict_proba(features)
     predicted = np.asarray(classes)[probabilities.argmax(axis=1)]
-    predictions = pd.DataFrame(
-        {"row": np.arange(len(test)), "actual": actual, "predicted": predicted}
-    )
+    predictions = pd.DataFrame({"row": rows, "actual": actual, "predicted": predicted})
     for i, label in enumerate(classes):
         predictions[f"proba_{label}"] = np.round(probabilities[:, i], 6)
     roc, pr = curve_points(actual, probabilities, classes, data)
     return Evaluation(
-        metrics=quality_metrics(actual, probabilities, classes, data),
-        predictions=predictions,
-        roc=roc,
+        quality_metrics(actual, probabilities, classes, data), predictions, roc=roc,
         precision_recall=pr,
-    )
+    )  # fmt: skip
 
 
-def measure_latency(pipeline: Pipeline, test: pd.DataFrame, data: DataParams) -> dict[str, Any]:
+def scorer(model: Any, task: str) -> Callable[[pd.DataFrame], Any]:
+    """What a server calls for this model: class probabilities when it has them."""
+    if task == "classification" and hasattr(model, "predict_proba"):
+        return model.predict_proba  # type: ignore[no-any-return]
+    return model.predict  # type: ignore[no-any-return]
+
+
+def measure_latency(model: Any, test: pd.DataFrame, data: DataParams) -> dict[str, Any]:
     """Per-row cost in a batch, and the cost of one single-row call (median of several)."""
     features = feature_frame(test, data)
+    call = scorer(model, data.task)
     start = time.perf_counter()
-    pipeline.predict_proba(features)
+    call(features)
     batch_seconds = time.perf_counter() - start
     single: list[float] = []
     for i in range(min(SINGLE_ROW_CALLS, len(features))):
         row = features.iloc[[i]]
         start = time.perf_counter()
-        pipeline.predict_proba(row)
+        call(row)
         single.append(time.perf_counter() - start)
     return {
         "batch_rows": len(features),

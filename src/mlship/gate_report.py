@@ -39,7 +39,7 @@ def _interval(c: Criterion) -> str:
 
 def gate_markdown(
     criteria: list[Criterion],
-    confusion: dict[str, Any],
+    metrics: dict[str, Any],
     params_diff: list[tuple[str, Any, Any]] | None,
     context: dict[str, Any],
 ) -> str:
@@ -65,17 +65,15 @@ def gate_markdown(
             f"| {'✅' if c.passed else '❌'} | {c.name} | {_cell(c.value)} | {_cell(c.champion)} "
             f"| {_cell(c.limit)} | {_interval(c)} | {p_value} | {c.detail.replace('|', '/')} |"
         )
-    labels = confusion["labels"]
-    lines += [
-        "",
-        "<details><summary>Confusion matrix (rows: actual, columns: predicted)</summary>",
-        "",
-        "| actual \\ predicted | " + " | ".join(labels) + " |",
-        "|---" * (len(labels) + 1) + "|",
-    ]
-    for label, row in zip(labels, confusion["matrix"], strict=True):
-        lines.append(f"| **{label}** | " + " | ".join(str(n) for n in row) + " |")
-    lines += ["", "</details>", ""]
+    lines += _confusion(metrics["confusion_matrix"]) if "confusion_matrix" in metrics else (
+        _errors(metrics))  # fmt: skip
+    trusted = context.get("trusted_types") or []
+    if trusted:
+        lines += [
+            "Types trusted beyond the built-in list (`train.trusted_types`): "
+            + ", ".join(f"`{name}`" for name in trusted),
+            "",
+        ]
     base = context.get("base_ref", "main")
     if params_diff is None:
         lines.append(f"Params diff: no `{base}` to compare with.")
@@ -93,6 +91,35 @@ def gate_markdown(
         ]
         lines += ["", "</details>"]
     return "\n".join(lines) + "\n"
+
+
+def _confusion(confusion: dict[str, Any]) -> list[str]:
+    labels = confusion["labels"]
+    lines = [
+        "",
+        "<details><summary>Confusion matrix (rows: actual, columns: predicted)</summary>",
+        "",
+        "| actual \\ predicted | " + " | ".join(labels) + " |",
+        "|---" * (len(labels) + 1) + "|",
+    ]
+    for label, row in zip(labels, confusion["matrix"], strict=True):
+        lines.append(f"| **{label}** | " + " | ".join(str(n) for n in row) + " |")
+    return [*lines, "", "</details>", ""]
+
+
+def _errors(metrics: dict[str, Any]) -> list[str]:
+    shown = ("rmse", "mae", "r2", "mape", "median_absolute_error", "max_error", "target_mean")
+    return [
+        "",
+        "<details><summary>Errors on the test set</summary>",
+        "",
+        "| " + " | ".join(shown) + " |",
+        "|---" * len(shown) + "|",
+        "| " + " | ".join(_cell(metrics.get(k)) for k in shown) + " |",
+        "",
+        "</details>",
+        "",
+    ]
 
 
 def _short(value: Any, limit: int = 60) -> str:

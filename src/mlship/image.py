@@ -10,6 +10,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+import zipfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,8 +21,11 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from mlship.card import METRICS_FILE, ModelCard
 from mlship.errors import CheckError, InputError, ServiceError, looks_unreachable
 from mlship.files import read_json, write_json
+from mlship.lockfile import Pin
 
 SERVE_LOCK = "requirements-serve.lock"
+FULL_LOCK = "requirements.lock"  # everything the pipeline may use, with hashes
+EXTRA_LOCK = "requirements-extra.lock"  # staged: what this model needs beyond the server
 WHEEL_PLATFORMS = ("manylinux_2_28_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64",
                    "linux_x86_64")  # fmt: skip
 Progress = Callable[[str], None]
@@ -72,6 +76,7 @@ class ImageRecord(BaseModel):
 def plan(
     registry: str, name: str, model_name: str, git_sha: str, card: ModelCard,
     dvc_lock_sha256: str, source: str, created: str, base_image: str,
+    system: list[str] | None = None,
 ) -> ImagePlan:  # fmt: skip
     version = card.version
     short = git_sha[:12] if git_sha != "unknown" else "unknown"
@@ -84,6 +89,7 @@ def plan(
         "MODEL_VERSION": version,
         "RUN_ID": card.run_id or "",
         "DVC_LOCK_SHA256": dvc_lock_sha256,
+        "SYSTEM_PACKAGES": " ".join(system or []),
     }
     return ImagePlan(f"{registry.rstrip('/')}/{name}", (f"{short}-m{version}", short), args)
 
@@ -94,34 +100,60 @@ def _run(command: list[str], what: str) -> None:
         raise CheckError(f"{what} failed:\n{done.stderr[-3000:]}")
 
 
-def download_wheels(lock: Path, cache: Path, project: Path) -> None:
-    """The lock's wheels for CPython 3.11 on x86-64 Linux, and mlship's own wheel."""
+def download_wheels(locks: list[Path], cache: Path, project: Path) -> None:
+    """The locks' wheels for CPython 3.11 on x86-64 Linux, and mlship's own wheel."""
     cache.mkdir(parents=True, exist_ok=True)
     platforms = [arg for p in WHEEL_PLATFORMS for arg in ("--platform", p)]
-    _run(
-        [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--require-hashes",
-         "--only-binary=:all:", "--python-version", "3.11", "--implementation", "cp",
-         "--abi", "cp311", *platforms, "-r", str(lock), "-d", str(cache)],
-        f"downloading the wheels in {lock}",
-    )  # fmt: skip
+    for lock in locks:
+        _run(
+            [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--require-hashes",
+             "--only-binary=:all:", "--python-version", "3.11", "--implementation", "cp",
+             "--abi", "cp311", *platforms, "-r", str(lock), "-d", str(cache)],
+            f"downloading the wheels in {lock}",
+        )  # fmt: skip
     for old in cache.glob("mlship-*.whl"):
         old.unlink()
     _run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(cache),
           str(project)], "building mlship's wheel")  # fmt: skip
 
 
+# shared libraries a wheel may expect from the system, and the Debian package that has them
+SYSTEM_LIBRARIES = {b"libgomp.so.1": "libgomp1"}
+
+
+def system_packages(pins: list[Pin], wheels: Path) -> list[str]:
+    """Debian packages the extra wheels' native code links against (LightGBM: OpenMP)."""
+    found: set[str] = set()
+    for pin in pins:
+        for wheel in wheels.glob(f"{pin.name.replace('-', '_')}-{pin.version}-*.whl"):
+            with zipfile.ZipFile(wheel) as archive:
+                for member in archive.namelist():
+                    if ".so" not in member:
+                        continue
+                    content = archive.read(member)
+                    found.update(pkg for lib, pkg in SYSTEM_LIBRARIES.items() if lib in content)
+    return sorted(found)
+
+
+def write_extra_lock(path: Path, pins: list[Pin]) -> None:
+    header = "# What this model needs beyond the server's lock (from requirements.lock).\n"
+    path.write_text(header + "".join(pin.text for pin in pins), encoding="utf-8")
+
+
 def stage_context(
-    folder: Path, dockerfile: Path, lock: Path, model_dir: Path, wheels: Path,
+    folder: Path, dockerfile: Path, locks: list[Path], model_dir: Path, wheels: Path,
     card: ModelCard, metrics: dict[str, Any] | None,
 ) -> None:  # fmt: skip
+    """Dockerfile, the locks, model/ (with the team's code under code/) and wheels/."""
     shutil.copy(dockerfile, folder / "Dockerfile")
-    shutil.copy(lock, folder / SERVE_LOCK)
+    for lock in locks:
+        shutil.copy(lock, folder / lock.name)
     shutil.copytree(model_dir, folder / "model")
     card.save(folder / "model")  # with the registry version, if any
     if metrics is not None:
         write_json(folder / "model" / METRICS_FILE, metrics)
-    for path in (folder / "model").iterdir():
-        path.chmod(0o644)  # the server runs as an unprivileged user
+    for path in (folder / "model").rglob("*"):  # the server runs as an unprivileged user
+        path.chmod(0o755 if path.is_dir() else 0o644)
     shutil.copytree(wheels, folder / "wheels")
 
 

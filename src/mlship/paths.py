@@ -27,8 +27,10 @@ class PipelinePaths(BaseModel):
     metrics: Path
     latency: Path
     predictions: Path
+    confusion: Path
     roc: Path
     precision_recall: Path
+    residuals: Path
     # written after the DVC stages
     gate_json: Path
     gate_md: Path

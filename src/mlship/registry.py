@@ -4,6 +4,7 @@ it takes seconds to import and most commands never need it.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -15,7 +16,6 @@ from mlship.errors import InputError, ServiceError, looks_unreachable
 
 if TYPE_CHECKING:
     import pandas as pd
-    from sklearn.pipeline import Pipeline
 
 LOCAL_ARTIFACTS = Path("mlruns/artifacts")
 MODEL_ARTIFACT = "model"
@@ -51,10 +51,11 @@ def start_tracking(settings: Settings) -> str:
         raise mlflow_failure(error, f"MLflow tracking store {uri!r}") from error
 
 
-def _pip_requirements() -> list[str]:
+def _pip_requirements(card: ModelCard) -> list[str]:
     from importlib import metadata
 
-    return [f"{name}=={metadata.version(name)}" for name in PYFUNC_REQUIREMENTS]
+    pinned = {name: metadata.version(name) for name in PYFUNC_REQUIREMENTS}
+    return [f"{name}=={version}" for name, version in sorted((pinned | card.requirements).items())]
 
 
 @dataclass(frozen=True)
@@ -65,7 +66,7 @@ class LoggedRun:
 
 
 def log_training(
-    settings: Settings, card: ModelCard, pipeline: Pipeline, example: pd.DataFrame
+    settings: Settings, card: ModelCard, model: Any, example: pd.DataFrame
 ) -> LoggedRun:
     """Log params, the model card and the model (signature + input example)."""
     import mlflow
@@ -79,14 +80,15 @@ def log_training(
             mlflow.set_tags({"mlship.stage": "train", "mlship.git_sha": card.git.sha})
             mlflow.log_params(flatten(card.params))
             mlflow.log_dict(card.as_json(), CARD_FILE)
-            signature = infer_signature(example, pipeline.predict(example))
+            signature = infer_signature(example, model.predict(example))
             logged = mlflow.sklearn.log_model(
-                pipeline,
+                model,
                 name=MODEL_ARTIFACT,
                 signature=signature,
                 input_example=example,
-                pip_requirements=_pip_requirements(),
-                skops_trusted_types=list(TRUSTED_TYPES),
+                pip_requirements=_pip_requirements(card),
+                skops_trusted_types=[*TRUSTED_TYPES, *card.trusted_types],
+                code_paths=[str(Path.cwd() / package) for package in card.code] or None,
             )
     except MlflowException as error:
         raise mlflow_failure(
@@ -166,16 +168,61 @@ def alias_version(settings: Settings, alias: str) -> Any | None:
         raise mlflow_failure(error, "MLflow registry lookup") from error
 
 
-def load_version_model(settings: Settings, version: str) -> Pipeline:
-    import mlflow.sklearn
+@dataclass(frozen=True)
+class LoadedVersion:
+    model: Any
+    card: ModelCard
+    run_id: str
+    metrics: dict[str, float]
 
-    start_tracking(settings)
-    uri = f"models:/{settings.model_name}/{version}"
+
+def load_version(tracking_uri: str, name: str, version: str) -> LoadedVersion:
+    """A registered version, loaded only as a skops file under the trust policy (the built-in
+    list plus the types its card names), never by unpickling; its card and run metrics."""
+    import tempfile
+
+    import mlflow
+    import yaml
+    from mlflow.exceptions import MlflowException
+
+    from mlship.artifacts import CODE_DIR, load_file
+
+    uri = f"models:/{name}/{version}"
+    mlflow.set_tracking_uri(tracking_uri)  # runs:/ artifact URIs resolve through it
+    client = mlflow.MlflowClient(tracking_uri=tracking_uri)
     try:
-        model: Pipeline = mlflow.sklearn.load_model(uri)
-    except Exception as error:  # MLflow and skops raise many kinds
-        raise InputError(f"cannot load {uri}: {error}") from error
-    return model
+        found = client.get_model_version(name, version)
+        run_id = str(found.run_id)
+        raw_card = mlflow.artifacts.load_dict(f"runs:/{run_id}/{CARD_FILE}")
+        metrics = dict(client.get_run(run_id).data.metrics)
+        folder = Path(
+            mlflow.artifacts.download_artifacts(
+                uri, dst_path=tempfile.mkdtemp(prefix="mlship-model-"), tracking_uri=tracking_uri
+            )
+        )
+    except MlflowException as error:
+        raise mlflow_failure(error, uri) from error
+    card = ModelCard.parse(raw_card, f"{uri}: {CARD_FILE}")
+    try:
+        flavor = yaml.safe_load((folder / "MLmodel").read_text())["flavors"]["sklearn"]
+    except (OSError, KeyError, TypeError, yaml.YAMLError) as error:
+        raise InputError(f"{uri}: no scikit-learn flavor in its MLmodel file: {error}") from error
+    if flavor.get("serialization_format") != "skops":
+        raise InputError(
+            f"{uri}: refusing a model saved as {flavor.get('serialization_format')!r}; only "
+            "skops files are loaded (a pickle can run any code when loaded)"
+        )
+    code = folder / CODE_DIR
+    if code.is_dir() and str(code) not in sys.path:
+        sys.path.insert(0, str(code))
+    model = load_file(folder / str(flavor.get("pickled_model", "model.skops")),
+                      TRUSTED_TYPES + card.trusted_types)  # fmt: skip
+    return LoadedVersion(model, card, run_id, metrics)
+
+
+def load_version_model(settings: Settings, version: str) -> Any:
+    start_tracking(settings)
+    return load_version(settings.tracking_uri, settings.model_name, version).model
 
 
 def register(settings: Settings, run_id: str, model_uri: str, tags: dict[str, str]) -> str:

@@ -18,18 +18,26 @@ def _fmt(value: Any) -> str:
     return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
+SUMMARY_METRICS = {
+    "classification": ("accuracy", "balanced_accuracy", "macro_f1", "roc_auc", "log_loss"),
+    "regression": ("rmse", "mae", "r2", "mape", "median_absolute_error"),
+}
+
+
 def print_summary(paths: PipelinePaths, console: Console) -> None:
     metrics = read_json(paths.metrics)
     latency = read_json(paths.latency)
     contract = read_json(paths.contract_json)
     card = ModelCard.load(paths.model_dir)
 
-    table = Table(title=f"mlship: {card.model_kind} predicting {card.target}", min_width=48)
+    model = card.estimator.rsplit(".", 1)[-1] or card.model_kind
+    table = Table(title=f"mlship: {model} predicting {card.target}", min_width=48)
     table.add_column("metric")
     table.add_column("value", justify="right")
-    for key in ("accuracy", "balanced_accuracy", "macro_f1", "roc_auc", "log_loss"):
+    shown = SUMMARY_METRICS[card.task]
+    for key in shown:
         table.add_row(key, _fmt(metrics.get(key)))
-    for label, values in metrics["per_class"].items():
+    for label, values in metrics.get("per_class", {}).items():
         table.add_row(f"recall ({label})", _fmt(values["recall"]))
     table.add_row("test rows", str(metrics["rows"]))
     table.add_row("µs per row (batch)", f"{latency['batch_us_per_row']:.1f}")

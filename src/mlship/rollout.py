@@ -124,14 +124,15 @@ def smoke(kubectl: Kubectl, target: Target, image: str, row: dict[str, Any],
     except (json.JSONDecodeError, IndexError):
         return Step("smoke", False, f"smoke pod printed no result: {_output(done)}")
     served = str(answer.get("model", {}).get("version"))
-    label = answer.get("prediction", {}).get("label")
+    prediction = answer.get("prediction", {})
+    said = prediction.get("label", prediction.get("prediction"))  # classification | regression
     if not answer.get("ready"):
         return Step("smoke", False, "/ready did not answer 200")
-    if label is None:
-        return Step("smoke", False, f"/predict gave no label: {answer.get('prediction')}")
+    if said is None:
+        return Step("smoke", False, f"/predict gave no label or prediction: {prediction}")
     if served != version:
         return Step("smoke", False, f"/model serves version {served}, expected {version}")
-    return Step("smoke", True, f"/ready ok, /predict -> {label}, /model version {served}")
+    return Step("smoke", True, f"/ready ok, /predict -> {said}, /model version {served}")
 
 
 def deploy(

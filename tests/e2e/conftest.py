@@ -62,15 +62,18 @@ def run(root: Path, env: dict[str, str], *command: str) -> str:
     return done.stdout + done.stderr
 
 
-def checkout(root: Path, *extra: str, path_first: tuple[Path, ...] = ()) -> dict[str, str]:
+def checkout(
+    root: Path, *extra: str, path_first: tuple[Path, ...] = (), example: str = "penguins"
+) -> dict[str, str]:
     """A git checkout in `root` of what an image build needs (and the top-level files named in
-    `extra`), with the penguins example and a short load test; returns its environment."""
+    `extra`), with an example's params and a short load test; returns its environment."""
     root.mkdir()
     for name in ("dvc.yaml", ".dvcignore", "Dockerfile", "requirements-serve.lock",
-                 "pyproject.toml", "README.md", *extra):  # fmt: skip
+                 "requirements.lock", "pyproject.toml", "README.md", *extra):  # fmt: skip
         shutil.copy(REPO / name, root / name)
-    shutil.copytree(REPO / "src", root / "src", ignore=shutil.ignore_patterns("__pycache__"))
-    params = yaml.safe_load((REPO / "examples/penguins/params.yaml").read_text())
+    for folder in ("src", "model"):
+        shutil.copytree(REPO / folder, root / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    params = yaml.safe_load((REPO / f"examples/{example}/params.yaml").read_text())
     params["loadtest"] = {"users": 8, "spawn_rate": 8, "duration_seconds": 8,
                           "max_p95_ms": 500, "max_p99_ms": 1000, "min_requests": 50}  # fmt: skip
     (root / "params.yaml").write_text(yaml.safe_dump(params))

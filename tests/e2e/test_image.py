@@ -1,4 +1,6 @@
-"""The image for real: build, push, pull back, run as production runs it, load-test it."""
+"""The image for real: build, push, pull back, run as production runs it, load-test it —
+with the team's own model code (examples/custom: LightGBM after the team's transformer),
+so the image must carry the code, LightGBM from the lock and the OpenMP runtime."""
 
 from __future__ import annotations
 
@@ -15,15 +17,25 @@ from tests.e2e.conftest import REGISTRY, checkout, commit, remove_image, run
 from tests.integration.conftest import BIN
 
 pytestmark = pytest.mark.docker
+# many minutes, four service calls and an international plan: a customer about to leave
+CUSTOMER = {
+    "state": "NJ", "area_code": "area_code_415", "international_plan": "yes",
+    "voice_mail_plan": "no", "account_length": 100, "number_vmail_messages": 0,
+    "total_day_minutes": 320.0, "total_day_calls": 100, "total_day_charge": 54.4,
+    "total_eve_minutes": 250.0, "total_eve_calls": 100, "total_eve_charge": 21.25,
+    "total_night_minutes": 200.0, "total_night_calls": 100, "total_night_charge": 9.0,
+    "total_intl_minutes": 15.0, "total_intl_calls": 2, "total_intl_charge": 4.05,
+    "number_customer_service_calls": 4,
+}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
 def project(
     tmp_path_factory: pytest.TempPathFactory, registry: str
 ) -> Iterator[tuple[Path, dict[str, str]]]:
-    """A git checkout of the repo with the penguins pipeline run in it."""
+    """A git checkout of the repo with the custom example's pipeline run in it."""
     root = tmp_path_factory.mktemp("e2e") / "repo"
-    env = checkout(root)
+    env = checkout(root, example="custom")
     commit(root, env)
     run(root, env, "dvc", "repro")
     yield root, env
@@ -62,11 +74,8 @@ def test_build_push_pull_run_and_load_test(
         assert container.exec_run("id -u").output.decode().strip() == "10001"
         assert container.exec_run("touch /opt/model/x").exit_code != 0
         # then it answers, and /model matches the labels
-        answer = httpx.post(f"{url}/predict", json={
-            "island": "Biscoe", "sex": "female", "bill_length_mm": 46.5, "bill_depth_mm": 14.8,
-            "flipper_length_mm": 217.0, "body_mass_g": 5200.0,
-        })  # fmt: skip
-        assert answer.status_code == 200 and answer.json()["label"] == "Gentoo"
+        answer = httpx.post(f"{url}/predict", json=CUSTOMER)
+        assert answer.status_code == 200 and answer.json()["label"] == "yes"
         model = httpx.get(f"{url}/model").json()
         assert model["git_sha"] == labels["org.opencontainers.image.revision"]
         assert model["version"] == labels["io.mlship.model.version"]

@@ -42,7 +42,8 @@ def workspace(tmp_path: Path) -> Workspace:
     root.mkdir()
     for name in ("dvc.yaml", "params.yaml", ".dvcignore"):
         shutil.copy(REPO / name, root / name)
-    shutil.copytree(REPO / "src", root / "src", ignore=shutil.ignore_patterns("__pycache__"))
+    for folder in ("src", "model"):
+        shutil.copytree(REPO / folder, root / folder, ignore=shutil.ignore_patterns("__pycache__"))
     env = hermetic_env()
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
     space = Workspace(root, env)

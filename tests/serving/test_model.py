@@ -26,7 +26,9 @@ def test_text_models_use_the_fast_path_with_identical_answers(model_dir: Path) -
     expected = load_model(model_dir).predict_proba(
         feature_frame(pd.DataFrame({"review": REVIEWS}), params.data)
     )
-    assert np.allclose(served.predict_proba({"review": REVIEWS}), expected, rtol=0, atol=1e-12)
+    assert np.allclose(
+        served.predict({"review": REVIEWS}).probabilities, expected, rtol=0, atol=1e-12
+    )
 
 
 def test_tabular_models_keep_the_pipeline_path() -> None:
@@ -42,4 +44,4 @@ def test_tabular_models_keep_the_pipeline_path() -> None:
     assert served._fast is None
     columns = {"island": ["north", None], "mass": [30.0, float("nan")]}
     expected = pipeline.predict_proba(feature_frame(pd.DataFrame(columns), params.data))
-    assert np.array_equal(served.predict_proba(columns), expected)
+    assert np.array_equal(served.predict(columns).probabilities, expected)

@@ -20,7 +20,7 @@ def _loader(model_dir: Path) -> object:
         if source == "broken":
             raise ValueError("no such model")
         served = load_directory(model_dir, settings.model_name)
-        return ServedModel(served.pipeline, served.card, served.name, source, None, source)
+        return ServedModel(served.model, served.card, served.name, source, None, source)
 
     return load
 
@@ -64,10 +64,13 @@ def test_challenger_routing(model_dir: Path, mode: ChallengerMode, answers: str)
         plane = DataPlane("1", Settings(), Metrics(), Challenger("2", mode, weight=1.0),
                           loader=_loader(model_dir))  # fmt: skip
         await _started(plane)
-        while plane.challenger is not None and not plane.challenger.ready:
+        for _ in range(200):
+            if plane.challenger is not None and plane.challenger.ready:
+                break
             await asyncio.sleep(0.02)
-        model, probabilities = await plane.score({"review": ["great taste"]}, 1)
-        assert model.version == answers and probabilities.shape == (1, 2)
+        model, scores = await plane.score({"review": ["great taste"]}, 1)
+        assert model.version == answers and scores.probabilities is not None
+        assert scores.probabilities.shape == (1, 2)
         assert plane.describe()["challenger_mode"] == mode.value
         await plane.stop()
 

@@ -38,8 +38,7 @@ class Project:
         pipeline.ingest(params, p.train, p.test, p.ingest_report)
         assert pipeline.validate(params, p.train, p.test, p.contract_json, p.contract_md).passed
         pipeline.train(params, self.settings, p.train, p.model_dir)
-        files = pipeline.EvaluationFiles(p.metrics, p.latency, p.predictions, p.roc,
-                                         p.precision_recall)  # fmt: skip
+        files = pipeline.EvaluationFiles.of(p)
         pipeline.evaluate(params, self.settings, p.model_dir, p.test, files)
 
 

@@ -58,7 +58,7 @@ def _with_sources(folder: Path, train: bytes | pd.DataFrame | None, **data: Any)
         (
             "wrong type",
             lambda d: raw_params(train={"model": {"kind": "logistic_regression", "C": "big"}}),
-            "train.model.logistic_regression.C",
+            "train.model.C",
         ),
         (
             "missing column",

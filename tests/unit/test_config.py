@@ -93,3 +93,61 @@ def test_settings_treat_empty_variables_as_unset(monkeypatch: pytest.MonkeyPatch
     settings = Settings()
     assert settings.tracking_uri == "sqlite:///mlruns/mlflow.db"
     assert settings.registry == "127.0.0.1:5001"
+
+
+REGRESSION = {"data": {"task": "regression", "positive_label": None},
+              "validate": {"labels": None},
+              "train": {"model": {"kind": "estimator", "class": "sklearn.linear_model.Ridge"}},
+              "gate": {"min_accuracy": None, "min_macro_f1": None, "max_rmse": 1.0}}  # fmt: skip
+FOREST = "sklearn.ensemble.RandomForestClassifier"
+
+
+def _estimator(cls: str, **params: object) -> dict[str, object]:
+    return {"model": {"kind": "estimator", "class": cls, "params": params}}
+
+
+def _regression(**sections: dict[str, object]) -> dict[str, object]:
+    merged = {name: {**REGRESSION.get(name, {}), **sections.get(name, {})}
+              for name in {*REGRESSION, *sections}}  # fmt: skip
+    return raw_params(**merged)
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (raw_params(train=_estimator("sklearn.ensemble.RandomForestClasifier")),
+         "train.model: class 'sklearn.ensemble.RandomForestClasifier' does not import"),
+        (raw_params(train=_estimator("nosuchpackage.Model")), "does not import"),
+        (raw_params(train=_estimator("json.JSONDecoder")), "not a scikit-learn-compatible"),
+        (raw_params(train=_estimator(FOREST, n_estimatorz=10)),
+         "params.n_estimatorz: not a parameter of RandomForestClassifier"),
+        (raw_params(train=_estimator("sklearn.ensemble.RandomForestRegressor")),
+         "is not a classifier, but data.task is classification"),
+        (_regression(train=_estimator(FOREST)), "is not a regressor, but data.task is regression"),
+        (_regression(train={"model": {"kind": "logistic_regression"}}),
+         "'logistic_regression' is a classifier, but data.task is regression"),
+        (raw_params(train={"model": {"kind": "custom", "factory": "model.nowhere:build"}}),
+         "'model.nowhere:build' does not import"),
+        (raw_params(train={"model": {"kind": "custom", "factory": "model.churn"}}),
+         "expected module:function"),
+        (_regression(gate={"max_rmse": None}), "gate.max_rmse or gate.max_mae is required"),
+        (raw_params(gate={"min_macro_f1": None}), "gate.min_macro_f1 is required"),
+        (raw_params(gate={"max_rmse": 3.0}), "gate.max_rmse does not apply to classification"),
+        (_regression(gate={"min_class_recall": 0.5}), "does not apply to regression"),
+        (_regression(gate={"champion": {"metrics": ["accuracy"]}}),
+         "'accuracy' does not apply to regression"),
+        (_regression(validate={"labels": ["a"]}), "validate.labels lists classes"),
+        (_regression(data={"positive_label": "great"}), "positive_label is for classification"),
+    ],
+)  # fmt: skip
+def test_bring_your_own_model_errors_name_the_key(raw: object, expected: str) -> None:
+    assert expected in _error_for(raw)
+
+
+def test_estimators_and_factories_by_import_path_parse() -> None:
+    forest = parse_params(raw_params(train=_estimator(FOREST, n_estimators=5)), Path("p.yaml"))
+    assert forest.train.model.kind == "estimator"
+    regression = parse_params(
+        _regression(train=_estimator("sklearn.linear_model.Ridge", alpha=2.0)), Path("p.yaml")
+    )
+    assert regression.gate.champion.compared("regression") == ("rmse", "mae")

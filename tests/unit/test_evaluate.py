@@ -67,3 +67,18 @@ def test_evaluate_writes_one_prediction_per_test_row(params: Params) -> None:
     latency = measure_latency(pipeline, test, params.data)
     assert latency["batch_rows"] == len(test)
     assert latency["single_row_ms_median"] > 0
+
+
+def test_regression_metrics_on_known_errors() -> None:
+    from mlship.evaluate import regression_metrics
+
+    actual = np.array([10.0, 20.0, 0.0, 40.0])
+    predicted = np.array([12.0, 18.0, 1.0, 40.0])
+    found = regression_metrics(actual, predicted)
+    assert found["rmse"] == pytest.approx(np.sqrt((4 + 4 + 1 + 0) / 4))
+    assert found["mae"] == pytest.approx(5 / 4)
+    # MAPE leaves out the zero target instead of dividing by it
+    assert found["mape_rows"] == 3
+    assert found["mape"] == pytest.approx((0.2 + 0.1 + 0.0) / 3)
+    assert found["r2"] == pytest.approx(1 - 9 / np.sum((actual - actual.mean()) ** 2))
+    assert found["max_error"] == 2.0

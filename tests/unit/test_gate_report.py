@@ -14,7 +14,7 @@ CRITERIA = [
     ),
 ]  # fmt: skip
 CONTEXT = {"candidate_run_id": "abc", "git_sha": "0123456789abcdef", "champion_version": "3"}
-CONFUSION = {"labels": ["a", "b"], "matrix": [[5, 1], [2, 7]]}
+METRICS = {"confusion_matrix": {"labels": ["a", "b"], "matrix": [[5, 1], [2, 7]]}}
 
 
 def test_junit_has_a_case_per_criterion_and_failures_carry_numbers(tmp_path: Path) -> None:
@@ -32,7 +32,7 @@ def test_junit_has_a_case_per_criterion_and_failures_carry_numbers(tmp_path: Pat
 
 
 def test_markdown_is_a_pull_request_comment() -> None:
-    text = gate_markdown(CRITERIA, CONFUSION, [("train.model.C", 1.0, 8.0)], CONTEXT)
+    text = gate_markdown(CRITERIA, METRICS, [("train.model.C", 1.0, 8.0)], CONTEXT)
     assert text.startswith("<!-- mlship-gate -->")  # lets CI update one comment in place
     assert "❌ FAILED (1 criteria)" in text
     assert "[-0.0800, -0.0200]" in text
@@ -42,7 +42,7 @@ def test_markdown_is_a_pull_request_comment() -> None:
 
 
 def test_markdown_without_champion_or_base() -> None:
-    text = gate_markdown(CRITERIA[:1], CONFUSION, None, {**CONTEXT, "champion_version": None})
+    text = gate_markdown(CRITERIA[:1], METRICS, None, {**CONTEXT, "champion_version": None})
     assert "✅ PASSED" in text
     assert "No champion yet" in text
     assert "no `main` to compare with" in text

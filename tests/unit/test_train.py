@@ -86,7 +86,7 @@ def test_text_is_read_row_by_row_not_as_column_names() -> None:
     ("frame", "message"),
     [
         (text_frame(5).assign(score="great"), "single class"),
-        (text_frame(5).assign(score=[None] + ["great", "other"] * 4 + ["great"]), "missing labels"),
+        (text_frame(5).assign(score=[None] + ["great", "other"] * 4 + ["great"]), "missing values"),
     ],
 )
 def test_fit_refuses_unlearnable_labels(frame: pd.DataFrame, message: str) -> None:
@@ -98,3 +98,69 @@ def test_fit_names_the_cause_when_the_text_has_no_terms() -> None:
     params = make_params(train={"text": {"min_df": 100}})
     with pytest.raises(InputError, match="training failed"):
         fit(params, text_frame(5))
+
+
+REGRESSION = {
+    "data": {**TABULAR["data"], "task": "regression", "target": "weight"},
+    "validate": {"labels": None},
+    "gate": {"min_accuracy": None, "min_macro_f1": None, "max_rmse": 5.0},
+}
+
+
+def regression_frame(rows: int = 80) -> pd.DataFrame:
+    """weight = 2 * mass + 5 on the north island, plus noise."""
+    frame = tabular_frame(rows).drop(columns="species")
+    rng = np.random.default_rng(1)
+    north = (frame["island"] == "north").astype(float)
+    frame["weight"] = 2 * frame["mass"].fillna(20.0) + 5 * north + rng.normal(0, 0.1, rows)
+    return frame
+
+
+def test_any_estimator_by_import_path_with_the_seed_as_random_state() -> None:
+    forest = {"kind": "estimator", "class": "sklearn.ensemble.RandomForestClassifier",
+              "params": {"n_estimators": 5}}  # fmt: skip
+    params = make_params(train={"model": forest}, **TABULAR)
+    pipeline = fit(params, tabular_frame())
+    assert pipeline.named_steps["model"].random_state == params.data.seed
+    assert (pipeline.predict(feature_frame(tabular_frame(), params.data)) != "").all()
+
+
+def test_a_regressor_learns_a_numeric_target() -> None:
+    ridge = {"kind": "estimator", "class": "sklearn.linear_model.Ridge", "params": {"alpha": 0.01}}
+    params = make_params(train={"model": ridge}, **REGRESSION)
+    frame = regression_frame()
+    model = fit(params, frame)
+    predicted = model.predict(feature_frame(frame, params.data))
+    assert np.abs(predicted - frame["weight"]).mean() < 1.0
+    bad = frame.assign(weight=["heavy"] * len(frame))
+    with pytest.raises(InputError, match="'weight' has values that are not numbers"):
+        fit(params, bad)
+
+
+def _factory_params(factory: str) -> Any:
+    return make_params(train={"model": {"kind": "custom", "factory": factory}}, **TABULAR)
+
+
+def test_a_custom_factory_gets_params_and_columns_and_must_return_an_estimator(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given the team's module in the project folder
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "team_models.py").write_text(
+        "from sklearn.compose import make_column_transformer\n"
+        "from sklearn.pipeline import make_pipeline\n"
+        "from sklearn.preprocessing import OneHotEncoder\n"
+        "from sklearn.tree import DecisionTreeClassifier\n"
+        "def good(params, features):\n"
+        "    columns = make_column_transformer(\n"
+        "        (OneHotEncoder(handle_unknown='ignore'), list(features.categorical)),\n"
+        "        remainder='passthrough')\n"
+        "    return make_pipeline(columns, DecisionTreeClassifier(**params))\n"
+        "def useless(params, features):\n"
+        "    return 'not a model'\n"
+    )
+    frame = tabular_frame().fillna({"mass": 20.0, "island": "south"})
+    model = fit(_factory_params("team_models:good"), frame)
+    assert set(model.predict(frame[["island", "mass"]])) <= {"a", "b", "c"}
+    with pytest.raises(InputError, match="returned a str, which has no fit or predict"):
+        fit(_factory_params("team_models:useless"), frame)

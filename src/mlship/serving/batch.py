@@ -9,7 +9,7 @@ import pandas as pd
 
 from mlship import files
 from mlship.errors import InputError
-from mlship.serving.model import load_directory
+from mlship.serving.model import Columns, ServedModel, load_directory
 from mlship.serving.protocols import BadRequestError, check_columns
 
 
@@ -20,11 +20,25 @@ class ScoredFile:
     version: str
 
 
+def answers(served: ServedModel, columns: Columns) -> pd.DataFrame:
+    """prediction (regression); label, and confidence with proba_<class> when the
+    classifier has probabilities."""
+    scores = served.predict(columns)
+    if scores.values is not None:
+        return pd.DataFrame({"prediction": scores.values})
+    scored = pd.DataFrame({"label": scores.labels})
+    if scores.probabilities is not None:
+        scored["confidence"] = scores.probabilities.max(axis=1)
+        for i, label in enumerate(served.classes):
+            scored[f"proba_{label}"] = scores.probabilities[:, i]
+    return scored
+
+
 def score_file(
     model_dir: Path, model_name: str, input_path: str, output_path: Path, chunk_rows: int
 ) -> ScoredFile:
-    """Every input row with label, confidence and class probabilities; a bad row names its
-    column and index."""
+    """Every input row with its answers (see `answers`); a bad row names its column and
+    index."""
     served = load_directory(model_dir, model_name)
     frame = files.read_table(input_path)
     missing = [c for c in served.features.text if c not in frame.columns]
@@ -39,11 +53,7 @@ def score_file(
             check_columns(served.features, columns, f"{input_path} rows {start}+", chunk_rows)
         except BadRequestError as error:
             raise InputError(error.message) from error
-        probabilities = served.predict_proba(columns)
-        scored = pd.DataFrame(probabilities, columns=[f"proba_{c}" for c in served.classes])
-        scored.insert(0, "label", [served.classes[i] for i in probabilities.argmax(axis=1)])
-        scored.insert(1, "confidence", probabilities.max(axis=1))
-        chunks.append(pd.concat([part.reset_index(drop=True), scored], axis=1))
+        chunks.append(pd.concat([part.reset_index(drop=True), answers(served, columns)], axis=1))
     result = pd.concat(chunks, ignore_index=True)
     files.write_with(output_path, lambda temp: result.to_csv(temp, index=False))
     return ScoredFile(len(result), served.name, served.version)

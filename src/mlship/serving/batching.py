@@ -16,19 +16,17 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
+from mlship.serving.model import Columns, Scores
 
-from mlship.serving.model import Columns
-
-# returns (what scored the batch, probabilities): the caller learns which model answered
-Predict = Callable[[Columns], tuple[Any, np.ndarray]]
+# returns (what scored the batch, its scores): the caller learns which model answered
+Predict = Callable[[Columns], tuple[Any, Scores]]
 
 
 @dataclass
 class _Pending:
     columns: Columns
     rows: int
-    future: asyncio.Future[tuple[Any, np.ndarray]] = field(repr=False)
+    future: asyncio.Future[tuple[Any, Scores]] = field(repr=False)
 
 
 class MicroBatcher:
@@ -58,9 +56,9 @@ class MicroBatcher:
                 await self._task
         self._executor.shutdown(wait=False, cancel_futures=True)
 
-    async def submit(self, columns: Columns, rows: int) -> tuple[Any, np.ndarray]:
-        """(the model that scored them, the class probabilities of these rows)."""
-        future: asyncio.Future[tuple[Any, np.ndarray]] = asyncio.get_running_loop().create_future()
+    async def submit(self, columns: Columns, rows: int) -> tuple[Any, Scores]:
+        """(the model that scored them, the scores of these rows)."""
+        future: asyncio.Future[tuple[Any, Scores]] = asyncio.get_running_loop().create_future()
         self._queue.append(_Pending(columns, rows, future))
         self._wake.set()
         return await future
@@ -94,9 +92,7 @@ class MicroBatcher:
                 }
             rows = sum(item.rows for item in batch)
             try:
-                scorer, probabilities = await loop.run_in_executor(
-                    self._executor, self._predict, merged
-                )
+                scorer, scores = await loop.run_in_executor(self._executor, self._predict, merged)
             except Exception as error:  # hand the model's failure to every waiting request
                 for item in batch:
                     if not item.future.done():
@@ -107,5 +103,5 @@ class MicroBatcher:
             start = 0
             for item in batch:
                 if not item.future.done():  # the client may have gone away
-                    item.future.set_result((scorer, probabilities[start : start + item.rows]))
+                    item.future.set_result((scorer, scores.rows(start, start + item.rows)))
                 start += item.rows

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -15,7 +16,12 @@ from prometheus_client import (
     multiprocess,
 )
 
+from mlship.serving.model import Scores
+
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+# predicted values of a regression model: 1-2.5-5 steps from 0.01 to 1e6, both signs
+_STEPS = [m * 10.0**e for e in range(-2, 6) for m in (1.0, 2.5, 5.0)] + [1e6]
+VALUE_BUCKETS = tuple([-v for v in reversed(_STEPS)] + [0.0] + _STEPS)
 
 
 class Metrics:
@@ -34,6 +40,10 @@ class Metrics:
         self.classes = Counter(
             "predicted_class", "Predicted labels", ["model", "version", "label"], registry=r
         )
+        self.values = Histogram(
+            "predicted_value", "Predicted values (regression)", ["model", "version"],
+            buckets=VALUE_BUCKETS, registry=r,
+        )  # fmt: skip
         self.requests = Counter(
             "http_requests", "HTTP requests by route and status", ["route", "method", "status"],
             registry=r,
@@ -54,6 +64,17 @@ class Metrics:
             "batch_rows", "Rows per model call (micro-batching)",
             buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024), registry=r,
         )  # fmt: skip
+
+    def count_answers(self, model: str, version: str, scores: Scores) -> None:
+        """The class mix (classification) or the value distribution (regression)."""
+        if scores.labels is not None:
+            labels, counts = np.unique(scores.labels, return_counts=True)
+            for label, count in zip(labels, counts, strict=True):
+                self.classes.labels(model, version, str(label)).inc(int(count))
+        if scores.values is not None:
+            observe = self.values.labels(model, version).observe
+            for value in scores.values[np.isfinite(scores.values)]:
+                observe(float(value))
 
     def exposition(self) -> tuple[bytes, str]:
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):

@@ -1,7 +1,8 @@
 """A loaded, warmed model and what the server needs to know about it.
 
 Sources: a local model directory (what the image bakes in) or `models:/<name>@<alias>` /
-`models:/<name>/<version>` in the MLflow registry.
+`models:/<name>/<version>` in the MLflow registry. The task (from the model card) decides
+what a prediction is: a class label (with probabilities when the model has them) or a value.
 """
 
 from __future__ import annotations
@@ -17,10 +18,9 @@ import pandas as pd
 from scipy import sparse
 from sklearn.compose import ColumnTransformer
 from sklearn.feature_extraction.text import TfidfVectorizer
-from sklearn.pipeline import Pipeline
 
 from mlship import artifacts, files
-from mlship.card import CARD_FILE, METRICS_FILE, Features, MlflowInfo, ModelCard
+from mlship.card import METRICS_FILE, Features, MlflowInfo, ModelCard
 from mlship.config import DataParams
 from mlship.errors import InputError
 from mlship.features import feature_frame
@@ -28,16 +28,36 @@ from mlship.features import feature_frame
 MODELS_SCHEME = "models:/"
 log = logging.getLogger("mlship.serve")
 Columns = dict[str, list[Any]]
-Scorer = Callable[[Columns], np.ndarray]
+Transform = Callable[[Columns], Any]  # checked columns -> the final estimator's input
 
 
-def text_fast_path(pipeline: Pipeline) -> Scorer | None:
-    """For text-only pipelines: vectorise each column's list of strings and call the
-    estimator directly. The generic path (a DataFrame through ColumnTransformer) costs
-    about 1.7 ms per call before any arithmetic; this one about 0.5 ms. None when the
-    pipeline has any other kind of step."""
-    features, estimator = pipeline.named_steps.get("features"), pipeline.named_steps.get("model")
-    if not isinstance(features, ColumnTransformer) or estimator is None:
+@dataclass(frozen=True)
+class Scores:
+    """What one model call answers for N rows: class labels (and probabilities, when the
+    model has them) for classification; values for regression."""
+
+    labels: np.ndarray | None = None
+    probabilities: np.ndarray | None = None
+    values: np.ndarray | None = None
+
+    def rows(self, start: int, stop: int) -> Scores:
+        def part(array: np.ndarray | None) -> np.ndarray | None:
+            return None if array is None else array[start:stop]
+
+        return Scores(part(self.labels), part(self.probabilities), part(self.values))
+
+    def __len__(self) -> int:
+        found = next(a for a in (self.labels, self.values, self.probabilities) if a is not None)
+        return len(found)
+
+
+def text_fast_path(model: Any) -> Transform | None:
+    """For text-only pipelines: vectorise each column's list of strings directly. The generic
+    path (a DataFrame through ColumnTransformer) costs about 1.7 ms per call before any
+    arithmetic; this one about 0.5 ms. None when the model has any other kind of step."""
+    steps = getattr(model, "named_steps", None)
+    features = steps.get("features") if steps is not None else None
+    if not isinstance(features, ColumnTransformer) or len(model.steps) != 2:
         return None
     parts: list[tuple[TfidfVectorizer, str]] = []
     for name, transformer, column in features.transformers_:
@@ -49,26 +69,25 @@ def text_fast_path(pipeline: Pipeline) -> Scorer | None:
     if not parts:
         return None
 
-    def score(columns: Columns) -> np.ndarray:
+    def transform(columns: Columns) -> Any:
         matrices = [vectorizer.transform(columns[column]) for vectorizer, column in parts]
-        matrix = matrices[0] if len(matrices) == 1 else sparse.hstack(matrices, format="csr")
-        probabilities: np.ndarray = estimator.predict_proba(matrix)
-        return probabilities
+        return matrices[0] if len(matrices) == 1 else sparse.hstack(matrices, format="csr")
 
-    return score
+    return transform
 
 
 def data_params(card: ModelCard) -> DataParams:
     """The card's columns as the DataParams that feature_frame types them by."""
     return DataParams(
-        source="-", text_columns=card.features.text, categorical_columns=card.features.categorical,
-        numeric_columns=card.features.numeric, target=card.target,
+        task=card.task, source="-", text_columns=card.features.text,
+        categorical_columns=card.features.categorical, numeric_columns=card.features.numeric,
+        target=card.target,
     )  # fmt: skip
 
 
 @dataclass(frozen=True)
 class ServedModel:
-    pipeline: Pipeline
+    model: Any  # the fitted pipeline or estimator
     card: ModelCard
     name: str
     version: str
@@ -76,10 +95,11 @@ class ServedModel:
     source: str
     classes: tuple[str, ...] = field(init=False)
     _data: DataParams = field(init=False, repr=False)
-    _fast: Scorer | None = field(init=False, repr=False, default=None)
+    _fast: Transform | None = field(init=False, repr=False, default=None)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "classes", tuple(str(c) for c in self.pipeline.classes_))
+        classes = getattr(self.model, "classes_", ()) if self.classification else ()
+        object.__setattr__(self, "classes", tuple(str(c) for c in classes))
         object.__setattr__(self, "_data", data_params(self.card))
 
     @property
@@ -87,16 +107,32 @@ class ServedModel:
         return self.card.features
 
     @property
+    def classification(self) -> bool:
+        return self.card.task == "classification"
+
+    @property
+    def has_probabilities(self) -> bool:
+        return self.classification and hasattr(self.model, "predict_proba")
+
+    @property
     def scoring_path(self) -> str:
         return "text fast" if self._fast is not None else "pipeline"
 
-    def predict_proba(self, columns: Columns) -> np.ndarray:
-        """Class probabilities of checked feature columns (see protocols.check_columns)."""
+    def _answer(self, estimator: Any, inputs: Any) -> Scores:
+        if self.has_probabilities:
+            probabilities = np.asarray(estimator.predict_proba(inputs))
+            labels = np.asarray(self.classes)[probabilities.argmax(axis=1)]
+            return Scores(labels=labels, probabilities=probabilities)
+        answers = np.asarray(estimator.predict(inputs))
+        if self.classification:
+            return Scores(labels=answers.astype(str))
+        return Scores(values=answers.astype(float))
+
+    def predict(self, columns: Columns) -> Scores:
+        """Scores of checked feature columns (see protocols.check_columns)."""
         if self._fast is not None:
-            return self._fast(columns)
-        frame = feature_frame(pd.DataFrame(columns), self._data)
-        probabilities: np.ndarray = self.pipeline.predict_proba(frame)
-        return probabilities
+            return self._answer(self.model.steps[-1][1], self._fast(columns))
+        return self._answer(self.model, feature_frame(pd.DataFrame(columns), self._data))
 
     def warm(self) -> None:
         """Predict once, so the first request pays no lazy initialisation; switch to the
@@ -110,9 +146,10 @@ class ServedModel:
         if self.features.text:
             columns[self.features.text[0]][0] = "great taste, would buy again"
             columns[self.features.text[0]][1] = "stale, awful, never again"
-        expected = self.predict_proba(columns)
-        fast = text_fast_path(self.pipeline)
-        if fast is not None and np.allclose(fast(columns), expected, rtol=0, atol=1e-9):
+        expected = self.predict(columns)
+        fast = text_fast_path(self.model)
+        if fast is not None and _same(self._answer(self.model.steps[-1][1], fast(columns)),
+                                      expected):  # fmt: skip
             object.__setattr__(self, "_fast", fast)
         log.info("model %s v%s: %s path", self.name, self.version, self.scoring_path)
 
@@ -123,6 +160,8 @@ class ServedModel:
             "version": self.version,
             "alias": self.alias,
             "source": self.source,
+            "task": card.task,
+            "estimator": card.estimator,
             "git_sha": card.git.sha,
             "run_id": card.run_id,
             "trained_at": card.trained_at,
@@ -137,13 +176,29 @@ class ServedModel:
         }
 
 
+def _same(first: Scores, second: Scores) -> bool:
+    """The same answers: labels equal, numbers within 1e-9."""
+    pairs = ((first.probabilities, second.probabilities), (first.values, second.values),
+             (first.labels, second.labels))  # fmt: skip
+    for a, b in pairs:
+        if a is None or b is None:
+            if a is not b:
+                return False
+        elif a.dtype.kind in "fc":
+            if not np.allclose(a, b, rtol=0, atol=1e-9):
+                return False
+        elif not np.array_equal(a, b):
+            return False
+    return True
+
+
 def load_directory(model_dir: Path, name: str) -> ServedModel:
     card = ModelCard.load(model_dir)
-    pipeline = artifacts.load_model(model_dir)
+    model = artifacts.load_model(model_dir, card)
     metrics_file = model_dir / METRICS_FILE
     if metrics_file.is_file():  # baked in beside the model by the image build
         card = card.updated(metrics=files.read_json(metrics_file))
-    return ServedModel(pipeline, card, name, card.version, None, str(model_dir))
+    return ServedModel(model, card, name, card.version, None, str(model_dir))
 
 
 def parse_models_uri(uri: str) -> tuple[str, str | None, str | None]:
@@ -165,38 +220,30 @@ def resolve_version(tracking_uri: str, uri: str) -> str:
     import mlflow
     from mlflow.exceptions import MlflowException
 
+    from mlship.registry import mlflow_failure
+
     name, alias, version = parse_models_uri(uri)
     client = mlflow.MlflowClient(tracking_uri=tracking_uri)
     try:
         if alias is not None:
             return str(client.get_model_version_by_alias(name, alias).version)
     except MlflowException as error:
-        raise InputError(f"{uri}: {error.message}") from error
+        raise mlflow_failure(error, uri) from error
     assert version is not None
     return version
 
 
 def load_registry(tracking_uri: str, uri: str) -> ServedModel:
-    import mlflow
-    import mlflow.sklearn
-    from mlflow.exceptions import MlflowException
+    """The version a models:/ URI points at, loaded safely (see registry.load_version)."""
+    from mlship.registry import load_version
 
     name, alias, _ = parse_models_uri(uri)
     version = resolve_version(tracking_uri, uri)
-    mlflow.set_tracking_uri(tracking_uri)
-    client = mlflow.MlflowClient(tracking_uri=tracking_uri)
-    try:
-        found = client.get_model_version(name, version)
-        pipeline = mlflow.sklearn.load_model(f"models:/{name}/{version}")
-        raw = mlflow.artifacts.load_dict(f"runs:/{found.run_id}/{CARD_FILE}")
-        run = client.get_run(str(found.run_id))
-    except MlflowException as error:
-        raise InputError(f"{uri} (version {version}): {error.message}") from error
-    card = ModelCard.parse(raw, f"{uri} (version {version}): {CARD_FILE}")
-    card = card.updated(
-        metrics=dict(run.data.metrics),
-        mlflow=(card.mlflow or MlflowInfo(run_id=str(found.run_id))).model_copy(
-            update={"run_id": str(found.run_id)}
+    loaded = load_version(tracking_uri, name, version)
+    card = loaded.card.updated(
+        metrics=loaded.metrics,
+        mlflow=(loaded.card.mlflow or MlflowInfo(run_id=loaded.run_id)).model_copy(
+            update={"run_id": loaded.run_id}
         ),
     )
-    return ServedModel(pipeline, card, name, version, alias, uri)
+    return ServedModel(loaded.model, card, name, version, alias, uri)

@@ -12,8 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from mlship.choices import ChallengerMode
 from mlship.config import Settings
 from mlship.serving.batching import MicroBatcher
@@ -21,6 +19,7 @@ from mlship.serving.metrics import Metrics
 from mlship.serving.model import (
     MODELS_SCHEME,
     Columns,
+    Scores,
     ServedModel,
     load_directory,
     load_registry,
@@ -64,10 +63,10 @@ class Slot:
     def follows_alias(self) -> bool:
         return self.source.startswith(MODELS_SCHEME) and "@" in self.source
 
-    def score(self, columns: Columns) -> tuple[ServedModel, np.ndarray]:
+    def score(self, columns: Columns) -> tuple[ServedModel, Scores]:
         model = self.model  # one reference per batch: a swap never splits a batch
         assert model is not None
-        return model, model.predict_proba(columns)
+        return model, model.predict(columns)
 
     def describe(self) -> dict[str, Any]:
         entry = self.model.info() if self.model else {"source": self.source, "loaded": False}
@@ -195,8 +194,8 @@ class DataPlane:
             body["challenger_mode"] = self.challenger_mode.mode.value
         return body
 
-    async def score(self, columns: Columns, rows: int) -> tuple[ServedModel, np.ndarray]:
-        """Checked columns -> (the model that answered, class probabilities). In split mode
+    async def score(self, columns: Columns, rows: int) -> tuple[ServedModel, Scores]:
+        """Checked columns -> (the model that answered, its scores). In split mode
         the challenger answers its share; in shadow mode it scores a copy in the background."""
         mode, challenger = self.challenger_mode, self.challenger
         second = challenger if challenger is not None and challenger.ready else None
@@ -210,20 +209,18 @@ class DataPlane:
 
     async def _score_slot(
         self, slot: Slot, columns: Columns, rows: int
-    ) -> tuple[ServedModel, np.ndarray]:
+    ) -> tuple[ServedModel, Scores]:
         assert slot.batcher is not None and slot.model is not None
         metrics = self.metrics
         started = time.perf_counter()
         name, version = slot.model.name, slot.model.version
         try:
-            model, probabilities = await slot.batcher.submit(columns, rows)
+            model, scores = await slot.batcher.submit(columns, rows)
         except Exception:
             metrics.predictions.labels(name, version, "error").inc()
             raise
         metrics.latency.labels(model.name, model.version).observe(time.perf_counter() - started)
         metrics.predictions.labels(model.name, model.version, "ok").inc()
         metrics.rows.labels(model.name, model.version).inc(rows)
-        labels = np.asarray(model.classes)[probabilities.argmax(axis=1)]
-        for label, count in zip(*np.unique(labels, return_counts=True), strict=True):
-            metrics.classes.labels(model.name, model.version, str(label)).inc(int(count))
-        return model, probabilities
+        metrics.count_answers(model.name, model.version, scores)
+        return model, scores

@@ -1,24 +1,29 @@
-"""The gate stage: judge the evaluated candidate and write its reports.
+"""The gate stage: judge the candidate and write its reports.
 
-Freshness (DVC), thresholds on the evaluation, behaviour on the test split, a paired
-comparison with the registry's @champion on the same rows, and the data contract's verdict.
+It trusts no file it could recompute: the model is scored on the test split here, and the
+metrics it judges are those scores (metrics/evaluate.json must match them, or the gate
+refuses); latency is measured again; the data contract is checked again on the splits.
+Then the thresholds, behaviour on the test split, a paired comparison with the registry's
+@champion on the same rows, and the contract's verdict.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import yaml
-from sklearn.pipeline import Pipeline
 
-from mlship import artifacts, files, gate_report, registry, vcs
+from mlship import artifacts, contract, data, files, gate_report, registry, vcs
 from mlship.card import MODEL_FILE, ModelCard
 from mlship.config import BehaviourParams, Params, Settings
 from mlship.criteria import (
+    Answer,
     Criterion,
     behaviour_criteria,
     champion_criteria,
@@ -27,6 +32,7 @@ from mlship.criteria import (
 )
 from mlship.dvc_repo import stale_stages
 from mlship.errors import InputError
+from mlship.evaluate import Evaluation, evaluate_model, measure_latency
 from mlship.features import feature_frame
 from mlship.paths import PipelinePaths
 from mlship.stages.pipeline import read_split
@@ -53,82 +59,110 @@ def gate(
     params: Params, settings: Settings, paths: PipelinePaths, dvc_file: Path, params_file: Path,
     base_ref: str = "main", stale: StaleStages = stale_stages,
 ) -> GateResult:  # fmt: skip
-    """Judge the candidate in paths.model_dir; InputError on missing, NaN or stale inputs."""
+    """Judge the candidate in paths.model_dir; InputError on missing, NaN, stale or edited
+    inputs."""
     outdated = stale(dvc_file)
     if outdated:
         raise InputError(
             "the evaluation is stale: these stages differ from dvc.lock: "
             + ", ".join(outdated) + "; run `dvc repro` first"
         )  # fmt: skip
-    metrics = files.read_json(paths.metrics)
     card = ModelCard.load(paths.model_dir)
     run_id = card.require_run_id(paths.model_dir)
-    criteria = threshold_criteria(metrics, files.read_json(paths.latency), params.gate)
-    test = read_split(paths.test)
-    rows = pd.read_csv(paths.predictions, dtype={"actual": str, "predicted": str})
-    if len(rows) != len(test):
-        raise InputError(
-            f"{paths.predictions}: {len(rows)} rows, but the test split has {len(test)}"
-        )
+    model = artifacts.load_model(paths.model_dir, card)
+    test = data.select_columns(read_split(paths.test), params.data, str(paths.test))
+    scored = evaluate_model(model, test, params.data)
+    metrics = recorded_metrics_match(paths.metrics, scored)
+    latency = measure_latency(model, test, params.data)
+    task = params.data.task
+    criteria = threshold_criteria(metrics, latency, params.gate, task)
     if params.gate.behaviour is not None:
-        pipeline = artifacts.load_model(paths.model_dir)
-        criteria += behaviour(pipeline, test, params, params.gate.behaviour)
+        criteria += behaviour(model, test, params, params.gate.behaviour)
     champion = registry.alias_version(settings, registry.CHAMPION)
     champion_version = None if champion is None else str(champion.version)
     if champion_version is not None:
-        champion_predicted = score_champion(settings, champion_version, test, params)
+        answers = scored.predictions
         criteria += champion_criteria(
-            rows["actual"].to_numpy(), rows["predicted"].to_numpy(), champion_predicted,
-            list(card.classes), params.gate, champion_version,
+            answers["actual"].to_numpy(), answers["predicted"].to_numpy(),
+            score_champion(settings, champion_version, test, params),
+            list(card.classes), params.gate, champion_version, task,
         )  # fmt: skip
-    criteria.append(contract_criterion(files.read_json(paths.contract_json)))
+    criteria.append(contract_criterion(recheck_contract(params, paths)))
 
     context = {
+        "task": task,
         "candidate_run_id": run_id,
         "git_sha": card.git.sha,
         "champion_version": champion_version,
         "dvc_lock_sha256": files.sha256(dvc_file.with_suffix(".lock")),
         "model_sha256": files.sha256(paths.model_dir / MODEL_FILE),
+        "trusted_types": list(card.trusted_types),
         "base_ref": base_ref,
         "judged_at": artifacts.utc_now(),
     }
     diff = params_diff(base_ref, params_file)
     files.write_json(paths.gate_json, gate_report.gate_json(criteria, context))
-    files.write_text(
-        paths.gate_md,
-        gate_report.gate_markdown(criteria, metrics["confusion_matrix"], diff, context),
-    )
+    files.write_text(paths.gate_md, gate_report.gate_markdown(criteria, metrics, diff, context))
     files.write_with(paths.gate_junit, lambda temp: gate_report.gate_junit(criteria, temp))
     return GateResult(criteria, champion_version, paths.gate_md)
 
 
-def score_champion(settings: Settings, version: str, test: pd.DataFrame, params: Params) -> Any:
-    """The champion's predicted labels on this test split."""
+def recorded_metrics_match(recorded: Path, scored: Evaluation) -> dict[str, Any]:
+    """The metrics as recomputed; InputError when the recorded file says otherwise."""
+    on_file = files.read_json(recorded)
+    recomputed = json.loads(json.dumps(scored.metrics))  # the file's own JSON types
+    differing = sorted(
+        key for key in recomputed.keys() | on_file.keys() if on_file.get(key) != recomputed.get(key)
+    )
+    if differing:
+        key = differing[0]
+        raise InputError(
+            f"{recorded} does not match the model's own scores on the test split ({key}: "
+            f"{on_file.get(key)!r} on file, {recomputed.get(key)!r} recomputed): it was edited "
+            "or is stale; run `dvc repro`"
+        )
+    return dict(recomputed)
+
+
+def recheck_contract(params: Params, paths: PipelinePaths) -> dict[str, Any]:
+    checks = contract.check_contract(
+        read_split(paths.train), read_split(paths.test), params.data, params.validate_
+    )
+    return contract.contract_report(checks)
+
+
+def score_champion(
+    settings: Settings, version: str, test: pd.DataFrame, params: Params
+) -> np.ndarray:
+    """The champion's answers on this test split: labels, or values for regression."""
     model = registry.load_version_model(settings, version)
     try:
-        return model.predict(feature_frame(test, params.data)).astype(str)
+        answers = np.asarray(model.predict(feature_frame(test, params.data)))
     except (KeyError, ValueError) as error:
         raise InputError(
             f"champion v{version} cannot score this test set "
             f"(were the feature columns changed?): {error}"
         ) from error
+    return answers.astype(float if params.data.task == "regression" else str)
 
 
 def behaviour(
-    pipeline: Pipeline, test: pd.DataFrame, params: Params, settings: BehaviourParams
+    model: Any, test: pd.DataFrame, params: Params, settings: BehaviourParams
 ) -> list[Criterion]:
     """Predict functions over real test rows (invariance) and bare texts (functionality)."""
     column = settings.column
     limit = settings.invariance.rows if settings.invariance else 0
     base_rows = test.head(limit).reset_index(drop=True)
+    regression = params.data.task == "regression"
 
-    def predict(texts: list[str]) -> list[str]:
+    def predict(texts: list[str]) -> list[Answer]:
         if len(texts) == len(base_rows):
             frame = base_rows.assign(**{column: texts})
         else:
             frame = pd.DataFrame({c: [None] * len(texts) for c in params.data.feature_columns})
             frame[column] = texts
-        return [str(label) for label in pipeline.predict(feature_frame(frame, params.data))]
+        answers = model.predict(feature_frame(frame, params.data))
+        return [float(a) if regression else str(a) for a in answers]
 
     texts = [str(t) for t in base_rows[column]]
     return behaviour_criteria(predict, texts, settings)

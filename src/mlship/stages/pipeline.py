@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +17,8 @@ from mlship.config import Params, Settings
 from mlship.contract import Check
 from mlship.evaluate import Evaluation, evaluate_model, measure_latency
 from mlship.features import feature_frame
+from mlship.importing import local_package
+from mlship.paths import PipelinePaths
 from mlship.train import fit
 from mlship.vcs import git_state
 
@@ -66,16 +70,48 @@ def validate(
     return ContractVerdict(checks)
 
 
+@dataclass(frozen=True)
+class ModelMakeup:
+    """What a fitted model is made of, beyond scikit-learn itself."""
+
+    estimator: str  # import path of the final estimator
+    trusted_types: tuple[str, ...]  # types it holds beyond the built-in trust list
+    code: tuple[str, ...]  # the team's packages among those types' modules
+    requirements: dict[str, str]  # distributions those types (and the estimator) come from
+
+
+def makeup(model: Any) -> ModelMakeup:
+    final = model.steps[-1][1] if hasattr(model, "steps") else model
+    estimator = f"{type(final).__module__}.{type(final).__qualname__}"
+    needed = artifacts.untrusted_types(model)
+    code: set[str] = set()
+    distributions: set[str] = set()
+    by_module = metadata.packages_distributions()
+    for name in {*needed, estimator}:
+        root = name.split(".")[0]
+        module = sys.modules.get(root)
+        if module is not None and local_package(module) is not None:
+            code.add(root)
+        else:
+            distributions.update(by_module.get(root, []))
+    requirements = {name: metadata.version(name) for name in sorted(distributions)}
+    return ModelMakeup(estimator, tuple(needed), tuple(sorted(code)), requirements)
+
+
 def train(params: Params, settings: Settings, train_data: Path, model_dir: Path) -> ModelCard:
-    """Fit the declared pipeline, log it to MLflow, save it (skops) with its model card."""
+    """Fit the declared model, check its types against the trust policy, log it to MLflow,
+    save it (skops) with its model card and the team's code it needs."""
     frame = data.select_columns(read_split(train_data), params.data, str(train_data))
     started = time.perf_counter()
-    pipeline = fit(params, frame)
+    model = fit(params, frame)
     fit_seconds = round(time.perf_counter() - started, 3)
+    made = makeup(model)
+    artifacts.refuse_untrusted(list(made.trusted_types), params.train.trusted_types, "train")
     git = git_state()
     columns = params.data
+    classifier = columns.task == "classification"
     card = ModelCard(
-        task="classification",
+        task=columns.task,
         features=Features(
             text=columns.text_columns,
             categorical=columns.categorical_columns,
@@ -83,7 +119,12 @@ def train(params: Params, settings: Settings, train_data: Path, model_dir: Path)
         ),
         dtypes={column: str(frame[column].dtype) for column in columns.feature_columns},
         target=columns.target,
-        classes=tuple(str(c) for c in pipeline.classes_),
+        classes=tuple(str(c) for c in model.classes_) if classifier else (),
+        probabilities=classifier and hasattr(model, "predict_proba"),
+        estimator=made.estimator,
+        trusted_types=made.trusted_types,
+        code=made.code,
+        requirements=made.requirements,
         params=params.model_dump(mode="json", by_alias=True),
         data=DataInfo(train_rows=len(frame), train_digest=data.frame_digest(frame)),
         git=GitInfo(sha=git.sha, dirty=git.dirty),
@@ -92,7 +133,7 @@ def train(params: Params, settings: Settings, train_data: Path, model_dir: Path)
         fit_seconds=fit_seconds,
     )
     example = feature_frame(frame.head(3), columns)
-    logged = registry.log_training(settings, card, pipeline, example)
+    logged = registry.log_training(settings, card, model, example)
     card = card.updated(
         mlflow=MlflowInfo(
             run_id=logged.run_id,
@@ -101,7 +142,7 @@ def train(params: Params, settings: Settings, train_data: Path, model_dir: Path)
             tracking_uri=settings.tracking_uri,
         )
     )
-    artifacts.save_model(pipeline, card, model_dir)
+    artifacts.save_model(model, card, model_dir)
     return card
 
 
@@ -110,28 +151,38 @@ class EvaluationFiles:
     metrics: Path
     latency: Path
     predictions: Path
+    confusion: Path  # classification's plot; empty for regression
     roc: Path
     precision_recall: Path
+    residuals: Path  # regression's plot; empty for classification
 
     def all(self) -> list[Path]:
-        return [self.metrics, self.latency, self.predictions, self.roc, self.precision_recall]
+        return [self.metrics, self.latency, self.predictions, self.confusion, self.roc,
+                self.precision_recall, self.residuals]  # fmt: skip
+
+    @classmethod
+    def of(cls, paths: PipelinePaths) -> EvaluationFiles:
+        return cls(paths.metrics, paths.latency, paths.predictions, paths.confusion, paths.roc,
+                   paths.precision_recall, paths.residuals)  # fmt: skip
 
 
 def evaluate(
     params: Params, settings: Settings, model_dir: Path, test: Path, out: EvaluationFiles
 ) -> Evaluation:
     """Score the held-out set; write metrics, curves and per-row predictions; log to MLflow."""
-    pipeline = artifacts.load_model(model_dir)
     card = ModelCard.load(model_dir)
+    model = artifacts.load_model(model_dir, card)
     run_id = card.require_run_id(model_dir)
     frame = data.select_columns(read_split(test), params.data, str(test))
-    result = evaluate_model(pipeline, frame, params.data)
-    timing = measure_latency(pipeline, frame, params.data)
+    result = evaluate_model(model, frame, params.data)
+    timing = measure_latency(model, frame, params.data)
     files.write_json(out.metrics, result.metrics)
     files.write_json(out.latency, timing)
     files.write_with(out.predictions, lambda temp: result.predictions.to_csv(temp, index=False))
+    files.write_with(out.confusion, lambda temp: result.confusion_rows().to_csv(temp, index=False))
     files.write_json(out.roc, {"roc": result.roc})
     files.write_json(out.precision_recall, {"precision_recall": result.precision_recall})
+    files.write_json(out.residuals, {"residuals": result.residuals})
     registry.log_evaluation(settings, run_id, result.scalars() | timing_scalars(timing), out.all())
     return result
 

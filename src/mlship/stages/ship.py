@@ -10,7 +10,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mlship import artifacts, files, gate_report, image, launch, loadtest, registry, rollout, vcs
+from mlship import (
+    artifacts,
+    files,
+    gate_report,
+    image,
+    launch,
+    loadtest,
+    lockfile,
+    registry,
+    rollout,
+    vcs,
+)
 from mlship.card import ModelCard, RegistryInfo
 from mlship.choices import Environment, LoadTarget
 from mlship.config import Params, Settings
@@ -43,23 +54,26 @@ def image_build(
             metrics = card.metrics or None
         else:
             card = ModelCard.load(model_dir)
-            artifacts.load_model(model_dir)  # refuse to bake a model that cannot load
+            artifacts.load_model(model_dir, card)  # refuse to bake a model that cannot load
             metrics = files.read_json(paths.metrics) if paths.metrics.is_file() else None
             card = with_registered_version(settings, card, progress)
+        extra = lockfile.extra_requirements(card, Path(image.SERVE_LOCK), Path(image.FULL_LOCK))
+        if extra:
+            progress(f"the model needs beyond the server: {', '.join(p.name for p in extra)}")
+        extra_lock = context / image.EXTRA_LOCK
+        image.write_extra_lock(extra_lock, extra)
+        locks = [Path(image.SERVE_LOCK), extra_lock]
+        progress("downloading and hash-checking wheels ...")
+        image.download_wheels(locks if extra else locks[:1], WHEEL_CACHE, Path.cwd())
         lock = dvc_file.with_suffix(".lock")
         plan = image.plan(
             settings.registry, settings.image_name, settings.model_name, vcs.git_state().sha,
             card, files.sha256(lock) if lock.is_file() else "", vcs.remote_url(),
-            artifacts.utc_now(), settings.base_image,
+            artifacts.utc_now(), settings.base_image, image.system_packages(extra, WHEEL_CACHE),
         )  # fmt: skip
-        progress("downloading and hash-checking wheels ...")
-        image.download_wheels(Path(image.SERVE_LOCK), WHEEL_CACHE, Path.cwd())
         build_context = context / "context"
         build_context.mkdir()
-        image.stage_context(
-            build_context, dockerfile, Path(image.SERVE_LOCK), model_dir, WHEEL_CACHE, card,
-            metrics,
-        )  # fmt: skip
+        image.stage_context(build_context, dockerfile, locks, model_dir, WHEEL_CACHE, card, metrics)
         image_id = image.build(client, build_context, plan, progress)
     record = image.ImageRecord(
         id=image_id, references=plan.references, labels=plan.build_args,
@@ -78,7 +92,7 @@ def stage_registry_model(settings: Settings, alias: str, folder: Path) -> ModelC
         registry=RegistryInfo(name=served.name, version=served.version, alias=alias),
         mlflow=mlflow,
     )
-    artifacts.save_model(served.pipeline, card, folder)
+    artifacts.save_model(served.model, card, folder)
     return card
 
 

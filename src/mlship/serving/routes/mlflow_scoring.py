@@ -3,7 +3,6 @@ dataframe_records, instances, inputs) or text/csv."""
 
 from __future__ import annotations
 
-import numpy as np
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
@@ -40,10 +39,11 @@ def router(plane: DataPlane) -> APIRouter:
                     "use application/json or text/csv", 415,
                 )  # fmt: skip
             rows = protocols.check_columns(model.features, columns, "input", plane.max_rows)
-            scored_by, probabilities = await plane.score(columns, rows)
+            _, scores = await plane.score(columns, rows)
         except BadRequestError as error:
             return _error(error.message, error.status)
-        labels = np.asarray(scored_by.classes)[probabilities.argmax(axis=1)]
-        return JSONResponse({"predictions": labels.tolist()})
+        answers = scores.values if scores.values is not None else scores.labels
+        assert answers is not None
+        return JSONResponse({"predictions": answers.tolist()})
 
     return routes

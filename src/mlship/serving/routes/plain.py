@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from mlship.serving import protocols
+from mlship.serving.model import Scores
 from mlship.serving.plane import DataPlane
 from mlship.serving.protocols import BadRequestError
 from mlship.serving.routes import parse_json
@@ -17,7 +20,8 @@ def router(plane: DataPlane) -> APIRouter:
     @routes.post("/predict", tags=["predict"])
     async def predict(request: Request) -> Response:
         """One object or a list of objects whose fields are the model's feature columns.
-        Answers label, confidence and class probabilities, with the model version."""
+        Answers label, confidence and class probabilities (classification) or prediction
+        (regression), with the model and version."""
         model = plane.model
         if model is None:
             return JSONResponse({"detail": "the model is not loaded yet"}, status_code=503)
@@ -26,20 +30,30 @@ def router(plane: DataPlane) -> APIRouter:
                 model.features, parse_json(await request.body())
             )
             rows = protocols.check_columns(model.features, columns, "body", plane.max_rows)
-            scored_by, probabilities = await plane.score(columns, rows)
+            scored_by, scores = await plane.score(columns, rows)
         except BadRequestError as error:
             status = 422 if error.status == 400 else error.status
             return JSONResponse({"detail": error.message}, status_code=status)
-        classes = scored_by.classes
-        answers = [
-            {
-                "label": classes[int(row.argmax())],
-                "confidence": round(float(row.max()), 6),
-                "probabilities": {c: round(float(p), 6) for c, p in zip(classes, row, strict=True)},
-            }
-            for row in probabilities
-        ]
+        answers = plain_answers(scored_by.classes, scores)
         meta = {"model": scored_by.name, "version": scored_by.version}
         return JSONResponse({**answers[0], **meta} if single else {"predictions": answers, **meta})
 
     return routes
+
+
+def plain_answers(classes: tuple[str, ...], scores: Scores) -> list[dict[str, Any]]:
+    """Per row: `prediction` (regression); `label`, and `confidence` with `probabilities`
+    when the classifier has them."""
+    if scores.values is not None:
+        return [{"prediction": round(float(v), 6)} for v in scores.values]
+    assert scores.labels is not None
+    if scores.probabilities is None:
+        return [{"label": str(label)} for label in scores.labels]
+    return [
+        {
+            "label": str(label),
+            "confidence": round(float(row.max()), 6),
+            "probabilities": {c: round(float(p), 6) for c, p in zip(classes, row, strict=True)},
+        }
+        for label, row in zip(scores.labels, scores.probabilities, strict=True)
+    ]

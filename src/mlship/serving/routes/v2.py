@@ -5,13 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from mlship import __version__
 from mlship.serving import protocols
-from mlship.serving.model import ServedModel
+from mlship.serving.model import Scores, ServedModel
 from mlship.serving.plane import DataPlane
 from mlship.serving.protocols import BadRequestError
 
@@ -52,16 +51,18 @@ def router(plane: DataPlane) -> APIRouter:
         f = found.features
         inputs = [{"name": c, "datatype": "BYTES", "shape": [-1]} for c in f.text + f.categorical]
         inputs += [{"name": c, "datatype": "FP64", "shape": [-1]} for c in f.numeric]
+        if not found.classification:
+            outputs = [{"name": "prediction", "datatype": "FP64", "shape": [-1]}]
+        else:
+            outputs = [{"name": "label", "datatype": "BYTES", "shape": [-1]}]
+            if found.has_probabilities:
+                outputs.append({"name": "probabilities", "datatype": "FP64",
+                                "shape": [-1, len(found.classes)]})  # fmt: skip
         return JSONResponse(
             {
                 "name": found.name, "versions": [found.version], "platform": "scikit-learn",
-                "inputs": inputs,
-                "outputs": [
-                    {"name": "label", "datatype": "BYTES", "shape": [-1]},
-                    {"name": "probabilities", "datatype": "FP64",
-                     "shape": [-1, len(found.classes)]},
-                ],
-                "parameters": {"classes": list(found.classes)},
+                "inputs": inputs, "outputs": outputs,
+                "parameters": {"task": found.card.task, "classes": list(found.classes)},
             }
         )  # fmt: skip
 
@@ -85,15 +86,10 @@ def router(plane: DataPlane) -> APIRouter:
             )
             columns = protocols.v2_columns(found.features, payload, binary)
             rows = protocols.check_columns(found.features, columns, "inputs", plane.max_rows)
-            scored_by, probabilities = await plane.score(columns, rows)
+            scored_by, scores = await plane.score(columns, rows)
         except BadRequestError as error:
             return _error(error.message, error.status)
-        labels = np.asarray(scored_by.classes)[probabilities.argmax(axis=1)].tolist()
-        outputs = [
-            {"name": "label", "datatype": "BYTES", "shape": [rows], "data": labels},
-            {"name": "probabilities", "datatype": "FP64", "shape": [rows, len(scored_by.classes)],
-             "data": probabilities.round(6).ravel().tolist()},
-        ]  # fmt: skip
+        outputs = v2_outputs(scored_by.classes, scores, rows)
         wanted = [o.get("name") for o in payload.get("outputs", []) if isinstance(o, dict)]
         if wanted:
             outputs = [o for o in outputs if o["name"] in wanted]
@@ -104,3 +100,16 @@ def router(plane: DataPlane) -> APIRouter:
         return JSONResponse(answer)
 
     return routes
+
+
+def v2_outputs(classes: tuple[str, ...], scores: Scores, rows: int) -> list[dict[str, Any]]:
+    if scores.values is not None:
+        return [{"name": "prediction", "datatype": "FP64", "shape": [rows],
+                 "data": scores.values.round(6).tolist()}]  # fmt: skip
+    assert scores.labels is not None
+    outputs = [{"name": "label", "datatype": "BYTES", "shape": [rows],
+                "data": scores.labels.tolist()}]  # fmt: skip
+    if scores.probabilities is not None:
+        outputs.append({"name": "probabilities", "datatype": "FP64", "shape": [rows, len(classes)],
+                        "data": scores.probabilities.round(6).ravel().tolist()})  # fmt: skip
+    return outputs

@@ -1,0 +1,43 @@
+"""A registry version loads only as a skops file under the trust policy: never by
+unpickling (a pickle runs any code it names when loaded)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mlflow
+import mlflow.sklearn
+import pytest
+
+from mlship.errors import InputError
+from mlship.registry import load_version
+from mlship.train import fit
+from tests.conftest import make_params, text_frame
+from tests.serving.conftest import card_for
+
+
+def _register(store: str, serialization: str) -> str:
+    mlflow.set_tracking_uri(store)
+    model = fit(make_params(), text_frame(10))
+    with mlflow.start_run() as run:
+        mlflow.log_dict(card_for(["great", "other"]).as_json(), "model_card.json")
+        logged = mlflow.sklearn.log_model(
+            model, name="model", serialization_format=serialization,
+            pip_requirements=["scikit-learn"],
+        )  # fmt: skip
+    assert run.info.run_id
+    return str(mlflow.register_model(logged.model_uri, "reviews").version)
+
+
+def test_a_pickled_version_is_refused_and_a_skops_one_loads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    store = f"sqlite:///{tmp_path}/mlflow.db"
+    pickled = _register(store, "pickle")
+    with pytest.raises(InputError, match="refusing a model saved as 'pickle'"):
+        load_version(store, "reviews", pickled)
+    safe = _register(store, "skops")
+    loaded = load_version(store, "reviews", safe)
+    assert list(loaded.model.classes_) == ["great", "other"]
+    assert loaded.card.classes == ("great", "other")
