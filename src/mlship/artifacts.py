@@ -27,10 +27,11 @@ TRUSTED_TYPES = (
     "numpy.dtype",  # the one-hot encoder's category dtypes
     "sklearn.calibration._CalibratedClassifier",  # linear_svm's calibrated folds
     "sklearn.calibration._SigmoidCalibration",
-    # gradient_boosting's trees: skops notes their node indices are not bounds-checked, so
-    # a forged file could crash predict(). Model files come only from this pipeline and
-    # are content-addressed by DVC and MLflow.
+    # scikit-learn's trees (gradient_boosting's, and every forest's and tree's): skops notes
+    # their node indices are not bounds-checked, so a forged file could crash predict().
+    # Model files come only from this pipeline and are content-addressed by DVC and MLflow.
     "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+    "sklearn.tree._tree.Tree",
 )
 TRACKED_LIBRARIES = ("mlship", "scikit-learn", "numpy", "scipy", "pandas", "skops", "mlflow")
 CODE_DIR = "code"  # the team's packages the model needs, copied beside it

@@ -6,6 +6,7 @@ error naming the key instead of a silently ignored setting.
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -170,8 +171,11 @@ class EstimatorParams(_Strict):
                 "(it needs fit, predict and get_params)"
             )
         accepted = sorted(found().get_params(deep=False))
+        signature = inspect.signature(found.__init__)
+        # a constructor that takes **kwargs (LightGBM's, say) passes unknown keys on itself
+        open_ended = any(p.kind is p.VAR_KEYWORD for p in signature.parameters.values())
         for key in self.params:
-            if key not in accepted:
+            if key not in accepted and not open_ended:
                 raise ValueError(
                     f"params.{key}: not a parameter of {found.__name__}; it takes {accepted}"
                 )

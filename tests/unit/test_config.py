@@ -151,3 +151,6 @@ def test_estimators_and_factories_by_import_path_parse() -> None:
         _regression(train=_estimator("sklearn.linear_model.Ridge", alpha=2.0)), Path("p.yaml")
     )
     assert regression.gate.champion.compared("regression") == ("rmse", "mae")
+    # a constructor taking **kwargs passes keys it does not declare on itself
+    lightgbm = _estimator("lightgbm.LGBMClassifier", n_estimators=5, verbose=-1)
+    assert parse_params(raw_params(train=lightgbm), Path("p.yaml")).train.model.kind == "estimator"

@@ -77,6 +77,11 @@ def test_failures_after_the_change_are_undone(
     assert "ROLLED BACK" in report.markdown()
 
 
+def test_the_smoke_test_accepts_a_regression_models_answer(cluster: Cluster) -> None:
+    report = cluster.deploy("regression")
+    assert report.ok and "/predict -> 251000.5" in report.steps[-1].detail
+
+
 def test_a_wrong_version_names_both(cluster: Cluster) -> None:
     report = cluster.deploy("wrong-version")
     assert "serves version 1, expected 7" in report.steps[2].detail
