@@ -171,7 +171,7 @@ class EstimatorParams(_Strict):
                 "(it needs fit, predict and get_params)"
             )
         accepted = sorted(found().get_params(deep=False))
-        signature = inspect.signature(found.__init__)
+        signature = inspect.signature(found)
         # a constructor that takes **kwargs (LightGBM's, say) passes unknown keys on itself
         open_ended = any(p.kind is p.VAR_KEYWORD for p in signature.parameters.values())
         for key in self.params:
