@@ -10,6 +10,7 @@ from fastapi import FastAPI
 
 from mlship import __version__
 from mlship.config import Settings
+from mlship.serving import openapi
 from mlship.serving.metrics import Metrics
 from mlship.serving.middleware import Gatekeeper
 from mlship.serving.plane import Challenger, DataPlane
@@ -40,5 +41,7 @@ def assemble(plane: DataPlane, settings: Settings) -> FastAPI:
     )  # fmt: skip
     for protocol in (probes, plain, mlflow_scoring, v2):
         app.include_router(protocol.router(plane))
+    document = openapi.describe(app, lambda: plane.model.features if plane.model else None)
+    app.openapi = document  # type: ignore[method-assign]  # FastAPI's documented override
     app.add_middleware(Gatekeeper, settings=settings, metrics=plane.metrics)
     return app

@@ -2,8 +2,10 @@
 
 Every protocol ends in the same shape, `Columns` (column name -> list of values), checked
 against the model's declared features, so the three routes share one validation and one
-batcher. Errors raise BadRequestError naming the field; each route renders it in its protocol's
-error shape.
+batcher. Errors raise BadRequestError naming the field; each route renders it in its
+protocol's error shape. Nothing a client sends may raise anything else: JSON is parsed with
+limits (nesting depth, no NaN/Infinity literals, Python's limit on integer digits), every
+optional field's type is checked, numbers must be finite, text must be valid UTF-8.
 """
 
 from __future__ import annotations
@@ -13,11 +15,12 @@ import io
 import json
 import math
 import struct
-from typing import Any
+from typing import Any, NoReturn
 
 from mlship.card import Features
 from mlship.serving.model import Columns
 
+MAX_DEPTH = 32  # JSON nesting: deep enough for any protocol here, far from recursion limits
 # a field a record left out: text fields are required, the others read as missing values
 MISSING: Any = type("Missing", (), {"__repr__": lambda self: "MISSING"})()
 
@@ -27,6 +30,47 @@ class BadRequestError(Exception):
         super().__init__(message)
         self.message = message
         self.status = status
+
+
+def _no_constant(name: str) -> NoReturn:
+    raise BadRequestError(f"invalid JSON: {name} is not a JSON number; send finite numbers")
+
+
+def parse_json(body: bytes) -> Any:
+    """JSON with limits; BadRequestError names what is wrong."""
+    try:
+        payload = json.loads(body, parse_constant=_no_constant)
+    except BadRequestError:
+        raise
+    except RecursionError as error:
+        raise BadRequestError(f"invalid JSON: nested deeper than {MAX_DEPTH} levels") from error
+    except (ValueError, UnicodeDecodeError) as error:  # JSONDecodeError, too many digits
+        raise BadRequestError(f"invalid JSON: {error}") from error
+    _check_depth(payload)
+    return payload
+
+
+def _check_depth(payload: Any) -> None:
+    pending = [(payload, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, dict | list):
+            if depth > MAX_DEPTH:
+                raise BadRequestError(f"invalid JSON: nested deeper than {MAX_DEPTH} levels")
+            children = item.values() if isinstance(item, dict) else item
+            pending += [(child, depth + 1) for child in children if isinstance(child, dict | list)]
+
+
+def _number(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise BadRequestError(f"{where}: expected a number, got {value!r}"[:300])
+    try:
+        number = float(value)
+    except OverflowError as error:
+        raise BadRequestError(f"{where}: the number is too large") from error
+    if math.isinf(number):
+        raise BadRequestError(f"{where}: expected a finite number, got {number}")
+    return number  # NaN (from CSV or binary data) reads as a missing value
 
 
 def _value(features: Features, column: str, value: Any, where: str) -> Any:
@@ -42,12 +86,12 @@ def _value(features: Features, column: str, value: Any, where: str) -> Any:
     if column in features.categorical:
         if value is None or isinstance(value, str | int | bool):
             return value if value is None else str(value)
-        raise BadRequestError(f"{where}.{column}: expected a category (text), got {value!r}")
+        raise BadRequestError(
+            f"{where}.{column}: expected a category (text), got {type(value).__name__}"
+        )
     if value is None:
         return math.nan
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise BadRequestError(f"{where}.{column}: expected a number, got {value!r}")
-    return float(value)
+    return _number(value, f"{where}.{column}")
 
 
 def check_columns(features: Features, columns: Columns, where: str, max_rows: int) -> int:
@@ -56,7 +100,7 @@ def check_columns(features: Features, columns: Columns, where: str, max_rows: in
     unknown = sorted(set(columns) - set(features.columns))
     if unknown:
         raise BadRequestError(
-            f"{where}: unknown field(s) {unknown}; expected {list(features.columns)}"
+            f"{where}: unknown field(s) {unknown[:20]}; expected {list(features.columns)}"
         )
     missing = [c for c in features.columns if c not in columns and c in features.text]
     if missing:
@@ -111,8 +155,10 @@ def mlflow_json(features: Features, payload: Any) -> Columns:
     if len(given) != 1 or extra:
         raise BadRequestError(
             "the request must have exactly one of " + ", ".join(MLFLOW_FORMATS)
-            + f" (and optionally params); got {sorted(payload)}"
+            + f" (and optionally params); got {sorted(payload)[:20]}"
         )  # fmt: skip
+    if not isinstance(payload.get("params", {}), dict):
+        raise BadRequestError("params: expected an object")
     key = given[0]
     body = payload[key]
     if key == "dataframe_split":
@@ -121,6 +167,10 @@ def mlflow_json(features: Features, payload: Any) -> Columns:
         names, data = body["columns"], body["data"]
         if not isinstance(names, list) or not isinstance(data, list):
             raise BadRequestError("dataframe_split: 'columns' and 'data' must be lists")
+        if not all(isinstance(name, str) for name in names):
+            raise BadRequestError("dataframe_split.columns: expected column names (text)")
+        if len(set(names)) != len(names):
+            raise BadRequestError("dataframe_split.columns: a column is named more than once")
         for i, row in enumerate(data):
             if not isinstance(row, list) or len(row) != len(names):
                 raise BadRequestError(f"dataframe_split.data[{i}]: expected {len(names)} values")
@@ -139,13 +189,24 @@ def mlflow_json(features: Features, payload: Any) -> Columns:
     raise BadRequestError(f"{key}: expected a list of objects or an object of columns")
 
 
-def mlflow_csv(text: str) -> Columns:
+def mlflow_csv(body: bytes) -> Columns:
+    """A CSV body: valid UTF-8, a header naming each column once, equal-length rows."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise BadRequestError(
+            f"text/csv: not valid UTF-8 (byte {error.start}): {error.reason}"
+        ) from error
     reader = csv.reader(io.StringIO(text))
     try:
         header = next(reader)
+        rows = list(reader)
     except StopIteration as error:
         raise BadRequestError("text/csv: empty body") from error
-    rows = list(reader)
+    except csv.Error as error:  # e.g. a field over csv.field_size_limit()
+        raise BadRequestError(f"text/csv: line {reader.line_num}: {error}") from error
+    if len(set(header)) != len(header):
+        raise BadRequestError(f"text/csv: the header names a column more than once: {header}")
     for i, row in enumerate(rows):
         if len(row) != len(header):
             raise BadRequestError(
@@ -165,7 +226,7 @@ def csv_numbers(features: Features, columns: Columns) -> Columns:
                     parsed.append(float(cell) if cell != "" else None)
                 except ValueError as error:
                     raise BadRequestError(
-                        f"text/csv: {column}[{i}]: not a number: {cell!r}"
+                        f"text/csv: {column}[{i}]: not a number: {cell[:50]!r}"
                     ) from error
             columns[column] = parsed
     for column in features.categorical:
@@ -177,6 +238,8 @@ def csv_numbers(features: Features, columns: Columns) -> Columns:
 # --- Open Inference Protocol V2 -------------------------------------------------------------
 
 V2_TYPES = {"BYTES", "FP64", "FP32", "INT64", "INT32", "INT16", "INT8", "UINT8", "BOOL"}
+V2_FORMATS = {"FP64": "d", "FP32": "f", "INT64": "q", "INT32": "i", "INT16": "h", "INT8": "b",
+              "UINT8": "B", "BOOL": "?"}  # fmt: skip
 
 
 def _unpack_bytes(buffer: bytes, where: str) -> list[str]:
@@ -187,15 +250,20 @@ def _unpack_bytes(buffer: bytes, where: str) -> list[str]:
             raise BadRequestError(f"{where}: truncated BYTES element")
         (length,) = struct.unpack_from("<I", buffer, offset)
         offset += 4
-        values.append(buffer[offset : offset + length].decode("utf-8", errors="replace"))
+        if offset + length > len(buffer):
+            raise BadRequestError(
+                f"{where}: a BYTES element declares {length} bytes, {len(buffer) - offset} are left"
+            )
+        try:
+            values.append(buffer[offset : offset + length].decode("utf-8"))
+        except UnicodeDecodeError as error:
+            raise BadRequestError(f"{where}: a BYTES element is not valid UTF-8") from error
         offset += length
     return values
 
 
 def _unpack_numbers(buffer: bytes, datatype: str, where: str) -> list[float]:
-    formats = {"FP64": "d", "FP32": "f", "INT64": "q", "INT32": "i", "INT16": "h", "INT8": "b",
-               "UINT8": "B", "BOOL": "?"}  # fmt: skip
-    code = formats[datatype]
+    code = V2_FORMATS[datatype]
     size = struct.calcsize(code)
     if len(buffer) % size:
         raise BadRequestError(f"{where}: binary data is not a whole number of {datatype} values")
@@ -208,22 +276,48 @@ def split_v2_body(body: bytes, header_length: str | None) -> tuple[Any, bytes]:
     if header_length is None:
         json_part, binary = body, b""
     else:
-        try:
-            size = int(header_length)
-        except ValueError as error:
-            raise BadRequestError("Inference-Header-Content-Length is not an integer") from error
+        if not header_length.isdigit():
+            raise BadRequestError("Inference-Header-Content-Length is not a whole number")
+        size = int(header_length)
         if not 0 < size <= len(body):
             raise BadRequestError("Inference-Header-Content-Length is out of range")
         json_part, binary = body[:size], body[size:]
-    try:
-        return json.loads(json_part), binary
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise BadRequestError(f"invalid JSON: {error}") from error
+    return parse_json(json_part), binary
+
+
+def _optional_object(tensor: dict[str, Any], key: str, where: str) -> dict[str, Any]:
+    found = tensor.get(key)
+    if found is None:
+        return {}
+    if not isinstance(found, dict):
+        raise BadRequestError(f"{where}.{key}: expected an object")
+    return found
+
+
+def v2_request(payload: Any) -> tuple[str | None, list[str] | None]:
+    """The request's optional `id` (echoed) and requested output names; checked types."""
+    if not isinstance(payload, dict) or not isinstance(payload.get("inputs"), list):
+        raise BadRequestError("expected an object with an 'inputs' list")
+    request_id = payload.get("id")
+    if request_id is not None and not isinstance(request_id, str):
+        raise BadRequestError("id: expected text")
+    _optional_object(payload, "parameters", "request")
+    outputs = payload.get("outputs")
+    if outputs is None:
+        return request_id, None
+    if not isinstance(outputs, list):
+        raise BadRequestError("outputs: expected a list of objects with a name")
+    names = []
+    for i, output in enumerate(outputs):
+        if not isinstance(output, dict) or not isinstance(output.get("name"), str):
+            raise BadRequestError(f"outputs[{i}]: expected an object with a name")
+        _optional_object(output, "parameters", f"outputs[{i}]")
+        names.append(output["name"])
+    return request_id, names
 
 
 def v2_columns(features: Features, payload: Any, binary: bytes) -> Columns:
-    if not isinstance(payload, dict) or not isinstance(payload.get("inputs"), list):
-        raise BadRequestError("expected an object with an 'inputs' list")
+    v2_request(payload)
     columns: Columns = {}
     offset = 0
     for i, tensor in enumerate(payload["inputs"]):
@@ -233,15 +327,26 @@ def v2_columns(features: Features, payload: Any, binary: bytes) -> Columns:
         name, datatype, shape = tensor.get("name"), tensor.get("datatype"), tensor.get("shape")
         if not isinstance(name, str):
             raise BadRequestError(f"{where}.name: required")
+        if name in columns:
+            raise BadRequestError(f"{where}.name: input {name!r} is given more than once")
         if datatype not in V2_TYPES:
             raise BadRequestError(f"{where}.datatype: expected one of {sorted(V2_TYPES)}")
-        if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
+        if not isinstance(shape, list) or not all(
+            isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
+        ):
             raise BadRequestError(f"{where}.shape: expected a list of non-negative integers")
         count = math.prod(shape)
-        binary_size = (tensor.get("parameters") or {}).get("binary_data_size")
-        if binary_size is not None:
-            chunk = binary[offset : offset + int(binary_size)]
-            offset += int(binary_size)
+        size = _optional_object(tensor, "parameters", where).get("binary_data_size")
+        if size is not None:
+            if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+                raise BadRequestError(f"{where}.parameters.binary_data_size: expected a size")
+            if offset + size > len(binary):
+                raise BadRequestError(
+                    f"{where}.parameters.binary_data_size: {size} bytes, but only "
+                    f"{len(binary) - offset} binary bytes are left"
+                )
+            chunk = binary[offset : offset + size]
+            offset += size
             values: list[Any] = (
                 _unpack_bytes(chunk, where) if datatype == "BYTES"
                 else _unpack_numbers(chunk, datatype, where)
@@ -253,17 +358,22 @@ def v2_columns(features: Features, payload: Any, binary: bytes) -> Columns:
             values = _flatten(data)
         if len(values) != count:
             raise BadRequestError(f"{where}: shape {shape} needs {count} values, got {len(values)}")
-        if datatype == "BYTES":
-            values = [v.decode() if isinstance(v, bytes) else v for v in values]
         columns[name] = values
+    if offset != len(binary):
+        raise BadRequestError(f"{len(binary) - offset} binary bytes follow the last input")
     return columns
 
 
 def _flatten(data: list[Any]) -> list[Any]:
+    """Nested lists in row-major order (iterative: depth is bounded by parse_json)."""
     flat: list[Any] = []
-    for item in data:
-        if isinstance(item, list):
-            flat.extend(_flatten(item))
-        else:
+    pending: list[Any] = [iter(data)]
+    while pending:
+        for item in pending[-1]:
+            if isinstance(item, list):
+                pending.append(iter(item))
+                break
             flat.append(item)
+        else:
+            pending.pop()
     return flat

@@ -6,10 +6,9 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
-from mlship.serving import protocols
+from mlship.serving import openapi, protocols
 from mlship.serving.plane import DataPlane
 from mlship.serving.protocols import BadRequestError
-from mlship.serving.routes import parse_json
 
 
 def _error(message: str, status: int = 400) -> JSONResponse:
@@ -19,7 +18,12 @@ def _error(message: str, status: int = 400) -> JSONResponse:
 def router(plane: DataPlane) -> APIRouter:
     routes = APIRouter()
 
-    @routes.post("/invocations", tags=["mlflow"])
+    @routes.post(
+        "/invocations", tags=["mlflow"],
+        responses=openapi.responses(openapi.ERROR_MLFLOW, 400, 401, 408, 413, 415, 503),
+        openapi_extra=openapi.request_body({"application/json": openapi.mlflow_body(None),
+                                            "text/csv": {"type": "string"}}),
+    )  # fmt: skip
     async def invocations(request: Request) -> Response:
         """MLflow's scoring protocol: JSON with one of dataframe_split, dataframe_records,
         instances or inputs (+ optional params), or text/csv."""
@@ -29,10 +33,12 @@ def router(plane: DataPlane) -> APIRouter:
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         try:
             if content_type == "application/json":
-                columns = protocols.mlflow_json(model.features, parse_json(await request.body()))
+                columns = protocols.mlflow_json(
+                    model.features, protocols.parse_json(await request.body())
+                )
             elif content_type == "text/csv":
-                text = (await request.body()).decode("utf-8", errors="replace")
-                columns = protocols.csv_numbers(model.features, protocols.mlflow_csv(text))
+                table = protocols.mlflow_csv(await request.body())
+                columns = protocols.csv_numbers(model.features, table)
             else:
                 return _error(
                     f"content type {content_type or '(none)'!r} is not supported; "

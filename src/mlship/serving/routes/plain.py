@@ -7,17 +7,20 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
-from mlship.serving import protocols
+from mlship.serving import openapi, protocols
 from mlship.serving.model import Scores
 from mlship.serving.plane import DataPlane
 from mlship.serving.protocols import BadRequestError
-from mlship.serving.routes import parse_json
 
 
 def router(plane: DataPlane) -> APIRouter:
     routes = APIRouter()
 
-    @routes.post("/predict", tags=["predict"])
+    @routes.post(
+        "/predict", tags=["predict"],
+        responses=openapi.responses(openapi.ERROR_DETAIL, 401, 408, 413, 422, 503),
+        openapi_extra=openapi.request_body({"application/json": openapi.predict_body(None)}),
+    )  # fmt: skip
     async def predict(request: Request) -> Response:
         """One object or a list of objects whose fields are the model's feature columns.
         Answers label, confidence and class probabilities (classification) or prediction
@@ -27,7 +30,7 @@ def router(plane: DataPlane) -> APIRouter:
             return JSONResponse({"detail": "the model is not loaded yet"}, status_code=503)
         try:
             columns, single = protocols.predict_payload(
-                model.features, parse_json(await request.body())
+                model.features, protocols.parse_json(await request.body())
             )
             rows = protocols.check_columns(model.features, columns, "body", plane.max_rows)
             scored_by, scores = await plane.score(columns, rows)

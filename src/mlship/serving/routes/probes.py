@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 
+from mlship.serving import openapi
 from mlship.serving.plane import DataPlane
 
 
@@ -16,13 +17,15 @@ def router(plane: DataPlane) -> APIRouter:
         """Liveness: the process answers."""
         return {"status": "ok"}
 
-    @routes.get("/ready", tags=["probes"])
+    @routes.get("/ready", tags=["probes"], responses=openapi.responses(openapi.ERROR_DETAIL, 503))
     async def ready() -> Response:
         """Readiness: the model is loaded and warmed."""
         status, body = plane.readiness()
         return JSONResponse(body, status_code=status)
 
-    @routes.get("/model", tags=["model"])
+    @routes.get(
+        "/model", tags=["model"], responses=openapi.responses(openapi.ERROR_DETAIL, 401, 503)
+    )
     async def model_info() -> Response:
         """Name, version, alias, git sha, run id, metrics, training time, reload state."""
         return JSONResponse(plane.describe(), status_code=200 if plane.model else 503)

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from mlship import __version__
-from mlship.serving import protocols
+from mlship.serving import openapi, protocols
 from mlship.serving.model import Scores, ServedModel
 from mlship.serving.plane import DataPlane
 from mlship.serving.protocols import BadRequestError
@@ -38,12 +38,12 @@ def router(plane: DataPlane) -> APIRouter:
     async def live() -> dict[str, bool]:
         return {"live": True}
 
-    @routes.get("/v2/health/ready")
+    @routes.get("/v2/health/ready", responses=openapi.responses(openapi.ERROR_V2, 503))
     async def ready() -> Response:
         is_ready = plane.model is not None
         return JSONResponse({"ready": is_ready}, status_code=200 if is_ready else 503)
 
-    @routes.get("/v2/models/{name}")
+    @routes.get("/v2/models/{name}", responses=openapi.responses(openapi.ERROR_V2, 401, 404, 503))
     async def metadata(name: str) -> Response:
         found = named(name)
         if isinstance(found, JSONResponse):
@@ -66,14 +66,20 @@ def router(plane: DataPlane) -> APIRouter:
             }
         )  # fmt: skip
 
-    @routes.get("/v2/models/{name}/ready")
+    @routes.get(
+        "/v2/models/{name}/ready", responses=openapi.responses(openapi.ERROR_V2, 401, 404, 503)
+    )
     async def model_ready(name: str) -> Response:
         found = named(name)
         if isinstance(found, JSONResponse):
             return found
         return JSONResponse({"name": name, "ready": True})
 
-    @routes.post("/v2/models/{name}/infer")
+    @routes.post(
+        "/v2/models/{name}/infer",
+        responses=openapi.responses(openapi.ERROR_V2, 400, 401, 404, 408, 413, 503),
+        openapi_extra=openapi.request_body({"application/json": openapi.v2_body(None)}),
+    )
     async def infer(name: str, request: Request) -> Response:
         """Inputs named after the feature columns (text as BYTES); `id` is echoed. JSON or
         the binary tensor extension (Inference-Header-Content-Length)."""
@@ -84,19 +90,23 @@ def router(plane: DataPlane) -> APIRouter:
             payload, binary = protocols.split_v2_body(
                 await request.body(), request.headers.get("inference-header-content-length")
             )
+            request_id, wanted = protocols.v2_request(payload)
             columns = protocols.v2_columns(found.features, payload, binary)
             rows = protocols.check_columns(found.features, columns, "inputs", plane.max_rows)
             scored_by, scores = await plane.score(columns, rows)
         except BadRequestError as error:
             return _error(error.message, error.status)
         outputs = v2_outputs(scored_by.classes, scores, rows)
-        wanted = [o.get("name") for o in payload.get("outputs", []) if isinstance(o, dict)]
         if wanted:
+            known = [o["name"] for o in outputs]
+            unknown = [name for name in wanted if name not in known]
+            if unknown:
+                return _error(f"outputs: unknown output(s) {unknown[:5]}; this model has {known}")
             outputs = [o for o in outputs if o["name"] in wanted]
         answer: dict[str, Any] = {"model_name": scored_by.name, "model_version": scored_by.version,
                                   "outputs": outputs}  # fmt: skip
-        if "id" in payload:
-            answer["id"] = payload["id"]
+        if request_id is not None:
+            answer["id"] = request_id
         return JSONResponse(answer)
 
     return routes

@@ -1,0 +1,151 @@
+"""The OpenAPI description of every request body and status code the routes answer.
+
+The routes read raw bodies (parsing them ourselves is faster and names the failing field in
+each protocol's own error shape), so FastAPI cannot infer their bodies: they are declared
+here. Once the model is loaded, /openapi.json names its feature columns and their types,
+so /docs and schema-driven clients (and fuzzers) aim at the real fields.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+from mlship.card import Features
+from mlship.serving.protocols import MAX_DEPTH, V2_TYPES
+
+Schema = dict[str, Any]
+ERROR_DETAIL: Schema = {"type": "object", "properties": {"detail": {"type": "string"}}}
+ERROR_MLFLOW: Schema = {
+    "type": "object",
+    "properties": {"error_code": {"type": "string"}, "message": {"type": "string"}},
+}
+ERROR_V2: Schema = {"type": "object", "properties": {"error": {"type": "string"}}}
+WHY = {
+    400: "the request is not valid for this model (the message names the field)",
+    401: "a bearer token is required (MLSHIP_API_TOKEN) and was missing or wrong",
+    404: "no such model on this server",
+    408: "the request body did not arrive in time",
+    413: "the body or the number of rows is over the limit",
+    415: "the content type is not JSON or CSV",
+    422: "the request is not valid for this model (the message names the field)",
+    503: "the model is not loaded yet",
+}
+
+
+def responses(error: Schema, *codes: int) -> dict[int | str, dict[str, Any]]:
+    return {
+        code: {"description": WHY[code], "content": {"application/json": {"schema": error}}}
+        for code in codes
+    }
+
+
+def _value(features: Features | None, column: str) -> Schema:
+    if features is not None and column in features.numeric:
+        return {"type": ["number", "null"]}
+    if features is not None and column in features.categorical:
+        return {"type": ["string", "integer", "boolean", "null"]}
+    return {"type": "string"}
+
+
+def row_schema(features: Features | None) -> Schema:
+    if features is None:
+        return {"type": "object", "description": "the model's feature columns"}
+    return {
+        "type": "object",
+        "properties": {c: _value(features, c) for c in features.columns},
+        "required": list(features.text),
+        "additionalProperties": False,
+    }
+
+
+def predict_body(features: Features | None) -> Schema:
+    row = row_schema(features)
+    return {"oneOf": [row, {"type": "array", "items": row, "minItems": 1}]}
+
+
+def mlflow_body(features: Features | None) -> Schema:
+    row = row_schema(features)
+    records = {"type": "array", "items": row, "minItems": 1}
+    names = list(features.columns) if features else []
+    split = {
+        "type": "object",
+        "required": ["columns", "data"],
+        "properties": {
+            "columns": {
+                "type": "array",
+                "items": {"type": "string", "enum": names} if names else {"type": "string"},
+            },
+            "data": {"type": "array", "items": {"type": "array"}},
+        },
+    }
+    formats = {"dataframe_split": split, "dataframe_records": records, "instances": records,
+               "inputs": records}  # fmt: skip
+    return {
+        "oneOf": [
+            {"type": "object", "required": [key], "additionalProperties": False,
+             "properties": {key: body, "params": {"type": "object"}}}
+            for key, body in formats.items()
+        ]
+    }  # fmt: skip
+
+
+def v2_body(features: Features | None) -> Schema:
+    tensor = {
+        "type": "object",
+        "required": ["name", "shape", "datatype"],
+        "properties": {
+            "name": {"type": "string", "enum": list(features.columns)} if features
+            else {"type": "string"},
+            "shape": {"type": "array", "items": {"type": "integer", "minimum": 0}},
+            "datatype": {"type": "string", "enum": sorted(V2_TYPES)},
+            "data": {"type": "array"},
+            "parameters": {"type": "object",
+                           "properties": {"binary_data_size": {"type": "integer", "minimum": 0}}},
+        },
+    }  # fmt: skip
+    return {
+        "type": "object",
+        "required": ["inputs"],
+        "description": f"JSON nested at most {MAX_DEPTH} levels",
+        "properties": {
+            "id": {"type": "string"},
+            "parameters": {"type": "object"},
+            "inputs": {"type": "array", "items": tensor},
+            "outputs": {"type": "array", "items": {"type": "object", "required": ["name"],
+                        "properties": {"name": {"type": "string"}}}},
+        },
+    }  # fmt: skip
+
+
+def request_body(schemas: dict[str, Schema]) -> dict[str, Any]:
+    return {"requestBody": {"required": True, "content": {
+        media: {"schema": schema} for media, schema in schemas.items()}}}  # fmt: skip
+
+
+def describe(app: FastAPI, features: Callable[[], Features | None]) -> Callable[[], Schema]:
+    """app.openapi: the generated document, with the loaded model's columns in the bodies
+    (rebuilt until the model is loaded, then kept)."""
+
+    def openapi() -> Schema:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        known = features()
+        document = get_openapi(title=app.title, version=app.version,
+                               description=app.description, routes=app.routes)  # fmt: skip
+        bodies = {
+            ("/predict", "application/json"): predict_body(known),
+            ("/invocations", "application/json"): mlflow_body(known),
+            ("/v2/models/{name}/infer", "application/json"): v2_body(known),
+        }
+        for (path, media), schema in bodies.items():
+            content = document["paths"][path]["post"]["requestBody"]["content"]
+            content[media]["schema"] = schema
+        if known is not None:
+            app.openapi_schema = document
+        return document
+
+    return openapi

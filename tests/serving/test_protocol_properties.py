@@ -1,0 +1,88 @@
+"""Property tests of the request parsers: whatever bytes or JSON a client sends, they either
+return well-typed columns or raise BadRequestError — never anything else."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mlship.card import Features
+from mlship.serving import protocols
+from mlship.serving.protocols import BadRequestError
+
+FEATURES = Features(text=("review",), categorical=("island",), numeric=("mass",))
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=20,
+)
+NAMES = st.sampled_from(["review", "island", "mass", "other"])
+
+
+def _only_bad_requests(call: Any, *args: Any) -> Any:
+    try:
+        return call(*args)
+    except BadRequestError as error:
+        assert error.status in (400, 413) and error.message
+        return None
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=200))
+def test_any_bytes_parse_as_json_or_are_refused(body: bytes) -> None:
+    _only_bad_requests(protocols.parse_json, body)
+    _only_bad_requests(protocols.mlflow_csv, body)
+
+
+@settings(max_examples=300, deadline=None)
+@given(JSON)
+def test_any_json_through_every_protocol(payload: Any) -> None:
+    body = json.dumps(payload).encode()
+    for parse in (
+        lambda: protocols.predict_payload(FEATURES, protocols.parse_json(body))[0],
+        lambda: protocols.mlflow_json(FEATURES, protocols.parse_json(body)),
+        lambda: protocols.v2_columns(FEATURES, protocols.parse_json(body), b""),
+    ):
+        columns = _only_bad_requests(parse)
+        if columns is not None:
+            _check(_only_bad_requests(protocols.check_columns, FEATURES, columns, "x", 50), columns)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(NAMES, st.lists(JSON, max_size=3), max_size=4))
+def test_checked_columns_hold_the_types_the_model_takes(columns: dict[str, list[Any]]) -> None:
+    _check(_only_bad_requests(protocols.check_columns, FEATURES, columns, "x", 50), columns)
+
+
+def _check(rows: int | None, columns: dict[str, list[Any]]) -> None:
+    if rows is None:
+        return
+    assert all(isinstance(v, str) for v in columns["review"])
+    assert all(v is None or isinstance(v, str) for v in columns["island"])
+    assert all(isinstance(v, float) and not math.isinf(v) for v in columns["mass"])
+    assert {len(values) for values in columns.values()} == {rows}
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.binary(max_size=8), max_size=4), st.binary(max_size=12))
+def test_binary_bytes_tensors_decode_or_are_refused(elements: list[bytes], noise: bytes) -> None:
+    body = b"".join(len(e).to_bytes(4, "little") + e for e in elements) + noise
+    tensor = {"name": "review", "datatype": "BYTES", "shape": [len(elements)],
+              "parameters": {"binary_data_size": len(body)}}  # fmt: skip
+    _only_bad_requests(protocols.v2_columns, FEATURES, {"inputs": [tensor]}, body)
+
+
+@given(JSON)
+def test_flatten_keeps_row_major_order(data: Any) -> None:
+    def reference(items: list[Any]) -> list[Any]:
+        return [x for item in items for x in (reference(item) if isinstance(item, list)
+                                              else [item])]  # fmt: skip
+
+    if isinstance(data, list):
+        assert protocols._flatten(data) == reference(data)
