@@ -564,4 +564,14 @@ class Settings(BaseSettings):
     max_request_rows: int = Field(default=2000, ge=1)
     batch_max_rows: int = Field(default=2048, ge=1)
     batch_wait_ms: float = Field(default=0.0, ge=0.0, le=100.0)
+    batch_chunk_rows: int = Field(
+        default=256, ge=1, description="larger requests are scored in chunks of this many rows"
+    )
     reload_seconds: float = Field(default=30.0, ge=0.5)
+    # slow clients: a request head, a body, an idle kept-alive connection each get this long
+    head_timeout_seconds: float = Field(default=10.0, gt=0.0, le=300.0)
+    body_timeout_seconds: float = Field(default=30.0, gt=0.0, le=600.0)
+    keep_alive_seconds: float = Field(default=5.0, gt=0.0, le=300.0)
+    max_connections: int = Field(
+        default=1000, ge=1, description="per process; beyond it new requests get 503"
+    )

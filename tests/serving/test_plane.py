@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from mlship.choices import ChallengerMode
@@ -13,6 +15,7 @@ from mlship.config import Settings
 from mlship.serving.metrics import Metrics
 from mlship.serving.model import ServedModel, load_directory
 from mlship.serving.plane import Challenger, DataPlane
+from mlship.serving.protocols import BadRequestError
 
 
 def _loader(model_dir: Path) -> object:
@@ -72,6 +75,59 @@ def test_challenger_routing(model_dir: Path, mode: ChallengerMode, answers: str)
         assert model.version == answers and scores.probabilities is not None
         assert scores.probabilities.shape == (1, 2)
         assert plane.describe()["challenger_mode"] == mode.value
+        await plane.stop()
+
+    asyncio.run(scenario())
+
+
+class _Picky:
+    """A model that cannot score one particular text: it raises, as models do."""
+
+    classes_ = np.array(["great", "other"])
+
+    def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
+        if (frame["review"] == "poison").any():
+            raise ValueError("cannot score 'poison'")
+        return np.tile([0.7, 0.3], (len(frame), 1))
+
+    def predict(self, frame: pd.DataFrame) -> np.ndarray:
+        return self.classes_[self.predict_proba(frame).argmax(axis=1)]
+
+
+def test_one_poisoned_request_fails_alone_in_a_burst(model_dir: Path) -> None:
+    card = load_directory(model_dir, "m").card
+
+    def load(source: str, settings: Settings) -> ServedModel:
+        return ServedModel(_Picky(), card, "m", "1", None, source)
+
+    async def scenario() -> list[object]:
+        plane = DataPlane("1", Settings(), Metrics(), loader=load)
+        await _started(plane)
+        texts = ["fine"] * 20 + ["poison"] + ["fine"] * 20
+        # all 41 arrive together, so the batcher merges them into one model call
+        answers = await asyncio.gather(
+            *(plane.score({"review": [text]}, 1) for text in texts), return_exceptions=True
+        )
+        await plane.stop()
+        return answers
+
+    answers = asyncio.run(scenario())
+    failed = [a for a in answers if isinstance(a, Exception)]
+    assert len(failed) == 1 and isinstance(failed[0], BadRequestError)
+    assert "cannot score this input: cannot score 'poison'" in failed[0].message
+    assert all(a[1].labels.tolist() == ["great"] for a in answers if not isinstance(a, Exception))
+
+
+def test_large_requests_are_scored_in_chunks_beside_small_ones(model_dir: Path) -> None:
+    async def scenario() -> None:
+        plane = DataPlane("1", Settings(batch_chunk_rows=8), Metrics(), loader=_loader(model_dir))
+        await _started(plane)
+        big = {"review": [f"great taste {i}" for i in range(50)]}
+        large, small = await asyncio.gather(
+            plane.score(big, 50), plane.score({"review": ["stale"]}, 1)
+        )
+        assert large[1].labels is not None and len(large[1].labels) == 50
+        assert small[1].labels is not None and len(small[1].labels) == 1
         await plane.stop()
 
     asyncio.run(scenario())

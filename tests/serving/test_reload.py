@@ -14,10 +14,12 @@ import pytest
 from mlship import registry
 from mlship.config import Settings
 from mlship.features import feature_frame
+from mlship.launch import free_port
 from mlship.train import fit
 from tests.conftest import make_params, text_frame
+from tests.processes import running
 from tests.serving.conftest import card_for
-from tests.serving.live import running_server
+from tests.serving.live import BIN, running_server
 
 pytestmark = pytest.mark.integration
 NAME = "reviews"
@@ -80,6 +82,39 @@ def test_follows_the_alias_and_survives_a_broken_version(
         assert httpx.post(f"{url}/predict", json={"review": "stale"}).status_code == 200
         metrics = httpx.get(f"{url}/metrics").text
         assert f'model_reload_failures_total{{model="{NAME}",version="{second}"}}' in metrics
+        # and the broken version is tried again only after a back-off, not on every poll
+        error = httpx.get(f"{url}/model").json()["reload_error"]
+        assert error["version"] == str(broken.version) and error["retry_in_seconds"] >= 1.0
+        time.sleep(1.5)  # three polls
+        failures = [line for line in httpx.get(f"{url}/metrics").text.splitlines()
+                    if line.startswith("model_reload_failures_total{")]  # fmt: skip
+        assert failures and float(failures[0].split()[-1]) <= 2.0
+
+        # when the alias returns to the version being served / then the error clears
+        client.set_registered_model_alias(NAME, "champion", second)
+        _wait_for(lambda: httpx.get(f"{url}/model").json()["reload_error"] is None)
+
+
+def test_a_server_started_on_a_broken_version_recovers_when_the_alias_is_fixed(
+    store: tuple[str, list[str]], tmp_path: Path
+) -> None:
+    uri, (first, _second) = store
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    run_id = client.get_model_version(NAME, first).run_id
+    broken = client.create_model_version(NAME, str(tmp_path / "missing"), run_id=run_id)
+    client.set_registered_model_alias(NAME, "starting", broken.version)
+    env = {"MLSHIP_TRACKING_URI": uri, "MLSHIP_RELOAD_SECONDS": "1"}
+    port = free_port()
+    command = [str(BIN / "mlship"), "serve", "--host", "127.0.0.1", "--port", str(port),
+               "--model", f"models:/{NAME}@starting"]  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    # given a server whose alias points at a version that cannot load: not ready
+    with running(command, f"{url}/health", ready_timeout=90, env=env):
+        _wait_for(lambda: httpx.get(f"{url}/ready").json()["status"] == "failed")
+        # when the alias is fixed / then it loads the good version and turns ready
+        client.set_registered_model_alias(NAME, "starting", first)
+        _wait_for(lambda: httpx.get(f"{url}/ready").status_code == 200, timeout=60)
+        assert httpx.get(f"{url}/model").json()["version"] == first
 
 
 def _predictions_by_version(metrics: str) -> dict[str, float]:

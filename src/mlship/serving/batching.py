@@ -1,20 +1,27 @@
-"""Adaptive micro-batching: requests that arrive while the model is busy are scored
-together in one call.
+"""Adaptive micro-batching with a fair share for small requests and per-request isolation.
 
 scikit-learn's fixed per-call cost dominates one-row predictions (about 1.8 ms per call
 against 0.18 ms per row in large batches), so under load, scoring the queue as one batch
 raises throughput far above one call per request. At low load a request is scored as soon
 as it arrives (plus `max_wait_s`, 0 by default): batching costs nothing when idle.
+
+Large requests are cut into chunks of `chunk_rows`, and each model call takes every waiting
+small request but at most one chunk, so a single-row request waits for one chunk, not for a
+whole 2,000-row request. When a merged call fails, each request in it is scored alone, so
+only the request whose rows the model cannot take fails.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
+
+import numpy as np
 
 from mlship.serving.model import Columns, Scores
 
@@ -29,6 +36,29 @@ class _Pending:
     future: asyncio.Future[tuple[Any, Scores]] = field(repr=False)
 
 
+def _settle(
+    item: _Pending, result: tuple[Any, Scores] | None = None, error: Exception | None = None
+) -> None:
+    if item.future.done():  # the client may have gone away
+        return
+    if error is not None:
+        item.future.set_exception(error)
+    else:
+        assert result is not None
+        item.future.set_result(result)
+
+
+def _concatenate(parts: list[Scores]) -> Scores:
+    def joined(arrays: list[np.ndarray | None]) -> np.ndarray | None:
+        return None if arrays[0] is None else np.concatenate(arrays)  # type: ignore[arg-type]
+
+    return Scores(
+        joined([p.labels for p in parts]),
+        joined([p.probabilities for p in parts]),
+        joined([p.values for p in parts]),
+    )
+
+
 class MicroBatcher:
     def __init__(
         self,
@@ -36,12 +66,15 @@ class MicroBatcher:
         max_rows: int,
         max_wait_s: float = 0.0,
         on_batch: Callable[[int], None] | None = None,
+        chunk_rows: int = 256,
     ) -> None:
         self._predict = predict
         self._on_batch = on_batch
-        self._max_rows = max_rows
+        self._max_rows = max(max_rows, chunk_rows)
         self._max_wait_s = max_wait_s
-        self._queue: list[_Pending] = []
+        self._chunk_rows = chunk_rows
+        self._small: deque[_Pending] = deque()
+        self._chunks: deque[_Pending] = deque()  # pieces of large requests, in order
         self._wake = asyncio.Event()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="predict")
         self._task: asyncio.Task[None] | None = None
@@ -58,16 +91,38 @@ class MicroBatcher:
 
     async def submit(self, columns: Columns, rows: int) -> tuple[Any, Scores]:
         """(the model that scored them, the scores of these rows)."""
-        future: asyncio.Future[tuple[Any, Scores]] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Pending(columns, rows, future))
+        loop = asyncio.get_running_loop()
+        if rows <= self._chunk_rows:
+            pending = _Pending(columns, rows, loop.create_future())
+            self._small.append(pending)
+            self._wake.set()
+            return await pending.future
+        pieces = []
+        for start in range(0, rows, self._chunk_rows):
+            stop = min(start + self._chunk_rows, rows)
+            part = {name: values[start:stop] for name, values in columns.items()}
+            pieces.append(_Pending(part, stop - start, loop.create_future()))
+        self._chunks.extend(pieces)
         self._wake.set()
-        return await future
+        try:
+            answers = [await piece.future for piece in pieces]
+        finally:  # a failed or abandoned request takes its remaining chunks with it
+            for piece in pieces:
+                with contextlib.suppress(ValueError):
+                    self._chunks.remove(piece)
+        if any(model is not answers[0][0] for model, _ in answers):
+            return await self.submit(columns, rows)  # a hot swap between chunks: score again
+        return answers[0][0], _concatenate([scores for _, scores in answers])
 
     def _take(self) -> list[_Pending]:
+        """Every waiting small request (up to max_rows) and at most one chunk."""
         taken: list[_Pending] = []
         rows = 0
-        while self._queue and (not taken or rows + self._queue[0].rows <= self._max_rows):
-            item = self._queue.pop(0)
+        if self._chunks:
+            taken.append(self._chunks.popleft())
+            rows = taken[0].rows
+        while self._small and (not taken or rows + self._small[0].rows <= self._max_rows):
+            item = self._small.popleft()
             taken.append(item)
             rows += item.rows
         return taken
@@ -78,8 +133,8 @@ class MicroBatcher:
             await self._wake.wait()
             if self._max_wait_s > 0:
                 await asyncio.sleep(self._max_wait_s)
-            batch = self._take()
-            if not self._queue:
+            batch = [item for item in self._take() if not item.future.done()]
+            if not self._small and not self._chunks:
                 self._wake.clear()
             if not batch:
                 continue
@@ -93,15 +148,29 @@ class MicroBatcher:
             rows = sum(item.rows for item in batch)
             try:
                 scorer, scores = await loop.run_in_executor(self._executor, self._predict, merged)
-            except Exception as error:  # hand the model's failure to every waiting request
-                for item in batch:
-                    if not item.future.done():
-                        item.future.set_exception(error)
+            except Exception as error:
+                # one request's rows can make the model fail: score each request alone, so
+                # only the offending one fails
+                if len(batch) == 1:
+                    _settle(batch[0], error=error)
+                else:
+                    await self._one_by_one(batch)
                 continue
             if self._on_batch is not None:
                 self._on_batch(rows)
             start = 0
             for item in batch:
-                if not item.future.done():  # the client may have gone away
-                    item.future.set_result((scorer, scores.rows(start, start + item.rows)))
+                _settle(item, (scorer, scores.rows(start, start + item.rows)))
                 start += item.rows
+
+    async def _one_by_one(self, batch: list[_Pending]) -> None:
+        loop = asyncio.get_running_loop()
+        for item in batch:
+            try:
+                answer = await loop.run_in_executor(self._executor, self._predict, item.columns)
+            except Exception as error:  # this request's own failure
+                _settle(item, error=error)
+            else:
+                if self._on_batch is not None:
+                    self._on_batch(item.rows)
+                _settle(item, answer)

@@ -120,13 +120,13 @@ class ServedModel:
 
     def _answer(self, estimator: Any, inputs: Any) -> Scores:
         if self.has_probabilities:
-            probabilities = np.asarray(estimator.predict_proba(inputs))
+            probabilities = _finite(np.asarray(estimator.predict_proba(inputs), dtype=float))
             labels = np.asarray(self.classes)[probabilities.argmax(axis=1)]
             return Scores(labels=labels, probabilities=probabilities)
         answers = np.asarray(estimator.predict(inputs))
         if self.classification:
             return Scores(labels=answers.astype(str))
-        return Scores(values=answers.astype(float))
+        return Scores(values=_finite(answers.astype(float)))
 
     def predict(self, columns: Columns) -> Scores:
         """Scores of checked feature columns (see protocols.check_columns)."""
@@ -174,6 +174,13 @@ class ServedModel:
                 "numeric": list(self.features.numeric),
             },
         }
+
+
+def _finite(numbers: np.ndarray) -> np.ndarray:
+    """Numbers a JSON answer can carry; a model answering NaN or infinity refuses the input."""
+    if not np.isfinite(numbers).all():
+        raise ValueError("the model answered a non-finite number")
+    return numbers
 
 
 def _same(first: Scores, second: Scores) -> bool:

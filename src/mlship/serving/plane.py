@@ -25,8 +25,11 @@ from mlship.serving.model import (
     load_registry,
     resolve_version,
 )
+from mlship.serving.protocols import BadRequestError
 
 log = logging.getLogger("mlship.serve")
+# what a model raises for an input it cannot score; anything else is the server's fault
+MODEL_REFUSALS = (ValueError, TypeError, KeyError, IndexError, ArithmeticError)
 Loader = Callable[[str, Settings], ServedModel]
 
 
@@ -116,14 +119,25 @@ class DataPlane:
 
     async def _start(self) -> None:
         for slot in self.slots:
+            self._spawn(self._keep_loaded(slot))
+
+    async def _keep_loaded(self, slot: Slot) -> None:
+        """Load the slot, retrying with back-off (1 s, doubling up to the reload interval)
+        while it fails, so a server started on a broken version recovers once the alias
+        is fixed; then follow the alias, if it is one."""
+        delay = 1.0
+        while True:
             try:
                 await self._load_slot(slot)
+                break
             except Exception as error:  # a broken model must not stop the server answering
                 slot.reload_error = {"error": str(error), "at": time.time()}
-                log.error("cannot load %s: %s", slot.source, error)
-                continue
-            if slot.follows_alias:
-                self._spawn(self._follow(slot))
+                log.error("cannot load %s (retrying in %.0f s): %s", slot.source, delay, error)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self.settings.reload_seconds)
+        slot.reload_error = None
+        if slot.follows_alias:
+            await self._follow(slot)
 
     def _show(self, model: ServedModel, serving: bool = True) -> None:
         info = self.metrics.model_info.labels(
@@ -137,7 +151,7 @@ class DataPlane:
         slot.model = model
         slot.batcher = MicroBatcher(
             slot.score, self.settings.batch_max_rows, self.settings.batch_wait_ms / 1e3,
-            on_batch=self.metrics.batch_rows.observe,
+            on_batch=self.metrics.batch_rows.observe, chunk_rows=self.settings.batch_chunk_rows,
         )  # fmt: skip
         slot.batcher.start()
         self._show(model)
@@ -145,26 +159,40 @@ class DataPlane:
 
     async def _follow(self, slot: Slot) -> None:
         """Poll the registry alias; load, warm and swap in a new version. On failure the
-        old model keeps serving and the failure shows in /model and the metrics."""
+        old model keeps serving, the failure shows in /model and the metrics, and that
+        version is tried again only after a back-off (twice the interval, doubling), not
+        downloaded again on every poll. The error clears once the alias points at the
+        version being served again."""
+        retry_at: dict[str, tuple[float, int]] = {}  # failed version -> (when, failures)
         while True:
             await asyncio.sleep(self.settings.reload_seconds)
             current = slot.model
-            if current is None:
-                continue
+            assert current is not None
             try:
                 version = await asyncio.to_thread(
                     resolve_version, self.settings.tracking_uri, slot.source
                 )
-                slot.last_checked = time.time()
-                if version == current.version:
-                    continue
+            except Exception as error:  # the registry did not answer: try at the next poll
+                slot.reload_error = {"error": str(error), "at": time.time()}
+                continue
+            slot.last_checked = time.time()
+            if version == current.version:
+                slot.reload_error = None
+                continue
+            when, failures = retry_at.get(version, (0.0, 0))
+            if time.monotonic() < when:
+                continue
+            try:
                 fresh = await asyncio.to_thread(self._load, slot.source, self.settings)
                 await asyncio.to_thread(fresh.warm)
             except Exception as error:  # keep serving whatever went wrong with the new one
-                slot.reload_error = {"error": str(error), "at": time.time()}
+                wait = self.settings.reload_seconds * 2 ** (failures + 1)
+                retry_at[version] = (time.monotonic() + wait, failures + 1)
+                slot.reload_error = {"error": str(error), "at": time.time(), "version": version,
+                                     "retry_in_seconds": wait}  # fmt: skip
                 self.metrics.reload_failures.labels(current.name, current.version).inc()
-                log.warning("reload of %s failed; still serving v%s: %s",
-                            slot.source, current.version, error)  # fmt: skip
+                log.warning("reload of %s v%s failed; still serving v%s, retrying in %.0f s: %s",
+                            slot.source, version, current.version, wait, error)  # fmt: skip
                 continue
             self._show(current, serving=False)
             slot.model = fresh  # atomic: the next batch uses the new model
@@ -216,6 +244,10 @@ class DataPlane:
         name, version = slot.model.name, slot.model.version
         try:
             model, scores = await slot.batcher.submit(columns, rows)
+        except MODEL_REFUSALS as error:  # validated input the model cannot score: the client's
+            metrics.predictions.labels(name, version, "refused").inc()
+            log.info("%s v%s could not score a request: %s", name, version, error)
+            raise BadRequestError(f"the model cannot score this input: {error}"[:500]) from error
         except Exception:
             metrics.predictions.labels(name, version, "error").inc()
             raise
