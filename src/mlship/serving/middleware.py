@@ -3,6 +3,7 @@ metrics, in one pass of pure ASGI (Starlette's BaseHTTPMiddleware would cost mor
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import logging
@@ -39,11 +40,16 @@ class _BodyTooLargeError(Exception):
     pass
 
 
+class _BodyTooSlowError(Exception):
+    pass
+
+
 class Gatekeeper:
     def __init__(self, app: Any, settings: Settings, metrics: Metrics) -> None:
         self.app = app
         self.token = settings.api_token.get_secret_value().encode() if settings.api_token else None
         self.max_body = settings.max_body_bytes
+        self.body_timeout = settings.body_timeout_seconds
         self.metrics = metrics
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -73,6 +79,9 @@ class Gatekeeper:
                 await self.app(scope, self._limited(receive), send_with_id)
         except _BodyTooLargeError:
             await self._reply(send_with_id, 413, {"detail": self._too_large_text()})
+        except _BodyTooSlowError:
+            detail = f"the request body did not arrive within {self.body_timeout:g} s"
+            await self._reply(send_with_id, 408, {"detail": detail}, [(b"connection", b"close")])
         finally:
             self.metrics.in_flight.dec()
             self.metrics.requests.labels(route_label(path), method, str(status)).inc()
@@ -105,16 +114,29 @@ class Gatekeeper:
         )
 
     def _limited(self, receive: Any) -> Callable[[], Awaitable[dict[str, Any]]]:
-        """Count body bytes as they arrive: a chunked upload cannot pass the limit either."""
+        """Count body bytes as they arrive (a chunked upload cannot pass the limit either)
+        and give the whole body `body_timeout` seconds from the first read."""
         seen = 0
+        deadline: float | None = None
+        complete = False
 
         async def limited_receive() -> dict[str, Any]:
-            nonlocal seen
-            message: dict[str, Any] = await receive()
+            nonlocal seen, deadline, complete
+            if complete:  # the body is in: what follows is a wait for the disconnect
+                return await receive()  # type: ignore[no-any-return]
+            loop = asyncio.get_running_loop()
+            deadline = deadline or loop.time() + self.body_timeout
+            try:
+                message: dict[str, Any] = await asyncio.wait_for(
+                    receive(), max(deadline - loop.time(), 0.0)
+                )
+            except TimeoutError as error:
+                raise _BodyTooSlowError from error
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_body:
                     raise _BodyTooLargeError
+                complete = not message.get("more_body", False)
             return message
 
         return limited_receive

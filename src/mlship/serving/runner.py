@@ -21,6 +21,7 @@ from types import FrameType
 
 from mlship.config import Settings
 from mlship.serving.app import create_app
+from mlship.serving.http import DeadlineProtocol
 from mlship.serving.plane import Challenger
 
 log = logging.getLogger("mlship.serve")
@@ -70,14 +71,17 @@ def serve_one(options: ServeOptions, settings: Settings) -> None:
 
     configure_logging(settings.log_level)
     sock = bind(options.host, options.port)
+    DeadlineProtocol.head_timeout = settings.head_timeout_seconds
     config = uvicorn.Config(
         create_app(options.source, settings, options.challenger),
         loop="uvloop",
-        http="httptools",
+        http=DeadlineProtocol,
         lifespan="on",
         access_log=False,  # ours is JSON, with the request id
         log_config=None,
         timeout_graceful_shutdown=10,
+        timeout_keep_alive=max(1, round(settings.keep_alive_seconds)),
+        limit_concurrency=settings.max_connections,
     )
     uvicorn.Server(config).run(sockets=[sock])
 
