@@ -93,6 +93,9 @@ class ValidateParams(_Strict):
     max_duplicate_rate: float = Field(default=0.0, ge=0.0, le=1.0)
     max_leakage_rate: float = Field(default=0.0, ge=0.0, le=1.0)
     min_rows_per_class: int = Field(default=10, ge=1)
+    # a test set too small to judge anything is a data failure, not a model's success
+    min_test_rows: int = Field(default=30, ge=1)
+    min_test_rows_per_class: int = Field(default=10, ge=1, description="classification")
 
 
 class TextParams(_Strict):

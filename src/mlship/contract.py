@@ -125,6 +125,14 @@ def check_contract(
         )
     if any(not c.passed for c in checks if c.rule == "columns_present"):
         return checks
+    checks.append(
+        Check(
+            "min_test_rows",
+            "test",
+            len(test) >= rules.min_test_rows,
+            f"{len(test)} rows; need at least {rules.min_test_rows} to judge a model",
+        )
+    )
     if data.task == "classification":
         checks += _class_rules(train, test, data, rules)
     checks.append(
@@ -185,6 +193,17 @@ def _class_rules(
                 f"train.{data.target}={label}",
                 rows >= rules.min_rows_per_class,
                 f"{rows} rows; need at least {rules.min_rows_per_class}",
+            )
+        )
+    in_test = test[data.target].value_counts()
+    for label in expected_classes:
+        rows = int(in_test.get(label, 0))
+        checks.append(
+            Check(
+                "min_test_rows_per_class",
+                f"test.{data.target}={label}",
+                rows >= rules.min_test_rows_per_class,
+                f"{rows} rows; need at least {rules.min_test_rows_per_class} to judge this class",
             )
         )
     unseen = sorted(set(test[data.target].dropna()) - set(counts.index))

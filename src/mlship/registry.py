@@ -131,6 +131,51 @@ def log_artifacts(settings: Settings, run_id: str, paths: list[Path], folder: st
         raise mlflow_failure(error, f"MLflow run {run_id}: attaching {folder} files") from error
 
 
+GATE_PASSED_TAG = "mlship.gate.passed"
+GATE_DIGEST_TAG = "mlship.gate.sha256"
+GATE_ARTIFACT = "gate/gate.json"
+
+
+def record_gate(settings: Settings, run_id: str, digest: str, passed: bool) -> None:
+    """What the gate decided about this run, and the sha256 of the report that says so."""
+    from mlflow.exceptions import MlflowException
+
+    client = _client(settings)
+    try:
+        client.set_tag(run_id, GATE_PASSED_TAG, "true" if passed else "false")
+        client.set_tag(run_id, GATE_DIGEST_TAG, digest)
+    except MlflowException as error:
+        raise mlflow_failure(error, f"MLflow run {run_id}: recording the gate") from error
+
+
+def run_tags(settings: Settings, run_id: str) -> dict[str, str]:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return dict(_client(settings).get_run(run_id).data.tags)
+    except MlflowException as error:
+        raise mlflow_failure(error, f"MLflow run {run_id}") from error
+
+
+def run_artifact(settings: Settings, run_id: str, path: str) -> bytes | None:
+    """The bytes of one artifact of a run, or None when the run has none there."""
+    import tempfile
+
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    start_tracking(settings)
+    try:
+        with tempfile.TemporaryDirectory() as folder:
+            local = mlflow.artifacts.download_artifacts(
+                run_id=run_id, artifact_path=path, dst_path=folder,
+                tracking_uri=settings.tracking_uri,
+            )  # fmt: skip
+            return Path(local).read_bytes()
+    except (MlflowException, OSError):
+        return None
+
+
 def run_link(tracking_uri: str, experiment_id: str, run_id: str) -> str:
     """Where a person finds the run: the server's page, or how to open the local store."""
     if tracking_uri.startswith(("http://", "https://")):
@@ -253,6 +298,16 @@ def registered_version(settings: Settings, run_id: str) -> str | None:
     except MlflowException as error:
         raise mlflow_failure(error, "MLflow registry lookup") from error
     return str(max(int(v.version) for v in found)) if found else None
+
+
+def version_run_id(settings: Settings, version: str) -> str:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        found = _client(settings).get_model_version(settings.model_name, version)
+    except MlflowException as error:
+        raise mlflow_failure(error, f"model {settings.model_name!r} version {version}") from error
+    return str(found.run_id)
 
 
 def version_tags(settings: Settings, version: str) -> dict[str, str]:

@@ -62,3 +62,13 @@ def test_stale_or_missing_inputs_are_refused(project: Project) -> None:
     project.paths.metrics.unlink()
     with pytest.raises(InputError, match=r"evaluate\.json: not found"):
         _gate(project)
+
+
+def test_an_edited_metrics_file_is_refused(project: Project) -> None:
+    # given an evaluation whose metrics file was edited to look better (and committed to DVC)
+    project.run_pipeline(project.params())
+    metrics = json.loads(project.paths.metrics.read_text())
+    project.paths.metrics.write_text(json.dumps({**metrics, "accuracy": 0.999}))
+    # when gated / then the recomputed scores disagree and the gate refuses to judge
+    with pytest.raises(InputError, match=r"does not match the model's own scores .*accuracy"):
+        _gate(project)

@@ -54,24 +54,39 @@ def test_register_promote_and_roll_back(project: Project) -> None:
         rollback(project.settings, {}, approver="carol")
 
 
-def test_register_refuses_a_failed_or_outdated_gate(project: Project) -> None:
-    _gated(project)
+def test_register_refuses_a_failed_edited_or_outdated_gate(project: Project) -> None:
+    # given a gate that failed (thresholds no model meets)
+    project.run_pipeline(project.params())
+    strict = project.params(gate={"min_accuracy": 1.0, "max_log_loss": 1e-9})
+    assert not gate(strict, project.settings, project.paths, project.dvc_file,
+                    project.params_file, stale=lambda _: []).passed  # fmt: skip
     report = json.loads(project.paths.gate_json.read_text())
-    project.paths.gate_json.write_text(json.dumps({**report, "passed": False, "failed": ["x"]}))
     with pytest.raises(CheckError, match="the gate did not pass"):
         register(project.settings, project.paths, project.dvc_file)
-    project.paths.gate_json.write_text(json.dumps(report))
+    # when its report is edited into a pass / then register sees it is not the gate's record
+    forged = {**report, "passed": True, "failed": [],
+              "criteria": [{**c, "passed": True} for c in report["criteria"]]}  # fmt: skip
+    project.paths.gate_json.write_text(json.dumps(forged))
+    with pytest.raises(CheckError, match="not the passing report the gate recorded"):
+        register(project.settings, project.paths, project.dvc_file)
+    # and a report of a pass is refused once dvc.lock changed
+    _gated(project)
     (project.root / "dvc.lock").write_text("changed\n")
     with pytest.raises(InputError, match=r"stale: dvc\.lock changed"):
         register(project.settings, project.paths, project.dvc_file)
 
 
-def test_promote_needs_a_candidate_that_passed_the_gate(project: Project) -> None:
+def test_promote_needs_the_gate_record_not_just_a_tag(project: Project) -> None:
     with pytest.raises(InputError, match="no @candidate"):
         promote(project.settings, {}, approver="ana")
-    _gated(project)
-    version = register(project.settings, project.paths, project.dvc_file)
+    # given a model version registered past the gate and tagged as if it had passed
+    project.run_pipeline(project.params())
+    card = json.loads((project.paths.model_dir / "model_card.json").read_text())
     client = mlflow.MlflowClient(tracking_uri=project.settings.tracking_uri)
-    client.set_model_version_tag("reviews", version, "mlship.gate", "failed")
-    with pytest.raises(CheckError, match="has not passed the gate"):
+    mlflow.set_tracking_uri(project.settings.tracking_uri)
+    version = mlflow.register_model(card["mlflow"]["model_uri"], "reviews").version
+    client.set_model_version_tag("reviews", version, "mlship.gate", "passed")
+    client.set_registered_model_alias("reviews", "candidate", version)
+    # when promoted / then refused: its run carries no passing gate record
+    with pytest.raises(CheckError, match="no passing gate record"):
         promote(project.settings, {}, approver="ana")

@@ -102,3 +102,13 @@ def test_the_target_must_fit_the_task() -> None:
     numeric = next(c for c in checks if c.rule == "target_numeric" and c.where == "train.score")
     assert not numeric.passed and "set data.task: classification" in numeric.detail
     assert not any(c.rule == "class_count" for c in checks)  # no class rules for regression
+
+
+def test_a_tiny_or_one_class_test_set_is_a_data_failure() -> None:
+    train = text_frame(10)
+    # four rows, all of one class: too small, and the other class is missing
+    tiny = text_frame(2).assign(review=lambda f: f.review + "!", score="great")
+    failed = _failed(train, tiny, min_test_rows=10, min_test_rows_per_class=2)
+    assert ("min_test_rows", "test") in failed
+    assert ("min_test_rows_per_class", "test.score=other") in failed
+    assert ("min_test_rows_per_class", "test.score=great") not in failed

@@ -104,6 +104,9 @@ def gate(
     files.write_json(paths.gate_json, gate_report.gate_json(criteria, context))
     files.write_text(paths.gate_md, gate_report.gate_markdown(criteria, metrics, diff, context))
     files.write_with(paths.gate_junit, lambda temp: gate_report.gate_junit(criteria, temp))
+    # the verdict is recorded on the run: `register` and `promote` trust that, not a file
+    passed = all(c.passed for c in criteria)
+    registry.record_gate(settings, run_id, files.sha256(paths.gate_json), passed)
     return GateResult(criteria, champion_version, paths.gate_md)
 
 

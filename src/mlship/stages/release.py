@@ -3,6 +3,8 @@ approved, through which CI); roll @champion back to the version it replaced."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,8 +20,26 @@ from mlship.paths import PipelinePaths
 GATE_PASSED = "passed"
 
 
-def require_gate_pass(paths: PipelinePaths, dvc_file: Path) -> tuple[dict[str, Any], ModelCard]:
-    """The gate report and the model card, once the report is a fresh pass of this model."""
+def gate_record_holds(settings: Settings, run_id: str, report: bytes) -> bool:
+    """Whether `report` is the gate.json the gate recorded on the run, and a pass."""
+    tags = registry.run_tags(settings, run_id)
+    if tags.get(registry.GATE_PASSED_TAG) != "true":
+        return False
+    if tags.get(registry.GATE_DIGEST_TAG) != hashlib.sha256(report).hexdigest():
+        return False
+    parsed = json.loads(report)
+    return bool(
+        parsed.get("passed") is True
+        and parsed.get("candidate_run_id") == run_id
+        and all(c.get("passed") is True for c in parsed.get("criteria", []))
+    )
+
+
+def require_gate_pass(
+    settings: Settings, paths: PipelinePaths, dvc_file: Path
+) -> tuple[dict[str, Any], ModelCard]:
+    """The gate report and the model card, once the report is a fresh pass of this model,
+    byte for byte the one the gate recorded on the run."""
     report = files.read_json(paths.gate_json)
     card = ModelCard.load(paths.model_dir)
     if report.get("candidate_run_id") != card.run_id:
@@ -33,13 +53,19 @@ def require_gate_pass(paths: PipelinePaths, dvc_file: Path) -> tuple[dict[str, A
         raise CheckError(
             f"the gate did not pass ({', '.join(report.get('failed', []))}); not registering"
         )
+    run_id = card.require_run_id(paths.model_dir)
+    if not gate_record_holds(settings, run_id, paths.gate_json.read_bytes()):
+        raise CheckError(
+            f"{paths.gate_json} is not the passing report the gate recorded on run {run_id} "
+            "(edited, or from another gate run); run `mlship gate` again"
+        )
     return report, card
 
 
 def register(settings: Settings, paths: PipelinePaths, dvc_file: Path) -> str:
     """Register the gated model's run once, tag it with its provenance, alias `candidate`.
     Returns the version."""
-    report, card = require_gate_pass(paths, dvc_file)
+    report, card = require_gate_pass(settings, paths, dvc_file)
     run_id = card.require_run_id(paths.model_dir)
     registry.log_artifacts(settings, run_id, [paths.gate_json, paths.gate_md, paths.gate_junit],
                            "gate")  # fmt: skip
@@ -57,6 +83,17 @@ def register(settings: Settings, paths: PipelinePaths, dvc_file: Path) -> str:
         "mlship.gate_report": f"runs:/{run_id}/gate/gate.md",
         "mlship.gate_champion": str(report.get("champion_version") or "none"),
     })  # fmt: skip
+
+
+def require_gate_record(settings: Settings, version: str) -> None:
+    """A version is promoted only when its run carries the gate's passing report (logged by
+    register) matching the verdict and digest the gate recorded: a tag alone is not enough."""
+    run_id = registry.version_run_id(settings, version)
+    report = registry.run_artifact(settings, run_id, registry.GATE_ARTIFACT)
+    if report is None or not gate_record_holds(settings, run_id, report):
+        raise CheckError(
+            f"version {version} has no passing gate record on its run {run_id}; not promoting"
+        )
 
 
 @dataclass(frozen=True)
@@ -78,8 +115,7 @@ def promote(
         if candidate is None:
             raise InputError(f"{settings.model_name} has no @candidate; run `mlship register`")
         version = str(candidate.version)
-    if registry.version_tags(settings, version).get("mlship.gate") != GATE_PASSED:
-        raise CheckError(f"version {version} has not passed the gate; not promoting")
+    require_gate_record(settings, version)
     previous = None if current is None else str(current.version)
     if previous == version:
         raise InputError(f"version {version} is already @champion")
