@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from mlship.errors import InputError
+from mlship.errors import InputError, ServiceError
 
 # Runs inside a pod of the same image (python3, no curl): ready, one known request, /model.
 SMOKE_SCRIPT = """
@@ -48,11 +48,20 @@ class Step:
 
 @dataclass
 class DeployReport:
+    """What a deploy did. `rolled_back` is true only when the cluster was verified back on
+    `previous_image`, the image recorded before anything was changed."""
+
     environment: str
     image: str
     expected_version: str
+    previous_image: str | None = None
+    previous_revision: str | None = None
     steps: list[Step] = field(default_factory=list)
     rolled_back: bool = False
+
+    def step(self, name: str, done: subprocess.CompletedProcess[str]) -> bool:
+        self.steps.append(Step(name, done.returncode == 0, _output(done)))
+        return done.returncode == 0
 
     @property
     def ok(self) -> bool:
@@ -64,24 +73,27 @@ class DeployReport:
     def markdown(self) -> str:
         verdict = "deployed" if self.ok else ("ROLLED BACK" if self.rolled_back else "FAILED")
         lines = [f"## mlship deploy to {self.environment}: {verdict}", "",
-                 f"Image `{self.image}`, expected model version {self.expected_version}.", "",
+                 f"Image `{self.image}`, expected model version {self.expected_version}; "
+                 f"before: `{self.previous_image}` (revision {self.previous_revision}).", "",
                  "| | step | detail |", "|---|---|---|"]  # fmt: skip
         lines += [f"| {'✅' if s.ok else '❌'} | {s.name} | {s.detail} |" for s in self.steps]
         return "\n".join(lines) + "\n"
 
 
 class Kubectl:
-    def __init__(self, namespace: str, binary: str = "kubectl") -> None:
+    def __init__(self, namespace: str, binary: str = "kubectl", timeout: float = 120) -> None:
         self.namespace = namespace
         self.binary = binary
+        self.timeout = timeout  # seconds for a call that does not say; a hung call ends here
 
     def __call__(
-        self, *args: str, timeout: float = 120, stdin: str | None = None
+        self, *args: str, timeout: float | None = None, stdin: str | None = None
     ) -> subprocess.CompletedProcess[str]:
         try:
             return subprocess.run(
                 [self.binary, "--namespace", self.namespace, *args],
-                capture_output=True, text=True, timeout=timeout, check=False, input=stdin,
+                capture_output=True, text=True, timeout=timeout or self.timeout, check=False,
+                input=stdin,
             )  # fmt: skip
         except FileNotFoundError as error:
             raise InputError(f"{self.binary}: not found on PATH") from error
@@ -135,29 +147,79 @@ def smoke(kubectl: Kubectl, target: Target, image: str, row: dict[str, Any],
     return Step("smoke", True, f"/ready ok, /predict -> {said}, /model version {served}")
 
 
+@dataclass(frozen=True)
+class Running:
+    """What a Deployment runs: its container's image and its revision."""
+
+    image: str
+    revision: str
+
+
+def running(kubectl: Kubectl, target: Target, deployment: str | None = None) -> Running | str:
+    """The Deployment's image and revision, or what kubectl said when it could not tell."""
+    done = kubectl("get", f"deployment/{deployment or target.deployment}", "-o", "json")
+    if done.returncode != 0:
+        return _output(done)
+    try:
+        found = json.loads(done.stdout)
+        containers = found["spec"]["template"]["spec"]["containers"]
+        image = next(c["image"] for c in containers if c["name"] == target.container)
+        revision = (
+            found["metadata"].get("annotations", {}).get("deployment.kubernetes.io/revision", "?")
+        )
+    except (ValueError, KeyError, TypeError, StopIteration):
+        return f"no container {target.container!r} in deployment/{target.deployment}"
+    return Running(str(image), str(revision))
+
+
+def restore(kubectl: Kubectl, target: Target, report: DeployReport, rollout_timeout_s: int) -> None:
+    """Put the recorded image back (not "one revision back": a re-deploy of the running
+    image makes no revision, so undo would go further back) and verify it runs."""
+    resource = f"deployment/{target.deployment}"
+    assert report.previous_image is not None
+    now = running(kubectl, target)
+    if not isinstance(now, Running) or now.image != report.previous_image:
+        put_back = kubectl("set", "image", resource, f"{target.container}={report.previous_image}")
+        if not report.step("restore recorded image", put_back):
+            return
+    settled = kubectl("rollout", "status", resource, f"--timeout={rollout_timeout_s}s",
+                      timeout=rollout_timeout_s + 30)  # fmt: skip
+    after = running(kubectl, target)
+    back = settled.returncode == 0 and isinstance(after, Running) and (
+        after.image == report.previous_image)  # fmt: skip
+    report.rolled_back = back
+    seen = after.image if isinstance(after, Running) else after
+    report.steps.append(Step("verify recorded image", back,
+                             f"{_output(settled)}; running {seen}"))  # fmt: skip
+
+
 def deploy(
     kubectl: Kubectl, target: Target, environment: str, image: str, version: str,
     row: dict[str, Any], rollout_timeout_s: int,
 ) -> DeployReport:  # fmt: skip
+    """Record what runs, set the image, wait for the rollout, smoke-test; on any failure
+    (an error, a timeout, an exception) put the recorded image back and verify it."""
     report = DeployReport(environment, image, version)
-    resource = f"deployment/{target.deployment}"
-    done = kubectl("set", "image", resource, f"{target.container}={image}")
-    report.steps.append(Step("set image", done.returncode == 0, _output(done)))
-    if done.returncode != 0:
+    before = running(kubectl, target)
+    if not isinstance(before, Running):
+        report.steps.append(Step("read deployment", False, before))
         return report  # nothing changed: nothing to undo
-    done = kubectl("rollout", "status", resource, f"--timeout={rollout_timeout_s}s",
-                   timeout=rollout_timeout_s + 30)  # fmt: skip
-    report.steps.append(Step("rollout status", done.returncode == 0, _output(done)))
-    if done.returncode == 0:
-        report.steps.append(smoke(kubectl, target, image, row, version))
-    if report.steps[-1].ok:
+    report.previous_image, report.previous_revision = before.image, before.revision
+    resource = f"deployment/{target.deployment}"
+    wait = ("rollout", "status", resource, f"--timeout={rollout_timeout_s}s")
+    try:
+        changed = report.step(
+            "set image", kubectl("set", "image", resource, f"{target.container}={image}")
+        )
+        if changed and report.step(
+            "rollout status", kubectl(*wait, timeout=rollout_timeout_s + 30)
+        ):
+            report.steps.append(smoke(kubectl, target, image, row, version))
+    except Exception as error:  # whatever went wrong, the cluster must end where it began
+        report.steps.append(Step("deploy", False, f"{type(error).__name__}: {error}"))
+    if all(step.ok for step in report.steps):
         return report
-    undone = kubectl("rollout", "undo", resource)
-    settled = kubectl("rollout", "status", resource, f"--timeout={rollout_timeout_s}s",
-                      timeout=rollout_timeout_s + 30)  # fmt: skip
-    report.rolled_back = undone.returncode == 0 and settled.returncode == 0
-    report.steps.append(Step("rollout undo", report.rolled_back,
-                             f"{_output(undone)}; {_output(settled)}"))  # fmt: skip
+    restore(kubectl, target, report, rollout_timeout_s)
     return report
 
 
@@ -186,12 +248,14 @@ class Prometheus:
             answer = httpx.get(f"{self.url}/api/v1/query", params={"query": query}, timeout=10)
             answer.raise_for_status()
             result = answer.json()["data"]["result"]
-        except (httpx.HTTPError, KeyError, ValueError) as error:
-            raise InputError(f"Prometheus at {self.url}: {error}") from error
-        if not result:
+            number = float(result[0]["value"][1]) if result else None
+        except httpx.HTTPError as error:
+            raise ServiceError(f"Prometheus at {self.url}: {error}") from error
+        except (KeyError, IndexError, TypeError, ValueError) as error:
+            raise InputError(f"Prometheus at {self.url} answered no number: {error}") from error
+        if number is None or number != number:  # no series, or NaN: no traffic to judge
             return None
-        number = float(result[0]["value"][1])
-        return None if number != number else number  # NaN: no traffic to judge
+        return number
 
 
 def canary_queries(namespace: str, deployment: str) -> tuple[str, str]:
@@ -245,53 +309,69 @@ def canary_deploy(
     sleep: Callable[[float], None] = time.sleep,
 ) -> DeployReport:  # fmt: skip
     """Canary first; the stable Deployment takes the image only after every step passed.
-    On a breach all traffic returns to stable and the canary Deployment is deleted."""
+    Whatever happens — a breach, Prometheus failing, an exception — all traffic returns to
+    stable, the canary Deployment is deleted, and stable is verified on its recorded image
+    unless the new one was promoted and settled."""
     report = DeployReport(environment, image, version)
-    canary = f"{target.deployment}-canary"
     got = kubectl("get", f"deployment/{target.deployment}", "-o", "json")
-    if got.returncode != 0:
-        report.steps.append(Step("read stable deployment", False, _output(got)))
+    before = running(kubectl, target) if got.returncode == 0 else _output(got)
+    if not isinstance(before, Running):
+        report.steps.append(Step("read stable deployment", False, before))
         return report
-    manifest = canary_manifest(json.loads(got.stdout), image, target.container)
-    done = kubectl("apply", "-f", "-", stdin=json.dumps(manifest))
-    report.steps.append(Step("create canary", done.returncode == 0, _output(done)))
-    if done.returncode == 0:
-        done = _rollout_status(kubectl, canary, rollout_timeout_s)
-        report.steps.append(Step("canary rollout", done.returncode == 0, _output(done)))
+    report.previous_image, report.previous_revision = before.image, before.revision
+    promoted = False
+    try:
+        if _canary_steps(kubectl, target, image, prometheus, budget, rollout_timeout_s,
+                         json.loads(got.stdout), report, sleep):  # fmt: skip
+            stable = f"deployment/{target.deployment}"
+            promoted = report.step(
+                "promote to stable", kubectl("set", "image", stable, f"{target.container}={image}")
+            ) and report.step("stable rollout", _rollout_status(
+                kubectl, target.deployment, rollout_timeout_s))  # fmt: skip
+    except Exception as error:  # the cluster must end in a known state whatever happened
+        report.steps.append(Step("canary", False, f"{type(error).__name__}: {error}"))
+    finally:
+        back = _weights(kubectl, target, 0)
+        removed = kubectl("delete", f"deployment/{target.deployment}-canary", "--ignore-not-found")
+        report.steps.append(Step("all traffic to stable, canary removed",
+                                 back.returncode == 0 and removed.returncode == 0,
+                                 f"{_output(back)}; {_output(removed)}"))  # fmt: skip
+    if not promoted:
+        restore(kubectl, target, report, rollout_timeout_s)
+    return report
+
+
+def _canary_steps(
+    kubectl: Kubectl, target: Target, image: str, prometheus: Prometheus, budget: CanaryBudget,
+    rollout_timeout_s: int, stable: dict[str, Any], report: DeployReport,
+    sleep: Callable[[float], None],
+) -> bool:  # fmt: skip
+    """Create the canary and step its traffic share; True when every step passed."""
+    manifest = canary_manifest(stable, image, target.container)
+    if not report.step("create canary", kubectl("apply", "-f", "-", stdin=json.dumps(manifest))):
+        return False
+    canary = f"{target.deployment}-canary"
+    if not report.step("canary rollout", _rollout_status(kubectl, canary, rollout_timeout_s)):
+        return False
     errors_query, p99_query = canary_queries(target.namespace, target.deployment)
-    for weight in CANARY_STEPS if report.steps[-1].ok else ():
-        done = _weights(kubectl, target, weight)
-        if done.returncode != 0:
-            report.steps.append(Step(f"canary {weight}%", False, _output(done)))
-            break
+    for weight in CANARY_STEPS:
+        if not report.step(f"canary {weight}%", _weights(kubectl, target, weight)):
+            return False
         sleep(budget.settle_seconds)
-        errors, p99 = prometheus.value(errors_query), prometheus.value(p99_query)
+        try:
+            errors, p99 = prometheus.value(errors_query), prometheus.value(p99_query)
+        except (InputError, ServiceError) as error:
+            report.steps[-1] = Step(f"canary {weight}%", False, f"cannot judge: {error}")
+            return False
         if errors is None or p99 is None:
-            report.steps.append(Step(f"canary {weight}%", False,
-                                     "no canary traffic in Prometheus: cannot judge"))  # fmt: skip
-            break
+            report.steps[-1] = Step(
+                f"canary {weight}%", False, "no canary traffic in Prometheus: cannot judge"
+            )
+            return False
         ok = errors <= budget.max_error_ratio and p99 * 1000 <= budget.max_p99_ms
         detail = (f"error ratio {errors:.4f} (max {budget.max_error_ratio}), "
                   f"p99 {p99 * 1000:.0f} ms (max {budget.max_p99_ms:.0f})")  # fmt: skip
-        report.steps.append(Step(f"canary {weight}%", ok, detail))
+        report.steps[-1] = Step(f"canary {weight}%", ok, detail)
         if not ok:
-            break
-    if report.ok:  # every step passed: the stable Deployment takes the new image
-        stable = f"deployment/{target.deployment}"
-        done = kubectl("set", "image", stable, f"{target.container}={image}")
-        settled = _rollout_status(kubectl, target.deployment, rollout_timeout_s)
-        ok = done.returncode == 0 and settled.returncode == 0
-        report.steps.append(Step("promote to stable", ok, _output(settled)))
-        if not ok and done.returncode == 0:
-            undone = kubectl("rollout", "undo", stable)
-            report.steps.append(
-                Step("stable rollout undo", undone.returncode == 0, _output(undone))
-            )
-    back = _weights(kubectl, target, 0)
-    removed = kubectl("delete", f"deployment/{canary}", "--ignore-not-found")
-    cleaned = back.returncode == 0 and removed.returncode == 0
-    if not report.ok:
-        report.rolled_back = cleaned
-    report.steps.append(Step("all traffic to stable, canary removed", cleaned,
-                             f"{_output(back)}; {_output(removed)}"))  # fmt: skip
-    return report
+            return False
+    return True

@@ -33,10 +33,13 @@ class FakePrometheus:
         self.p99_seconds: list[float | None] = [0.02, 0.02, 0.02]
         self.queries: list[str] = []
         self.url = ""  # set once the fake API listens
+        self.failure: tuple[int, Any] | None = None  # answered from the third query on
 
     def answer(self, request: Request) -> Answer:
         query = parse_qs(urlparse(request.path).query)["query"][0]
         self.queries.append(query)
+        if self.failure is not None and len(self.queries) > 2:
+            return self.failure[0], self.failure[1], {}
         series = self.p99_seconds if "histogram_quantile" in query else self.errors
         value = series.pop(0) if series else None
         result = [] if value is None else [{"metric": {}, "value": [0, str(value)]}]
@@ -74,9 +77,10 @@ def test_healthy_steps_promote_the_image_to_stable(
     assert report.ok, report.markdown()
     state = _state(cluster)
     assert state["weights"] == [[90, 10], [50, 50], [0, 100], [100, 0]]
-    assert state["image"] == IMAGE and state["canary"] is None
-    assert [s.name for s in report.steps][-3:] == [
-        "canary 100%", "promote to stable", "all traffic to stable, canary removed"
+    assert state["revisions"][-1] == IMAGE and state["canary"] is None
+    assert [s.name for s in report.steps][-4:] == [
+        "canary 100%", "promote to stable", "stable rollout",
+        "all traffic to stable, canary removed",
     ]  # fmt: skip
     assert all('pod=~"mlship-canary-.*"' in q for q in prometheus.queries)
 
@@ -89,7 +93,7 @@ def test_a_breach_returns_all_traffic_to_stable(
     assert not report.ok and report.rolled_back
     state = _state(cluster)
     assert state["weights"] == [[90, 10], [50, 50], [100, 0]]
-    assert state["image"] == "old" and state["canary"] is None  # stable never changed
+    assert state["revisions"] == ["old"] and state["canary"] is None  # stable never changed
     failed = [s for s in report.steps if not s.ok]
     assert [s.name for s in failed] == ["canary 50%"] and "error ratio 0.2000" in failed[0].detail
 
@@ -123,3 +127,36 @@ def test_the_canary_manifest_never_overlaps_stable() -> None:
     assert made["spec"]["selector"]["matchLabels"]["track"] == "canary"
     assert made["spec"]["template"]["spec"]["containers"][0]["image"] == IMAGE
     assert stable["spec"]["template"]["spec"]["containers"][0]["image"] == "old"  # a copy
+
+
+@pytest.mark.parametrize(
+    ("answer", "said"),
+    [((500, {"status": "error"}), "HTTPStatusError"),
+     ((200, {"status": "success", "data": {"resultType": "vector",
+                                           "result": [{"value": [0, "abc"]}]}}), "no number")],
+)  # fmt: skip
+def test_prometheus_failing_mid_rollout_ends_cleaned_up_on_stable(
+    cluster: Cluster, prometheus: FakePrometheus, answer: tuple[int, Any], said: str
+) -> None:
+    # given Prometheus answering an error or a non-number at the 50% step
+    prometheus.failure = answer
+    report = _canary(cluster, prometheus)
+    # then the split and the canary are gone, stable is verified on its recorded image
+    state = _state(cluster)
+    assert state["weights"][-1] == [100, 0] and state["canary"] is None
+    assert state["revisions"] == ["old"] and report.rolled_back and not report.ok
+    failed = next(s for s in report.steps if not s.ok)
+    assert failed.name == "canary 50%" and "cannot judge" in failed.detail
+
+
+def test_a_failed_promotion_whose_restore_fails_is_not_called_a_rollback(
+    cluster: Cluster, prometheus: FakePrometheus, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # calls: get, get, apply, rollout, (patch) x3, set image, rollout status (fails), patch,
+    # delete, get, then the restoring set image (call 13) fails
+    monkeypatch.setenv("FAKE_KUBECTL_FAIL_AT", "13")
+    report = _canary(cluster, prometheus, "stable-rollout-fails")
+    assert not report.ok and not report.rolled_back
+    assert _state(cluster)["revisions"][-1] == IMAGE  # stable runs the new image: say so
+    assert report.steps[-1].name == "restore recorded image" and not report.steps[-1].ok
+    assert "FAILED" in report.markdown()

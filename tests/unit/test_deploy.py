@@ -1,6 +1,7 @@
-"""The deploy logic against a fake kubectl first on PATH: success, rollout timeout -> undo,
-smoke failure -> undo, a wrong model version -> undo, and failures that leave nothing to undo
-or cannot be undone."""
+"""The deploy logic against a fake kubectl first on PATH that keeps a revision history as
+Kubernetes does: success; failures after the change end on the recorded image (verified),
+including a re-deploy of the running image, a hung kubectl and a failing restore; failures
+before any change leave nothing to undo."""
 
 from __future__ import annotations
 
@@ -26,12 +27,16 @@ class Cluster:
         monkeypatch.setenv("FAKE_KUBECTL_STATE", str(folder / "state.json"))
         monkeypatch.setenv("FAKE_KUBECTL_LOG", str(folder / "calls.log"))
 
-    def deploy(self, scenario: str) -> DeployReport:
+    def deploy(self, scenario: str, image: str = IMAGE, timeout: float = 120) -> DeployReport:
         self.monkeypatch.setenv("FAKE_KUBECTL_SCENARIO", scenario)
         target = Target("mlship-staging")
-        return deploy(
-            Kubectl(target.namespace), target, "staging", IMAGE, "7", {"review": "ok"}, 30
-        )
+        kubectl = Kubectl(target.namespace, timeout=timeout)
+        return deploy(kubectl, target, "staging", image, "7", {"review": "ok"}, 30)
+
+    def running(self, image: str) -> None:
+        """Start from a cluster that runs `image` (after the initial "old")."""
+        state = {"revisions": ["old", image], "canary": None, "weights": [], "healthy": [image]}
+        (self.folder / "state.json").write_text(json.dumps(state))
 
     @property
     def calls(self) -> list[list[str]]:
@@ -39,9 +44,13 @@ class Cluster:
         return [json.loads(line)[2:] for line in lines]  # without --namespace <ns>
 
     @property
-    def image(self) -> str:
+    def revisions(self) -> list[str]:
         state = self.folder / "state.json"
-        return str(json.loads(state.read_text())["image"]) if state.exists() else "old"
+        return list(json.loads(state.read_text())["revisions"]) if state.exists() else ["old"]
+
+    @property
+    def image(self) -> str:
+        return self.revisions[-1]
 
 
 @pytest.fixture
@@ -49,15 +58,17 @@ def cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Cluster:
     return Cluster(tmp_path, monkeypatch)
 
 
-def test_a_good_rollout_is_smoke_tested_and_kept(cluster: Cluster) -> None:
+def test_a_good_rollout_records_what_ran_and_is_smoke_tested(cluster: Cluster) -> None:
     report = cluster.deploy("ok")
     assert report.ok and not report.rolled_back
+    assert (report.previous_image, report.previous_revision) == ("old", "1")
     assert [call[:2] for call in cluster.calls] == [
-        ["set", "image"], ["rollout", "status"], ["run", cluster.calls[2][1]]
+        ["get", "deployment/mlship"], ["set", "image"], ["rollout", "status"],
+        ["run", cluster.calls[3][1]],
     ]  # fmt: skip
-    assert cluster.calls[0] == ["set", "image", "deployment/mlship", f"server={IMAGE}"]
-    assert "--timeout=30s" in cluster.calls[1]
-    assert f"--image={IMAGE}" in cluster.calls[2]
+    assert cluster.calls[1] == ["set", "image", "deployment/mlship", f"server={IMAGE}"]
+    assert "--timeout=30s" in cluster.calls[2]
+    assert f"--image={IMAGE}" in cluster.calls[3]
     assert cluster.image == IMAGE
     assert "version 7" in report.steps[-1].detail
 
@@ -66,20 +77,42 @@ def test_a_good_rollout_is_smoke_tested_and_kept(cluster: Cluster) -> None:
     ("scenario", "failed_step"),
     [("rollout-timeout", "rollout status"), ("smoke-fails", "smoke"), ("wrong-version", "smoke")],
 )
-def test_failures_after_the_change_are_undone(
+def test_failures_after_the_change_end_on_the_recorded_image(
     cluster: Cluster, scenario: str, failed_step: str
 ) -> None:
     report = cluster.deploy(scenario)
     assert not report.ok and report.rolled_back
-    assert cluster.calls[-2] == ["rollout", "undo", "deployment/mlship"]
-    assert cluster.image == "old"  # the previous image serves again
+    # the recorded image is set back (not "one revision back"), then verified
+    assert ["set", "image", "deployment/mlship", "server=old"] in cluster.calls
+    assert cluster.image == "old"
     assert [s.name for s in report.steps if not s.ok] == [failed_step]
+    assert (
+        report.steps[-1].name == "verify recorded image"
+        and "running old" in report.steps[-1].detail
+    )
     assert "ROLLED BACK" in report.markdown()
 
 
-def test_the_smoke_test_accepts_a_regression_models_answer(cluster: Cluster) -> None:
-    report = cluster.deploy("regression")
-    assert report.ok and "/predict -> 251000.5" in report.steps[-1].detail
+def test_redeploying_the_running_image_never_goes_a_revision_further_back(
+    cluster: Cluster,
+) -> None:
+    # given a cluster that already runs IMAGE, over an older revision
+    cluster.running(IMAGE)
+    # when IMAGE is deployed again and its smoke test fails (no new revision was made)
+    report = cluster.deploy("smoke-fails")
+    # then it stays on IMAGE: undo would have silently gone back to "old"
+    assert cluster.image == IMAGE and cluster.revisions == ["old", IMAGE]
+    assert not report.ok and report.rolled_back and report.previous_image == IMAGE
+    assert not any(call[:2] == ["rollout", "undo"] for call in cluster.calls)
+
+
+def test_a_hung_kubectl_after_set_image_is_cut_off_and_undone(
+    cluster: Cluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FAKE_KUBECTL_HANG_AT", "2")  # get, then set image applies and hangs
+    report = cluster.deploy("ok", timeout=2)
+    assert not report.ok and report.rolled_back and cluster.image == "old"
+    assert "timed out" in next(s.detail for s in report.steps if not s.ok)
 
 
 def test_a_wrong_version_names_both(cluster: Cluster) -> None:
@@ -87,18 +120,32 @@ def test_a_wrong_version_names_both(cluster: Cluster) -> None:
     assert "serves version 1, expected 7" in report.steps[2].detail
 
 
-def test_a_failed_set_image_changes_nothing(cluster: Cluster) -> None:
+def test_the_smoke_test_accepts_a_regression_models_answer(cluster: Cluster) -> None:
+    report = cluster.deploy("regression")
+    assert report.ok and "/predict -> 251000.5" in report.steps[-1].detail
+
+
+def test_a_failed_set_image_is_checked_and_changes_nothing(cluster: Cluster) -> None:
     report = cluster.deploy("set-fails")
-    assert not report.ok and not report.rolled_back
-    assert len(cluster.calls) == 1 and cluster.image == "old"
-    assert "not found" in report.steps[0].detail
+    assert not report.ok and report.rolled_back  # verified: still on the recorded image
+    assert cluster.image == "old" and "not found" in report.steps[0].detail
 
 
-def test_an_undo_that_fails_is_reported_as_such(cluster: Cluster) -> None:
-    report = cluster.deploy("smoke-fails,undo-fails")
-    assert not report.ok and not report.rolled_back
-    assert report.steps[-1].name == "rollout undo" and not report.steps[-1].ok
+def test_a_restore_that_fails_is_reported_as_such(
+    cluster: Cluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # get, set image, rollout status (fails), get, then the restoring set image fails
+    monkeypatch.setenv("FAKE_KUBECTL_FAIL_AT", "5")
+    report = cluster.deploy("rollout-timeout")
+    assert not report.ok and not report.rolled_back and cluster.image == IMAGE
+    assert report.steps[-1].name == "restore recorded image" and not report.steps[-1].ok
     assert "FAILED" in report.markdown()
+
+
+def test_an_unreachable_cluster_changes_nothing(cluster: Cluster) -> None:
+    report = cluster.deploy("unreachable")
+    assert not report.ok and not report.rolled_back and report.previous_image is None
+    assert [s.name for s in report.steps] == ["read deployment"]
 
 
 def test_versions_come_from_image_tags() -> None:
@@ -145,4 +192,9 @@ def test_the_cli_records_the_deployed_image_on_the_model_version(
     second = image.replace("-m1", "-m2")
     failed = CliRunner().invoke(app, ["deploy", "--env", "staging", "--image", second,
                                       "--dvc-file", str(folder / "dvc.yaml")])  # fmt: skip
-    assert failed.exit_code == 1 and "rolled back" in failed.stderr
+    assert failed.exit_code == 1 and f"rolled back: verified on {image}" in failed.stderr
+    # when the cluster does not answer / then exit 3, nothing changed
+    cluster.monkeypatch.setenv("FAKE_KUBECTL_SCENARIO", "unreachable")
+    down = CliRunner().invoke(app, ["deploy", "--env", "staging", "--image", second,
+                                    "--dvc-file", str(folder / "dvc.yaml")])  # fmt: skip
+    assert down.exit_code == 3 and "the cluster did not answer" in down.stderr

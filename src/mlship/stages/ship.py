@@ -26,7 +26,7 @@ from mlship.card import ModelCard, RegistryInfo
 from mlship.choices import Environment, LoadTarget
 from mlship.config import Params, Settings
 from mlship.criteria import Criterion
-from mlship.errors import CheckError, InputError, ServiceError
+from mlship.errors import CheckError, InputError, ServiceError, looks_unreachable
 from mlship.paths import PipelinePaths
 from mlship.serving.model import load_registry
 from mlship.stages.pipeline import read_split
@@ -235,7 +235,15 @@ def deploy(
     files.write_text(out.with_suffix(".md"), report.markdown())
     if not report.ok:
         failed = "; ".join(f"{s.name}: {s.detail}" for s in report.steps if not s.ok)
-        outcome = "rolled back" if report.rolled_back else "NOT rolled back: act now"
+        if report.previous_image is None:  # it could not even read what runs
+            if looks_unreachable(Exception(failed)):
+                raise ServiceError(f"deploy to {env.value}: the cluster did not answer "
+                                   f"(nothing was changed): {failed}")  # fmt: skip
+            raise CheckError(f"deploy to {env.value} failed (nothing was changed): {failed}")
+        outcome = (
+            f"rolled back: verified on {report.previous_image}" if report.rolled_back
+            else f"NOT verified back on {report.previous_image}: act now"
+        )  # fmt: skip
         raise CheckError(f"deploy to {env.value} failed ({outcome}): {failed}")
     if version != "local":
         registry.tag_version(settings, version, {
