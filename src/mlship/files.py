@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -88,6 +89,8 @@ def read_table(location: str) -> pd.DataFrame:
         raise InputError(f"{location}: file is empty") from error
     except ImportError as error:
         raise InputError(f"{location}: reading it needs an extra package: {error}") from error
+    except (EOFError, zlib.error) as error:  # a compressed file cut short or damaged
+        raise InputError(f"{location}: the file is truncated or damaged: {error}") from error
     except (ValueError, OSError, pd.errors.ParserError) as error:
         # pyarrow's ArrowInvalid is a ValueError; a garbled CSV is a ParserError.
         raise InputError(f"{location}: cannot read it as a table: {error}") from error

@@ -126,3 +126,21 @@ def test_a_contract_breach_stops_the_pipeline_before_training(workspace: Workspa
     assert not (workspace.root / "models").exists()
     report = (workspace.root / "data/reports/validate.md").read_text()
     assert report.startswith("# Data contract: FAILED")
+
+
+def test_a_failing_source_loses_no_earlier_output(workspace: Workspace) -> None:
+    # given a reproduced pipeline
+    workspace.use_params(REPO / "examples/penguins/params.yaml")
+    workspace.repro()
+    kept = ("data/raw/train.parquet", "data/raw/test.parquet", "data/reports/ingest.json")
+    before = _digest(workspace, *kept)
+    # when the source turns into a truncated file
+    params = yaml.safe_load((workspace.root / "params.yaml").read_text())
+    (workspace.root / "broken.csv.gz").write_bytes(b"\x1f\x8b\x08\x00" + b"\x00" * 20)
+    params["data"]["source"] = "broken.csv.gz"
+    (workspace.root / "params.yaml").write_text(yaml.safe_dump(params))
+    done = workspace.run(str(BIN / "dvc"), "repro")
+    # then ingest fails naming the file, exit 2, and the previous splits are still there
+    assert done.returncode != 0
+    assert "broken.csv.gz: the file is truncated or damaged" in done.stdout + done.stderr
+    assert _digest(workspace, *kept) == before

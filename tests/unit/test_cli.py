@@ -35,6 +35,12 @@ def _ingest(folder: Path, raw: dict[str, Any]) -> Any:
     )  # fmt: skip
 
 
+def _gzipped(frame: pd.DataFrame) -> bytes:
+    import gzip
+
+    return gzip.compress(frame.to_csv(index=False).encode())
+
+
 def _with_sources(folder: Path, train: bytes | pd.DataFrame | None, **data: Any) -> dict[str, Any]:
     """Params whose train source is a file in `folder` holding `train`."""
     source = folder / data.pop("name", "train.csv")
@@ -67,6 +73,11 @@ def _with_sources(folder: Path, train: bytes | pd.DataFrame | None, **data: Any)
         ),
         ("empty file", lambda d: _with_sources(d, b""), "file is empty"),
         ("missing file", lambda d: _with_sources(d, None), "file not found"),
+        (
+            "truncated gzip",
+            lambda d: _with_sources(d, _gzipped(text_frame(50))[:200], name="train.csv.gz"),
+            "the file is truncated or damaged",
+        ),
         (
             "unreadable file",
             lambda d: _with_sources(d, b"\x00garbage", name="train.parquet"),
