@@ -9,11 +9,15 @@ import math
 from typing import Any
 
 import httpx
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
 
+from mlship.features import feature_frame
 from mlship.launch import local_server
+from mlship.serving.model import data_params, load_directory
+from mlship.serving.protocols import check_columns
 from tests.conftest import REPO
 from tests.integration.conftest import BIN, Workspace
 
@@ -59,6 +63,29 @@ def _v2_inputs(card: dict[str, Any], row: dict[str, Any]) -> list[dict[str, Any]
     ]  # fmt: skip
 
 
+def _served_paths_match_the_pipeline(space: Workspace) -> None:
+    served = load_directory(space.root / "models", "m")
+    served.warm()
+    test = pd.read_parquet(space.root / "data/raw/test.parquet")
+    columns = {c: [None if pd.isna(v) else v for v in test[c]] for c in served.features.columns}
+    check_columns(served.features, columns, "test", len(test))
+    frame = feature_frame(test, data_params(served.card))
+    model = served.model
+    expected = model.predict_proba(frame) if served.has_probabilities else model.predict(frame)
+    for size in (1, 100, len(test)):  # single rows, the small path, one large batch
+        stop = min(len(test), 300) if size == 1 else len(test)
+        found = [served.predict({c: v[i : i + size] for c, v in columns.items()})
+                 for i in range(0, stop, size)]  # fmt: skip
+        got = np.concatenate([f.probabilities if f.probabilities is not None
+                              else (f.values if f.values is not None else f.labels)
+                              for f in found])  # fmt: skip
+        want = np.asarray(expected)[: len(got)]
+        if got.dtype.kind in "fc":
+            assert np.abs(got - want.astype(float)).max() <= 1e-6, (served.scoring_path, size)
+        else:
+            assert (got == want.astype(str)).all(), (served.scoring_path, size)
+
+
 @pytest.mark.parametrize("example", list(EXAMPLES))
 def test_the_example_runs_the_whole_local_chain(workspace: Workspace, example: str) -> None:
     workspace.use_params(EXAMPLES[example])
@@ -69,6 +96,8 @@ def test_the_example_runs_the_whole_local_chain(workspace: Workspace, example: s
     assert _mlship(workspace, "register")[0] == 0
     card = json.loads((workspace.root / "models/model_card.json").read_text())
     task = card["task"]
+    # and every serving path gives the pipeline's own answers on the whole test split
+    _served_paths_match_the_pipeline(workspace)
 
     # and a local server answers all three protocols with the task's outputs
     columns = card["features"]["text"] + card["features"]["categorical"]

@@ -1,47 +1,85 @@
-"""The served model's two scoring paths give the pipeline's own answers."""
+"""The served model's scoring paths give the pipeline's own answers, and a path that would
+not is refused and named."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from mlship.artifacts import load_model
 from mlship.card import ModelCard
 from mlship.features import feature_frame
-from mlship.serving.model import ServedModel, load_directory, text_fast_path
+from mlship.serving import fastpath
+from mlship.serving.model import ServedModel, load_directory
 from mlship.train import fit
 from tests.conftest import make_params
-from tests.unit.test_train import TABULAR, tabular_frame
+from tests.unit.test_train import REGRESSION, TABULAR, regression_frame, tabular_frame
 
 REVIEWS = ["great taste, would buy again", "stale and bland", "", "item 7 arrived broken"]
 
 
-def test_text_models_use_the_fast_path_with_identical_answers(model_dir: Path) -> None:
+def _served(params: Any, frame: pd.DataFrame, card: dict[str, Any]) -> ServedModel:
+    served = ServedModel(fit(params, frame), ModelCard.model_validate(card), "m", "1", None, "-")
+    served.warm()
+    return served
+
+
+def test_text_models_use_the_text_path_with_identical_answers(model_dir: Path) -> None:
     served = load_directory(model_dir, "m")
     served.warm()
-    assert served._fast is not None
-    params = make_params()
+    assert served.scoring_path == "text direct + LogisticRegression"
     expected = load_model(model_dir).predict_proba(
-        feature_frame(pd.DataFrame({"review": REVIEWS}), params.data)
+        feature_frame(pd.DataFrame({"review": REVIEWS}), make_params().data)
     )
-    assert np.allclose(
-        served.predict({"review": REVIEWS}).probabilities, expected, rtol=0, atol=1e-12
-    )
+    found = served.predict({"review": REVIEWS}).probabilities
+    assert found is not None and np.allclose(found, expected, rtol=0, atol=1e-12)
 
 
-def test_tabular_models_keep_the_pipeline_path() -> None:
+def test_tabular_tree_models_are_compiled_for_small_batches() -> None:
     params = make_params(train={"model": {"kind": "gradient_boosting", "max_iter": 20}}, **TABULAR)
-    frame = tabular_frame()
-    pipeline = fit(params, frame)
-    assert text_fast_path(pipeline) is None
-    card = ModelCard.model_validate(
-        {"features": {"categorical": ["island"], "numeric": ["mass"]}, "target": "species"}
+    card = {"features": {"categorical": ["island"], "numeric": ["mass"]}, "target": "species"}
+    served = _served(params, tabular_frame(), card)
+    assert served.scoring_path == (
+        "tabular direct + treelite (up to 128 rows); "
+        "tabular direct + HistGradientBoostingClassifier (larger batches)"
     )
-    served = ServedModel(pipeline, card, "m", "1", None, "memory")
-    served.warm()
-    assert served._fast is None
-    columns = {"island": ["north", None], "mass": [30.0, float("nan")]}
-    expected = pipeline.predict_proba(feature_frame(pd.DataFrame(columns), params.data))
-    assert np.array_equal(served.predict(columns).probabilities, expected)
+    columns = {"island": ["north", None, "nowhere"] * 100, "mass": [30.0, float("nan"), 12.5] * 100}
+    expected = served.model.predict_proba(feature_frame(pd.DataFrame(columns), params.data))
+    for rows in (3, 300):  # the small and the large path
+        part = {name: values[:rows] for name, values in columns.items()}
+        found = served.predict(part).probabilities
+        assert found is not None and np.allclose(found, expected[:rows], rtol=0, atol=1e-6)
+
+
+def test_regression_forests_are_compiled_too() -> None:
+    forest = {"kind": "estimator", "class": "sklearn.ensemble.RandomForestRegressor",
+              "params": {"n_estimators": 10}}  # fmt: skip
+    params = make_params(train={"model": forest}, **REGRESSION)
+    card = {"task": "regression", "features": {"categorical": ["island"], "numeric": ["mass"]},
+            "target": "weight"}  # fmt: skip
+    frame = regression_frame()
+    served = _served(params, frame, card)
+    assert served.scoring_path.startswith("tabular direct + treelite")
+    columns = {"island": frame["island"].tolist(), "mass": frame["mass"].tolist()}
+    values = served.predict(columns).values
+    expected = served.model.predict(feature_frame(frame, params.data))
+    assert values is not None and np.allclose(values, expected, rtol=0, atol=1e-6)
+
+
+def test_a_path_that_answers_differently_is_refused_and_named(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def wrong(estimator: Any, probabilities: bool, classification: bool) -> fastpath.Named:
+        return fastpath.Named("treelite", lambda matrix: estimator.predict_proba(matrix) * 0.9)
+
+    monkeypatch.setattr(fastpath, "treelite_estimate", wrong)
+    params = make_params(train={"model": {"kind": "gradient_boosting", "max_iter": 5}}, **TABULAR)
+    card = {"features": {"categorical": ["island"], "numeric": ["mass"]}, "target": "species"}
+    served = _served(params, tabular_frame(), card)
+    assert served.scoring_path == "tabular direct + HistGradientBoostingClassifier"
+    assert "tabular direct + treelite: answers differ from the pipeline's" in (
+        served.info()["not_used"])  # fmt: skip

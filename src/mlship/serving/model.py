@@ -15,15 +15,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import sparse
-from sklearn.compose import ColumnTransformer
-from sklearn.feature_extraction.text import TfidfVectorizer
 
 from mlship import artifacts, files
 from mlship.card import METRICS_FILE, Features, MlflowInfo, ModelCard
 from mlship.config import DataParams
 from mlship.errors import InputError
 from mlship.features import feature_frame
+from mlship.serving import fastpath
 
 MODELS_SCHEME = "models:/"
 log = logging.getLogger("mlship.serve")
@@ -51,31 +49,6 @@ class Scores:
         return len(found)
 
 
-def text_fast_path(model: Any) -> Transform | None:
-    """For text-only pipelines: vectorise each column's list of strings directly. The generic
-    path (a DataFrame through ColumnTransformer) costs about 1.7 ms per call before any
-    arithmetic; this one about 0.5 ms. None when the model has any other kind of step."""
-    steps = getattr(model, "named_steps", None)
-    features = steps.get("features") if steps is not None else None
-    if not isinstance(features, ColumnTransformer) or len(model.steps) != 2:
-        return None
-    parts: list[tuple[TfidfVectorizer, str]] = []
-    for name, transformer, column in features.transformers_:
-        if name == "remainder" and transformer == "drop":
-            continue
-        if not isinstance(transformer, TfidfVectorizer) or not isinstance(column, str):
-            return None
-        parts.append((transformer, column))
-    if not parts:
-        return None
-
-    def transform(columns: Columns) -> Any:
-        matrices = [vectorizer.transform(columns[column]) for vectorizer, column in parts]
-        return matrices[0] if len(matrices) == 1 else sparse.hstack(matrices, format="csr")
-
-    return transform
-
-
 def data_params(card: ModelCard) -> DataParams:
     """The card's columns as the DataParams that feature_frame types them by."""
     return DataParams(
@@ -83,6 +56,22 @@ def data_params(card: ModelCard) -> DataParams:
         categorical_columns=card.features.categorical, numeric_columns=card.features.numeric,
         target=card.target,
     )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ScoringPath:
+    """How a batch is scored: the features (columns -> the estimator's input), then the
+    estimator (-> probabilities or values)."""
+
+    transform: fastpath.Named
+    estimate: fastpath.Named
+
+    @property
+    def name(self) -> str:
+        return f"{self.transform.name} + {self.estimate.name}"
+
+
+SMALL_BATCH_ROWS = 128  # up to here a compiled estimator's low per-call cost wins
 
 
 @dataclass(frozen=True)
@@ -95,7 +84,9 @@ class ServedModel:
     source: str
     classes: tuple[str, ...] = field(init=False)
     _data: DataParams = field(init=False, repr=False)
-    _fast: Transform | None = field(init=False, repr=False, default=None)
+    _small: ScoringPath | None = field(init=False, repr=False, default=None)
+    _large: ScoringPath | None = field(init=False, repr=False, default=None)
+    _fallbacks: tuple[str, ...] = field(init=False, repr=False, default=())
 
     def __post_init__(self) -> None:
         classes = getattr(self.model, "classes_", ()) if self.classification else ()
@@ -116,42 +107,93 @@ class ServedModel:
 
     @property
     def scoring_path(self) -> str:
-        return "text fast" if self._fast is not None else "pipeline"
+        small, large = self._small, self._large
+        if small is None or large is None:
+            return "pipeline"
+        if small == large:
+            return small.name
+        return f"{small.name} (up to {SMALL_BATCH_ROWS} rows); {large.name} (larger batches)"
 
-    def _answer(self, estimator: Any, inputs: Any) -> Scores:
+    def _scores(self, answers: Any) -> Scores:
+        """Probabilities (classifiers that have them) or predictions as Scores."""
+        answers = np.asarray(answers)
         if self.has_probabilities:
-            probabilities = _finite(np.asarray(estimator.predict_proba(inputs), dtype=float))
+            probabilities = _finite(answers.astype(float))
             labels = np.asarray(self.classes)[probabilities.argmax(axis=1)]
             return Scores(labels=labels, probabilities=probabilities)
-        answers = np.asarray(estimator.predict(inputs))
         if self.classification:
             return Scores(labels=answers.astype(str))
         return Scores(values=_finite(answers.astype(float)))
 
+    def _pipeline(self, columns: Columns) -> Scores:
+        inputs = feature_frame(pd.DataFrame(columns), self._data)
+        call = self.model.predict_proba if self.has_probabilities else self.model.predict
+        return self._scores(call(inputs))
+
     def predict(self, columns: Columns) -> Scores:
         """Scores of checked feature columns (see protocols.check_columns)."""
-        if self._fast is not None:
-            return self._answer(self.model.steps[-1][1], self._fast(columns))
-        return self._answer(self.model, feature_frame(pd.DataFrame(columns), self._data))
+        rows = len(next(iter(columns.values())))
+        path = self._small if rows <= SMALL_BATCH_ROWS else self._large
+        if path is None:
+            return self._pipeline(columns)
+        return self._scores(path.estimate.call(path.transform.call(columns)))
 
     def warm(self) -> None:
-        """Predict once, so the first request pays no lazy initialisation; switch to the
-        fast path only if it gives the pipeline's own answers on these rows."""
-        rows = 4
-        columns: Columns = {
-            c: [f"warm-up {c} {i}" for i in range(rows)] for c in self.features.text
-        }
-        columns |= {c: [None] * rows for c in self.features.categorical}
-        columns |= {c: [0.0] * rows for c in self.features.numeric}
-        if self.features.text:
-            columns[self.features.text[0]][0] = "great taste, would buy again"
-            columns[self.features.text[0]][1] = "stale, awful, never again"
-        expected = self.predict(columns)
-        fast = text_fast_path(self.model)
-        if fast is not None and _same(self._answer(self.model.steps[-1][1], fast(columns)),
-                                      expected):  # fmt: skip
-            object.__setattr__(self, "_fast", fast)
-        log.info("model %s v%s: %s path", self.name, self.version, self.scoring_path)
+        """Predict once, so the first request pays no lazy initialisation; then keep the
+        fastest paths that give the pipeline's own answers (labels equal, numbers within
+        fastpath.TOLERANCE) on rows built from the model itself. What was tried and
+        refused is logged and shown in /model."""
+        rows = fastpath.check_rows(self.model, self.features)
+        expected = self._pipeline(rows)
+        small, large, refused = self._checked_paths(rows, expected)
+        object.__setattr__(self, "_small", small)
+        object.__setattr__(self, "_large", large)
+        object.__setattr__(self, "_fallbacks", tuple(refused))
+        log.info("model %s v%s: %s", self.name, self.version, self.scoring_path)
+        for reason in refused:
+            log.info("model %s v%s: not used: %s", self.name, self.version, reason)
+
+    def _checked_paths(
+        self, rows: Columns, expected: Scores
+    ) -> tuple[ScoringPath | None, ScoringPath | None, list[str]]:
+        split = fastpath.final_step(self.model)
+        if split is None:
+            return None, None, ["a fast path: the model is not a scikit-learn Pipeline"]
+        _, estimator = split
+        refused: list[str] = []
+        transforms = [
+            found
+            for found in (
+                fastpath.text_transform(self.model),
+                fastpath.tabular_transform(self.model),
+                fastpath.pipeline_transform(self.model, self._data),
+            )
+            if found is not None
+        ]
+        native = fastpath.native_estimate(estimator, self.has_probabilities)
+        treelite = fastpath.treelite_estimate(estimator, self.has_probabilities,
+                                              self.classification)  # fmt: skip
+        compiled = None if isinstance(treelite, str) else treelite
+        if isinstance(treelite, str):
+            refused.append(treelite)
+
+        def works(path: ScoringPath) -> bool:
+            try:
+                found = self._scores(path.estimate.call(path.transform.call(rows)))
+            except Exception as error:  # a path that cannot score these rows is not used
+                refused.append(f"{path.name}: {type(error).__name__}: {error}"[:300])
+                return False
+            if not _same(found, expected):
+                refused.append(f"{path.name}: answers differ from the pipeline's")
+                return False
+            return True
+
+        large = next((p for t in transforms if works(p := ScoringPath(t, native))), None)
+        small = large
+        if compiled is not None and large is not None:
+            candidate = ScoringPath(large.transform, compiled)
+            small = candidate if works(candidate) else large
+        return small, large, refused
 
     def info(self) -> dict[str, Any]:
         card = self.card
@@ -168,6 +210,7 @@ class ServedModel:
             "metrics": card.metrics,
             "classes": list(self.classes),
             "scoring_path": self.scoring_path,
+            "not_used": list(self._fallbacks),
             "features": {
                 "text": list(self.features.text),
                 "categorical": list(self.features.categorical),
@@ -184,7 +227,7 @@ def _finite(numbers: np.ndarray) -> np.ndarray:
 
 
 def _same(first: Scores, second: Scores) -> bool:
-    """The same answers: labels equal, numbers within 1e-9."""
+    """The same answers: labels equal, numbers within fastpath.TOLERANCE."""
     pairs = ((first.probabilities, second.probabilities), (first.values, second.values),
              (first.labels, second.labels))  # fmt: skip
     for a, b in pairs:
@@ -192,7 +235,7 @@ def _same(first: Scores, second: Scores) -> bool:
             if a is not b:
                 return False
         elif a.dtype.kind in "fc":
-            if not np.allclose(a, b, rtol=0, atol=1e-9):
+            if not np.allclose(a, b, rtol=0, atol=fastpath.TOLERANCE):
                 return False
         elif not np.array_equal(a, b):
             return False

@@ -216,8 +216,13 @@ class DataPlane:
         return 200, {"status": "ready", "model": model.name, "version": model.version}
 
     def describe(self) -> dict[str, Any]:
+        from threadpoolctl import threadpool_info
+
         described = [slot.describe() for slot in self.slots]
         body = {**described[0], "models": described}
+        body["native_threads"] = {
+            pool["internal_api"]: pool["num_threads"] for pool in threadpool_info()
+        }
         if self.challenger_mode:
             body["challenger_mode"] = self.challenger_mode.mode.value
         return body
