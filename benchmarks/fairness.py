@@ -74,8 +74,8 @@ def main() -> None:
     test = pd.read_parquet(args.test)[columns].dropna()
     records = json.loads(test.to_json(orient="records"))
     rows = (records * (2000 // len(records) + 1))[:2000]
-    print(f"| chunk rows | single-row p50 ms | single-row p99 ms | single rows | "
-          f"large rows/s |\n|---:|---:|---:|---:|---:|")  # fmt: skip
+    print("| chunk rows | single-row p50 ms | single-row p99 ms | single rows | "
+          "large rows/s |\n|---:|---:|---:|---:|---:|")  # fmt: skip
     for chunk in (2000, 512, 256, 64):
         port = free_port()
         env = {**os.environ, "MLSHIP_BATCH_CHUNK_ROWS": str(chunk)}
@@ -85,7 +85,7 @@ def main() -> None:
         )  # fmt: skip
         try:
             url = f"http://127.0.0.1:{port}"
-            wait_ready(f"{url}/ready", 120, lambda: server.poll() is None)
+            wait_ready(f"{url}/ready", 120, lambda process=server: process.poll() is None)
             found = asyncio.run(measure(url, rows, args.seconds))
         finally:
             server.terminate()
