@@ -72,8 +72,12 @@ def raw_params(**sections: dict[str, Any]) -> dict[str, Any]:
             "target": "score",
             "positive_label": "great",
         },
-        "validate": {"labels": ["great", "other"], "min_rows_per_class": 2, "min_test_rows": 2,
-                     "min_test_rows_per_class": 1},
+        "validate": {
+            "labels": ["great", "other"],
+            "min_rows_per_class": 2,
+            "min_test_rows": 2,
+            "min_test_rows_per_class": 1,
+        },
         "train": {
             "model": {"kind": "logistic_regression", "C": 5.0},
             "text": {"min_df": 1, "ngram_range": [1, 1]},
