@@ -1,16 +1,24 @@
-"""Serving throughput and latency, side by side on the same model, in one run.
+"""Serving throughput and latency beside the peers, one table per model, in one run.
 
-Contenders, each loaded with the model trained by `make pipeline` (models/ and its MLflow run):
-  * in-process predict_proba: single-row calls and 1000-row batches, in 1 and 2 processes
-    (the ceiling a server without batching cannot pass on 2 cores);
-  * `mlflow models serve --env-manager local`, with its default worker count and with ours;
-  * `mlship serve`, 1 and 2 processes.
-Load: wrk on 127.0.0.1 (16 connections, single-row requests over real test-set reviews;
-2 connections with 1000-row requests), bounded in time. Same protocol for both servers:
-MLflow's /invocations with `dataframe_split`.
+Models (trained here from the shipped params, in a temporary project): the default text
+classifier, the penguins gradient-boosting classifier (tabular) and the Ames
+gradient-boosting regressor. Every server gets the same fitted pipeline (mlship's skops
+file; a joblib file of the same object for the peers) and the same test-set rows.
 
-Usage: .venv/bin/python benchmarks/serving.py [--seconds 10] [--workers 2]
-Needs wrk (Debian: apt-get install wrk).
+Contenders:
+  * in-process predict (the pipeline itself, 1 and 2 processes): the ceilings;
+  * mlship serve, 1 and 2 processes, Open Inference Protocol V2;
+  * MLServer 1.7.1's scikit-learn runtime (V2, pandas content type), with and without
+    adaptive batching (max_batch_size 32, max_batch_time 2 ms), 2 workers;
+  * BentoML 1.4.38, a batchable API, 2 workers;
+  * mlflow models serve -w 2 (/invocations, dataframe_split).
+Peers run from their own virtual environments under ~/.cache/mlship-bench (created on
+first use; never project dependencies), with the scikit-learn, pandas and NumPy versions of
+this project. Load: wrk on 127.0.0.1 sharing the 2 cores, single-row requests over 16
+connections, 1000-row requests over 2; bounded in time.
+
+Usage: .venv/bin/python benchmarks/serving.py [--seconds 10] [--models text,tabular,regression]
+       [--skip-peers] [--image REF]   (needs wrk: apt-get install wrk)
 """
 
 from __future__ import annotations
@@ -23,16 +31,35 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import textwrap
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
+import yaml
 
+from mlship.config import Settings, parse_params
 from mlship.errors import CheckError
 from mlship.launch import free_port, wait_ready
+from mlship.paths import PipelinePaths
+from mlship.stages import pipeline
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
+PEERS = Path.home() / ".cache" / "mlship-bench"
+MODELS = {
+    "text": REPO / "params.yaml",
+    "tabular": REPO / "examples/penguins/params.yaml",
+    "regression": REPO / "examples/regression/params.yaml",
+}
+PEER_PACKAGES = {
+    # uvloop 0.21+ breaks MLServer 1.7.1's parallel workers (no current event loop)
+    "mlserver": ["mlserver==1.7.1", "mlserver-sklearn==1.7.1", "uvloop<0.21"],
+    "bentoml": ["bentoml==1.4.38"],
+}
 WRK_REPORT = """
 done = function(summary, latency, requests)
   io.write(string.format('{"requests": %d, "seconds": %f, "errors": %d, "non2xx": %d, '
@@ -44,97 +71,220 @@ end
 """
 
 
-def wrk_script(bodies: list[str], folder: Path) -> Path:
-    lines = ["local bodies = {"]
-    lines += [f"  [==[{body}]==]," for body in bodies]
-    lines += [
-        "}",
-        "local i = 0",
-        'wrk.method = "POST"',
-        'wrk.headers["Content-Type"] = "application/json"',
-        "request = function()",
-        "  i = i % #bodies + 1",
-        "  return wrk.format(nil, nil, nil, bodies[i])",
-        "end",
-        WRK_REPORT,
-    ]
-    path = folder / f"load{len(list(folder.iterdir()))}.lua"
+@dataclass
+class Model:
+    name: str
+    folder: Path  # mlship's model directory
+    pickle: Path  # the same fitted object, for the peers
+    model_uri: str  # the MLflow logged model
+    tracking_uri: str
+    task: str
+    features: dict[str, list[str]]
+    rows: list[dict[str, Any]]  # test-set rows without gaps, JSON values
+
+
+@dataclass
+class Result:
+    contender: str
+    load: str
+    rows_per_s: float
+    p50_ms: float | None = None
+    p99_ms: float | None = None
+    non_2xx: int | None = None
+    rss_mb: float | None = None
+
+
+# --- the models ------------------------------------------------------------------------
+
+
+def train(name: str, params_file: Path, root: Path) -> Model:
+    """ingest -> validate -> train -> evaluate in process, in a throw-away project."""
+    import joblib
+
+    from mlship.artifacts import load_model
+
+    folder = root / name
+    folder.mkdir()
+    raw = yaml.safe_load(params_file.read_text())
+    params = parse_params(raw, params_file)
+    shutil.copy(REPO / "dvc.yaml", folder / "dvc.yaml")
+    paths = PipelinePaths.read(folder / "dvc.yaml")
+    settings = Settings(tracking_uri=f"sqlite:///{folder}/mlflow.db")  # type: ignore[call-arg]
+    here = Path.cwd()
+    os.chdir(folder)
+    try:
+        pipeline.ingest(params, paths.train, paths.test, paths.ingest_report)
+        pipeline.validate(params, paths.train, paths.test, paths.contract_json, paths.contract_md)
+        card = pipeline.train(params, settings, paths.train, paths.model_dir)
+        pipeline.evaluate(params, settings, paths.model_dir, paths.test,
+                          pipeline.EvaluationFiles.of(paths))  # fmt: skip
+    finally:
+        os.chdir(here)
+    joblib.dump(load_model(paths.model_dir, card), folder / "model.joblib")
+    columns = [*card.features.text, *card.features.categorical, *card.features.numeric]
+    test = pd.read_parquet(paths.test)[columns].dropna()
+    assert card.mlflow is not None and card.mlflow.model_uri is not None
+    return Model(
+        name, paths.model_dir, folder / "model.joblib", card.mlflow.model_uri,
+        settings.tracking_uri, card.task,
+        {"text": list(card.features.text), "categorical": list(card.features.categorical),
+         "numeric": list(card.features.numeric)},
+        json.loads(test.head(500).to_json(orient="records")),
+    )  # fmt: skip
+
+
+def v2_inputs(model: Model, rows: list[dict[str, Any]], pandas: bool) -> list[dict[str, Any]]:
+    numeric = set(model.features["numeric"])
+    inputs = []
+    for kind in ("text", "categorical", "numeric"):
+        for column in model.features[kind]:
+            tensor: dict[str, Any] = {
+                "name": column, "shape": [len(rows)],
+                "datatype": "FP64" if column in numeric else "BYTES",
+                "data": [row[column] for row in rows],
+            }  # fmt: skip
+            if pandas and column not in numeric:  # MLServer decodes BYTES to str this way
+                tensor["parameters"] = {"content_type": "str"}
+            inputs.append(tensor)
+    return inputs
+
+
+def bodies(model: Model, style: str, size: int) -> list[str]:
+    """Request bodies of `size` rows each, cycling through the test rows."""
+    rows = model.rows * (size // len(model.rows) + 2)
+    starts = range(min(len(model.rows), 200)) if size == 1 else range(0, 200, 50)
+    chunks = [rows[start : start + size] for start in starts]
+    made = []
+    for chunk in chunks:
+        if style == "mlship":
+            made.append({"inputs": v2_inputs(model, chunk, pandas=False)})
+        elif style == "mlserver":
+            wanted = "predict_proba" if model.task == "classification" else "predict"
+            made.append({"parameters": {"content_type": "pd"}, "outputs": [{"name": wanted}],
+                         "inputs": v2_inputs(model, chunk, pandas=True)})  # fmt: skip
+        elif style == "bentoml":
+            made.append({"rows": chunk})
+        else:  # mlflow
+            columns = list(chunk[0])
+            made.append({"dataframe_split": {"columns": columns,
+                                             "data": [[r[c] for c in columns] for r in chunk]}})  # fmt: skip
+    return [json.dumps(body) for body in made]
+
+
+# --- load ---------------------------------------------------------------------------------
+
+
+def wrk_script(payloads: list[str], folder: Path) -> Path:
+    lines = ["local bodies = {", *(f"  [==[{p}]==]," for p in payloads), "}", "local i = 0",
+             'wrk.method = "POST"', 'wrk.headers["Content-Type"] = "application/json"',
+             "request = function()", "  i = i % #bodies + 1",
+             "  return wrk.format(nil, nil, nil, bodies[i])", "end", WRK_REPORT]  # fmt: skip
+    path = folder / f"load{len(list(folder.glob('*.lua')))}.lua"
     path.write_text("\n".join(lines))
     return path
 
 
-def run_wrk(url: str, script: Path, connections: int, seconds: int) -> dict[str, float]:
-    subprocess.run(
-        ["wrk", "-t2", f"-c{connections}", "-d2s", "-s", str(script), url],
-        capture_output=True,
-        check=True,
-    )  # warm-up
-    done = subprocess.run(
-        ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "-s", str(script), url],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
+def wrk(url: str, script: Path, connections: int, seconds: int) -> dict[str, float]:
+    command = ["wrk", "-t2", f"-c{connections}", "-s", str(script), url]
+    subprocess.run([*command[:3], "-d2s", *command[3:]], capture_output=True, check=True)
+    done = subprocess.run([*command[:3], f"-d{seconds}s", *command[3:]], capture_output=True,
+                          text=True, check=True)  # fmt: skip
     result: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
     result["rps"] = result["requests"] / result["seconds"]
     return result
 
 
-def start(
-    command: list[str], ready_url: str, log: Path, env: dict[str, str]
-) -> subprocess.Popen[bytes]:
-    process = subprocess.Popen(
-        command, stdout=log.open("w"), stderr=subprocess.STDOUT, cwd=REPO,
-        env={
-            **os.environ,
-            "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",  # mlflow execs `uvicorn`
-            "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
-            **env,
-        },
-    )  # fmt: skip
-    try:
-        wait_ready(ready_url, 180, lambda: process.poll() is None)
-    except CheckError as error:
-        process.kill()
-        sys.exit(f"{' '.join(command)}: {error}\n{log.read_text()[-2000:]}")
-    return process
+def rss_mb(pid: int) -> float:
+    """Resident memory of a process and all its descendants."""
+    total, pending = 0, [pid]
+    while pending:
+        current = pending.pop()
+        try:
+            status = Path(f"/proc/{current}/status").read_text()
+            total += int(next(line.split()[1] for line in status.splitlines()
+                              if line.startswith("VmRSS:")))  # fmt: skip
+            for task in Path(f"/proc/{current}/task").iterdir():
+                pending += [int(c) for c in (task / "children").read_text().split()]
+        except (OSError, StopIteration):
+            continue
+    return total / 1024
 
 
-def stop(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        process.kill()
+class Server:
+    def __init__(self, command: list[str], probe: str, folder: Path, env: dict[str, str]):
+        self.log = folder / f"server-{time.monotonic_ns()}.log"
+        self.process = subprocess.Popen(
+            command, stdout=self.log.open("w"), stderr=subprocess.STDOUT, cwd=folder,
+            env={**os.environ, "PATH": f"{Path(command[0]).parent}{os.pathsep}"
+                 f"{os.environ['PATH']}", "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+                 **env},
+            start_new_session=True,
+        )  # fmt: skip
+        try:
+            wait_ready(probe, 300, lambda: self.process.poll() is None)
+        except CheckError as error:
+            self.stop()
+            raise SystemExit(f"{' '.join(command)}: {error}\n{self.log.read_text()[-3000:]}")
+
+    def stop(self) -> None:
+        os.killpg(self.process.pid, 15)
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, 9)
 
 
-def _in_process_worker(
-    model_dir: str, rows: list[str], batch: int, seconds: float, out: object
-) -> None:
+def run_loads(label: str, server: Server, url: str, single: Path, batch: Path | None,
+              seconds: int) -> list[Result]:  # fmt: skip
+    found = []
+    for script, connections, size in ((single, 16, 1), (batch, 2, 1000)):
+        if script is None:
+            continue
+        r = wrk(url, script, connections, seconds)
+        found.append(Result(label, f"{size} row{'s' if size > 1 else ''}, {connections} conns",
+                            r["rps"] * size, r["p50_ms"], r["p99_ms"], int(r["non2xx"]),
+                            rss_mb(server.process.pid)))  # fmt: skip
+    return found
+
+
+# --- contenders ---------------------------------------------------------------------------
+
+
+def _in_process_worker(model_dir: str, rows: list[dict[str, Any]], batch: int, seconds: float,
+                       threads: int, out: Any) -> None:  # fmt: skip
+    from threadpoolctl import threadpool_limits
+
+    from mlship.card import ModelCard
+    from mlship.evaluate import scorer
+    from mlship.features import feature_frame
+    from mlship.serving.model import data_params
+
+    threadpool_limits(threads)
+    card = ModelCard.load(Path(model_dir))
     from mlship.artifacts import load_model
 
-    pipeline = load_model(Path(model_dir))
-    frame = pd.DataFrame({"review": (rows * (batch // len(rows) + 1))[:batch]})
+    call = scorer(load_model(Path(model_dir), card), card.task)
+    frame = feature_frame(pd.DataFrame((rows * (batch // len(rows) + 1))[:batch]),
+                          data_params(card))  # fmt: skip
     single = [frame.iloc[[i % len(frame)]] for i in range(64)]
     done, started = 0, time.perf_counter()
     while time.perf_counter() - started < seconds:
         if batch == 1:
-            pipeline.predict_proba(single[done % 64])
+            call(single[done % 64])
             done += 1
         else:
-            pipeline.predict_proba(frame)
+            call(frame)
             done += batch
-    out.put(done / (time.perf_counter() - started))  # type: ignore[attr-defined]
+    out.put(done / (time.perf_counter() - started))
 
 
-def in_process(
-    model_dir: Path, rows: list[str], batch: int, processes: int, seconds: float
-) -> float:
+def in_process(model: Model, batch: int, processes: int, seconds: float) -> float:
     context = multiprocessing.get_context("spawn")
     queue = context.Queue()
+    threads = max(1, (os.cpu_count() or 1) // processes)
     workers = [context.Process(target=_in_process_worker,
-                               args=(str(model_dir), rows, batch, seconds, queue))
-               for _ in range(processes)]  # fmt: skip
+                               args=(str(model.folder), model.rows, batch, seconds, threads,
+                                     queue)) for _ in range(processes)]  # fmt: skip
     for worker in workers:
         worker.start()
     total = sum(queue.get() for _ in workers)
@@ -143,84 +293,177 @@ def in_process(
     return float(total)
 
 
+def peer_python(name: str) -> Path:
+    """The peer's own virtual environment, created on first use."""
+    folder = PEERS / name
+    python = folder / "bin" / "python"
+    if not python.exists():
+        import numpy
+        import sklearn
+
+        subprocess.run([sys.executable, "-m", "venv", str(folder)], check=True)
+        pins = [f"scikit-learn=={sklearn.__version__}", f"pandas=={pd.__version__}",
+                f"numpy=={numpy.__version__}", "joblib"]  # fmt: skip
+        subprocess.run([str(python), "-m", "pip", "install", "-q", *PEER_PACKAGES[name], *pins],
+                       check=True)  # fmt: skip
+    return python
+
+
+def mlserver(model: Model, folder: Path, batching: bool) -> tuple[Server, str]:
+    python = peer_python("mlserver")
+    settings = folder / f"mlserver-{model.name}-{int(batching)}"
+    (settings / "model").mkdir(parents=True)
+    shutil.copy(model.pickle, settings / "model" / "model.joblib")
+    extra = {"max_batch_size": 32, "max_batch_time": 0.002} if batching else {}
+    (settings / "model" / "model-settings.json").write_text(json.dumps({
+        "name": "model", "implementation": "mlserver_sklearn.SKLearnModel",
+        "parameters": {"uri": "./model.joblib"}, **extra}))  # fmt: skip
+    port = free_port()
+    (settings / "settings.json").write_text(json.dumps({
+        "http_port": port, "grpc_port": free_port(), "metrics_port": free_port(),
+        "parallel_workers": 2, "host": "127.0.0.1"}))  # fmt: skip
+    server = Server([str(python.parent / "mlserver"), "start", str(settings)],
+                    f"http://127.0.0.1:{port}/v2/models/model/ready", settings, {})  # fmt: skip
+    return server, f"http://127.0.0.1:{port}/v2/models/model/infer"
+
+
+BENTO_SERVICE = """
+import bentoml, joblib, pandas as pd
+
+@bentoml.service(workers=2)
+class Model:
+    def __init__(self):
+        self.model = joblib.load({pickle!r})
+
+    @bentoml.api(batchable=True, max_batch_size=32, max_latency_ms=1000)
+    def predict(self, rows: list[dict]) -> list:
+        frame = pd.DataFrame(rows)
+        answer = self.model.{call}(frame)
+        return answer.tolist()
+"""
+
+
+def bentoml(model: Model, folder: Path) -> tuple[Server, str]:
+    python = peer_python("bentoml")
+    service = folder / f"bento-{model.name}"
+    service.mkdir()
+    call = "predict_proba" if model.task == "classification" else "predict"
+    (service / "service.py").write_text(
+        textwrap.dedent(BENTO_SERVICE).format(pickle=str(model.pickle), call=call)
+    )
+    port = free_port()
+    server = Server([str(python.parent / "bentoml"), "serve", "service:Model", "--host",
+                     "127.0.0.1", "--port", str(port)], f"http://127.0.0.1:{port}/readyz",
+                    service, {"BENTOML_DO_NOT_TRACK": "True"})  # fmt: skip
+    return server, f"http://127.0.0.1:{port}/predict"
+
+
+def mlflow_serve(model: Model, folder: Path) -> tuple[Server, str]:
+    port = free_port()
+    server = Server([str(BIN / "mlflow"), "models", "serve", "-m", model.model_uri,
+                     "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port), "-w", "2"],
+                    f"http://127.0.0.1:{port}/ping", folder,
+                    {"MLFLOW_TRACKING_URI": model.tracking_uri})  # fmt: skip
+    return server, f"http://127.0.0.1:{port}/invocations"
+
+
+def mlship(model: Model, folder: Path, workers: int) -> tuple[Server, str]:
+    port = free_port()
+    server = Server([str(BIN / "mlship"), "serve", "--model", str(model.folder), "--port",
+                     str(port), "--workers", str(workers)], f"http://127.0.0.1:{port}/ready",
+                    folder, {})  # fmt: skip
+    return server, f"http://127.0.0.1:{port}/v2/models/mlship-model/infer"
+
+
+def benchmark(model: Model, seconds: int, peers: bool, folder: Path) -> list[Result]:
+    results = []
+    for processes in (1, 2):
+        for batch in (1, 1000):
+            rate = in_process(model, batch, processes, seconds)
+            results.append(Result(f"in-process x{processes}", f"{batch} row"
+                                  f"{'s' if batch > 1 else ''}/call", rate))  # fmt: skip
+    scripts = folder / f"wrk-{model.name}"
+    scripts.mkdir()
+    contenders: list[tuple[str, Callable[[], tuple[Server, str]], str, bool]] = [
+        ("mlship serve --workers 1", lambda: mlship(model, folder, 1), "mlship", False),
+        ("mlship serve --workers 2", lambda: mlship(model, folder, 2), "mlship", True),
+    ]
+    if peers:
+        contenders += [
+            ("MLServer 1.7.1, 2 workers", lambda: mlserver(model, folder, False), "mlserver",
+             True),
+            ("MLServer 1.7.1, 2 workers, adaptive batching",
+             lambda: mlserver(model, folder, True), "mlserver", True),
+            ("BentoML 1.4.38, 2 workers, batchable", lambda: bentoml(model, folder), "bentoml",
+             True),
+            ("mlflow models serve -w 2", lambda: mlflow_serve(model, folder), "mlflow", True),
+        ]  # fmt: skip
+    for label, start, style, large in contenders:
+        single = wrk_script(bodies(model, style, 1), scripts)
+        batch = wrk_script(bodies(model, style, 1000), scripts) if large else None
+        server, url = start()
+        try:
+            results += run_loads(label, server, url, single, batch, seconds)
+        finally:
+            server.stop()
+    return results
+
+
+def table(model: Model, results: list[Result]) -> str:
+    peers = ("MLServer", "BentoML", "mlflow")
+    best = {load: max((r.rows_per_s for r in results
+                       if r.load == load and r.contender.startswith(peers)), default=0.0)
+            for load in {r.load for r in results}}  # fmt: skip
+    columns = ", ".join(c for kind in model.features.values() for c in kind)
+    lines = [f"\n{model.name} ({model.task}; {columns})", "",
+             "| contender | load | rows/s | p50 ms | p99 ms | non-2xx | RSS MB | vs best peer |",
+             "|---|---|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+    for r in results:
+        ratio = f"{r.rows_per_s / best[r.load]:.1f}x" if best.get(r.load) else ""
+        cells = [r.contender, r.load, f"{r.rows_per_s:,.0f}"] + [
+            "—" if v is None else (f"{v:.1f}" if isinstance(v, float) else str(v))
+            for v in (r.p50_ms, r.p99_ms, r.non_2xx, r.rss_mb)
+        ] + [ratio]  # fmt: skip
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def cold_start(reference: str) -> str:
+    """Seconds from `docker run` to /ready, and the image size."""
+    from mlship import image, launch
+
+    client = image.engine()
+    size = client.images.get(reference).attrs.get("Size", 0) / 1e6
+    port = free_port()
+    started = time.monotonic()
+    container = launch.run_container(client, reference, port)
+    try:
+        wait_ready(f"http://127.0.0.1:{port}/ready", 120,
+                   lambda: launch.container_alive(container))  # fmt: skip
+        ready = time.monotonic() - started
+    finally:
+        container.remove(force=True)
+    return f"\nimage {reference}: {size:.0f} MB; container start to /ready {ready:.1f} s"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=10)
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--model-dir", type=Path, default=REPO / "models")
-    parser.add_argument("--test", type=Path, default=REPO / "data/raw/test.parquet")
+    parser.add_argument("--models", default=",".join(MODELS))
+    parser.add_argument("--skip-peers", action="store_true")
+    parser.add_argument("--image", help="also time this image's cold start and report its size")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is needed: apt-get install wrk")
-    card = json.loads((args.model_dir / "model_card.json").read_text())
-    model_uri = card["mlflow"]["model_uri"]
-    tracking_uri = card["mlflow"]["tracking_uri"]
-    reviews = pd.read_parquet(args.test)["review"].head(200).tolist()
-
-    def split_body(texts: list[str]) -> str:
-        return json.dumps(
-            {"dataframe_split": {"columns": ["review"], "data": [[t] for t in texts]}}
-        )
-
-    results: list[tuple[str, str, float, float, float]] = []
-    print(f"cores: {os.cpu_count()}; {args.seconds} s per load run; model: {args.model_dir}")
-    for processes in (1, args.workers):
-        rate = in_process(args.model_dir, reviews, 1, processes, args.seconds)
-        results.append((f"in-process predict_proba x{processes}", "1 row/call", rate, 0, 0))
-        rate = in_process(args.model_dir, reviews, 1000, processes, args.seconds)
-        results.append((f"in-process predict_proba x{processes}", "1000 rows/call", rate, 0, 0))
-
-    with tempfile.TemporaryDirectory() as folder:
-        scratch = Path(folder)
-        single = wrk_script([split_body([r]) for r in reviews], scratch)
-        batch = wrk_script(
-            [split_body((reviews * 5)[i : i + 1000]) for i in range(0, 200, 50)], scratch
-        )
-
-        def measure(label: str, url: str, batches: bool) -> None:
-            """Single-row requests over 16 connections; with `batches`, 1000-row ones too."""
-            r = run_wrk(url, single, 16, args.seconds)
-            results.append((label, "1 row, 16 conns", r["rps"], r["p50_ms"], r["p99_ms"]))
-            if batches:
-                r = run_wrk(url, batch, 2, args.seconds)
-                results.append(
-                    (label, "1000 rows, 2 conns", r["rps"] * 1000, r["p50_ms"], r["p99_ms"])
-                )
-
-        contenders = [
-            ("mlflow models serve (default)", []),
-            (f"mlflow models serve -w {args.workers}", ["-w", str(args.workers)]),
-        ]
-        for label, extra in contenders:
-            port = free_port()
-            process = start(
-                [str(BIN / "mlflow"), "models", "serve", "-m", model_uri, "--env-manager", "local",
-                 "-h", "127.0.0.1", "-p", str(port), *extra],
-                f"http://127.0.0.1:{port}/ping", scratch / "mlflow.log",
-                {"MLFLOW_TRACKING_URI": tracking_uri},
-            )  # fmt: skip
-            try:
-                measure(label, f"http://127.0.0.1:{port}/invocations", batches=bool(extra))
-            finally:
-                stop(process)
-        for processes in (1, args.workers):
-            port = free_port()
-            process = start(
-                [str(BIN / "mlship"), "serve", "--model", str(args.model_dir),
-                 "--host", "127.0.0.1", "--port", str(port), "--workers", str(processes)],
-                f"http://127.0.0.1:{port}/ready", scratch / "mlship.log", {},
-            )  # fmt: skip
-            try:
-                measure(f"mlship serve --workers {processes}",
-                        f"http://127.0.0.1:{port}/invocations",
-                        batches=processes == args.workers)  # fmt: skip
-            finally:
-                stop(process)
-
-    print("\n| contender | load | rows/s | p50 ms | p99 ms |\n|---|---|---:|---:|---:|")
-    for label, load, rate, p50, p99 in results:
-        latency = (f"{p50:.1f} | {p99:.1f}") if p50 else "— | —"
-        print(f"| {label} | {load} | {rate:,.0f} | {latency} |")
+    print(f"cores: {os.cpu_count()}; {args.seconds} s per load")
+    with tempfile.TemporaryDirectory(prefix="mlship-bench-") as scratch:
+        root = Path(scratch)
+        for name in args.models.split(","):
+            model = train(name, MODELS[name], root)
+            print(table(model, benchmark(model, args.seconds, not args.skip_peers, root)),
+                  flush=True)  # fmt: skip
+    if args.image:
+        print(cold_start(args.image))
 
 
 if __name__ == "__main__":

@@ -316,6 +316,9 @@ def serve(
 ) -> None:
     """Serve the model: /predict, /invocations (MLflow), /v2 (Open Inference Protocol),
     /metrics, /model, /health and /ready."""
+    from mlship.serving.threads import limit_native_threads
+
+    limit_native_threads()  # before scikit-learn and NumPy load, in this and worker processes
     from mlship.serving.plane import Challenger
     from mlship.serving.runner import ServeOptions
     from mlship.serving.runner import serve as run

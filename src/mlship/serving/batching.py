@@ -5,10 +5,11 @@ against 0.18 ms per row in large batches), so under load, scoring the queue as o
 raises throughput far above one call per request. At low load a request is scored as soon
 as it arrives (plus `max_wait_s`, 0 by default): batching costs nothing when idle.
 
-Large requests are cut into chunks of `chunk_rows`, and each model call takes every waiting
-small request but at most one chunk, so a single-row request waits for one chunk, not for a
-whole 2,000-row request. When a merged call fails, each request in it is scored alone, so
-only the request whose rows the model cannot take fails.
+Large requests are cut into chunks of `chunk_rows`; while small requests wait, each model
+call takes them all but only one chunk, so a single-row request waits for one chunk, not for
+a whole 2,000-row request (with none waiting, chunks are merged up to `max_rows`). When a
+merged call fails, each request in it is scored alone, so only the request whose rows the
+model cannot take fails.
 """
 
 from __future__ import annotations
@@ -115,12 +116,16 @@ class MicroBatcher:
         return answers[0][0], _concatenate([scores for _, scores in answers])
 
     def _take(self) -> list[_Pending]:
-        """Every waiting small request (up to max_rows) and at most one chunk."""
+        """Every waiting small request (up to max_rows) and one chunk; with no small request
+        waiting, as many chunks as fit, so large requests alone pay few per-call costs."""
         taken: list[_Pending] = []
         rows = 0
         if self._chunks:
             taken.append(self._chunks.popleft())
             rows = taken[0].rows
+        while not self._small and self._chunks and rows + self._chunks[0].rows <= self._max_rows:
+            taken.append(self._chunks.popleft())
+            rows += taken[-1].rows
         while self._small and (not taken or rows + self._small[0].rows <= self._max_rows):
             item = self._small.popleft()
             taken.append(item)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from types import FrameType
 
 from mlship.config import Settings
-from mlship.serving.app import create_app
+from mlship.serving.app import create_app  # imports scikit-learn: see mlship.serving.threads
 from mlship.serving.http import DeadlineProtocol
 from mlship.serving.plane import Challenger
 
@@ -65,20 +65,10 @@ def configure_logging(level: str) -> None:
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
 
 
-def native_threads(workers: int) -> int:
-    """Native threads (OpenMP, BLAS) per server process: the cores shared out, so N
-    processes do not each start a thread per core and oversubscribe them."""
-    return max(1, (os.cpu_count() or 1) // workers)
-
-
 def serve_one(options: ServeOptions, settings: Settings) -> None:
     """One process: one socket, one event loop, one model."""
     import uvicorn
-    from threadpoolctl import threadpool_limits
 
-    # before any model loads: scikit-learn's trees run an OpenMP region per tree, and with
-    # every process using every core a 2-core machine served 184 instead of 319 req/s
-    threadpool_limits(native_threads(options.workers))
     configure_logging(settings.log_level)
     sock = bind(options.host, options.port)
     DeadlineProtocol.head_timeout = settings.head_timeout_seconds

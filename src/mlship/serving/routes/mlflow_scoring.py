@@ -4,15 +4,16 @@ dataframe_records, instances, inputs) or text/csv."""
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 
 from mlship.serving import openapi, protocols
 from mlship.serving.plane import DataPlane
 from mlship.serving.protocols import BadRequestError
+from mlship.serving.routes import Json
 
 
-def _error(message: str, status: int = 400) -> JSONResponse:
-    return JSONResponse({"error_code": "BAD_REQUEST", "message": message}, status_code=status)
+def _error(message: str, status: int = 400) -> Json:
+    return Json({"error_code": "BAD_REQUEST", "message": message}, status_code=status)
 
 
 def router(plane: DataPlane) -> APIRouter:
@@ -50,6 +51,6 @@ def router(plane: DataPlane) -> APIRouter:
             return _error(error.message, error.status)
         answers = scores.values if scores.values is not None else scores.labels
         assert answers is not None
-        return JSONResponse({"predictions": answers.tolist()})
+        return Json({"predictions": answers if scores.values is not None else answers.tolist()})
 
     return routes

@@ -5,12 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 
 from mlship.serving import openapi, protocols
 from mlship.serving.model import Scores
 from mlship.serving.plane import DataPlane
 from mlship.serving.protocols import BadRequestError
+from mlship.serving.routes import Json
 
 
 def router(plane: DataPlane) -> APIRouter:
@@ -27,7 +28,7 @@ def router(plane: DataPlane) -> APIRouter:
         (regression), with the model and version."""
         model = plane.model
         if model is None:
-            return JSONResponse({"detail": "the model is not loaded yet"}, status_code=503)
+            return Json({"detail": "the model is not loaded yet"}, status_code=503)
         try:
             columns, single = protocols.predict_payload(
                 model.features, protocols.parse_json(await request.body())
@@ -36,10 +37,10 @@ def router(plane: DataPlane) -> APIRouter:
             scored_by, scores = await plane.score(columns, rows)
         except BadRequestError as error:
             status = 422 if error.status == 400 else error.status
-            return JSONResponse({"detail": error.message}, status_code=status)
+            return Json({"detail": error.message}, status_code=status)
         answers = plain_answers(scored_by.classes, scores)
         meta = {"model": scored_by.name, "version": scored_by.version}
-        return JSONResponse({**answers[0], **meta} if single else {"predictions": answers, **meta})
+        return Json({**answers[0], **meta} if single else {"predictions": answers, **meta})
 
     return routes
 

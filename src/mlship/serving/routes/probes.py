@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 
 from mlship.serving import openapi
 from mlship.serving.plane import DataPlane
+from mlship.serving.routes import Json
 
 
 def router(plane: DataPlane) -> APIRouter:
@@ -21,14 +22,14 @@ def router(plane: DataPlane) -> APIRouter:
     async def ready() -> Response:
         """Readiness: the model is loaded and warmed."""
         status, body = plane.readiness()
-        return JSONResponse(body, status_code=status)
+        return Json(body, status_code=status)
 
     @routes.get(
         "/model", tags=["model"], responses=openapi.responses(openapi.ERROR_DETAIL, 401, 503)
     )
     async def model_info() -> Response:
         """Name, version, alias, git sha, run id, metrics, training time, reload state."""
-        return JSONResponse(plane.describe(), status_code=200 if plane.model else 503)
+        return Json(plane.describe(), status_code=200 if plane.model else 503)
 
     @routes.get("/metrics", tags=["probes"])
     async def prometheus() -> Response:

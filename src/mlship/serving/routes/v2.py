@@ -6,23 +6,24 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 
 from mlship import __version__
 from mlship.serving import openapi, protocols
 from mlship.serving.model import Scores, ServedModel
 from mlship.serving.plane import DataPlane
 from mlship.serving.protocols import BadRequestError
+from mlship.serving.routes import Json
 
 
-def _error(message: str, status: int = 400) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status)
+def _error(message: str, status: int = 400) -> Json:
+    return Json({"error": message}, status_code=status)
 
 
 def router(plane: DataPlane) -> APIRouter:
     routes = APIRouter(tags=["v2"])
 
-    def named(name: str) -> ServedModel | JSONResponse:
+    def named(name: str) -> ServedModel | Json:
         model = plane.model
         if model is None:
             return _error("the model is not loaded yet", 503)
@@ -41,12 +42,12 @@ def router(plane: DataPlane) -> APIRouter:
     @routes.get("/v2/health/ready", responses=openapi.responses(openapi.ERROR_V2, 503))
     async def ready() -> Response:
         is_ready = plane.model is not None
-        return JSONResponse({"ready": is_ready}, status_code=200 if is_ready else 503)
+        return Json({"ready": is_ready}, status_code=200 if is_ready else 503)
 
     @routes.get("/v2/models/{name}", responses=openapi.responses(openapi.ERROR_V2, 401, 404, 503))
     async def metadata(name: str) -> Response:
         found = named(name)
-        if isinstance(found, JSONResponse):
+        if isinstance(found, Json):
             return found
         f = found.features
         inputs = [{"name": c, "datatype": "BYTES", "shape": [-1]} for c in f.text + f.categorical]
@@ -58,7 +59,7 @@ def router(plane: DataPlane) -> APIRouter:
             if found.has_probabilities:
                 outputs.append({"name": "probabilities", "datatype": "FP64",
                                 "shape": [-1, len(found.classes)]})  # fmt: skip
-        return JSONResponse(
+        return Json(
             {
                 "name": found.name, "versions": [found.version], "platform": "scikit-learn",
                 "inputs": inputs, "outputs": outputs,
@@ -71,9 +72,9 @@ def router(plane: DataPlane) -> APIRouter:
     )
     async def model_ready(name: str) -> Response:
         found = named(name)
-        if isinstance(found, JSONResponse):
+        if isinstance(found, Json):
             return found
-        return JSONResponse({"name": name, "ready": True})
+        return Json({"name": name, "ready": True})
 
     @routes.post(
         "/v2/models/{name}/infer",
@@ -84,7 +85,7 @@ def router(plane: DataPlane) -> APIRouter:
         """Inputs named after the feature columns (text as BYTES); `id` is echoed. JSON or
         the binary tensor extension (Inference-Header-Content-Length)."""
         found = named(name)
-        if isinstance(found, JSONResponse):
+        if isinstance(found, Json):
             return found
         try:
             payload, binary = protocols.split_v2_body(
@@ -107,7 +108,7 @@ def router(plane: DataPlane) -> APIRouter:
                                   "outputs": outputs}  # fmt: skip
         if request_id is not None:
             answer["id"] = request_id
-        return JSONResponse(answer)
+        return Json(answer)
 
     return routes
 
@@ -115,11 +116,11 @@ def router(plane: DataPlane) -> APIRouter:
 def v2_outputs(classes: tuple[str, ...], scores: Scores, rows: int) -> list[dict[str, Any]]:
     if scores.values is not None:
         return [{"name": "prediction", "datatype": "FP64", "shape": [rows],
-                 "data": scores.values.round(6).tolist()}]  # fmt: skip
+                 "data": scores.values.round(6)}]  # fmt: skip
     assert scores.labels is not None
     outputs = [{"name": "label", "datatype": "BYTES", "shape": [rows],
                 "data": scores.labels.tolist()}]  # fmt: skip
     if scores.probabilities is not None:
         outputs.append({"name": "probabilities", "datatype": "FP64", "shape": [rows, len(classes)],
-                        "data": scores.probabilities.round(6).ravel().tolist()})  # fmt: skip
+                        "data": scores.probabilities.round(6).ravel()})  # fmt: skip
     return outputs
