@@ -7,14 +7,17 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.routing import APIRoute
 
 from mlship import __version__
 from mlship.config import Settings
 from mlship.serving import openapi
 from mlship.serving.metrics import Metrics
-from mlship.serving.middleware import Gatekeeper
+from mlship.serving.middleware import Gatekeeper, Shortcut
 from mlship.serving.plane import Challenger, DataPlane
 from mlship.serving.routes import mlflow_scoring, plain, probes, v2
+
+PREDICTION_ROUTES = ("/predict", "/invocations", "/v2/models/{name}/infer")
 
 
 def create_app(source: str, settings: Settings, challenger: Challenger | None = None) -> FastAPI:
@@ -39,9 +42,17 @@ def assemble(plane: DataPlane, settings: Settings) -> FastAPI:
         description="Plain prediction API, the MLflow scoring protocol and the Open "
         "Inference Protocol V2 for one scikit-learn model.",
     )  # fmt: skip
-    for protocol in (probes, plain, mlflow_scoring, v2):
-        app.include_router(protocol.router(plane))
+    routers = [protocol.router(plane) for protocol in (probes, plain, mlflow_scoring, v2)]
+    for router in routers:
+        app.include_router(router)
+    shortcuts = [
+        Shortcut(method, route.path_regex, route.endpoint)
+        for router in routers
+        for route in router.routes
+        if isinstance(route, APIRoute) and route.path in PREDICTION_ROUTES
+        for method in route.methods or ()
+    ]
     document = openapi.describe(app, lambda: plane.model.features if plane.model else None)
     app.openapi = document  # type: ignore[method-assign]  # FastAPI's documented override
-    app.add_middleware(Gatekeeper, settings=settings, metrics=plane.metrics)
+    app.add_middleware(Gatekeeper, settings=settings, metrics=plane.metrics, shortcuts=shortcuts)
     return app

@@ -3,6 +3,7 @@ shared through prometheus-client's multiprocess mode (PROMETHEUS_MULTIPROC_DIR).
 
 from __future__ import annotations
 
+import collections
 import os
 
 import numpy as np
@@ -68,9 +69,10 @@ class Metrics:
     def count_answers(self, model: str, version: str, scores: Scores) -> None:
         """The class mix (classification) or the value distribution (regression)."""
         if scores.labels is not None:
-            labels, counts = np.unique(scores.labels, return_counts=True)
-            for label, count in zip(labels, counts, strict=True):
-                self.classes.labels(model, version, str(label)).inc(int(count))
+            # a Counter, not np.unique: most batches hold a few rows, where NumPy's per-call
+            # cost showed in profiles of single-row load
+            for label, count in collections.Counter(scores.labels.tolist()).items():
+                self.classes.labels(model, version, str(label)).inc(count)
         if scores.values is not None:
             observe = self.values.labels(model, version).observe
             for value in scores.values[np.isfinite(scores.values)]:

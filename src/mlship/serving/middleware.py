@@ -5,18 +5,25 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import itertools
 import json
 import logging
+import os
 import re
 import time
-import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
+
+import orjson
+from fastapi import Request
+from fastapi.responses import JSONResponse, Response
 
 from mlship.config import Settings
 from mlship.serving.metrics import Metrics
 
 access_log = logging.getLogger("mlship.access")
+log = logging.getLogger("mlship.serve")
 
 # probes, metrics and the API description stay open when a token is set
 OPEN_PATHS = {"/health", "/ready", "/metrics", "/v2", "/v2/health/live", "/v2/health/ready",
@@ -44,13 +51,33 @@ class _BodyTooSlowError(Exception):
     pass
 
 
+# request ids: a random prefix per process and a counter, 32 hex characters like a uuid4
+_ID_PREFIX = os.urandom(10).hex()
+_ID_COUNTER = itertools.count()
+Endpoint = Callable[..., Awaitable[Response]]
+
+
+@dataclass(frozen=True)
+class Shortcut:
+    """A prediction route called straight from here, past the framework's routing layers
+    (measured: they were a third of the event loop's time per single-row request)."""
+
+    method: str
+    pattern: re.Pattern[str]
+    endpoint: Endpoint
+
+
 class Gatekeeper:
-    def __init__(self, app: Any, settings: Settings, metrics: Metrics) -> None:
+    def __init__(
+        self, app: Any, settings: Settings, metrics: Metrics,
+        shortcuts: list[Shortcut] | None = None,
+    ) -> None:  # fmt: skip
         self.app = app
         self.token = settings.api_token.get_secret_value().encode() if settings.api_token else None
         self.max_body = settings.max_body_bytes
         self.body_timeout = settings.body_timeout_seconds
         self.metrics = metrics
+        self.shortcuts = shortcuts if shortcuts is not None else []
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -58,7 +85,9 @@ class Gatekeeper:
             return
         started = time.perf_counter()
         headers = dict(scope["headers"])
-        request_id = headers.get(b"x-request-id", b"").decode("latin-1")[:128] or uuid.uuid4().hex
+        request_id = headers.get(b"x-request-id", b"").decode("latin-1")[:128] or (
+            f"{_ID_PREFIX}{next(_ID_COUNTER):012x}"
+        )
         path, method = scope["path"], scope["method"]
         status = 500
 
@@ -76,7 +105,7 @@ class Gatekeeper:
             if refusal is not None:
                 await self._reply(send_with_id, *refusal)
             else:
-                await self.app(scope, self._limited(receive), send_with_id)
+                await self._dispatch(scope, self._limited(receive), send_with_id)
         except _BodyTooLargeError:
             await self._reply(send_with_id, 413, {"detail": self._too_large_text()})
         except _BodyTooSlowError:
@@ -85,15 +114,30 @@ class Gatekeeper:
         finally:
             self.metrics.in_flight.dec()
             self.metrics.requests.labels(route_label(path), method, str(status)).inc()
-            access_log.info(
-                json.dumps(
-                    {
-                        "request_id": request_id, "method": method, "path": path,
-                        "status": status, "ms": round((time.perf_counter() - started) * 1e3, 2),
-                        "client": (scope.get("client") or ("", 0))[0],
-                    }
-                )
-            )  # fmt: skip
+            if access_log.isEnabledFor(logging.INFO):
+                ms = round((time.perf_counter() - started) * 1e3, 2)
+                client = (scope.get("client") or ("", 0))[0]
+                access_log.info(orjson.dumps({
+                    "request_id": request_id, "method": method, "path": path, "status": status,
+                    "ms": ms, "client": client,
+                }).decode())  # fmt: skip
+
+    async def _dispatch(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        for shortcut in self.shortcuts:
+            found = shortcut.pattern.match(scope["path"])
+            if found and scope["method"] == shortcut.method:
+                try:
+                    response = await shortcut.endpoint(
+                        request=Request(scope, receive), **found.groupdict()
+                    )
+                except (_BodyTooLargeError, _BodyTooSlowError):
+                    raise
+                except Exception:  # what the framework's error middleware would do
+                    log.exception("error while serving %s", scope["path"])
+                    response = JSONResponse({"detail": "internal server error"}, status_code=500)
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
     def _too_large_text(self) -> str:
         return f"request body exceeds the limit of {self.max_body} bytes"
@@ -124,12 +168,10 @@ class Gatekeeper:
             nonlocal seen, deadline, complete
             if complete:  # the body is in: what follows is a wait for the disconnect
                 return await receive()  # type: ignore[no-any-return]
-            loop = asyncio.get_running_loop()
-            deadline = deadline or loop.time() + self.body_timeout
+            deadline = deadline or asyncio.get_running_loop().time() + self.body_timeout
             try:
-                message: dict[str, Any] = await asyncio.wait_for(
-                    receive(), max(deadline - loop.time(), 0.0)
-                )
+                async with asyncio.timeout_at(deadline):  # lighter than wait_for on 3.11
+                    message: dict[str, Any] = await receive()
             except TimeoutError as error:
                 raise _BodyTooSlowError from error
             if message["type"] == "http.request":
