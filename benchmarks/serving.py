@@ -15,7 +15,7 @@ Contenders:
 Peers run from their own virtual environments under ~/.cache/mlship-bench (created on
 first use; never project dependencies), with the scikit-learn, pandas and NumPy versions of
 this project. Load: wrk on 127.0.0.1 sharing the 2 cores, single-row requests over 16
-connections, 1000-row requests over 2; bounded in time.
+connections, 1000-row requests over 4; bounded in time.
 
 Usage: .venv/bin/python benchmarks/serving.py [--seconds 10] [--models text,tabular,regression]
        [--skip-peers] [--image REF]   (needs wrk: apt-get install wrk)
@@ -55,11 +55,18 @@ MODELS = {
     "tabular": REPO / "examples/penguins/params.yaml",
     "regression": REPO / "examples/regression/params.yaml",
 }
+# Every server and the in-process ceilings get one native thread per process (mlship sets it
+# for its own processes): with OpenMP's default, MLServer's forked workers hung on the tree
+# model and every 2-process server oversubscribed the 2 cores.
+ONE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 PEER_PACKAGES = {
     # uvloop 0.21+ breaks MLServer 1.7.1's parallel workers (no current event loop)
     "mlserver": ["mlserver==1.7.1", "mlserver-sklearn==1.7.1", "uvloop<0.21"],
     "bentoml": ["bentoml==1.4.38"],
 }
+# 1000-row requests over 4 connections: with 2, both land on one of two SO_REUSEPORT
+# processes half the time (the kernel hashes connections), which halves any 2-process server
+LARGE_CONNECTIONS = 4
 WRK_REPORT = """
 done = function(summary, latency, requests)
   io.write(string.format('{"requests": %d, "seconds": %f, "errors": %d, "non2xx": %d, '
@@ -166,8 +173,8 @@ def bodies(model: Model, style: str, size: int) -> list[str]:
             made.append({"rows": chunk})
         else:  # mlflow
             columns = list(chunk[0])
-            made.append({"dataframe_split": {"columns": columns,
-                                             "data": [[r[c] for c in columns] for r in chunk]}})  # fmt: skip
+            data = [[r[c] for c in columns] for r in chunk]
+            made.append({"dataframe_split": {"columns": columns, "data": data}})
     return [json.dumps(body) for body in made]
 
 
@@ -217,14 +224,15 @@ class Server:
             command, stdout=self.log.open("w"), stderr=subprocess.STDOUT, cwd=folder,
             env={**os.environ, "PATH": f"{Path(command[0]).parent}{os.pathsep}"
                  f"{os.environ['PATH']}", "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
-                 **env},
+                 **ONE_THREAD, **env},
             start_new_session=True,
         )  # fmt: skip
         try:
             wait_ready(probe, 300, lambda: self.process.poll() is None)
         except CheckError as error:
             self.stop()
-            raise SystemExit(f"{' '.join(command)}: {error}\n{self.log.read_text()[-3000:]}")
+            tail = self.log.read_text()[-3000:]
+            raise SystemExit(f"{' '.join(command)}: {error}\n{tail}") from error
 
     def stop(self) -> None:
         os.killpg(self.process.pid, 15)
@@ -237,7 +245,7 @@ class Server:
 def run_loads(label: str, server: Server, url: str, single: Path, batch: Path | None,
               seconds: int) -> list[Result]:  # fmt: skip
     found = []
-    for script, connections, size in ((single, 16, 1), (batch, 2, 1000)):
+    for script, connections, size in ((single, 16, 1), (batch, LARGE_CONNECTIONS, 1000)):
         if script is None:
             continue
         r = wrk(url, script, connections, seconds)
@@ -335,7 +343,7 @@ class Model:
     def __init__(self):
         self.model = joblib.load({pickle!r})
 
-    @bentoml.api(batchable=True, max_batch_size=32, max_latency_ms=1000)
+    @bentoml.api(batchable=True, max_batch_size=2000, max_latency_ms=5000)
     def predict(self, rows: list[dict]) -> list:
         frame = pd.DataFrame(rows)
         answer = self.model.{call}(frame)
