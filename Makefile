@@ -8,7 +8,7 @@ BIN := $(abspath $(VENV))/bin
 export PATH := $(BIN):$(PATH)
 
 .DEFAULT_GOAL := help
-.PHONY: help install pipeline train pull repro gate register promote image push loadtest deploy serve summary lint typecheck test unit lock clean
+.PHONY: help install pipeline train pull repro gate report register promote image push loadtest deploy serve summary lint typecheck test unit lock clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -23,10 +23,11 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 install: $(VENV)/.installed ## create .venv and install the pinned dependencies
 
 pipeline: train ## the main job: the whole local pipeline, gated and registered, summarised
-	mlship gate
+	$(MAKE) gate
 	mlship register
 	mlship image build --skip-without-engine
 	mlship loadtest
+	mlship report
 	mlship summary
 
 train: install ## dvc repro (pulling cached outputs from the DVC remote first), then dvc push
@@ -39,8 +40,11 @@ pull: install ## restore the pipeline outputs of this commit from the DVC remote
 repro: install ## run the DVC pipeline only (cached stages are skipped)
 	dvc repro
 
-gate: install ## judge the evaluated model: thresholds, champion, behaviour, data contract
-	mlship gate
+gate: install ## judge the evaluated model, then write the HTML run report (also when it fails)
+	status=0; mlship gate || status=$$?; mlship report || [ $$status -ne 0 ]; exit $$status
+
+report: install ## the HTML run report (reports/report.html): verdict, criteria, plots
+	mlship report
 
 register: install ## register the gated model in MLflow with alias @candidate
 	mlship register

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from mlship.config import Params, parse_params
+from mlship.config import Params, Settings, parse_params
+from mlship.paths import PipelinePaths
+from mlship.stages import pipeline
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -96,3 +99,50 @@ def make_params(**sections: dict[str, Any]) -> Params:
 @pytest.fixture
 def params() -> Params:
     return make_params()
+
+
+# --- a throw-away project: data files, params, dvc.yaml paths and a sqlite MLflow store,
+# with the DVC stages run in process (no `dvc repro`) ---------------------------------------
+
+
+@dataclass
+class Project:
+    root: Path
+    paths: PipelinePaths
+    dvc_file: Path
+    params_file: Path
+    settings: Settings
+
+    def params(self, **sections: dict[str, Any]) -> Params:
+        return parse_params(raw_params(**sections), self.params_file)
+
+    def run_pipeline(self, params: Params, train_rows: Any = None, test_rows: Any = None) -> None:
+        """ingest -> validate -> train -> evaluate, as `dvc repro` would run them."""
+        train = self.root / "train.csv"
+        (train_rows if train_rows is not None else text_frame(20)).to_csv(train, index=False)
+        if test_rows is not None:
+            test_rows.to_csv(self.root / "test.csv", index=False)
+        params = params.model_copy(
+            update={"data": params.data.model_copy(update={
+                "source": str(train), "test_source": str(self.root / "test.csv")})}
+        )  # fmt: skip
+        p = self.paths
+        pipeline.ingest(params, p.train, p.test, p.ingest_report)
+        assert pipeline.validate(params, p.train, p.test, p.contract_json, p.contract_md).passed
+        pipeline.train(params, self.settings, p.train, p.model_dir)
+        files = pipeline.EvaluationFiles.of(p)
+        pipeline.evaluate(params, self.settings, p.model_dir, p.test, files)
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Project:
+    monkeypatch.chdir(tmp_path)  # MLflow's local artifact folder is relative to the project
+    text_frame(8).assign(review=lambda f: f.review + " later").to_csv(
+        tmp_path / "test.csv", index=False
+    )
+    dvc_file = write_dvc_file(tmp_path)
+    (tmp_path / "dvc.lock").write_text("schema: '2.0'\n")
+    params_file = tmp_path / "params.yaml"
+    params_file.write_text("{}\n")
+    settings = Settings(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db", model_name="reviews")  # type: ignore[call-arg]
+    return Project(tmp_path, PipelinePaths.read(dvc_file), dvc_file, params_file, settings)

@@ -216,6 +216,22 @@ def gate(
 
 
 @app.command()
+def report(
+    dvc_file: DvcFileOption = DEFAULT_DVC_FILE, params_file: ParamsOption = DEFAULT_PARAMS
+) -> None:
+    """The run report: one self-contained HTML page (reports/report.html) with the verdict,
+    the gate's criteria and the plots behind them; attached to the MLflow run."""
+    from mlship.stages import review
+
+    params = _params(params_file)
+    settings = _settings()
+    paths = _paths(dvc_file)
+    with stage("report"):
+        written = review.html_report(settings, paths, params.data.positive_label)
+    console.print(f"  {written} ({written.stat().st_size / 1e3:.0f} kB)")
+
+
+@app.command()
 def summary(dvc_file: DvcFileOption = DEFAULT_DVC_FILE) -> None:
     """Print the outcome of the last pipeline run: metrics, reports, the MLflow run."""
     from mlship import report

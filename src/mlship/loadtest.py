@@ -54,6 +54,9 @@ def run_locust(url: str, rows_file: Path, budget: LoadtestParams, out: Path, htm
     return stats
 
 
+PERCENTILES = ("50%", "75%", "90%", "95%", "99%", "99.9%", "100%")  # columns of locust's CSV
+
+
 def aggregate(stats_csv: Path) -> dict[str, float]:
     with stats_csv.open(newline="") as handle:
         rows = {row["Name"]: row for row in csv.DictReader(handle)}
@@ -67,14 +70,13 @@ def aggregate(stats_csv: Path) -> dict[str, float]:
 
     requests = number("Request Count")
     failures = number("Failure Count")
+    percentiles = {f"p{name.rstrip('%')}_ms": number(name) for name in PERCENTILES}
     return {
         "requests": requests,
         "failures": failures,
         "failure_ratio": failures / requests if requests else 1.0,
         "rps": number("Requests/s"),
-        "p50_ms": number("50%"),
-        "p95_ms": number("95%"),
-        "p99_ms": number("99%"),
+        **percentiles,
     }
 
 

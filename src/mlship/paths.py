@@ -35,6 +35,8 @@ class PipelinePaths(BaseModel):
     gate_json: Path
     gate_md: Path
     gate_junit: Path
+    champion_predictions: Path
+    report_html: Path
     image_json: Path
     loadtest_json: Path
     loadtest_md: Path

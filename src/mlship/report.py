@@ -73,14 +73,19 @@ def print_summary(paths: PipelinePaths, console: Console) -> None:
         console.print(f"MLflow: {link}", soft_wrap=True)
 
 
-def run_markdown(paths: PipelinePaths, metrics_diff: str | None, base_ref: str) -> str:
-    """One Markdown page of what this run did: the gate report, the metric diff against
-    `base_ref`, then the load test and deploy reports that exist."""
+def run_markdown(
+    paths: PipelinePaths, metrics_diff: str | None, base_ref: str, report_url: str | None = None
+) -> str:
+    """One Markdown page of what this run did: the gate report, where the HTML run report
+    is, the metric diff against `base_ref`, then the load test and deploy reports."""
     parts = [
         paths.gate_md.read_text(encoding="utf-8")
         if paths.gate_md.is_file()
         else "## mlship gate: not run\n\nThe pipeline stopped before the gate; see the log.\n"
     ]
+    if report_url is not None and paths.report_html.is_file():
+        parts.append(f"📊 The run report with plots: `{paths.report_html.name}` in the "
+                     f"[reports artifact]({report_url}).\n")  # fmt: skip
     if metrics_diff is None:
         parts.append(f"Metrics: no `{base_ref}` metrics to compare with.\n")
     else:

@@ -11,8 +11,7 @@ import pytest
 from mlship.errors import InputError
 from mlship.stages.gate import gate
 from mlship.stages.release import promote, register
-from tests.conftest import text_frame
-from tests.stages.conftest import Project
+from tests.conftest import Project, text_frame
 
 LOCAL = {"MLSHIP_APPROVER": "ana"}
 

@@ -10,7 +10,7 @@ import pytest
 from mlship.errors import CheckError, InputError
 from mlship.stages.gate import gate
 from mlship.stages.release import promote, register, rollback
-from tests.stages.conftest import Project
+from tests.conftest import Project
 
 GITHUB = {
     "GITHUB_ACTIONS": "true", "GITHUB_ACTOR": "release-manager",

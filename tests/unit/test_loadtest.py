@@ -10,20 +10,21 @@ from mlship.errors import InputError
 from mlship.image import plan
 from mlship.loadtest import aggregate, budget_criteria, markdown, request_rows
 
-HEADER = "Type,Name,Request Count,Failure Count,Requests/s,50%,95%,99%\n"
+HEADER = "Type,Name,Request Count,Failure Count,Requests/s,50%,75%,90%,95%,99%,99.9%,100%\n"
 
 
 def _stats(tmp_path: Path, aggregated: str) -> Path:
     path = tmp_path / "stats_stats.csv"
-    path.write_text(HEADER + "POST,/predict 1 row,900,1,90,8,20,40\n" + aggregated)
+    path.write_text(HEADER + "POST,/predict 1 row,900,1,90,8,12,18,20,40,70,90\n" + aggregated)
     return path
 
 
 def test_aggregate_reads_locusts_totals(tmp_path: Path) -> None:
-    summary = aggregate(_stats(tmp_path, ",Aggregated,1000,5,100.5,9,25,60\n"))
+    summary = aggregate(_stats(tmp_path, ",Aggregated,1000,5,100.5,9,14,20,25,60,80,95\n"))
     assert summary == {
         "requests": 1000.0, "failures": 5.0, "failure_ratio": 0.005, "rps": 100.5,
-        "p50_ms": 9.0, "p95_ms": 25.0, "p99_ms": 60.0,
+        "p50_ms": 9.0, "p75_ms": 14.0, "p90_ms": 20.0, "p95_ms": 25.0, "p99_ms": 60.0,
+        "p99.9_ms": 80.0, "p100_ms": 95.0,
     }  # fmt: skip
     with pytest.raises(InputError, match="no Aggregated row"):
         aggregate(_stats(tmp_path, ""))

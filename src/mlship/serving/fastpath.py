@@ -243,7 +243,7 @@ def check_rows(model: Any, features: Features, count: int = 64, seed: int = 0) -
     category, numbers across the training range, gaps, an unknown category), else generic
     values; the texts are words from the vectoriser's vocabulary."""
     rng = np.random.default_rng(seed)
-    known = _fitted_columns(model)
+    known = fitted_columns(model)
     columns: Columns = {}
     for name in features.text:
         vocabulary = known.get(name)
@@ -262,7 +262,7 @@ def check_rows(model: Any, features: Features, count: int = 64, seed: int = 0) -
     return columns
 
 
-def _fitted_columns(model: Any) -> dict[str, Any]:
+def fitted_columns(model: Any) -> dict[str, Any]:
     """What mlship's fitted preprocessor knows per column: vocabulary, categories, scale."""
     found: dict[str, Any] = {}
     features = _column_transformer(model)

@@ -33,7 +33,7 @@ V2_MODEL_ROUTE = re.compile(r"^/v2/models/[^/]+(/ready|/infer)?$")
 
 def route_label(path: str) -> str:
     """The route a path belongs to, so metrics have bounded labels."""
-    if path in OPEN_PATHS or path in ("/predict", "/invocations", "/model"):
+    if path in OPEN_PATHS or path in ("/", "/predict", "/invocations", "/model"):
         return path
     if V2_MODEL_ROUTE.match(path):
         suffix = path.rsplit("/", 1)[-1]

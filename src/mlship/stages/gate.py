@@ -80,13 +80,15 @@ def gate(
         criteria += behaviour(model, test, params, params.gate.behaviour)
     champion = registry.alias_version(settings, registry.CHAMPION)
     champion_version = None if champion is None else str(champion.version)
+    paths.champion_predictions.unlink(missing_ok=True)  # never a stale champion's answers
     if champion_version is not None:
         answers = scored.predictions
+        rival = score_champion(settings, champion_version, test, params)
         criteria += champion_criteria(
             answers["actual"].to_numpy(), answers["predicted"].to_numpy(),
-            score_champion(settings, champion_version, test, params),
-            list(card.classes), params.gate, champion_version, task,
+            rival["predicted"].to_numpy(), list(card.classes), params.gate, champion_version, task,
         )  # fmt: skip
+        files.write_with(paths.champion_predictions, lambda temp: rival.to_csv(temp, index=False))
     criteria.append(contract_criterion(recheck_contract(params, paths)))
 
     context = {
@@ -136,17 +138,29 @@ def recheck_contract(params: Params, paths: PipelinePaths) -> dict[str, Any]:
 
 def score_champion(
     settings: Settings, version: str, test: pd.DataFrame, params: Params
-) -> np.ndarray:
-    """The champion's answers on this test split: labels, or values for regression."""
+) -> pd.DataFrame:
+    """The champion's answers on this test split, per row: its predicted label or value, and
+    its class probabilities when it has them (for the run report's curves)."""
     model = registry.load_version_model(settings, version)
+    regression = params.data.task == "regression"
     try:
-        answers = np.asarray(model.predict(feature_frame(test, params.data)))
+        features = feature_frame(test, params.data)
+        answers = pd.DataFrame({"row": np.arange(len(test))})
+        if not regression and hasattr(model, "predict_proba"):
+            probabilities = model.predict_proba(features)
+            classes = [str(c) for c in model.classes_]
+            answers["predicted"] = np.asarray(classes)[probabilities.argmax(axis=1)]
+            for i, label in enumerate(classes):
+                answers[f"proba_{label}"] = np.round(probabilities[:, i], 6)
+        else:
+            answers["predicted"] = np.asarray(model.predict(features))
     except (KeyError, ValueError) as error:
         raise InputError(
             f"champion v{version} cannot score this test set "
             f"(were the feature columns changed?): {error}"
         ) from error
-    return answers.astype(float if params.data.task == "regression" else str)
+    answers["predicted"] = answers["predicted"].astype(float if regression else str)
+    return answers
 
 
 def behaviour(

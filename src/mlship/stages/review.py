@@ -1,4 +1,5 @@
-"""What a reviewer reads: the run's reports as one Markdown page, posted where the CI shows it."""
+"""What a reviewer reads: the run's reports as one Markdown page, posted where the CI shows
+it, and as one HTML page with plots."""
 
 from __future__ import annotations
 
@@ -6,7 +7,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from mlship import dvc_repo, github, report
+import pandas as pd
+
+from mlship import dvc_repo, files, github, registry, report
+from mlship.card import ModelCard
+from mlship.config import Settings
+from mlship.html_report import RunFacts, render
 from mlship.paths import PipelinePaths
 
 
@@ -24,9 +30,15 @@ def publish(
     """The gate report, `dvc metrics diff` against `base_ref`, the load test and deploys as one
     page. In GitHub Actions: the job summary and, on a pull request, one comment updated in
     place. Elsewhere nothing is posted (the caller prints the page)."""
-    page = report.run_markdown(paths, dvc_repo.metrics_diff(base_ref), base_ref)
     if env.get("GITHUB_ACTIONS") != "true":
+        page = report.run_markdown(paths, dvc_repo.metrics_diff(base_ref), base_ref)
         return Published(page, False, None, "not in GitHub Actions: printed only")
+    run_url = "{}/{}/actions/runs/{}#artifacts".format(
+        env.get("GITHUB_SERVER_URL", "https://github.com"),
+        env.get("GITHUB_REPOSITORY", ""),
+        env.get("GITHUB_RUN_ID", ""),
+    )
+    page = report.run_markdown(paths, dvc_repo.metrics_diff(base_ref), base_ref, run_url)
     summary_file = env.get("GITHUB_STEP_SUMMARY")
     if summary_file:
         with Path(summary_file).open("a", encoding="utf-8") as out:
@@ -38,3 +50,29 @@ def publish(
         return Published(page, bool(summary_file), None, "not a pull request: the job summary only")
     url = github.upsert_comment(run, page)
     return Published(page, bool(summary_file), url, f"pull request comment: {url}")
+
+
+def html_report(settings: Settings, paths: PipelinePaths, positive_label: str | None) -> Path:
+    """The run report as one HTML page (reports/report.html), attached to the MLflow run."""
+    card = ModelCard.load(paths.model_dir)
+    gate = files.read_json(paths.gate_json) if paths.gate_json.is_file() else None
+    if gate is not None and gate.get("candidate_run_id") != card.run_id:
+        gate = None  # a report of another model's gate
+    champion = None
+    if gate is not None and gate.get("champion_version") and paths.champion_predictions.is_file():
+        champion = pd.read_csv(paths.champion_predictions)
+    loadtest = files.read_json(paths.loadtest_json) if paths.loadtest_json.is_file() else None
+    facts = RunFacts(
+        card=card,
+        metrics=files.read_json(paths.metrics),
+        predictions=pd.read_csv(paths.predictions),
+        contract=files.read_json(paths.contract_json),
+        gate=gate,
+        champion=champion,
+        loadtest=loadtest,
+        positive_label=positive_label,
+    )
+    files.write_text(paths.report_html, render(facts))
+    if card.run_id is not None:
+        registry.log_artifacts(settings, card.run_id, [paths.report_html], "report")
+    return paths.report_html

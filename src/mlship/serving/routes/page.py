@@ -1,0 +1,136 @@
+"""GET /: a small page for people — what is served, its metrics and columns, and a form to
+try a prediction (posted to /predict by the page's own script; no external assets). It sits
+behind the same bearer token as the prediction routes when one is set."""
+
+from __future__ import annotations
+
+import html
+import json
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import HTMLResponse
+
+from mlship.serving import fastpath
+from mlship.serving.model import ServedModel
+from mlship.serving.plane import DataPlane
+
+STYLE = """
+body{font:15px/1.5 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:880px;
+margin:24px auto;padding:0 16px;color:#1f2328}h1{font-size:22px;margin-bottom:2px}
+h2{font-size:17px;margin-top:24px}.muted{color:#59636e}table{border-collapse:collapse}
+td,th{border:1px solid #d0d7de;padding:3px 8px;text-align:left}label{display:block;
+margin:8px 0 2px;font-weight:600}input,textarea,select{font:inherit;width:100%;
+box-sizing:border-box;padding:5px}button{margin-top:12px;font:inherit;padding:6px 16px}
+#answer{margin-top:16px;padding:10px;border:1px solid #d0d7de;border-radius:6px;
+min-height:1.5em;white-space:pre-wrap}.error{color:#cf222e}
+"""
+
+SCRIPT = """
+const form = document.getElementById('try');
+const answer = document.getElementById('answer');
+form.addEventListener('submit', async (event) => {
+  event.preventDefault();
+  const row = {};
+  for (const field of FIELDS) {
+    const raw = form.elements[field.name].value;
+    if (field.kind === 'numeric') row[field.name] = raw === '' ? null : Number(raw);
+    else if (field.kind === 'categorical') row[field.name] = raw === '' ? null : raw;
+    else row[field.name] = raw;
+  }
+  const headers = {'Content-Type': 'application/json'};
+  const token = form.elements['token'] ? form.elements['token'].value : '';
+  if (token) headers['Authorization'] = 'Bearer ' + token;
+  answer.className = '';
+  answer.textContent = 'scoring ...';
+  try {
+    const response = await fetch('predict', {method: 'POST', headers, body: JSON.stringify(row)});
+    const body = await response.json();
+    if (!response.ok) {
+      answer.className = 'error';
+      answer.textContent = response.status + ': ' + (body.detail || JSON.stringify(body));
+      return;
+    }
+    let text = 'prediction' in body ? 'prediction: ' + body.prediction : 'label: ' + body.label;
+    if (body.confidence !== undefined) text += '\\nconfidence: ' + body.confidence;
+    for (const [label, p] of Object.entries(body.probabilities || {})) {
+      text += '\\n  ' + label + ': ' + p;
+    }
+    answer.textContent = text + '\\n(version ' + body.version + ')';
+  } catch (error) {
+    answer.className = 'error';
+    answer.textContent = String(error);
+  }
+});
+"""
+
+
+def _e(value: Any) -> str:
+    return html.escape(str(value))
+
+
+def _field(name: str, kind: str, known: Any) -> str:
+    label = f"<label for='{_e(name)}'>{_e(name)} <span class=muted>({kind})</span></label>"
+    if kind == "text":
+        return label + f"<textarea id='{_e(name)}' name='{_e(name)}' rows=3 required></textarea>"
+    if kind == "numeric":
+        return label + f"<input id='{_e(name)}' name='{_e(name)}' type=number step=any>"
+    options = "".join(f"<option value='{_e(c)}'>" for c in known or [])
+    return (label + f"<input id='{_e(name)}' name='{_e(name)}' list='{_e(name)}-known'>"
+            f"<datalist id='{_e(name)}-known'>{options}</datalist>")  # fmt: skip
+
+
+def render(model: ServedModel, token_required: bool) -> str:
+    info = model.info()
+    known = fastpath.fitted_columns(model.model)
+    fields = [(c, kind) for kind in ("text", "categorical", "numeric")
+              for c in info["features"][kind]]  # fmt: skip
+    metrics = "".join(
+        f"<tr><td>{_e(k)}</td><td>{v:.4f}</td></tr>" if isinstance(v, float)
+        else f"<tr><td>{_e(k)}</td><td>{_e(v)}</td></tr>"
+        for k, v in sorted(info["metrics"].items()) if not isinstance(v, dict | list)
+    )  # fmt: skip
+    columns = "".join(f"<tr><td>{_e(c)}</td><td>{kind}</td></tr>" for c, kind in fields)
+    inputs = "".join(_field(c, kind, known.get(c)) for c, kind in fields)
+    if token_required:
+        inputs += ("<label for=token>bearer token</label>"
+                   "<input id=token name=token type=password autocomplete=off>")  # fmt: skip
+    about = [_e(part) for part in (info["task"], info["estimator"]) if part] + [
+        f"alias {_e(info['alias'] or '—')}",
+        f"git <code>{_e(str(info['git_sha'])[:12])}</code>",
+        f"run <code>{_e(info['run_id'])}</code>",
+        f"trained {_e(info['trained_at'])}",
+        f"scoring path {_e(info['scoring_path'])}",
+    ]
+    script = SCRIPT.replace(
+        "FIELDS", json.dumps([{"name": c, "kind": kind} for c, kind in fields])
+    ).replace("</", "<\\/")  # nothing in the data may close the script element
+    return (
+        f"<!doctype html><html lang=en><head><meta charset=utf-8><title>{_e(model.name)} "
+        f"v{_e(model.version)}</title><meta name=viewport content='width=device-width,"
+        f"initial-scale=1'><link rel=icon href='data:,'><style>{STYLE}</style></head>"
+        f"<body>"
+        f"<h1>{_e(model.name)} <span class=muted>version {_e(model.version)}</span></h1>"
+        f"<p class=muted>{' · '.join(about)}</p>"
+        f"<h2>Metrics</h2><table>{metrics or '<tr><td>none recorded</td></tr>'}</table>"
+        f"<h2>Feature columns</h2><table><tr><th>column</th><th>kind</th></tr>{columns}</table>"
+        f"<h2>Try a prediction</h2><form id=try>{inputs}<button type=submit>Predict</button>"
+        f"</form><div id=answer aria-live=polite></div><script>{script}</script></body></html>"
+    )
+
+
+def router(plane: DataPlane) -> APIRouter:
+    routes = APIRouter()
+
+    @routes.get("/", tags=["model"], response_class=HTMLResponse,
+                responses={401: {"description": "a bearer token is required"},
+                           503: {"description": "the model is not loaded yet"}})  # fmt: skip
+    async def page() -> HTMLResponse:
+        """A page for people: the served model and a form to try a prediction."""
+        model = plane.model
+        if model is None:
+            return HTMLResponse("<!doctype html><title>loading</title><p>The model is loading.",
+                                status_code=503)  # fmt: skip
+        return HTMLResponse(render(model, plane.settings.api_token is not None))
+
+    return routes
