@@ -8,7 +8,7 @@ BIN := $(abspath $(VENV))/bin
 export PATH := $(BIN):$(PATH)
 
 .DEFAULT_GOAL := help
-.PHONY: help install pipeline train pull repro gate report register promote image push loadtest deploy serve summary lint typecheck test unit lock clean
+.PHONY: help install pipeline train pull repro gate report register promote image push loadtest deploy serve monitor summary lint typecheck test unit lock clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -66,6 +66,9 @@ deploy: install ## roll the pushed image out with kubectl (ENV=staging|productio
 
 serve: install ## serve models/ on 127.0.0.1:8000 (MODEL=models:/name@alias, WORKERS=2)
 	mlship serve --model "$(or $(MODEL),models)" --workers $(or $(WORKERS),2)
+
+monitor: install ## live drift and accuracy from the server's samples (MLSHIP_MONITOR_SINK); exit 1: retrain
+	mlship monitor $(if $(REFERENCE),--reference "$(REFERENCE)")
 
 summary: install ## print the last run's metrics, reports and MLflow run
 	mlship summary

@@ -17,6 +17,7 @@ from mlship.files import read_json, write_json
 
 MODEL_FILE = "model.skops"
 CARD_FILE = "model_card.json"
+PROFILE_FILE = "profile.json"  # the training data's profile, drift's reference (drift.py)
 METRICS_FILE = "metrics.json"  # the evaluation, baked in beside the model by the image build
 
 

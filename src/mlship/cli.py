@@ -365,6 +365,79 @@ def score(
     console.print(f"  {done.rows} rows scored by {done.model} v{done.version} -> {output_path}")
 
 
+# --- after deployment ---------------------------------------------------------------------
+
+
+@app.command()
+def drift(
+    current: Annotated[
+        str,
+        typer.Option(
+            help="current rows: a .csv/.parquet/.jsonl file, or the server's sample folder"
+        ),
+    ],
+    reference: Annotated[
+        str,
+        typer.Option(
+            help="a model directory, models:/NAME@ALIAS, a saved profile (.json) or a data file"
+        ),
+    ] = "models",
+    model: Annotated[
+        Path | None,
+        typer.Option(help="score both sides with this model directory to compare its answers too"),
+    ] = None,
+    out: Annotated[Path, typer.Option(help="where the reports go")] = Path("reports"),
+    params_file: ParamsOption = DEFAULT_PARAMS,
+) -> None:
+    """Has the data drifted from the reference? Per column: KS (numeric), chi-square
+    (categorical) and PSI, judged by params.yaml `monitor`. Exit 1 on drift."""
+    from mlship.stages import monitor
+
+    params = _params(params_file)
+    settings = _settings()
+    with stage("drift"):
+        verdict = monitor.drift_check(params, settings, reference, current, out, model)
+        if verdict.report.drifted:
+            raise CheckError(f"{verdict.report.details()}\nreport: {verdict.written[2]}")
+    console.print(f"  {verdict.report.summary}; report: {verdict.written[2]}")
+
+
+@app.command()
+def monitor(
+    live: Annotated[
+        str | None,
+        typer.Option(help="the server's sample folder; default: MLSHIP_MONITOR_SINK"),
+    ] = None,
+    reference: Annotated[
+        str | None,
+        typer.Option(
+            help="what the live model was trained on: a model directory or models:/NAME@ALIAS;"
+            " default: models:/<MLSHIP_MODEL_NAME>@champion"
+        ),
+    ] = None,
+    out: Annotated[Path, typer.Option(help="where the reports go")] = Path("reports/monitor"),
+    params_file: ParamsOption = DEFAULT_PARAMS,
+) -> None:
+    """Should the model be retrained? Drift of the sampled live inputs and answers, and live
+    accuracy (or RMSE) from feedback against params.yaml `monitor`. Exit 1 when either
+    fails: the scheduled job then retrains through the gated delivery."""
+    from mlship.stages import monitor as watching
+
+    params = _params(params_file)
+    settings = _settings()
+    where = live or settings.monitor_sink
+    if where is None:
+        message = "give --live or set MLSHIP_MONITOR_SINK (the folder the server samples to)"
+        _fail(InputError(f"monitor: {message}"), InputError.exit_code)
+    trained_on = reference or f"models:/{settings.model_name}@champion"
+    with stage("monitor"):
+        found = watching.monitor(params, settings, trained_on, where, out)
+        console.print(f"  drift: {found.drift.report.summary}")
+        console.print(f"  live quality: {found.quality_line}")
+        if found.retrain:
+            raise CheckError(f"retrain: {found.reason}; reports under {out}")
+
+
 # --- shipping -----------------------------------------------------------------------------
 
 image_app = typer.Typer(help="Build and push the serving image (Docker engine required).")

@@ -383,12 +383,31 @@ class LoadtestParams(_Strict):
     min_requests: int = Field(default=100, ge=1, description="fewer means the test proved nothing")
 
 
+class MonitorParams(_Strict):
+    """After deployment: when current data counts as drifted from the training data, and
+    when live quality from feedback is too low (`mlship drift`, `mlship monitor`, and the
+    server's gauges). See drift.py for how the verdicts handle sample size."""
+
+    min_rows: int = Field(default=200, ge=1, description="fewer current rows: no verdict")
+    alpha: float = Field(
+        default=0.01, gt=0.0, lt=1.0, description="significance, shared among the checks"
+    )
+    max_ks: float = Field(default=0.1, gt=0.0, le=1.0, description="numeric: KS statistic")
+    max_psi: float = Field(default=0.2, gt=0.0, description="categorical: stability index")
+    min_live_accuracy: float | None = Field(default=0.68, ge=0.0, le=1.0)
+    max_live_rmse: float | None = Field(default=None, gt=0.0)
+    min_feedback_rows: int = Field(
+        default=100, ge=1, description="fewer labelled predictions: no live-quality verdict"
+    )
+
+
 class Params(_Strict):
     data: DataParams
     validate_: ValidateParams = Field(default=ValidateParams(), alias="validate")
     train: TrainParams
     gate: GateParams
     loadtest: LoadtestParams = LoadtestParams()
+    monitor: MonitorParams = MonitorParams()
 
     @model_validator(mode="after")
     def _behaviour_reads_a_text_column(self) -> Params:
@@ -575,6 +594,35 @@ class Settings(BaseSettings):
     head_timeout_seconds: float = Field(default=10.0, gt=0.0, le=300.0)
     body_timeout_seconds: float = Field(default=30.0, gt=0.0, le=600.0)
     keep_alive_seconds: float = Field(default=5.0, gt=0.0, le=300.0)
+    # after deployment (serving/monitor.py)
+    monitor_sample_rate: float = Field(
+        default=0.1, ge=0.0, le=1.0,
+        description="share of requests whose rows feed the drift gauges and the sink",
+    )  # fmt: skip
+    monitor_window_rows: int = Field(default=2000, ge=10, description="sampled rows kept")
+    monitor_interval_seconds: float = Field(default=30.0, gt=0.0, le=3600.0)
+    monitor_sink: str | None = Field(
+        default=None, description="a folder (path or fsspec URL) for JSONL files of the "
+        "sampled rows and the feedback, which `mlship monitor` reads",
+    )  # fmt: skip
+    monitor_seed: int | None = Field(default=None, description="fixes sampling and the bandit")
+    feedback_seconds: float = Field(
+        default=3600.0, ge=0.0, description="answers are kept this long for POST /feedback; 0: off"
+    )
+    feedback_max_answers: int = Field(default=200_000, ge=1)
+    feedback_window: int = Field(
+        default=1000, ge=1, description="the latest feedbacks the live gauges and bandit use"
+    )
+    feedback_db: str | None = Field(
+        default=None, description="the SQLite file the workers share; default: a temporary one"
+    )
+    bandit_floor: float = Field(default=0.05, ge=0.0, le=0.5, description="least share per arm")
+    bandit_cap: float = Field(
+        default=0.95, ge=0.0, le=1.0, description="most share the challenger can get"
+    )
+    bandit_tolerance: float | None = Field(
+        default=None, gt=0.0, description="regression: an error within it is a bandit success"
+    )
     max_connections: int = Field(
         default=1000, ge=1, description="per process; beyond it new requests get 503"
     )

@@ -4,6 +4,11 @@ Each stage is one command a developer can also run locally. The approval has no 
 each CI system holds the run there with its own mechanism (a GitHub environment with
 required reviewers, a Jenkins `input`, a Cloud Build trigger with approvalConfig).
 tests/ci checks that every CI file runs exactly these stages in this order.
+
+The scheduled path (continuous training) runs `monitor` first: the drift of the live
+model's sampled inputs and its live accuracy from feedback. When it says retrain, it hands
+over to the delivery above (`retrain`: each CI starts its main pipeline), so a retrained
+model reaches production only through the gate and a release manager's approval.
 """
 
 from __future__ import annotations
@@ -33,6 +38,14 @@ STAGES: tuple[Stage, ...] = (
     Stage("deploy-production", "make deploy ENV=production", on_pull_request=False),
     Stage("promote", "make promote", on_pull_request=False),
 )
+
+
+MONITOR = Stage("monitor", "make monitor", on_pull_request=False)
+RETRAIN = Stage("retrain", None, on_pull_request=False)  # starts the delivery: STAGES
+
+
+def scheduled_stages() -> tuple[Stage, ...]:
+    return (MONITOR, RETRAIN)
 
 
 def pull_request_stages() -> tuple[Stage, ...]:

@@ -68,6 +68,10 @@ def read_json(path: Path) -> Any:
         raise InputError(f"{path}: not valid JSON ({error.msg}, line {error.lineno})") from error
 
 
+def _read_jsonl(location: str) -> pd.DataFrame:
+    return pd.read_json(location, lines=True, dtype=False)
+
+
 def read_table(location: str) -> pd.DataFrame:
     """Read a .csv or .parquet table from a local path or any fsspec URL."""
     lowered = location.lower()
@@ -75,8 +79,12 @@ def read_table(location: str) -> pd.DataFrame:
         reader: Callable[[str], pd.DataFrame] = pd.read_parquet
     elif lowered.endswith(".csv") or lowered.endswith(".csv.gz"):
         reader = pd.read_csv
+    elif lowered.endswith(".jsonl") or lowered.endswith(".jsonl.gz"):  # the server's samples
+        reader = _read_jsonl
     else:
-        raise InputError(f"{location}: unsupported file type; use .csv, .csv.gz or .parquet")
+        raise InputError(
+            f"{location}: unsupported file type; use .csv, .csv.gz, .parquet or .jsonl"
+        )
     try:
         frame = reader(location)
     except FileNotFoundError as error:

@@ -161,3 +161,18 @@ def latency(percentiles: dict[str, float]) -> str:
     axes.set_xticks(range(len(names)), names, fontsize=8)
     axes.set_ylabel("ms")
     return _svg(figure)
+
+
+def shares(title: str, reference: dict[str, float], current: dict[str, float]) -> str:
+    """One column's distribution, the reference's bars beside the current sample's."""
+    figure, axes = _figure(title)
+    names = list(reference)
+    positions = np.arange(len(names))
+    axes.bar(positions - 0.2, [reference[n] for n in names], 0.4, color=CHAMPION,
+             label="reference")  # fmt: skip
+    axes.bar(positions + 0.2, [current.get(n, 0.0) for n in names], 0.4, color=CANDIDATE,
+             label="current")  # fmt: skip
+    axes.set_xticks(positions, names, rotation=35, ha="right", fontsize=7)
+    axes.set_ylabel("share of rows")
+    axes.legend(fontsize=8)
+    return _svg(figure)

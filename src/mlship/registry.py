@@ -4,15 +4,19 @@ it takes seconds to import and most commands never need it.
 
 from __future__ import annotations
 
+import logging
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlship.artifacts import TRUSTED_TYPES
-from mlship.card import CARD_FILE, ModelCard
+from mlship.card import CARD_FILE, PROFILE_FILE, ModelCard
 from mlship.config import Settings, flatten
+from mlship.drift import Profile
 from mlship.errors import InputError, ServiceError, looks_unreachable
+
+log = logging.getLogger("mlship.registry")
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -66,9 +70,11 @@ class LoggedRun:
 
 
 def log_training(
-    settings: Settings, card: ModelCard, model: Any, example: pd.DataFrame
-) -> LoggedRun:
-    """Log params, the model card and the model (signature + input example)."""
+    settings: Settings, card: ModelCard, model: Any, example: pd.DataFrame,
+    profile: dict[str, Any],
+) -> LoggedRun:  # fmt: skip
+    """Log params, the model card, the training data's profile and the model (signature +
+    input example)."""
     import mlflow
     import mlflow.sklearn
     from mlflow.exceptions import MlflowException
@@ -80,6 +86,7 @@ def log_training(
             mlflow.set_tags({"mlship.stage": "train", "mlship.git_sha": card.git.sha})
             mlflow.log_params(flatten(card.params))
             mlflow.log_dict(card.as_json(), CARD_FILE)
+            mlflow.log_dict(profile, PROFILE_FILE)
             signature = infer_signature(example, model.predict(example))
             logged = mlflow.sklearn.log_model(
                 model,
@@ -219,6 +226,7 @@ class LoadedVersion:
     card: ModelCard
     run_id: str
     metrics: dict[str, float]
+    profile: Profile | None  # None for versions trained before profiles were kept
 
 
 def load_version(tracking_uri: str, name: str, version: str) -> LoadedVersion:
@@ -262,7 +270,47 @@ def load_version(tracking_uri: str, name: str, version: str) -> LoadedVersion:
         sys.path.insert(0, str(code))
     model = load_file(folder / str(flavor.get("pickled_model", "model.skops")),
                       TRUSTED_TYPES + card.trusted_types)  # fmt: skip
-    return LoadedVersion(model, card, run_id, metrics)
+    return LoadedVersion(model, card, run_id, metrics, _run_profile(run_id, uri))
+
+
+def version_profile(tracking_uri: str, uri: str) -> Profile:
+    """The training-data profile of the version a models:/ URI points at."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    from mlship.serving.model import parse_models_uri, resolve_version
+
+    name = parse_models_uri(uri)[0]
+    version = resolve_version(tracking_uri, uri)
+    try:
+        run_id = str(mlflow.MlflowClient(tracking_uri).get_model_version(name, version).run_id)
+    except MlflowException as error:
+        raise mlflow_failure(error, uri) from error
+    mlflow.set_tracking_uri(tracking_uri)
+    found = _run_profile(run_id, uri)
+    if found is None:
+        raise InputError(f"{uri} (version {version}): its run kept no {PROFILE_FILE}; "
+                         "retrain it, or give a data file as the reference")  # fmt: skip
+    return found
+
+
+def _run_profile(run_id: str, uri: str) -> Profile | None:
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    try:
+        raw = mlflow.artifacts.load_dict(f"runs:/{run_id}/{PROFILE_FILE}")
+    except MlflowException as error:
+        if error.error_code == "RESOURCE_DOES_NOT_EXIST":
+            return None
+        raise mlflow_failure(error, f"{uri}: {PROFILE_FILE}") from error
+    except OSError:  # a file store answers a missing artifact this way
+        return None
+    try:
+        return Profile.parse(raw, f"{uri}: {PROFILE_FILE}")
+    except InputError as error:  # the model still serves; only drift goes unwatched
+        log.warning("%s; serving without drift monitoring", error)
+        return None
 
 
 def load_version_model(settings: Settings, version: str) -> Any:

@@ -8,16 +8,15 @@ their own, so a stray `make` is a stage someone forgot to name.
 from __future__ import annotations
 
 import functools
-import itertools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from mlship.delivery import APPROVE, STAGES
+from mlship.delivery import APPROVE, RETRAIN, STAGES, scheduled_stages
 
-STAGE_NAMES = {stage.name for stage in STAGES}
+STAGE_NAMES = {stage.name for stage in (*STAGES, *scheduled_stages())}
 SETUP_COMMANDS = {"make pull"}  # restores a release's pipeline outputs before production
 Stages = list[tuple[str, str | None]]
 
@@ -62,6 +61,8 @@ def github_stages(path: Path) -> Stages:
         name = environment.get("name") if isinstance(environment, dict) else environment
         if name == "production":  # required reviewers hold the job until one approves
             found.append((APPROVE, None))
+        if job_name == RETRAIN.name:  # hands over to the delivery workflow it calls
+            found.append((RETRAIN.name, None))
         for step in job.get("steps", []):
             command = " ".join(str(step.get("run", "")).split())
             _check_stray_make(f"{path.name} job {job_name}", step.get("id"), command)
@@ -80,8 +81,8 @@ def cloudbuild_stages(path: Path) -> Stages:
     for step in yaml.safe_load(path.read_text(encoding="utf-8"))["steps"]:
         command = " ".join([step.get("entrypoint", ""), *map(str, step.get("args", []))]).strip()
         _check_stray_make(f"{path.name}", step.get("id"), command)
-        if step.get("id") == APPROVE:
-            found.append((APPROVE, None))
+        if step.get("id") in (APPROVE, RETRAIN.name):  # each runs another trigger
+            found.append((step["id"], None))
         elif step.get("id") in STAGE_NAMES:
             found.append((step["id"], command))
     return found
@@ -174,10 +175,17 @@ def strings(tokens: list[tuple[str, str]]) -> list[str]:
 
 
 def jenkins_sh_commands(tokens: list[tuple[str, str]]) -> list[str]:
-    return [
-        value for (kind, word), (next_kind, value) in itertools.pairwise(tokens)
-        if kind == "IDENTIFIER" and word == "sh" and next_kind == "STRING_LITERAL"
-    ]  # fmt: skip
+    """`sh 'cmd'`, and `sh(script: 'cmd', ...)` (which returns the exit status)."""
+    found = []
+    for i, (kind, word) in enumerate(tokens):
+        if kind != "IDENTIFIER" or word != "sh":
+            continue
+        after = tokens[i + 1 : i + 5]
+        if after and after[0][0] == "STRING_LITERAL":
+            found.append(after[0][1])
+        elif [w for _, w in after[:3]] == ["(", "script", ":"] and len(after) == 4:
+            found.append(after[3][1])
+    return found
 
 
 def jenkins_leaf_stages(root: Block) -> list[Block]:
@@ -201,6 +209,8 @@ def jenkins_stages(path: Path) -> Stages:
             _check_stray_make(f"{path.name} stage {name}", name, command)
         if any(word == "input" for _, word in tokens):
             found.append((name, None))
+        elif name == RETRAIN.name and any(word == "build" for _, word in tokens):
+            found.append((name, None))  # starts the delivery job
         elif name in STAGE_NAMES:
             makes = [c for c in commands if c.startswith("make ") and c not in SETUP_COMMANDS]
             if len(makes) != 1:

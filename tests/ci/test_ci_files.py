@@ -21,6 +21,7 @@ CLOUDBUILD_CONFIGS = [
     REPO / "cloudbuild.yaml",
     REPO / ".ci" / "cloudbuild" / "pull-request.yaml",
     REPO / ".ci" / "cloudbuild" / "production.yaml",
+    REPO / ".ci" / "cloudbuild" / "ct.yaml",
 ]
 TRIGGERS = sorted((REPO / ".ci" / "cloudbuild" / "triggers").glob("*.yaml"))
 
@@ -46,7 +47,7 @@ def load(path: Path) -> Any:
 
 
 def test_workflows_match_the_github_schema_and_pass_actionlint() -> None:
-    assert [p.name for p in WORKFLOWS] == ["cd.yml", "ci.yml"]
+    assert [p.name for p in WORKFLOWS] == ["cd.yml", "ci.yml", "ct.yml"]
     paths = [str(p) for p in WORKFLOWS]
     run(tool("check-jsonschema"), "--builtin-schema", "vendor.github-workflows", *paths)
     run(tool("actionlint"), "-no-color", *paths)

@@ -9,7 +9,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mlship.delivery import STAGES, Stage, after_approval, before_approval, pull_request_stages
+from mlship.delivery import (
+    STAGES,
+    Stage,
+    after_approval,
+    before_approval,
+    pull_request_stages,
+    scheduled_stages,
+)
 from tests.ci import pipelines
 from tests.conftest import REPO
 
@@ -91,6 +98,53 @@ def test_cloud_build_approval_runs_the_trigger_that_requires_approval() -> None:
     assert triggers["pull-request.yaml"]["filename"] == ".ci/cloudbuild/pull-request.yaml"
     assert "pullRequest" in triggers["pull-request.yaml"]["github"]
     assert all("approvalConfig" not in triggers[n] for n in ("main.yaml", "pull-request.yaml"))
+
+
+# --- the scheduled path: monitor, then (when due) the whole delivery --------------------------
+
+
+def test_the_scheduled_path_is_monitor_then_the_delivery_in_every_ci() -> None:
+    scheduled = expected(scheduled_stages())
+    assert scheduled == [("monitor", "make monitor"), ("retrain", None)]
+    assert pipelines.github_stages(WORKFLOWS / "ct.yml") == scheduled
+    assert pipelines.jenkins_stages(REPO / ".ci" / "jenkins" / "ct.Jenkinsfile") == scheduled
+    assert pipelines.cloudbuild_stages(CLOUDBUILD / "ct.yaml") == scheduled
+
+
+def test_github_retrains_through_the_delivery_workflow_when_monitor_says_so() -> None:
+    workflow = yaml.safe_load((WORKFLOWS / "ct.yml").read_text())
+    assert workflow[True]["schedule"][0]["cron"]  # `on:` reads as True in YAML 1.1
+    retrain = workflow["jobs"]["retrain"]
+    assert retrain["uses"] == "./.github/workflows/cd.yml"
+    assert retrain["if"] == "needs.monitor.outputs.retrain == 'true'"
+    assert "workflow_call" in yaml.safe_load((WORKFLOWS / "cd.yml").read_text())[True]
+    monitor = {s.get("id"): s for s in workflow["jobs"]["monitor"]["steps"]}
+    assert monitor["monitor"]["continue-on-error"] is True
+    assert "reports/monitor/monitor.json" in monitor["decision"]["run"]
+
+
+def test_jenkins_runs_monitor_on_a_timer_and_starts_the_delivery_job() -> None:
+    source = (REPO / ".ci" / "jenkins" / "ct.Jenkinsfile").read_text()
+    root = pipelines.groovy_blocks(pipelines.groovy_leaves(source))
+    assert root.find("triggers") and "cron" in [w for _, w in root.find("triggers")[0].tokens()]
+    retrain = next(s for s in root.find("stage") if pipelines.jenkins_stage_name(s) == "retrain")
+    assert "RETRAIN" in pipelines.strings(retrain.tokens())
+    assert "DELIVERY_JOB" in [w for _, w in retrain.tokens()]
+
+
+def test_cloud_scheduler_runs_the_ct_trigger_which_starts_the_main_trigger() -> None:
+    ct = yaml.safe_load((CLOUDBUILD / "ct.yaml").read_text())
+    steps = {s["id"]: s for s in ct["steps"]}
+    assert steps["monitor"]["allowExitCodes"] == [0, 1]
+    assert "cloudbuild submit --trigger $_MAIN_TRIGGER" in steps["retrain"]["args"][-1]
+    main = yaml.safe_load((CLOUDBUILD / "triggers" / "main.yaml").read_text())
+    assert ct["substitutions"]["_MAIN_TRIGGER"] == main["name"]
+    trigger = yaml.safe_load((CLOUDBUILD / "triggers" / "ct.yaml").read_text())
+    assert trigger["gitFileSource"]["path"] == ".ci/cloudbuild/ct.yaml"
+    job = yaml.safe_load((CLOUDBUILD / "scheduler" / "ct.yaml").read_text())
+    assert job["httpTarget"]["uri"].endswith(f"/triggers/{trigger['name']}:run")
+    assert job["httpTarget"]["httpMethod"] == "POST"
+    assert len(job["schedule"].split()) == 5
 
 
 # --- the comparison fails on drift ------------------------------------------------------------

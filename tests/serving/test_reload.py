@@ -11,7 +11,7 @@ import httpx
 import mlflow
 import pytest
 
-from mlship import registry
+from mlship import drift, registry
 from mlship.config import Settings
 from mlship.features import feature_frame
 from mlship.launch import free_port
@@ -38,7 +38,8 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, list[str]]:
         pipeline = fit(params, frame)
         example = feature_frame(frame.head(2), params.data)
         card = card_for(["great", "other"])
-        run = registry.log_training(settings, card, pipeline, example)
+        profile = drift.profile(frame, params.data, None).model_dump(mode="json")
+        run = registry.log_training(settings, card, pipeline, example, profile)
         versions.append(
             registry.register(settings, run.run_id, run.model_uri, {"mlship.gate": "passed"})
         )

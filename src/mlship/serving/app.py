@@ -15,7 +15,7 @@ from mlship.serving import openapi
 from mlship.serving.metrics import Metrics
 from mlship.serving.middleware import Gatekeeper, Shortcut
 from mlship.serving.plane import Challenger, DataPlane
-from mlship.serving.routes import mlflow_scoring, page, plain, probes, v2
+from mlship.serving.routes import feedback, mlflow_scoring, page, plain, probes, v2
 
 PREDICTION_ROUTES = ("/predict", "/invocations", "/v2/models/{name}/infer")
 
@@ -42,7 +42,9 @@ def assemble(plane: DataPlane, settings: Settings) -> FastAPI:
         description="Plain prediction API, the MLflow scoring protocol and the Open "
         "Inference Protocol V2 for one scikit-learn model.",
     )  # fmt: skip
-    routers = [module.router(plane) for module in (probes, page, plain, mlflow_scoring, v2)]
+    routers = [
+        module.router(plane) for module in (probes, page, plain, mlflow_scoring, v2, feedback)
+    ]
     for router in routers:
         app.include_router(router)
     shortcuts = [

@@ -66,6 +66,42 @@ class Metrics:
             buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024), registry=r,
         )  # fmt: skip
 
+        # after deployment (serving/monitor.py): computed in each process from its own sample
+        # or the shared feedback file; with several processes the largest value is shown
+        self.drift = Gauge(
+            "feature_drift", "Drift of sampled inputs (and answers: feature=\"prediction\") "
+            "from the training data: statistic psi, ks, chi2 or p_value",
+            ["model", "version", "feature", "statistic"], registry=r, multiprocess_mode="max",
+        )  # fmt: skip
+        self.drifted = Gauge(
+            "feature_drifted", "1 when the feature's drift is significant and large",
+            ["model", "version", "feature"], registry=r, multiprocess_mode="max",
+        )  # fmt: skip
+        self.window_rows = Gauge(
+            "monitor_window_rows", "Sampled rows the drift gauges are computed on",
+            ["model", "version"], registry=r, multiprocess_mode="max",
+        )  # fmt: skip
+        self.live_accuracy = Gauge(
+            "live_accuracy", "Accuracy over the latest feedback (classification)",
+            ["model", "version"], registry=r, multiprocess_mode="max",
+        )  # fmt: skip
+        self.live_rmse = Gauge(
+            "live_rmse", "RMSE over the latest feedback (regression)", ["model", "version"],
+            registry=r, multiprocess_mode="max",
+        )  # fmt: skip
+        self.live_rows = Gauge(
+            "live_feedback_rows", "Rows the live quality gauges are computed on",
+            ["model", "version"], registry=r, multiprocess_mode="max",
+        )  # fmt: skip
+        self.bandit_share = Gauge(
+            "bandit_share", "Share of requests the bandit sends to each version",
+            ["model", "version", "role"], registry=r, multiprocess_mode="max",
+        )  # fmt: skip
+        self.bandit_mean = Gauge(
+            "bandit_posterior_mean", "Mean of each version's Beta posterior of success",
+            ["model", "version", "role"], registry=r, multiprocess_mode="max",
+        )  # fmt: skip
+
     def count_answers(self, model: str, version: str, scores: Scores) -> None:
         """The class mix (classification) or the value distribution (regression)."""
         if scores.labels is not None:

@@ -20,6 +20,7 @@ from fastapi import Request
 from fastapi.responses import JSONResponse, Response
 
 from mlship.config import Settings
+from mlship.serving import monitor
 from mlship.serving.metrics import Metrics
 
 access_log = logging.getLogger("mlship.access")
@@ -33,7 +34,7 @@ V2_MODEL_ROUTE = re.compile(r"^/v2/models/[^/]+(/ready|/infer)?$")
 
 def route_label(path: str) -> str:
     """The route a path belongs to, so metrics have bounded labels."""
-    if path in OPEN_PATHS or path in ("/", "/predict", "/invocations", "/model"):
+    if path in OPEN_PATHS or path in ("/", "/predict", "/invocations", "/model", "/feedback"):
         return path
     if V2_MODEL_ROUTE.match(path):
         suffix = path.rsplit("/", 1)[-1]
@@ -88,6 +89,7 @@ class Gatekeeper:
         request_id = headers.get(b"x-request-id", b"").decode("latin-1")[:128] or (
             f"{_ID_PREFIX}{next(_ID_COUNTER):012x}"
         )
+        monitor.request_id.set(request_id)  # the id the answer is remembered under
         path, method = scope["path"], scope["method"]
         status = 500
 

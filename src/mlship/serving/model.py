@@ -17,8 +17,9 @@ import numpy as np
 import pandas as pd
 
 from mlship import artifacts, files
-from mlship.card import METRICS_FILE, Features, MlflowInfo, ModelCard
+from mlship.card import METRICS_FILE, PROFILE_FILE, Features, MlflowInfo, ModelCard
 from mlship.config import DataParams
+from mlship.drift import Profile
 from mlship.errors import InputError
 from mlship.features import feature_frame
 from mlship.serving import fastpath
@@ -82,6 +83,7 @@ class ServedModel:
     version: str
     alias: str | None
     source: str
+    profile: Profile | None = None  # the training data's, for drift (None: not kept)
     classes: tuple[str, ...] = field(init=False)
     _data: DataParams = field(init=False, repr=False)
     _small: ScoringPath | None = field(init=False, repr=False, default=None)
@@ -248,7 +250,13 @@ def load_directory(model_dir: Path, name: str) -> ServedModel:
     metrics_file = model_dir / METRICS_FILE
     if metrics_file.is_file():  # baked in beside the model by the image build
         card = card.updated(metrics=files.read_json(metrics_file))
-    return ServedModel(model, card, name, card.version, None, str(model_dir))
+    profile = None
+    if (model_dir / PROFILE_FILE).is_file():
+        try:
+            profile = Profile.load(model_dir / PROFILE_FILE)
+        except InputError as error:  # the model still serves; only drift goes unwatched
+            log.warning("%s; serving without drift monitoring", error)
+    return ServedModel(model, card, name, card.version, None, str(model_dir), profile)
 
 
 def parse_models_uri(uri: str) -> tuple[str, str | None, str | None]:
@@ -296,4 +304,4 @@ def load_registry(tracking_uri: str, uri: str) -> ServedModel:
             update={"run_id": loaded.run_id}
         ),
     )
-    return ServedModel(loaded.model, card, name, version, alias, uri)
+    return ServedModel(loaded.model, card, name, version, alias, uri, loaded.profile)

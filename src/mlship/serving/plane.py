@@ -1,12 +1,12 @@
 """The data plane every protocol calls: the served models (champion, and a challenger in
-shadow or split mode), their loading, warming and hot reload, routing and scoring."""
+shadow, split or bandit mode), their loading, warming and hot reload, routing, scoring and
+monitoring."""
 
 from __future__ import annotations
 
 import asyncio
 import gc
 import logging
-import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -15,7 +15,9 @@ from typing import Any
 
 from mlship.choices import ChallengerMode
 from mlship.config import Settings
+from mlship.serving.bandit import Bandit
 from mlship.serving.batching import MicroBatcher
+from mlship.serving.feedback import FeedbackStore
 from mlship.serving.metrics import Metrics
 from mlship.serving.model import (
     MODELS_SCHEME,
@@ -26,10 +28,12 @@ from mlship.serving.model import (
     load_registry,
     resolve_version,
 )
+from mlship.serving.monitor import Monitor
 from mlship.serving.protocols import BadRequestError
 
 log = logging.getLogger("mlship.serve")
 # what a model raises for an input it cannot score; anything else is the server's fault
+FLUSH_SECONDS = 0.2
 MODEL_REFUSALS = (ValueError, TypeError, KeyError, IndexError, ArithmeticError)
 Loader = Callable[[str, Settings], ServedModel]
 
@@ -98,6 +102,10 @@ class DataPlane:
         self.challenger = Slot("challenger", challenger.source) if challenger else None
         self._load = loader
         self._tasks: set[asyncio.Task[Any]] = set()
+        self.monitor = Monitor.create(settings, metrics)
+        self.bandit = None
+        if challenger is not None and challenger.mode is ChallengerMode.bandit:
+            self.bandit = Bandit(settings.bandit_floor, settings.bandit_cap, settings.monitor_seed)
 
     @property
     def slots(self) -> list[Slot]:
@@ -129,6 +137,46 @@ class DataPlane:
     async def _start(self) -> None:
         for slot in self.slots:
             self._spawn(self._keep_loaded(slot))
+        self._spawn(self._watch())
+        if self.monitor.store is not None:
+            self._spawn(self._write_answers(self.monitor.store))
+
+    async def _write_answers(self, store: FeedbackStore) -> None:
+        """Answers reach the shared file within FLUSH_SECONDS, so a feedback that lands on
+        another worker finds them."""
+        while True:
+            await asyncio.sleep(FLUSH_SECONDS)
+            if store.pending:
+                try:
+                    await asyncio.to_thread(store.flush)
+                except Exception:  # a locked or full disk must not stop serving
+                    log.exception("cannot write answers for feedback")
+
+    async def _watch(self) -> None:
+        """Every monitor interval: drift and live-quality gauges, the sink, the bandit."""
+        while True:
+            await asyncio.sleep(self.settings.monitor_interval_seconds)
+            try:
+                await asyncio.to_thread(self.watch_once)
+            except Exception:  # watching must never stop serving
+                log.exception("monitoring failed; serving goes on")
+
+    def watch_once(self) -> None:
+        served = [slot.model for slot in self.slots if slot.model is not None]
+        qualities = self.monitor.tick(served)
+        bandit, challenger = self.bandit, self.challenger
+        if bandit is None or challenger is None or challenger.model is None:
+            return
+        champion = self.champion.model
+        assert champion is not None
+        found = qualities.get(champion.name, {}) | qualities.get(challenger.model.name, {})
+        bandit.update(found.get(champion.version), found.get(challenger.model.version))
+        for role, model, share, posterior in (
+            ("champion", champion, 1 - bandit.share, bandit.champion),
+            ("challenger", challenger.model, bandit.share, bandit.challenger),
+        ):
+            self.metrics.bandit_share.labels(model.name, model.version, role).set(share)
+            self.metrics.bandit_mean.labels(model.name, model.version, role).set(posterior.mean)
 
     async def _keep_loaded(self, slot: Slot) -> None:
         """Load the slot, retrying with back-off (1 s, doubling up to the reload interval)
@@ -236,18 +284,38 @@ class DataPlane:
         }
         if self.challenger_mode:
             body["challenger_mode"] = self.challenger_mode.mode.value
+        if self.bandit is not None:
+            body["bandit"] = self.bandit.describe()
+        settings = self.settings
+        body["monitor"] = {
+            "sample_rate": settings.monitor_sample_rate,
+            "window_rows": {f"{n} v{v}": len(w.rows) for (n, v), w in self.monitor.windows.items()},
+            "sink": settings.monitor_sink is not None,
+            "feedback_seconds": settings.feedback_seconds if self.monitor.store else 0,
+        }
         return body
 
+    def _challenger_share(self) -> float:
+        """The share of requests the challenger answers: split's weight, the bandit's."""
+        mode = self.challenger_mode
+        if mode is None or self.challenger is None or not self.challenger.ready:
+            return 0.0
+        if mode.mode is ChallengerMode.split:
+            return mode.weight
+        return self.bandit.share if self.bandit is not None else 0.0
+
     async def score(self, columns: Columns, rows: int) -> tuple[ServedModel, Scores]:
-        """Checked columns -> (the model that answered, its scores). In split mode
-        the challenger answers its share; in shadow mode it scores a copy in the background."""
-        mode, challenger = self.challenger_mode, self.challenger
-        second = challenger if challenger is not None and challenger.ready else None
+        """Checked columns -> (the model that answered, its scores). In split and bandit
+        mode the challenger answers its share; in shadow mode it scores a copy in the
+        background. The answer is remembered for feedback and sampled for drift."""
+        share = self._challenger_share()
         slot = self.champion
-        if second and mode and mode.mode is ChallengerMode.split and random.random() < mode.weight:
-            slot = second
+        if share and self.challenger is not None and self.monitor.random.random() < share:
+            slot = self.challenger
         answer = await self._score_slot(slot, columns, rows)
-        if second and mode and mode.mode is ChallengerMode.shadow:
+        self.monitor.observe(answer[0], columns, answer[1], rows)
+        mode, second = self.challenger_mode, self.challenger
+        if mode and mode.mode is ChallengerMode.shadow and second is not None and second.ready:
             self._spawn(self._score_slot(second, columns, rows))
         return answer
 

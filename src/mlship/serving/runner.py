@@ -98,6 +98,8 @@ def serve(options: ServeOptions, settings: Settings) -> None:
         serve_one(options, settings)
         return
     metrics_dir = tempfile.mkdtemp(prefix="mlship-metrics-")
+    if settings.feedback_db is None:  # one feedback file for every worker
+        settings = settings.model_copy(update={"feedback_db": f"{metrics_dir}/feedback.sqlite"})
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir  # before any child imports prometheus
     context = multiprocessing.get_context("spawn")
     children = [

@@ -9,10 +9,11 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
-from mlship import artifacts, contract, data, files, registry
-from mlship.card import DataInfo, Features, GitInfo, MlflowInfo, ModelCard
+from mlship import artifacts, contract, data, drift, files, registry
+from mlship.card import PROFILE_FILE, DataInfo, Features, GitInfo, MlflowInfo, ModelCard
 from mlship.config import Params, Settings
 from mlship.contract import Check
 from mlship.evaluate import Evaluation, evaluate_model, measure_latency
@@ -100,7 +101,8 @@ def makeup(model: Any) -> ModelMakeup:
 
 def train(params: Params, settings: Settings, train_data: Path, model_dir: Path) -> ModelCard:
     """Fit the declared model, check its types against the trust policy, log it to MLflow,
-    save it (skops) with its model card and the team's code it needs."""
+    save it (skops) with its model card, the team's code it needs and the profile of its
+    training data (drift's reference)."""
     frame = data.select_columns(read_split(train_data), params.data, str(train_data))
     started = time.perf_counter()
     model = fit(params, frame)
@@ -132,8 +134,12 @@ def train(params: Params, settings: Settings, train_data: Path, model_dir: Path)
         trained_at=artifacts.utc_now(),
         fit_seconds=fit_seconds,
     )
+    # drift's reference: the training data and the model's answers on it
+    answers = model.predict(feature_frame(frame, columns))
+    reference = drift.profile(frame, columns, np.asarray(answers).tolist())
     example = feature_frame(frame.head(3), columns)
-    logged = registry.log_training(settings, card, model, example)
+    logged = registry.log_training(settings, card, model, example,
+                                   reference.model_dump(mode="json"))  # fmt: skip
     card = card.updated(
         mlflow=MlflowInfo(
             run_id=logged.run_id,
@@ -143,6 +149,7 @@ def train(params: Params, settings: Settings, train_data: Path, model_dir: Path)
         )
     )
     artifacts.save_model(model, card, model_dir)
+    reference.save(model_dir / PROFILE_FILE)
     return card
 
 

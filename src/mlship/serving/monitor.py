@@ -1,0 +1,179 @@
+"""Watching the served models: a sample of requests (inputs and answers) in a sliding
+window per model version, compared with the training data's profile for the drift gauges
+and written to the sink for `mlship monitor`; answers remembered for POST /feedback, whose
+outcomes give the live-quality gauges and the bandit's posteriors.
+
+Per request the event loop only appends to lists; the statistics, the SQLite writes and
+the sink's files are done every `monitor_interval_seconds` in a thread.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextvars
+import logging
+import os
+import random
+import tempfile
+import time
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pandas as pd
+
+from mlship import drift
+from mlship.config import MonitorParams, Settings
+from mlship.serving.feedback import FeedbackStore, Quality
+from mlship.serving.metrics import Metrics
+from mlship.serving.model import Columns, Scores, ServedModel
+from mlship.stages.monitor import ANSWER, AT, FEEDBACK_PREFIX, INPUTS_PREFIX, LABEL, REQUEST_ID
+from mlship.stages.monitor import VERSION as VERSION_COLUMN
+
+log = logging.getLogger("mlship.serve")
+# set by the middleware for each request: the id its answer is remembered under
+request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="")
+
+
+def answers_of(scores: Scores) -> list[Any]:
+    """Labels (classification) or values (regression), as plain Python values."""
+    found = scores.labels if scores.labels is not None else scores.values
+    assert found is not None
+    return list(found.tolist())
+
+
+@dataclass
+class Window:
+    """The latest sampled rows of one model version, with its answers."""
+
+    model: ServedModel
+    rows: collections.deque[tuple[dict[str, Any], Any]]
+    added: int = 0  # since the last computation
+
+
+@dataclass
+class Monitor:
+    settings: Settings
+    metrics: Metrics
+    store: FeedbackStore | None = None
+    windows: dict[tuple[str, str], Window] = field(default_factory=dict)
+    sink_lines: list[bytes] = field(default_factory=list)
+    random: random.Random = field(default_factory=random.Random)
+
+    @classmethod
+    def create(cls, settings: Settings, metrics: Metrics) -> Monitor:
+        store = None
+        if settings.feedback_seconds > 0:
+            path = settings.feedback_db or str(
+                Path(tempfile.mkdtemp(prefix="mlship-feedback-")) / "feedback.sqlite"
+            )
+            store = FeedbackStore(path, settings.feedback_seconds, settings.feedback_max_answers,
+                                  settings.feedback_window, settings.bandit_tolerance)  # fmt: skip
+        return cls(settings, metrics, store, random=random.Random(settings.monitor_seed))
+
+    # --- per request, on the event loop -------------------------------------------------
+
+    def observe(self, model: ServedModel, columns: Columns, scores: Scores, rows: int) -> None:
+        rate = self.settings.monitor_sample_rate
+        sampled = rate > 0 and self.random.random() < rate
+        if self.store is None and not sampled:
+            return
+        answers = answers_of(scores)
+        request = request_id.get()
+        if self.store is not None and request:
+            self.store.remember(request, model.name, model.version, answers)
+        if not sampled:
+            return
+        key = (model.name, model.version)
+        window = self.windows.get(key)
+        if window is None:
+            window = Window(model, collections.deque(maxlen=self.settings.monitor_window_rows))
+            self.windows[key] = window
+        names = list(columns)
+        now = time.time()
+        for i in range(rows):
+            row = {name: columns[name][i] for name in names}
+            window.rows.append((row, answers[i]))
+            if self.settings.monitor_sink:
+                self.sink_lines.append(orjson.dumps({
+                    **row, ANSWER: answers[i], VERSION_COLUMN: model.version,
+                    REQUEST_ID: request, AT: now,
+                }))  # fmt: skip
+        window.added += rows
+
+    def feedback_line(self, request: str, version: str, answers: list[Any],
+                      truths: list[Any]) -> None:  # fmt: skip
+        if self.settings.monitor_sink:
+            now = time.time()
+            for answer, truth in zip(answers, truths, strict=True):
+                self.sink_lines.append(orjson.dumps({
+                    ANSWER: answer, LABEL: truth, VERSION_COLUMN: version, REQUEST_ID: request,
+                    AT: now, "_feedback": True,
+                }))  # fmt: skip
+
+    # --- every interval, in a thread --------------------------------------------------
+
+    def tick(self, served: Iterable[ServedModel]) -> dict[str, dict[str, Quality]]:
+        """Write what was buffered, refresh the gauges; the live quality per model name."""
+        current = {(m.name, m.version) for m in served}
+        for key in [k for k in self.windows if k not in current]:  # a version swapped out
+            del self.windows[key]
+        for window in self.windows.values():
+            if window.added:
+                window.added = 0
+                self._drift(window)
+        self._write_sink()
+        if self.store is None:
+            return {}
+        self.store.flush()
+        self.store.forget_expired()
+        qualities = {name: self.store.quality(name) for name in {m.name for m in served}}
+        for name, by_version in qualities.items():
+            for version, quality in by_version.items():
+                self.metrics.live_rows.labels(name, version).set(quality.rows)
+                if quality.accuracy is not None:
+                    self.metrics.live_accuracy.labels(name, version).set(quality.accuracy)
+                if quality.rmse is not None:
+                    self.metrics.live_rmse.labels(name, version).set(quality.rmse)
+        return qualities
+
+    def _drift(self, window: Window) -> None:
+        model = window.model
+        self.metrics.window_rows.labels(model.name, model.version).set(len(window.rows))
+        if model.profile is None:
+            return
+        rows = list(window.rows)
+        frame = pd.DataFrame([row for row, _ in rows])
+        limits = MonitorParams.model_validate(model.card.params.get("monitor", {}))
+        report = drift.compare(model.profile, frame, limits, [answer for _, answer in rows])
+        for check in report.checks:
+            labels = (model.name, model.version, check.column)
+            self.metrics.drifted.labels(*labels).set(1 if check.drifted else 0)
+            figures = {"psi": check.psi, check.statistic: check.value, "p_value": check.p_value}
+            for statistic, value in figures.items():
+                self.metrics.drift.labels(*labels, statistic).set(value)
+
+    def _write_sink(self) -> None:
+        lines, self.sink_lines = self.sink_lines, []
+        location = self.settings.monitor_sink
+        if not lines or not location:
+            return
+        import fsspec
+
+        feedback = [line for line in lines if b'"_feedback":true' in line]
+        inputs = [line for line in lines if b'"_feedback":true' not in line]
+        stamp = f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        for prefix, part in ((INPUTS_PREFIX, inputs), (FEEDBACK_PREFIX, feedback)):
+            if not part:
+                continue
+            target = f"{location.rstrip('/')}/{prefix}{stamp}.jsonl"
+            try:
+                filesystem, path = fsspec.core.url_to_fs(target)
+                filesystem.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+                with filesystem.open(path, "wb") as handle:
+                    handle.write(b"\n".join(part) + b"\n")
+            except OSError as error:  # the sink is for analysis: serving goes on without it
+                log.warning("monitor sink %s: cannot write %d rows: %s", target, len(part), error)
