@@ -350,18 +350,29 @@ def serve(
 
 @app.command()
 def score(
-    input_path: Annotated[str, typer.Option("--input", help="a .csv or .parquet of feature rows")],
-    output_path: Annotated[Path, typer.Option("--output", help="where the scored rows go (.csv)")],
+    input_path: Annotated[
+        str, typer.Option("--input", help="a .csv, .parquet or .jsonl of feature rows")
+    ],
+    output_path: Annotated[
+        Path, typer.Option("--output", help="where the scored rows go (.csv or .parquet)")
+    ],
     model: Annotated[Path, typer.Option(help="the model directory")] = Path("models"),
     chunk_rows: Annotated[int, typer.Option(min=1, help="rows per model call")] = 10_000,
 ) -> None:
     """Batch scoring: every input row with label, confidence and class probabilities, checked
-    like a request to the server (a bad row names its column and index)."""
+    like a request to the server (a bad row names its column and index). Read and written
+    chunk by chunk: a file larger than memory is fine."""
     from mlship.serving.batch import score_file
 
     settings = _settings()
+    started = time.perf_counter()
+
+    def progress(rows: int) -> None:
+        rate = rows / max(time.perf_counter() - started, 1e-9)
+        _note(f"{rows:,} rows scored ({rate:,.0f} rows/s)")
+
     with stage("score"):
-        done = score_file(model, settings.model_name, input_path, output_path, chunk_rows)
+        done = score_file(model, settings.model_name, input_path, output_path, chunk_rows, progress)
     console.print(f"  {done.rows} rows scored by {done.model} v{done.version} -> {output_path}")
 
 
