@@ -15,7 +15,7 @@ from mlship import drift
 from mlship.artifacts import save_model
 from mlship.card import PROFILE_FILE, RegistryInfo
 from mlship.config import DataParams
-from mlship.stages.monitor import FEEDBACK_PREFIX, INPUTS_PREFIX, read_rows
+from mlship.sink import FEEDBACK_PREFIX, INPUTS_PREFIX, read_rows
 from mlship.train import fit
 from tests.conftest import make_params, text_frame
 from tests.serving.conftest import card_for, make_client

@@ -33,3 +33,22 @@ def test_runtime_is_non_root_and_needs_no_curl() -> None:
     instructions = [line for line in runtime.splitlines() if not line.lstrip().startswith("#")]
     assert "HEALTHCHECK" in runtime and not any("curl" in line for line in instructions)
     assert 'ENTRYPOINT ["mlship", "serve"' in runtime
+
+
+def test_the_server_imports_without_the_pipeline_only_libraries() -> None:
+    """The image has the serve extra only: the server's modules must not pull in what the
+    pipeline alone needs (matplotlib, mlflow's server side, dvc, locust)."""
+    import subprocess
+    import sys
+
+    blocked = ["matplotlib", "dvc", "locust", "fsspec"]
+    code = (
+        "import sys\n"
+        f"for name in {blocked!r}: sys.modules[name] = None\n"
+        "import mlship.cli, mlship.serving.app, mlship.serving.plane, mlship.serving.batch\n"
+        "from mlship.config import Settings\n"
+        "from mlship.serving.app import create_app\n"
+        "create_app('models', Settings(monitor_sink='/tmp/mlship-sink-check'))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]

@@ -27,11 +27,12 @@ import pandas as pd
 
 from mlship import drift
 from mlship.config import MonitorParams, Settings
+from mlship.errors import InputError
 from mlship.serving.feedback import FeedbackStore, Quality
 from mlship.serving.metrics import Metrics
 from mlship.serving.model import Columns, Scores, ServedModel
-from mlship.stages.monitor import ANSWER, AT, FEEDBACK_PREFIX, INPUTS_PREFIX, LABEL, REQUEST_ID
-from mlship.stages.monitor import VERSION as VERSION_COLUMN
+from mlship.sink import ANSWER, AT, FEEDBACK_PREFIX, INPUTS_PREFIX, LABEL, REQUEST_ID
+from mlship.sink import VERSION as VERSION_COLUMN
 
 log = logging.getLogger("mlship.serve")
 # set by the middleware for each request: the id its answer is remembered under
@@ -65,6 +66,8 @@ class Monitor:
 
     @classmethod
     def create(cls, settings: Settings, metrics: Metrics) -> Monitor:
+        if settings.monitor_sink and "://" in settings.monitor_sink:
+            _check_sink_url(settings.monitor_sink)
         store = None
         if settings.feedback_seconds > 0:
             path = settings.feedback_db or str(
@@ -161,8 +164,6 @@ class Monitor:
         location = self.settings.monitor_sink
         if not lines or not location:
             return
-        import fsspec
-
         feedback = [line for line in lines if b'"_feedback":true' in line]
         inputs = [line for line in lines if b'"_feedback":true' not in line]
         stamp = f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
@@ -171,9 +172,35 @@ class Monitor:
                 continue
             target = f"{location.rstrip('/')}/{prefix}{stamp}.jsonl"
             try:
-                filesystem, path = fsspec.core.url_to_fs(target)
-                filesystem.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
-                with filesystem.open(path, "wb") as handle:
-                    handle.write(b"\n".join(part) + b"\n")
+                _write(target, b"\n".join(part) + b"\n")
             except OSError as error:  # the sink is for analysis: serving goes on without it
                 log.warning("monitor sink %s: cannot write %d rows: %s", target, len(part), error)
+
+
+def _check_sink_url(url: str) -> None:
+    """A sink URL needs fsspec and the filesystem's package in the image: say so at start,
+    not at the first write."""
+    try:
+        import fsspec
+
+        fsspec.get_filesystem_class(url.split("://", 1)[0])
+    except (ImportError, ValueError) as error:
+        raise InputError(
+            f"MLSHIP_MONITOR_SINK={url}: cannot write there from this server ({error}); "
+            "install fsspec and the filesystem's package (gcsfs for gs://) in the image, "
+            "or use a local path (a mounted volume)"
+        ) from error
+
+
+def _write(target: str, data: bytes) -> None:
+    if "://" not in target or target.startswith("file://"):
+        path = Path(target.removeprefix("file://"))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        return
+    import fsspec
+
+    filesystem, path_in = fsspec.core.url_to_fs(target)
+    filesystem.makedirs(path_in.rsplit("/", 1)[0], exist_ok=True)
+    with filesystem.open(path_in, "wb") as handle:
+        handle.write(data)

@@ -2,8 +2,7 @@
 the live model still good enough by its feedback (`mlship monitor`, which the scheduled
 retraining job in each CI runs)?
 
-Live data is what the server samples (MLSHIP_MONITOR_SINK): JSONL part files of input rows
-with the answer, and of feedback (the true label or value of an answered request).
+Live data is what the server samples (MLSHIP_MONITOR_SINK; see sink.py).
 """
 
 from __future__ import annotations
@@ -23,27 +22,7 @@ from mlship.drift_report import write_reports
 from mlship.errors import InputError
 from mlship.features import feature_frame
 from mlship.serving.model import MODELS_SCHEME
-
-# the columns the server's sink adds beside the feature columns
-ANSWER, LABEL, VERSION, REQUEST_ID, AT = "_answer", "_label", "_version", "_request_id", "_at"
-INPUTS_PREFIX, FEEDBACK_PREFIX = "inputs-", "feedback-"
-
-
-def read_rows(location: str, prefix: str = "") -> pd.DataFrame:
-    """A table file, or a folder (local or fsspec URL) of the sink's JSONL part files whose
-    names start with `prefix`."""
-    import fsspec
-
-    filesystem, root = fsspec.core.url_to_fs(location)
-    if not filesystem.isdir(root):
-        return files.read_table(location)
-    parts = sorted(p for p in filesystem.ls(root, detail=False)
-                   if Path(p).name.startswith(prefix) and ".jsonl" in Path(p).name)  # fmt: skip
-    if not parts:
-        raise InputError(f"{location}: no {prefix}*.jsonl files in this folder")
-    protocol = filesystem.protocol if isinstance(filesystem.protocol, str) else None
-    named = [p if protocol in (None, "file") else f"{protocol}://{p}" for p in parts]
-    return pd.concat([files.read_table(p) for p in named], ignore_index=True)
+from mlship.sink import ANSWER, FEEDBACK_PREFIX, INPUTS_PREFIX, LABEL, VERSION, read_rows
 
 
 def reference_profile(
