@@ -14,7 +14,7 @@ from mlship.choices import ChallengerMode
 from mlship.config import Settings
 from mlship.serving.metrics import Metrics
 from mlship.serving.model import ServedModel, load_directory
-from mlship.serving.plane import Challenger, DataPlane
+from mlship.serving.plane import Challenger, DataPlane, Siblings
 from mlship.serving.protocols import BadRequestError
 
 
@@ -44,6 +44,24 @@ def test_readiness_and_description(model_dir: Path) -> None:
         status, body = plane.readiness()
         assert status == 200 and body["version"] == "1"
         assert plane.describe()["models"][0]["role"] == "champion"
+        await plane.stop()
+
+    asyncio.run(scenario())
+
+
+def test_with_several_processes_ready_waits_for_every_one(model_dir: Path, tmp_path: Path) -> None:
+    """The kernel spreads connections over the processes: /ready must not say yes while a
+    sibling would still answer 503."""
+
+    async def scenario() -> None:
+        siblings = Siblings(tmp_path, count=2)
+        plane = DataPlane("1", Settings(), Metrics(), loader=_loader(model_dir),
+                          siblings=siblings)  # fmt: skip
+        await _started(plane)
+        assert plane.readiness() == (503, {"status": "loading", "processes_ready": 1,
+                                           "processes": 2})  # fmt: skip
+        (tmp_path / "12345").touch()  # the other process has loaded its model
+        assert plane.readiness()[0] == 200
         await plane.stop()
 
     asyncio.run(scenario())

@@ -14,16 +14,20 @@ from mlship.config import Settings
 from mlship.serving import openapi
 from mlship.serving.metrics import Metrics
 from mlship.serving.middleware import Gatekeeper, Shortcut
-from mlship.serving.plane import Challenger, DataPlane
+from mlship.serving.plane import Challenger, DataPlane, Siblings
 from mlship.serving.routes import feedback, mlflow_scoring, page, plain, probes, v2
 
 PREDICTION_ROUTES = ("/predict", "/invocations", "/v2/models/{name}/infer")
 
 
-def create_app(source: str, settings: Settings, challenger: Challenger | None = None) -> FastAPI:
+def create_app(
+    source: str, settings: Settings, challenger: Challenger | None = None,
+    siblings: Siblings | None = None,
+) -> FastAPI:  # fmt: skip
     """The server for the model at `source` (a model directory or a models:/ URI)."""
     metrics = Metrics()
-    return assemble(DataPlane(source, settings, metrics, challenger), settings)
+    plane = DataPlane(source, settings, metrics, challenger, siblings=siblings)
+    return assemble(plane, settings)
 
 
 def assemble(plane: DataPlane, settings: Settings) -> FastAPI:

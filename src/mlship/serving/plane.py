@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -36,6 +37,22 @@ log = logging.getLogger("mlship.serve")
 FLUSH_SECONDS = 0.2
 MODEL_REFUSALS = (ValueError, TypeError, KeyError, IndexError, ArithmeticError)
 Loader = Callable[[str, Settings], ServedModel]
+
+
+@dataclass(frozen=True)
+class Siblings:
+    """The other server processes on the same port. The kernel hands a connection to any of
+    them, so /ready answers 200 only once every one has its model: a readiness probe that
+    reached a loaded process must not send traffic to one still loading."""
+
+    folder: Path  # one file per process whose champion is loaded
+    count: int
+
+    def mark_ready(self) -> None:
+        (self.folder / str(os.getpid())).touch()
+
+    def ready(self) -> int:
+        return sum(1 for _ in self.folder.iterdir())
 
 
 @dataclass(frozen=True)
@@ -94,8 +111,11 @@ class DataPlane:
     def __init__(
         self, source: str, settings: Settings, metrics: Metrics,
         challenger: Challenger | None = None, loader: Loader = load_model,
+        siblings: Siblings | None = None,
     ) -> None:  # fmt: skip
         self.settings = settings
+        self.siblings = siblings
+        self._all_ready = siblings is None
         self.metrics = metrics
         self.challenger_mode = challenger
         self.champion = Slot("champion", source)
@@ -193,6 +213,8 @@ class DataPlane:
             await asyncio.sleep(delay)
             delay = min(delay * 2, self.settings.reload_seconds)
         slot.reload_error = None
+        if slot is self.champion and self.siblings is not None:
+            self.siblings.mark_ready()
         if slot.follows_alias:
             await self._follow(slot)
 
@@ -272,6 +294,13 @@ class DataPlane:
             return 503, {"status": "failed", "error": self.champion.reload_error["error"]}
         if model is None:
             return 503, {"status": "loading"}
+        siblings = self.siblings
+        if not self._all_ready and siblings is not None:
+            ready = siblings.ready()
+            if ready < siblings.count:
+                return 503, {"status": "loading", "processes_ready": ready,
+                             "processes": siblings.count}  # fmt: skip
+            self._all_ready = True
         return 200, {"status": "ready", "model": model.name, "version": model.version}
 
     def describe(self) -> dict[str, Any]:

@@ -16,13 +16,14 @@ import signal
 import socket
 import sys
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 from types import FrameType
 
 from mlship.config import Settings
 from mlship.serving.app import create_app  # imports scikit-learn: see mlship.serving.threads
 from mlship.serving.http import DeadlineProtocol
-from mlship.serving.plane import Challenger
+from mlship.serving.plane import Challenger, Siblings
 
 log = logging.getLogger("mlship.serve")
 
@@ -34,6 +35,7 @@ class ServeOptions:
     port: int
     workers: int
     challenger: Challenger | None = None
+    siblings: Siblings | None = None  # with several processes
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -79,7 +81,7 @@ def serve_one(options: ServeOptions, settings: Settings) -> None:
     sock = bind(options.host, options.port)
     DeadlineProtocol.head_timeout = settings.head_timeout_seconds
     config = uvicorn.Config(
-        create_app(options.source, settings, options.challenger),
+        create_app(options.source, settings, options.challenger, options.siblings),
         loop="uvloop",
         http=DeadlineProtocol,
         lifespan="on",
@@ -100,6 +102,9 @@ def serve(options: ServeOptions, settings: Settings) -> None:
     metrics_dir = tempfile.mkdtemp(prefix="mlship-metrics-")
     if settings.feedback_db is None:  # one feedback file for every worker
         settings = settings.model_copy(update={"feedback_db": f"{metrics_dir}/feedback.sqlite"})
+    ready_dir = Path(metrics_dir) / "ready"
+    ready_dir.mkdir()
+    options = replace(options, siblings=Siblings(ready_dir, options.workers))
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir  # before any child imports prometheus
     context = multiprocessing.get_context("spawn")
     children = [
