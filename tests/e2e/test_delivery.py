@@ -65,7 +65,7 @@ def test_every_stage_runs_in_order_from_training_to_a_promoted_production_model(
         report = json.loads((root / f"reports/deploy-{env_name}.json").read_text())
         assert report["ok"] and report["image"] == built["references"][0], report
     cluster = json.loads((root.parent / "cluster.json").read_text())
-    assert cluster["image"] == built["references"][0]
+    assert cluster["revisions"][-1] == built["references"][0]  # what the cluster runs now
     from mlflow import MlflowClient
 
     client = MlflowClient(tracking_uri=f"sqlite:///{root}/mlruns/mlflow.db")
