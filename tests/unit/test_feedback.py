@@ -74,5 +74,4 @@ def test_memory_is_bounded_by_count(tmp_path: Path) -> None:
     with pytest.raises(UnknownRequestError):
         store.record("r0", ["a"], classification=True)
     store.record("r199", ["a"], classification=True)
-    with store._connect() as db:
-        assert db.execute("SELECT COUNT(*) FROM answers").fetchone()[0] <= 51
+    assert store._db.execute("SELECT COUNT(*) FROM answers").fetchone()[0] <= 51

@@ -12,6 +12,8 @@ import math
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,15 +67,30 @@ class FeedbackStore:
         self.window = window
         self.tolerance = tolerance  # regression: an error within it counts as a success
         self._pending: list[tuple[str, str, str, str, float]] = []
+        # one connection, used by one thread at a time under the lock
         self._lock = threading.Lock()
-        with self._connect() as db:
-            db.executescript(SCHEMA)
+        self._db = sqlite3.connect(path, timeout=5.0, isolation_level=None,
+                                   check_same_thread=False)  # fmt: skip
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=OFF")  # losing the last answers in a crash is fine
+        self._db.executescript(SCHEMA)
 
-    def _connect(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.path, timeout=5.0, isolation_level=None)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=OFF")  # losing the last answers in a crash is fine
-        return db
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """One transaction: a batch of rows costs one write to the log, not one per row
+        (autocommitted inserts took about 30 µs a row and 7% of a core under load)."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")  # the write lock now, waiting up to 5 s
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
 
     def remember(self, request_id: str, model: str, version: str, answers: list[Any]) -> None:
         """Called per request on the event loop: an append, written later by flush()."""
@@ -89,16 +106,14 @@ class FeedbackStore:
 
     def flush(self) -> None:
         """Write the buffered answers (run in a thread)."""
-        with self._lock:
-            pending, self._pending = self._pending, []
-            if pending:
-                with self._connect() as db:
-                    db.executemany("INSERT OR REPLACE INTO answers VALUES (?, ?, ?, ?, ?)",
-                                   pending)  # fmt: skip
+        pending, self._pending = self._pending, []
+        if pending:
+            with self._transaction() as db:
+                db.executemany("INSERT OR REPLACE INTO answers VALUES (?, ?, ?, ?, ?)", pending)
 
     def forget_expired(self) -> None:
         """Drop answers past their time or beyond the limit (run in a thread)."""
-        with self._lock, self._connect() as db:
+        with self._transaction() as db:
             db.execute("DELETE FROM answers WHERE at < ?", (time.time() - self.keep_seconds,))
             db.execute(
                 "DELETE FROM answers WHERE at < (SELECT at FROM answers ORDER BY at DESC "
@@ -108,7 +123,7 @@ class FeedbackStore:
     def record(self, request_id: str, truths: list[Any], classification: bool) -> Outcome:
         """Score the remembered answer against the truth (run in a thread)."""
         self.flush()
-        with self._connect() as db:
+        with self._transaction() as db:
             found = db.execute("SELECT model, version, answers, at FROM answers "
                                "WHERE request_id = ?", (request_id,)).fetchone()  # fmt: skip
         if found is None or found[3] < time.time() - self.keep_seconds:
@@ -133,7 +148,7 @@ class FeedbackStore:
             squared = sum(e * e for e in errors)
             limit = self.tolerance
             correct = sum(abs(e) <= limit for e in errors) if limit is not None else 0
-        with self._connect() as db:
+        with self._transaction() as db:
             # a repeated feedback for a request replaces the earlier one
             db.execute("INSERT OR REPLACE INTO outcomes VALUES (?, ?, ?, ?, ?, ?, ?)",
                        (request_id, model, version, len(answers), correct, squared,
@@ -142,7 +157,7 @@ class FeedbackStore:
 
     def quality(self, model: str) -> dict[str, Quality]:
         """Per version, over its latest `window` feedbacks (run in a thread)."""
-        with self._connect() as db:
+        with self._transaction() as db:
             versions = [v for (v,) in db.execute(
                 "SELECT DISTINCT version FROM outcomes WHERE model = ?", (model,))]  # fmt: skip
             found: dict[str, Quality] = {}
