@@ -35,6 +35,9 @@ from mlship.sink import ANSWER, AT, FEEDBACK_PREFIX, INPUTS_PREFIX, LABEL, REQUE
 from mlship.sink import VERSION as VERSION_COLUMN
 
 log = logging.getLogger("mlship.serve")
+# a large request adds its first rows only: the event loop stays quick, and one client's big
+# batch does not fill the window on its own
+SAMPLED_ROWS_PER_REQUEST = 64
 # set by the middleware for each request: the id its answer is remembered under
 request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="")
 
@@ -62,7 +65,7 @@ class Monitor:
     store: FeedbackStore | None = None
     windows: dict[tuple[str, str], Window] = field(default_factory=dict)
     sink_lines: list[bytes] = field(default_factory=list)
-    random: random.Random = field(default_factory=random.Random)
+    rng: random.Random = field(default_factory=random.Random)  # sampling; the bandit's routing
 
     @classmethod
     def create(cls, settings: Settings, metrics: Metrics) -> Monitor:
@@ -75,13 +78,13 @@ class Monitor:
             )
             store = FeedbackStore(path, settings.feedback_seconds, settings.feedback_max_answers,
                                   settings.feedback_window, settings.bandit_tolerance)  # fmt: skip
-        return cls(settings, metrics, store, random=random.Random(settings.monitor_seed))
+        return cls(settings, metrics, store, rng=random.Random(settings.monitor_seed))
 
     # --- per request, on the event loop -------------------------------------------------
 
     def observe(self, model: ServedModel, columns: Columns, scores: Scores, rows: int) -> None:
         rate = self.settings.monitor_sample_rate
-        sampled = rate > 0 and self.random.random() < rate
+        sampled = rate > 0 and self.rng.random() < rate
         if self.store is None and not sampled:
             return
         answers = answers_of(scores)
@@ -97,7 +100,7 @@ class Monitor:
             self.windows[key] = window
         names = list(columns)
         now = time.time()
-        for i in range(rows):
+        for i in range(min(rows, SAMPLED_ROWS_PER_REQUEST)):
             row = {name: columns[name][i] for name in names}
             window.rows.append((row, answers[i]))
             if self.settings.monitor_sink:
@@ -105,7 +108,7 @@ class Monitor:
                     **row, ANSWER: answers[i], VERSION_COLUMN: model.version,
                     REQUEST_ID: request, AT: now,
                 }))  # fmt: skip
-        window.added += rows
+        window.added += min(rows, SAMPLED_ROWS_PER_REQUEST)
 
     def feedback_line(self, request: str, version: str, answers: list[Any],
                       truths: list[Any]) -> None:  # fmt: skip
@@ -122,9 +125,10 @@ class Monitor:
     def tick(self, served: Iterable[ServedModel]) -> dict[str, dict[str, Quality]]:
         """Write what was buffered, refresh the gauges; the live quality per model name."""
         current = {(m.name, m.version) for m in served}
-        for key in [k for k in self.windows if k not in current]:  # a version swapped out
+        # copies: the event loop may add a window while this thread runs
+        for key in [k for k in list(self.windows) if k not in current]:  # a swapped version
             del self.windows[key]
-        for window in self.windows.values():
+        for window in list(self.windows.values()):
             if window.added:
                 window.added = 0
                 self._drift(window)

@@ -339,7 +339,7 @@ class DataPlane:
         background. The answer is remembered for feedback and sampled for drift."""
         share = self._challenger_share()
         slot = self.champion
-        if share and self.challenger is not None and self.monitor.random.random() < share:
+        if share and self.challenger is not None and self.monitor.rng.random() < share:
             slot = self.challenger
         answer = await self._score_slot(slot, columns, rows)
         self.monitor.observe(answer[0], columns, answer[1], rows)
