@@ -102,13 +102,18 @@ class Profile(_Frozen):
 # --- building profiles ----------------------------------------------------------------
 
 
-def numeric_profile(values: Iterable[Any]) -> NumericProfile:
+def _finite(values: Iterable[Any]) -> tuple[np.ndarray, int]:
+    """The finite numbers among the values, and how many values were not one."""
     numbers = pd.to_numeric(pd.Series(list(values), dtype=object), errors="coerce")
-    numbers = numbers.astype(float)
-    finite = numbers[np.isfinite(numbers)].to_numpy()
+    array = numbers.astype(float).to_numpy()
+    finite = array[np.isfinite(array)]
+    return finite, len(array) - int(finite.size)
+
+
+def numeric_profile(values: Iterable[Any]) -> NumericProfile:
+    finite, missing = _finite(values)
     quantiles = tuple(float(q) for q in np.quantile(finite, QUANTILES)) if finite.size else ()
-    return NumericProfile(rows=int(finite.size), missing=len(numbers) - int(finite.size),
-                          quantiles=quantiles)  # fmt: skip
+    return NumericProfile(rows=int(finite.size), missing=missing, quantiles=quantiles)
 
 
 def categorical_profile(values: Iterable[Any]) -> CategoricalProfile:
@@ -255,10 +260,7 @@ def compare_numeric(
     column: str, reference: NumericProfile, values: Iterable[Any], limits: MonitorParams,
     alpha: float,
 ) -> Check:  # fmt: skip
-    current = numeric_profile(values)
-    numbers = pd.to_numeric(pd.Series(list(values), dtype=object), errors="coerce")
-    finite = numbers.astype(float).to_numpy()
-    finite = finite[np.isfinite(finite)]
+    finite, missing = _finite(values)
     if not reference.quantiles or finite.size == 0:
         statistic, p_value = (0.0, 1.0)
         shares: tuple[dict[str, float], dict[str, float]] = ({}, {})
@@ -266,7 +268,7 @@ def compare_numeric(
     else:
         statistic = ks_statistic(reference, finite)
         p_value = ks_p_value(statistic, reference.rows, finite.size)
-        shares = _binned(reference, finite, current.missing)
+        shares = _binned(reference, finite, missing)
         index = psi(list(shares[0].values()), list(shares[1].values()))
     return _judged(column, "ks", statistic, p_value, index, statistic, limits.max_ks,
                    int(finite.size), shares, limits, alpha)  # fmt: skip
