@@ -12,7 +12,7 @@ from mlship import files, plots
 from mlship.criteria import Criterion
 from mlship.drift import Check, DriftReport
 from mlship.gate_report import gate_junit
-from mlship.html_report import STYLE
+from mlship.html_report import head
 
 
 def drift_json(report: DriftReport, context: dict[str, Any]) -> dict[str, Any]:
@@ -87,10 +87,8 @@ def drift_html(report: DriftReport, title: str) -> str:
         if c.reference
     )
     return (
-        "<!doctype html><html lang=en><head><meta charset=utf-8>"
-        "<meta name=viewport content='width=device-width,initial-scale=1'>"
-        f"<link rel=icon href='data:,'><title>{e(title)}</title><style>{STYLE}</style></head>"
-        f"<body><h1>{e(title)} <span class='verdict {kind}'>{e(_headline(report))}</span></h1>"
+        f"{head(title)}<body><h1>{e(title)} "
+        f"<span class='verdict {kind}'>{e(_headline(report))}</span></h1>"
         f"<p class=muted>{report.current_rows} current rows against a reference of "
         f"{report.reference_rows}. A check drifts only when the shift is significant (p under "
         f"{report.alpha:.2g}, the alpha shared among the checks: small samples cannot raise "

@@ -61,13 +61,15 @@ def render(facts: RunFacts) -> str:
         sections.append(_regression(facts))
     sections += [_contract(facts.contract), _loadtest(facts.loadtest)]
     title = f"mlship run report: {card.estimator or card.model_kind} predicting {card.target}"
+    return head(title) + "<body>" + "".join(sections) + "</body></html>\n"
+
+
+def head(title: str) -> str:
+    """A page's start: no external assets, and an empty icon so no favicon request."""
     return (
-        f"<!doctype html><html lang=en><head><meta charset=utf-8>"
-        f"<meta name=viewport content='width=device-width,initial-scale=1'>"
-        f"<link rel=icon href='data:,'>"
-        f"<title>{_e(title)}</title><style>{STYLE}</style></head><body>"
-        + "".join(sections)
-        + "</body></html>\n"
+        "<!doctype html><html lang=en><head><meta charset=utf-8>"
+        "<meta name=viewport content='width=device-width,initial-scale=1'>"
+        f"<link rel=icon href='data:,'><title>{_e(title)}</title><style>{STYLE}</style></head>"
     )
 
 
