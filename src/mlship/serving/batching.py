@@ -30,7 +30,7 @@ from mlship.serving.model import Columns, Scores
 Predict = Callable[[Columns], tuple[Any, Scores]]
 
 
-@dataclass
+@dataclass(eq=False)  # identity: deque.remove must not compare the columns of every chunk
 class _Pending:
     columns: Columns
     rows: int
@@ -109,7 +109,7 @@ class MicroBatcher:
             answers = [await piece.future for piece in pieces]
         finally:  # a failed or abandoned request takes its remaining chunks with it
             for piece in pieces:
-                with contextlib.suppress(ValueError):
+                if piece in self._chunks:  # (remove's ValueError would repr the whole chunk)
                     self._chunks.remove(piece)
         if any(model is not answers[0][0] for model, _ in answers):
             return await self.submit(columns, rows)  # a hot swap between chunks: score again
