@@ -86,3 +86,26 @@ def test_flatten_keeps_row_major_order(data: Any) -> None:
 
     if isinstance(data, list):
         assert protocols._flatten(data) == reference(data)
+
+
+def _one_at_a_time(value: Any) -> float | None:
+    try:
+        return float(protocols._value(FEATURES, "mass", value, "x"))
+    except BadRequestError:
+        return None
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=2),
+                min_size=1, max_size=12))  # fmt: skip
+def test_a_numeric_column_reads_as_its_values_one_at_a_time(values: list[Any]) -> None:
+    """The whole-column NumPy conversion gives what judging each value alone gives."""
+    columns = {"review": ["x"] * len(values), "mass": list(values)}
+    rows = _only_bad_requests(protocols.check_columns, FEATURES, columns, "x", 50)
+    alone = [_one_at_a_time(v) for v in values]
+    if rows is None:
+        assert None in alone
+    else:
+        for checked, single in zip(columns["mass"], alone, strict=True):
+            assert single is not None
+            assert checked == single or (math.isnan(checked) and math.isnan(single))

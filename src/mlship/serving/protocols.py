@@ -17,12 +17,15 @@ import math
 import struct
 from typing import Any, NoReturn
 
+import numpy as np
 import orjson
 
 from mlship.card import Features
 from mlship.serving.model import Columns
 
 MAX_DEPTH = 32  # JSON nesting: deep enough for any protocol here, far from recursion limits
+_NESTED = (dict, list)  # the containers parsed JSON holds (orjson makes no subclasses)
+_PLAIN_NUMBERS = frozenset({int, float, type(None)})  # None: a missing value
 # a field a record left out: text fields are required, the others read as missing values
 MISSING: Any = type("Missing", (), {"__repr__": lambda self: "MISSING"})()
 
@@ -72,7 +75,9 @@ def _check_depth(payload: Any) -> None:
             if depth > MAX_DEPTH:
                 raise BadRequestError(f"invalid JSON: nested deeper than {MAX_DEPTH} levels")
             children = item.values() if isinstance(item, dict) else item
-            pending += [(child, depth + 1) for child in children if isinstance(child, dict | list)]
+            kinds = set(map(type, children))  # one C-speed pass: a list of scalars ends here
+            if dict in kinds or list in kinds:
+                pending += [(child, depth + 1) for child in children if type(child) in _NESTED]
 
 
 def _number(value: Any, where: str) -> float:
@@ -130,22 +135,39 @@ def check_columns(features: Features, columns: Columns, where: str, max_rows: in
     for column in features.columns:
         if column not in columns:  # an optional categorical/numeric field: missing value
             columns[column] = [None if column in features.categorical else math.nan] * rows
-        elif not _already_valid(features, column, columns[column]):
-            columns[column] = [
-                _value(features, column, v, f"{where}[{i}]") for i, v in enumerate(columns[column])
-            ]
+            continue
+        values = columns[column]
+        if column in features.numeric:
+            numbers = _plain_numbers(values)
+            if numbers is not None:
+                columns[column] = numbers
+                continue
+        elif _already_valid(features, column, values):
+            continue
+        columns[column] = [
+            _value(features, column, v, f"{where}[{i}]") for i, v in enumerate(values)
+        ]
     return rows
 
 
 def _already_valid(features: Features, column: str, values: list[Any]) -> bool:
     """A whole column that needs no conversion (the common case), judged in one pass."""
+    kinds = set(map(type, values))
     if column in features.text:
-        return all(type(v) is str for v in values)
-    if column in features.categorical:
-        return all(type(v) is str or v is None for v in values)
-    if not all(type(v) is float for v in values):  # ints, None, anything else: value by value
-        return False
-    return not any(math.isinf(v) for v in values)
+        return kinds <= {str}
+    return kinds <= {str, type(None)}  # categorical
+
+
+def _plain_numbers(values: list[Any]) -> list[float] | None:
+    """A numeric column of ints, floats and nulls as floats (null: NaN) in one NumPy pass;
+    None when a value needs judging on its own (a bool, text, an infinite or huge number)."""
+    if not set(map(type, values)) <= _PLAIN_NUMBERS:
+        return None
+    try:
+        numbers = np.asarray(values, dtype=float)
+    except OverflowError:  # an integer past float's range
+        return None
+    return None if np.isinf(numbers).any() else numbers.tolist()
 
 
 def records_to_columns(features: Features, records: Any, where: str) -> Columns:
