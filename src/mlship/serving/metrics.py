@@ -110,9 +110,7 @@ class Metrics:
             for label, count in collections.Counter(scores.labels.tolist()).items():
                 self.classes.labels(model, version, str(label)).inc(count)
         if scores.values is not None:
-            observe = self.values.labels(model, version).observe
-            for value in scores.values[np.isfinite(scores.values)]:
-                observe(float(value))
+            observe_many(self.values.labels(model, version), scores.values, VALUE_BUCKETS)
 
     def exposition(self) -> tuple[bytes, str]:
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
@@ -120,3 +118,18 @@ class Metrics:
             multiprocess.MultiProcessCollector(shared)  # type: ignore[no-untyped-call]
             return generate_latest(shared), CONTENT_TYPE_LATEST
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+def observe_many(histogram: Histogram, values: np.ndarray, buckets: tuple[float, ...]) -> None:
+    """histogram.observe(v) for every finite v, counted per bucket in NumPy: one observe per
+    value cost a tenth of a 1000-row regression request. prometheus-client has no bulk call,
+    so this adds to the child's per-bucket counters and sum as observe does (a value lands in
+    the first bucket whose bound is >= it; the last bucket is +Inf)."""
+    finite = values[np.isfinite(values)]
+    if finite.size == 0:
+        return
+    counts = np.bincount(np.searchsorted(buckets, finite, side="left"), minlength=len(buckets) + 1)
+    for bucket, count in zip(histogram._buckets, counts.tolist(), strict=True):
+        if count:
+            bucket.inc(count)
+    histogram._sum.inc(float(finite.sum()))
