@@ -87,7 +87,7 @@ unit: install ## the fast unit tests only
 	pytest tests/unit
 
 lock: ## re-pin requirements.lock from pyproject.toml
-	$(BIN)/uv pip compile pyproject.toml --extra pipeline --extra dev --extra gcs --extra models \
+	$(BIN)/uv pip compile pyproject.toml --extra pipeline --extra dev --extra gcs --extra s3 --extra models \
 		--python-version 3.11 --generate-hashes --quiet --output-file requirements.lock
 	$(BIN)/uv pip compile pyproject.toml --python-version 3.11 --generate-hashes --quiet \
 		--output-file requirements-serve.lock
