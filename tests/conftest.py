@@ -19,8 +19,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 # Tests behave the same under any CI: what says where the pipeline runs, under which CI and
 # who approved is removed from their environment; only the test run's own controls stay.
-TEST_CONTROLS = {"MLSHIP_BASE_IMAGE", "MLSHIP_REQUIRE_DOCKER", "MLSHIP_TEST_REGISTRY",
-                 "MLSHIP_CI_STATE"}  # fmt: skip
+TEST_CONTROLS = {"MLSHIP_BASE_IMAGE", "MLSHIP_REQUIRE_DOCKER", "MLSHIP_REQUIRE_TOOLS",
+                 "MLSHIP_TEST_REGISTRY", "MLSHIP_CI_STATE"}  # fmt: skip
 CI_PREFIXES = ("MLSHIP_", "MLFLOW_", "DVC_", "GITHUB_", "JENKINS_", "BUILD_")
 CI_NAMES = {"APPROVER", "PROJECT_ID", "GOOGLE_CLOUD_PROJECT", "KUBECONFIG"}
 

@@ -1,0 +1,23 @@
+"""The tools and real systems tests run (linters, promtool, Prometheus, rclone, ...): found
+beside this Python (the dev extra's binaries) or on PATH; skipped where absent, and a failure
+instead under MLSHIP_REQUIRE_TOOLS=1, which .ci/run sets after installing every one."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def tool(name: str) -> str:
+    beside = Path(sys.executable).with_name(name)
+    found = str(beside) if beside.is_file() else shutil.which(name)
+    if found is None:
+        why = f"{name} is not installed (`make install` or .ci/run installs it)"
+        if os.environ.get("MLSHIP_REQUIRE_TOOLS") == "1":
+            pytest.fail(why)
+        pytest.skip(why)
+    return found
