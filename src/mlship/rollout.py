@@ -259,10 +259,15 @@ class Prometheus:
 
 
 def canary_queries(namespace: str, deployment: str) -> tuple[str, str]:
+    """(the error ratio of the canary's scoring requests, their p99 latency) in PromQL.
+    Probes and scrapes are left out (they would dilute the ratio of a canary that gets a
+    small share of traffic); a canary that never failed has no 5xx series, hence `or
+    vector(0)`: without it the ratio is empty and a healthy canary reads as no traffic."""
     pods = f'namespace="{namespace}",pod=~"{deployment}-canary-.*"'
+    scored = f'{pods},route=~"/predict|/invocations|/v2/models/.+/infer"'
     errors = (
-        f'sum(rate(http_requests_total{{{pods},status=~"5.."}}[2m]))'
-        f" / sum(rate(http_requests_total{{{pods}}}[2m]))"
+        f'(sum(rate(http_requests_total{{{scored},status=~"5.."}}[2m])) or vector(0))'
+        f" / sum(rate(http_requests_total{{{scored}}}[2m]))"
     )
     p99 = (
         "histogram_quantile(0.99, sum by (le) "
@@ -363,15 +368,25 @@ def _canary_steps(
         except (InputError, ServiceError) as error:
             report.steps[-1] = Step(f"canary {weight}%", False, f"cannot judge: {error}")
             return False
-        if errors is None or p99 is None:
-            report.steps[-1] = Step(
-                f"canary {weight}%", False, "no canary traffic in Prometheus: cannot judge"
-            )
-            return False
-        ok = errors <= budget.max_error_ratio and p99 * 1000 <= budget.max_p99_ms
-        detail = (f"error ratio {errors:.4f} (max {budget.max_error_ratio}), "
-                  f"p99 {p99 * 1000:.0f} ms (max {budget.max_p99_ms:.0f})")  # fmt: skip
+        ok, detail = judge_canary(errors, p99, budget)
         report.steps[-1] = Step(f"canary {weight}%", ok, detail)
         if not ok:
             return False
     return True
+
+
+def judge_canary(
+    errors: float | None, p99_seconds: float | None, budget: CanaryBudget
+) -> tuple[bool, str]:
+    """(passed, why) from the canary's error ratio and p99 latency. Errors are judged first:
+    a canary failing every request scores nothing, so its latency is unknown, and that must
+    read as the errors it is, not as missing traffic."""
+    if errors is None:
+        return False, "no canary traffic in Prometheus: cannot judge"
+    ratio = f"error ratio {errors:.4f} (max {budget.max_error_ratio})"
+    if errors > budget.max_error_ratio:
+        return False, ratio
+    if p99_seconds is None:
+        return False, f"{ratio}; no scored request on the canary: cannot judge its latency"
+    within = p99_seconds * 1000 <= budget.max_p99_ms
+    return within, f"{ratio}, p99 {p99_seconds * 1000:.0f} ms (max {budget.max_p99_ms:.0f})"

@@ -18,6 +18,7 @@ from mlship.rollout import (
     Target,
     canary_deploy,
     canary_manifest,
+    judge_canary,
 )
 from tests.fake_api import Answer, Request, fake_api
 from tests.unit.test_deploy import IMAGE, Cluster
@@ -107,6 +108,19 @@ def test_slow_canary_and_no_traffic_both_abort(
     prometheus.errors, prometheus.p99_seconds = [None], [None]
     report = _canary(cluster, prometheus)
     assert report.rolled_back and "cannot judge" in report.steps[2].detail
+
+
+def test_a_canary_failing_every_request_reads_as_errors_not_as_missing_traffic() -> None:
+    """Nothing scored means no latency series; the error ratio still decides."""
+    assert judge_canary(1.0, None, BUDGET) == (False, "error ratio 1.0000 (max 0.01)")
+    passed, why = judge_canary(0.0, None, BUDGET)
+    assert not passed and "cannot judge its latency" in why
+    no_traffic = (False, "no canary traffic in Prometheus: cannot judge")
+    assert judge_canary(None, 0.01, BUDGET) == no_traffic
+    assert judge_canary(0.005, 0.02, BUDGET) == (
+        True,
+        "error ratio 0.0050 (max 0.01), p99 20 ms (max 250)",
+    )
 
 
 def test_a_canary_that_never_rolls_out_is_removed(
