@@ -4,9 +4,9 @@ Groovy parse) and carries what its users rely on: approvals, JUnit, e-mail, cach
 from __future__ import annotations
 
 import json
-import shutil
+import re
 import subprocess
-import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +15,7 @@ import yaml
 
 from tests.ci import pipelines
 from tests.conftest import REPO
+from tests.tools import tool
 
 WORKFLOWS = sorted((REPO / ".github" / "workflows").glob("*.yml"))
 CLOUDBUILD_CONFIGS = [
@@ -24,14 +25,6 @@ CLOUDBUILD_CONFIGS = [
     REPO / ".ci" / "cloudbuild" / "ct.yaml",
 ]
 TRIGGERS = sorted((REPO / ".ci" / "cloudbuild" / "triggers").glob("*.yaml"))
-
-
-def tool(name: str) -> str:
-    beside = Path(sys.executable).with_name(name)
-    found = str(beside) if beside.is_file() else shutil.which(name)
-    if found is None:
-        pytest.fail(f"{name} is missing: `make install` installs it (the dev extra)")
-    return found
 
 
 def run(*command: str) -> None:
@@ -235,3 +228,99 @@ def test_the_smtp_notifier_mails_failures_with_its_password_in_secret_manager() 
     secret = spec["notification"]["delivery"]["password"]["secretRef"]
     assert [s["name"] for s in spec["secrets"]] == [secret]
     assert spec["secrets"][0]["value"].startswith("projects/")
+
+
+# Cloud Build's own substitutions (https://cloud.google.com/build/docs/configuring-builds/
+# substitute-variable-values): the built-ins, and those a GitHub pull-request trigger adds
+BUILT_IN_SUBSTITUTIONS = {
+    "PROJECT_ID", "PROJECT_NUMBER", "BUILD_ID", "LOCATION", "TRIGGER_NAME", "COMMIT_SHA",
+    "REVISION_ID", "SHORT_SHA", "REPO_NAME", "REPO_FULL_NAME", "BRANCH_NAME", "TAG_NAME",
+    "REF_NAME", "TRIGGER_BUILD_CONFIG_PATH", "SERVICE_ACCOUNT_EMAIL", "SERVICE_ACCOUNT",
+    "_HEAD_BRANCH", "_BASE_BRANCH", "_HEAD_REPO_URL", "_PR_NUMBER",
+}  # fmt: skip
+# $NAME or ${NAME}, not $$NAME (an escaped dollar: the shell's variable)
+SUBSTITUTION = re.compile(r"(?<!\$)(?:\$\$)*\$(?:\{([A-Za-z0-9_]+)\}|([A-Za-z0-9_]+))")
+
+
+def _strings(node: Any) -> Iterator[str]:
+    if isinstance(node, str):
+        yield node
+    elif isinstance(node, dict):
+        for value in node.values():
+            yield from _strings(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _strings(item)
+
+
+def substitution_problems(config: dict[str, Any]) -> list[str]:
+    """What Cloud Build would refuse: an undeclared user substitution or an unknown built-in,
+    a key outside ^_[A-Z0-9_]+$, a waitFor naming no earlier step."""
+    declared = set(config.get("substitutions", {}))
+    problems = [f"substitution key {key!r} does not match ^_[A-Z0-9_]+$"
+                for key in declared if not re.fullmatch(r"_[A-Z0-9_]+", key)]  # fmt: skip
+    for text in _strings(config):
+        for braced, plain in SUBSTITUTION.findall(text):
+            name = braced or plain
+            if name not in declared and name not in BUILT_IN_SUBSTITUTIONS:
+                problems.append(f"${name} is neither declared nor built in (in {text[:60]!r})")
+    seen: set[str] = set()
+    for step in config.get("steps", []):
+        for wanted in step.get("waitFor", []):
+            if wanted != "-" and wanted not in seen:
+                problems.append(f"step {step.get('id')!r} waits for {wanted!r}, no earlier step")
+        if "id" in step:
+            seen.add(step["id"])
+    return problems
+
+
+@pytest.mark.parametrize("path", CLOUDBUILD_CONFIGS, ids=lambda p: p.name)
+def test_cloud_build_substitutions_are_declared_and_steps_wait_for_real_steps(path: Path) -> None:
+    assert substitution_problems(load(path)) == []
+
+
+@pytest.mark.parametrize("path", TRIGGERS, ids=lambda p: p.name)
+def test_a_trigger_sets_only_substitutions_its_build_declares(path: Path) -> None:
+    trigger = load(path)
+    config = trigger.get("filename") or trigger["gitFileSource"]["path"]  # repo or manual trigger
+    build = load(REPO / config)
+    assert set(trigger.get("substitutions", {})) <= set(build.get("substitutions", {}))
+
+
+def test_the_substitution_check_finds_each_kind_of_mistake() -> None:
+    config = {
+        "substitutions": {"_REGION": "x", "_region": "y"},
+        "steps": [
+            {"id": "a", "args": ["$_REGION", "${_REGION}", "$$HOME", "$$$_REGION", "$PROJECT_ID"]},
+            {"id": "b", "args": ["$_REGOIN", "${HOME}"], "waitFor": ["a", "-", "c"]},
+            {"id": "c", "args": ["echo"]},
+        ],
+    }
+    problems = substitution_problems(config)
+    assert len(problems) == 4, problems
+    assert any("'_region'" in p for p in problems)
+    assert any("$_REGOIN" in p for p in problems) and any("$HOME" in p for p in problems)
+    assert any("waits for 'c'" in p for p in problems)
+
+
+# --- Jenkins --------------------------------------------------------------------------------------
+
+
+def _groovy_lint(*paths: Path) -> subprocess.CompletedProcess[str]:
+    command = [tool("npm-groovy-lint"), "--noserver", "--failon", "error", "--output", "txt"]
+    return subprocess.run([*command, *map(str, paths)], capture_output=True, text=True,
+                          cwd=REPO, timeout=300)  # fmt: skip
+
+
+def test_the_jenkinsfiles_have_no_groovy_lint_error() -> None:
+    """CodeNarc through npm-groovy-lint (a real Groovy compile and Jenkins rule set)."""
+    done = _groovy_lint(REPO / "Jenkinsfile", REPO / ".ci" / "jenkins" / "ct.Jenkinsfile")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    assert "2 linted files" in re.sub(r"\x1b\[[0-9;]*m", "", done.stdout)
+
+
+def test_groovy_lint_fails_a_jenkinsfile_that_does_not_compile(tmp_path: Path) -> None:
+    broken = tmp_path / "Jenkinsfile"
+    broken.write_text((REPO / "Jenkinsfile").read_text().rstrip().removesuffix("}"))
+    done = _groovy_lint(broken)
+    assert done.returncode != 0 and "error" in done.stdout.lower()
