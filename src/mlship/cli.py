@@ -490,13 +490,18 @@ def image_build(
 
 @image_app.command("push")
 def image_push(dvc_file: DvcFileOption = DEFAULT_DVC_FILE) -> None:
-    """Push the image recorded by `mlship image build` to the registry."""
+    """Push the image recorded by `mlship image build` to the registry, with its SBOM."""
     from mlship.stages import ship
 
     paths = _paths(dvc_file)
     with stage("image push"):
-        pushed = ship.image_push(paths, _note)
+        pushed = ship.image_push(_settings(), paths, _note)
     console.print(f"  pushed {', '.join(pushed.references)} ({pushed.digest})")
+    console.print(f"  SBOM {paths.sbom} (sha256 {pushed.sbom_sha256}) -> {pushed.sbom_reference}")
+    if pushed.vulnerabilities is not None:
+        console.print(
+            f"  no fixable vulnerability at the scanned severities ({paths.vulnerabilities})"
+        )
 
 
 @app.command()

@@ -566,6 +566,14 @@ class Settings(BaseSettings):
     registry: str = Field(default="127.0.0.1:5001", description="where images are pushed")
     image_name: str = "mlship"
     base_image: str = "python:3.11-slim-bookworm"
+    scan_vulnerabilities: bool = Field(
+        default=False, description="`mlship image push` fails on fixable vulnerabilities "
+        "(trivy's database must be reachable: the cloud CIs turn it on)",
+    )  # fmt: skip
+    scan_severity: str = Field(
+        default="HIGH,CRITICAL",
+        pattern=r"^(LOW|MEDIUM|HIGH|CRITICAL)(,(LOW|MEDIUM|HIGH|CRITICAL))*$",
+    )
     prometheus_url: str | None = Field(
         default=None, description="Prometheus query API for canary checks"
     )

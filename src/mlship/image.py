@@ -53,6 +53,13 @@ class ImageRecord(BaseModel):
     size_bytes: int
     pushed: bool = False
     digest: str | None = None
+    sbom_sha256: str | None = None  # of the CycloneDX SBOM made from the pushed image
+    sbom_reference: str | None = None  # where the registry holds it beside the image
+    vulnerabilities: int | None = None  # fixable ones at the gate's severities; None: not scanned
+
+    @property
+    def repository(self) -> str:
+        return self.reference.rsplit(":", 1)[0]
 
     @property
     def reference(self) -> str:

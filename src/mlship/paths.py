@@ -38,6 +38,8 @@ class PipelinePaths(BaseModel):
     champion_predictions: Path
     report_html: Path
     image_json: Path
+    sbom: Path  # the pushed image's CycloneDX SBOM
+    vulnerabilities: Path  # trivy's report on it, when the scan is on
     loadtest_json: Path
     loadtest_md: Path
     loadtest_html: Path

@@ -82,8 +82,9 @@ def test_the_strict_parse_rejects_an_unknown_field() -> None:
         cloudbuild_v1.Build.from_json(json.dumps({"stepz": []}), ignore_unknown_fields=False)
 
 
-def test_the_agent_dockerfile_passes_hadolint() -> None:
+def test_the_agent_and_team_mlflow_dockerfiles_pass_hadolint() -> None:
     run(tool("hadolint"), str(REPO / ".ci" / "agent.Dockerfile"))
+    run(tool("hadolint"), str(REPO / "compose" / "mlflow.Dockerfile"))
 
 
 # --- GitHub Actions -----------------------------------------------------------------------------
@@ -324,3 +325,12 @@ def test_groovy_lint_fails_a_jenkinsfile_that_does_not_compile(tmp_path: Path) -
     broken.write_text((REPO / "Jenkinsfile").read_text().rstrip().removesuffix("}"))
     done = _groovy_lint(broken)
     assert done.returncode != 0 and "error" in done.stdout.lower()
+
+
+def test_every_delivery_gates_the_pushed_image_on_vulnerabilities() -> None:
+    """Where trivy's database is reachable (the cloud CIs), `make push` fails on findings."""
+    assert load(REPO / ".github/workflows/cd.yml")["env"]["MLSHIP_SCAN_VULNERABILITIES"] == "true"
+    assert "MLSHIP_SCAN_VULNERABILITIES = 'true'" in (REPO / "Jenkinsfile").read_text()
+    cloud_build = load(REPO / "cloudbuild.yaml")["options"]["env"]
+    assert any(line.startswith("MLSHIP_SCAN_VULNERABILITIES=true") for line in cloud_build)
+

@@ -74,3 +74,6 @@ def test_every_stage_runs_in_order_from_training_to_a_promoted_production_model(
     assert champion.tags["mlship.approved_by"] == "release-manager"
     assert champion.tags["mlship.gate"] == "passed"
     assert champion.tags["mlship.deployed.production"] == built["references"][0]
+    # and the version names the pushed image by digest and its SBOM by sha256
+    assert champion.tags["mlship.image"].endswith(f"@{built['digest']}")
+    assert champion.tags["mlship.sbom_sha256"] == built["sbom_sha256"]

@@ -4,6 +4,7 @@ so the image must carry the code, LightGBM from the lock and the OpenMP runtime.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -54,6 +55,21 @@ def test_build_push_pull_run_and_load_test(
     git_sha = run(root, env, "git", "rev-parse", "HEAD").strip()
     assert reference == f"{REGISTRY}/mlship:{git_sha[:12]}-mlocal"
     assert built["size_bytes"] < 600e6, built["size_bytes"]
+    # and its SBOM lists what the image holds: Debian's packages, mlship and the model's
+    # LightGBM; the registry keeps it beside the image as an artifact named after the digest
+    sbom = root / "reports/sbom.cdx.json"
+    assert hashlib.sha256(sbom.read_bytes()).hexdigest() == built["sbom_sha256"]
+    components = json.loads(sbom.read_text())["components"]
+    assert {c["purl"].split("/")[0] for c in components if "purl" in c} == {"pkg:deb", "pkg:pypi"}
+    names = {c["name"].lower() for c in components}
+    assert {"mlship", "lightgbm", "scikit-learn", "libgomp1"} <= names
+    artifact = built["sbom_reference"]
+    assert artifact == f"{REGISTRY}/mlship:{built['digest'].replace(':', '-')}.sbom"
+    manifest = httpx.get(
+        f"http://{REGISTRY}/v2/mlship/manifests/{artifact.rsplit(':', 1)[1]}",
+        headers={"Accept": "application/vnd.oci.image.manifest.v1+json"},
+    ).json()
+    assert [layer["digest"] for layer in manifest["layers"]] == [f"sha256:{built['sbom_sha256']}"]
 
     # then the registry serves it back
     for tagged in built["references"]:

@@ -20,6 +20,7 @@ from mlship import (
     lockfile,
     registry,
     rollout,
+    supply_chain,
     vcs,
 )
 from mlship.card import ModelCard, RegistryInfo
@@ -106,12 +107,39 @@ def with_registered_version(settings: Settings, card: ModelCard, progress: Progr
     return card.updated(registry=RegistryInfo(name=settings.model_name, version=version))
 
 
-def image_push(paths: PipelinePaths, progress: Progress) -> image.ImageRecord:
-    """Push the image recorded by `mlship image build`; record its digest."""
+def image_push(settings: Settings, paths: PipelinePaths, progress: Progress) -> image.ImageRecord:
+    """Push the image recorded by `mlship image build`; make the SBOM of what the registry
+    now holds and push it beside the image; with the scan on, gate on trivy's findings.
+    The image record and the model's registry version (when it has one) keep the digest,
+    the SBOM's sha256 and the findings' count, also when the gate fails."""
     built = image.ImageRecord.load(paths.image_json)
     digest = image.push(image.engine(), built.references, progress)
-    pushed = built.model_copy(update={"pushed": True, "digest": digest})
+    pinned = f"{built.repository}@{digest}"
+    progress(f"SBOM of {pinned} -> {paths.sbom}")
+    sbom_sha256 = supply_chain.make_sbom(pinned, paths.sbom)
+    attached = supply_chain.attach_sbom(built.repository, digest, paths.sbom)
+    findings = None
+    if settings.scan_vulnerabilities:
+        progress(f"vulnerabilities at {settings.scan_severity} -> {paths.vulnerabilities}")
+        findings = supply_chain.scan_vulnerabilities(
+            paths.sbom, settings.scan_severity, paths.vulnerabilities
+        )
+    pushed = built.model_copy(update={
+        "pushed": True, "digest": digest, "sbom_sha256": sbom_sha256, "sbom_reference": attached,
+        "vulnerabilities": None if findings is None else len(findings),
+    })  # fmt: skip
     pushed.save(paths.image_json)
+    version = built.labels.get("MODEL_VERSION", "local")
+    if version != "local":
+        tags = {"mlship.image": pinned, "mlship.sbom_sha256": sbom_sha256}
+        if findings is not None:
+            tags["mlship.vulnerabilities"] = str(len(findings))
+        registry.tag_version(settings, version, tags)
+    if findings:
+        listed = "; ".join(f"{f.id} ({f.severity}) in {f.package} {f.installed}, fixed in "
+                           f"{f.fixed}" for f in findings[:10])  # fmt: skip
+        raise CheckError(f"{len(findings)} fixable {settings.scan_severity} vulnerabilities in "
+                         f"{pinned}: {listed}; all of them in {paths.vulnerabilities}")  # fmt: skip
     return pushed
 
 
