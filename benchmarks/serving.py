@@ -15,7 +15,7 @@ Contenders:
 Peers run from their own virtual environments under ~/.cache/mlship-bench (created on
 first use; never project dependencies), with the scikit-learn, pandas and NumPy versions of
 this project. Load: wrk on 127.0.0.1 sharing the 2 cores, single-row requests over 16
-connections, 1000-row requests over 4; bounded in time.
+connections, 1000-row requests over 8; bounded in time.
 
 Usage: .venv/bin/python benchmarks/serving.py [--seconds 10] [--models text,tabular,regression]
        [--skip-peers] [--image REF]   (needs wrk: apt-get install wrk)
@@ -64,9 +64,10 @@ PEER_PACKAGES = {
     "mlserver": ["mlserver==1.7.1", "mlserver-sklearn==1.7.1", "uvloop<0.21"],
     "bentoml": ["bentoml==1.4.38"],
 }
-# 1000-row requests over 4 connections: with 2, both land on one of two SO_REUSEPORT
-# processes half the time (the kernel hashes connections), which halves any 2-process server
-LARGE_CONNECTIONS = 4
+# 1000-row requests over 8 connections: the kernel hashes each connection to one of the
+# SO_REUSEPORT processes, so with n connections all land on one of two processes with
+# probability 2^(1-n) (4 connections: one load in 8 measured a single process)
+LARGE_CONNECTIONS = 8
 WRK_REPORT = """
 done = function(summary, latency, requests)
   io.write(string.format('{"requests": %d, "seconds": %f, "errors": %d, "non2xx": %d, '
