@@ -31,12 +31,28 @@ def _served(params: Any, frame: pd.DataFrame, card: dict[str, Any]) -> ServedMod
 def test_text_models_use_the_text_path_with_identical_answers(model_dir: Path) -> None:
     served = load_directory(model_dir, "m")
     served.warm()
-    assert served.scoring_path == "text direct + LogisticRegression"
-    expected = load_model(model_dir).predict_proba(
-        feature_frame(pd.DataFrame({"review": REVIEWS}), make_params().data)
+    assert served.scoring_path == (
+        "text direct + linear (up to 128 rows); text direct + LogisticRegression (larger batches)"
     )
-    found = served.predict({"review": REVIEWS}).probabilities
-    assert found is not None and np.allclose(found, expected, rtol=0, atol=1e-12)
+    reviews = REVIEWS * 50
+    expected = load_model(model_dir).predict_proba(
+        feature_frame(pd.DataFrame({"review": reviews}), make_params().data)
+    )
+    for rows in (4, 200):  # the small and the large path
+        found = served.predict({"review": reviews[:rows]}).probabilities
+        assert found is not None and np.allclose(found, expected[:rows], rtol=0, atol=1e-12)
+
+
+def test_a_multiclass_logistic_regression_is_computed_directly_too() -> None:
+    params = make_params(**TABULAR)  # logistic regression, three classes: softmax
+    card = {"features": {"categorical": ["island"], "numeric": ["mass"]}, "target": "species"}
+    served = _served(params, tabular_frame(), card)
+    assert served.scoring_path.startswith("tabular direct + linear (up to 128 rows)")
+    columns = {"island": ["north", None, "nowhere"], "mass": [30.0, float("nan"), 12.5]}
+    expected = served.model.predict_proba(feature_frame(pd.DataFrame(columns), params.data))
+    found = served.predict(columns).probabilities
+    assert found is not None and found.shape == (3, 3)
+    assert np.allclose(found, expected, rtol=0, atol=1e-12)
 
 
 def test_tabular_tree_models_are_compiled_for_small_batches() -> None:

@@ -7,9 +7,10 @@ Python call each 3.6 ms. So:
   * features: the text fast path (each TF-IDF vectoriser on its column's strings) and the
     tabular fast path (impute, one-hot and scale in NumPy, no DataFrame) for mlship's own
     preprocessor; any other Pipeline transforms with its own steps before the estimator;
-  * estimator: tree ensembles (scikit-learn's forests and boosting, LightGBM) compiled with
-    Treelite and predicted by its C++ interpreter (GTIL) for small batches, where the
-    per-call cost dominates; large batches keep the estimator's own predict.
+  * estimator: for small batches, where the per-call cost dominates, a logistic regression
+    as its own arithmetic, and tree ensembles (scikit-learn's forests and boosting, LightGBM)
+    compiled with Treelite and predicted by its C++ interpreter (GTIL); large batches keep
+    the estimator's own predict.
 
 ServedModel.warm checks every candidate against the pipeline on rows built from the model
 itself and keeps those within TOLERANCE.
@@ -24,10 +25,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import sparse
+from scipy import sparse, special
 from sklearn.compose import ColumnTransformer
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
@@ -196,6 +198,26 @@ def pipeline_transform(model: Any, data: DataParams) -> Named | None:
 def native_estimate(estimator: Any, probabilities: bool) -> Named:
     call = estimator.predict_proba if probabilities else estimator.predict
     return Named(type(estimator).__name__, call)
+
+
+def linear_estimate(estimator: Any) -> Named | None:
+    """A logistic regression as its matrix product and logistic or softmax function: for a
+    few rows, scikit-learn's input validation costs more than the arithmetic. A one-vs-rest
+    multiclass model answers differently and is refused by the check like any other."""
+    if type(estimator) is not LogisticRegression:
+        return None
+    # in the coefficients' own dtype (float32 when fitted on TF-IDF's float32), as sklearn does
+    weights, intercept = np.asarray(estimator.coef_).T, np.asarray(estimator.intercept_)
+
+    def estimate(matrix: Any) -> np.ndarray:
+        scores = np.asarray(matrix @ weights) + intercept
+        if scores.shape[1] == 1:  # binary: the probability of the second class
+            positive = special.expit(scores[:, 0])
+            return np.column_stack([1 - positive, positive])
+        probabilities: np.ndarray = special.softmax(scores, axis=1)
+        return probabilities
+
+    return Named("linear", estimate)
 
 
 def treelite_estimate(estimator: Any, probabilities: bool, classification: bool) -> Named | str:

@@ -173,11 +173,14 @@ class ServedModel:
             if found is not None
         ]
         native = fastpath.native_estimate(estimator, self.has_probabilities)
-        treelite = fastpath.treelite_estimate(estimator, self.has_probabilities,
-                                              self.classification)  # fmt: skip
-        compiled = None if isinstance(treelite, str) else treelite
-        if isinstance(treelite, str):
-            refused.append(treelite)
+        compiled = fastpath.linear_estimate(estimator) if self.has_probabilities else None
+        if compiled is None:
+            treelite = fastpath.treelite_estimate(estimator, self.has_probabilities,
+                                                  self.classification)  # fmt: skip
+            if isinstance(treelite, str):
+                refused.append(treelite)
+            else:
+                compiled = treelite
 
         def works(path: ScoringPath) -> bool:
             try:
