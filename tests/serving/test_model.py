@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.feature_extraction.text import TfidfVectorizer
 
 from mlship.artifacts import load_model
 from mlship.card import ModelCard
@@ -99,3 +100,26 @@ def test_a_path_that_answers_differently_is_refused_and_named(
     assert served.scoring_path == "tabular direct + HistGradientBoostingClassifier"
     assert "tabular direct + treelite: answers differ from the pipeline's" in (
         served.info()["not_used"])  # fmt: skip
+
+
+TEXTS = ["Great taste, would buy again!", "stale and bland", "", "Café crème: très BON bon bon",
+         "item 7 arrived broken", "ünïcödé Straße", "great great great", "a b c"]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"ngram_range": (1, 2), "sublinear_tf": True, "dtype": np.float32},
+        {"binary": True, "use_idf": False, "norm": "l1"},
+        {"norm": None, "smooth_idf": False, "stop_words": "english", "strip_accents": "unicode"},
+        {"analyzer": "char_wb", "ngram_range": (2, 4), "lowercase": False},
+    ],
+    ids=["mlship's", "binary-l1", "no-norm-stop-words", "characters"],
+)
+def test_the_direct_tfidf_is_the_vectorizers_own_matrix(settings: dict[str, Any]) -> None:
+    vectorizer = TfidfVectorizer(**settings).fit(TEXTS * 2)
+    for texts in (TEXTS, TEXTS[:1], [""], ["nothing known here"]):
+        expected, found = vectorizer.transform(texts), fastpath.tfidf(vectorizer)(texts)
+        assert found.dtype == expected.dtype and found.shape == expected.shape
+        assert (found != expected).nnz == 0
+        assert np.array_equal(found.indices, expected.indices)  # sorted alike
