@@ -333,4 +333,3 @@ def test_every_delivery_gates_the_pushed_image_on_vulnerabilities() -> None:
     assert "MLSHIP_SCAN_VULNERABILITIES = 'true'" in (REPO / "Jenkinsfile").read_text()
     cloud_build = load(REPO / "cloudbuild.yaml")["options"]["env"]
     assert any(line.startswith("MLSHIP_SCAN_VULNERABILITIES=true") for line in cloud_build)
-
