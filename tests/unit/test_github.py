@@ -23,7 +23,8 @@ PAGE = 2  # comments per page: small, so finding the comment has to follow `Link
 
 
 class FakeGitHub:
-    def __init__(self) -> None:
+    def __init__(self, token: str = TOKEN) -> None:
+        self.token = token
         self.comments: list[dict[str, Any]] = [
             {"id": n, "body": f"a reviewer's note {n}", "html_url": f"c/{n}"} for n in (1, 2, 3)
         ]
@@ -31,7 +32,7 @@ class FakeGitHub:
         self.url = ""  # set once the fake API listens
 
     def answer(self, request: Request) -> Answer:
-        if request.headers.get("Authorization") != f"Bearer {TOKEN}":
+        if request.headers.get("Authorization") != f"Bearer {self.token}":
             return 401, {"message": "Bad credentials"}, {}
         listing = re.fullmatch(r"/repos/acme/shop/issues/7/comments\?per_page=100(&page=(\d+))?",
                                request.path)  # fmt: skip
