@@ -1,6 +1,6 @@
 """The team stack for real on 127.0.0.1: PostgreSQL (MLflow's backend store), an
 S3-compatible server (MLflow's artifacts and the DVC remote) and an `mlflow server` on both.
-Each is started by hand in a temporary folder and stopped by PID. docker-compose.teams.yml
+Each is started by hand in a temporary folder and stopped by PID. compose/docker-compose.yml
 is the production equivalent (MinIO instead of rclone, which serves S3 here)."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -125,14 +125,18 @@ def s3_server(folder: Path, *buckets: str) -> Iterator[S3]:
 
 
 @contextmanager
-def mlflow_server(folder: Path, backend: str, artifacts: str, s3: S3) -> Iterator[str]:
-    """`mlflow server` on PostgreSQL with artifacts in S3, proxied: clients need no S3 keys."""
+def mlflow_server(
+    folder: Path, backend: str, artifacts: str, env: Mapping[str, str] = {}
+) -> Iterator[str]:
+    """`mlflow server` on `backend` with artifacts in `artifacts`, proxied: clients need
+    neither the folder nor the object store's keys (the server gets them in `env`)."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     command = [str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
                "--workers", "1", "--backend-store-uri", backend,
                "--artifacts-destination", artifacts]  # fmt: skip
-    env = {**s3.env, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    # the GenAI job consumers (six processes) are not needed to track runs
+    env = {**env, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     with running(command, f"{url}/health", ready_timeout=180, stop_timeout=30, env=env,
                  log=folder / "mlflow-server.log"):  # fmt: skip
         yield url

@@ -8,32 +8,20 @@ from pathlib import Path
 
 import pytest
 
-from mlship.launch import free_port
 from tests.conftest import REPO
+from tests.integration import team_stack
 from tests.integration.conftest import BIN, Workspace
-from tests.processes import running
 
 pytestmark = [pytest.mark.integration, pytest.mark.mlflow_server]
-
-STARTUP_SECONDS = 180
 
 
 @pytest.fixture
 def mlflow_server(tmp_path: Path) -> Iterator[str]:
-    port = free_port()
     store = tmp_path / "server"
     store.mkdir()
-    url = f"http://127.0.0.1:{port}"
-    command = [
-        str(BIN / "mlflow"), "server",
-        "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-        "--backend-store-uri", f"sqlite:///{store}/mlflow.db",
-        "--artifacts-destination", str(store / "artifacts"),
-    ]  # fmt: skip
-    # the GenAI job consumers (six processes) are not needed to track runs
-    env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-    with running(command, f"{url}/health", ready_timeout=STARTUP_SECONDS, stop_timeout=30,
-                 env=env, log=store / "server.log"):  # fmt: skip
+    with team_stack.mlflow_server(
+        store, f"sqlite:///{store}/mlflow.db", str(store / "artifacts")
+    ) as url:
         yield url
 
 

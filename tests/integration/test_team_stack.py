@@ -62,7 +62,7 @@ def test_the_chain_on_postgresql_and_s3(workspace: Workspace, tmp_path: Path) ->
         database = stack.enter_context(postgres())
         s3 = stack.enter_context(s3_server(tmp_path / "s3", "mlflow", "dvc"))
         tracking = stack.enter_context(
-            mlflow_server(tmp_path, database, "s3://mlflow/artifacts", s3)
+            mlflow_server(tmp_path, database, "s3://mlflow/artifacts", s3.env)
         )
         # given the pipeline pointed at the team server and a DVC remote on S3; the S3 keys
         # are DVC's only: MLflow's artifacts go through the tracking server
