@@ -1,74 +1,127 @@
-"""The delivery as a CI system runs it: each stage's command from src/mlship/delivery.py, in
-order, in a fresh git checkout, with a real DVC remote, MLflow store, Docker engine and
-registry. Only kubectl is the fake one (no cluster here); the approval is the release
-manager's name, as each CI hands it to `make promote`."""
+"""cd.yml executed: act runs the real workflow file on this host for a push to main, both
+jobs in order — the delivery from tests to staging, then production — with the real DVC
+remote, MLflow store, Docker engine and registry. What cannot run here is stood in for: the
+Google and Docker login actions (tests/ci/act_stand_ins), kubectl (the fake one: no
+cluster), trivy's vulnerability database (a stand-in trivy answering "no findings"), and
+the GitHub API, which names the release manager who approved the `production` environment.
+act does not hold a job for its environment's reviewers: the approval is the fake API's
+answer, read by `make promote` as GitHub's own would be."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import os
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from mlship.delivery import APPROVE, STAGES
+from mlship.delivery import STAGES
+from tests.ci.act import STAND_INS, TOKEN, act, commit, copy_repository
 from tests.conftest import REPO
-from tests.e2e.conftest import checkout, commit, remove_image, run
-from tests.integration.conftest import BIN
+from tests.e2e.conftest import remove_image
+from tests.fake_api import fake_api
+from tests.integration.team_stack import mlflow_server
+from tests.unit.test_github import FakeGitHub
 
 pytestmark = pytest.mark.docker
+BASE_IMAGE = "python:3.11-slim-bookworm"  # the Dockerfile's default
 FAKE_KUBECTL = REPO / "tests" / "fake_kubectl"
-VENV = BIN.parent
-# the suite itself is the `test` stage; make must reuse this environment, not install one
-MAKE = ("make", f"VENV={VENV}", "-o", f"{VENV}/.installed")
+POOL = "workloadIdentityPools/github"
+ACCOUNT = "delivery@acme-ml.iam.gserviceaccount.com"
+VARIABLES = {  # the repository's `vars`, as docs/ci/github-actions.md sets them up
+    "GCP_REGION": "europe-west4",
+    "GCP_PROJECT": "acme-ml",
+    "ARTIFACT_REPOSITORY": "models",
+    "GCP_WORKLOAD_IDENTITY_PROVIDER": f"projects/123/locations/global/{POOL}/providers/acme",
+    "GCP_SERVICE_ACCOUNT": ACCOUNT,
+    "GKE_CLUSTER": "ml",
+    "GKE_LOCATION": "europe-west4",
+    "PRODUCTION_URL": "https://models.acme.example",
+}
 
 
-@pytest.fixture
-def delivery_checkout(
+def test_cd_yml_delivers_to_staging_then_production_with_the_approvers_name(
     tmp_path: Path, engine: Any, registry: str
-) -> Iterator[tuple[Path, dict[str, str]]]:
-    root = tmp_path / "repo"
-    env = checkout(root, "Makefile", "requirements.lock", path_first=(FAKE_KUBECTL,))
-    env |= {
-        "FAKE_KUBECTL_STATE": str(tmp_path / "cluster.json"),
-        "FAKE_KUBECTL_LOG": str(tmp_path / "kubectl.log"),
-        "APPROVER": "release-manager",
-    }
-    run(root, env, "dvc", "remote", "add", "-d", "ci", str(tmp_path / "dvc-remote"))
-    commit(root, env)
-    yield root, env
-    if (root / "reports/image.json").is_file():
-        for reference in json.loads((root / "reports/image.json").read_text())["references"]:
-            remove_image(engine, reference)
-
-
-def test_every_stage_runs_in_order_from_training_to_a_promoted_production_model(
-    delivery_checkout: tuple[Path, dict[str, str]],
 ) -> None:
-    root, env = delivery_checkout
-    ran = []
-    for stage in STAGES:
-        if stage.name == "test" or stage.name == APPROVE:
-            continue  # this suite is `test`; APPROVER stands for the approval
-        assert stage.command is not None and stage.command.startswith("make ")
-        run(root, env, *MAKE, *stage.command.split()[1:])
-        ran.append(stage.name)
-    assert ran[0] == "train" and ran[-1] == "promote"
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    copy_repository(repo, branch="main")
+    # each job has its own checkout: the DVC remote and the MLflow store are the team's
+    config = repo / ".dvc" / "config"
+    config.write_text(config.read_text().replace("../dvc-remote", str(tmp_path / "dvc-remote")))
+    commit(repo)
+    event = tmp_path / "event.json"
+    event.write_text(json.dumps({"ref": "refs/heads/main",
+                                 "repository": {"full_name": "acme/shop"}}))  # fmt: skip
+    github = FakeGitHub(TOKEN)
+    github.approvals = [{"state": "approved", "user": {"login": "release-manager"},
+                         "environments": [{"name": "production"}]}]  # fmt: skip
+    store = tmp_path / "mlflow"
+    store.mkdir()
+    release = tmp_path / "artifacts" / "release"
+    try:
+        # the team's MLflow server: the jobs share it, as they would on GitHub
+        with (
+            mlflow_server(store, f"sqlite:///{store}/mlflow.db", str(store / "artifacts")) as url,
+            fake_api(github.answer) as api,
+        ):
+            github.url = api.url
+            run = act(
+                repo, "push", event, ".github/workflows/cd.yml",
+                variables=VARIABLES | {"MLFLOW_TRACKING_URI": url},
+                env={
+                    "GITHUB_API_URL": api.url,
+                    "GITHUB_REPOSITORY": "acme/shop",
+                    "GITHUB_RUN_ID": "99",
+                    # the test registry instead of the Artifact Registry path cd.yml composes
+                    "MLSHIP_REGISTRY": registry,
+                    "MLSHIP_BASE_IMAGE": os.environ.get("MLSHIP_BASE_IMAGE", BASE_IMAGE),
+                    "FAKE_KUBECTL_STATE": str(tmp_path / "cluster.json"),
+                    "FAKE_KUBECTL_LOG": str(tmp_path / "kubectl.log"),
+                },
+                path_first=(FAKE_KUBECTL, STAND_INS / "bin"),
+                timeout=2400,
+            )  # fmt: skip
+            assert run.artifacts / "release" == release
+            _check_delivery(run.succeeded(), run.stand_in_log.read_text(), release, tmp_path, url)
+    finally:
+        if (release / "reports/image.json").is_file():
+            built = json.loads((release / "reports/image.json").read_text())
+            for reference in built["references"]:
+                remove_image(engine, reference)
 
-    # the outputs went to the DVC remote, the image to the registry
-    assert any((root.parent / "dvc-remote").rglob("*")), "dvc push stored nothing"
-    built = json.loads((root / "reports/image.json").read_text())
+
+def _check_delivery(
+    ran: list[str], stand_ins: str, release: Path, tmp_path: Path, tracking_uri: str
+) -> None:
+    # every stage, in delivery.STAGES' order, across the two jobs
+    assert ran == [stage.command for stage in STAGES if stage.command is not None]
+    # the Google auth's token reached the docker login; each job got the cluster's credentials
+    assert (
+        f"login oauth2accesstoken@europe-west4-docker.pkg.dev with stand-in-token-for-{ACCOUNT}"
+        in stand_ins
+    )
+    assert stand_ins.count("gke-credentials ml in europe-west4") == 2
+    # cd.yml turned the vulnerability gate on: the push had the image's SBOM scanned
+    scans = [line for line in stand_ins.splitlines() if line.startswith("trivy sbom")]
+    assert len(scans) == 1 and "HIGH,CRITICAL" in scans[0] and scans[0].endswith("sbom.cdx.json")
+
+    # the outputs went to the DVC remote, the image to the registry; production got both
+    reports = release / "reports"
+    built = json.loads((reports / "image.json").read_text())
+    assert any((tmp_path / "dvc-remote").rglob("*")), "dvc push stored nothing"
     assert built["pushed"] and built["references"][0].endswith("-m1")
     # both environments run the image, and the model moved to @champion with its approver
-    for env_name in ("staging", "production"):
-        report = json.loads((root / f"reports/deploy-{env_name}.json").read_text())
+    for report_file in (reports / "deploy-staging.json",
+                        release.parent / "production" / "deploy-production.json"):  # fmt: skip
+        report = json.loads(report_file.read_text())
         assert report["ok"] and report["image"] == built["references"][0], report
-    cluster = json.loads((root.parent / "cluster.json").read_text())
+    cluster = json.loads((tmp_path / "cluster.json").read_text())
     assert cluster["revisions"][-1] == built["references"][0]  # what the cluster runs now
     from mlflow import MlflowClient
 
-    client = MlflowClient(tracking_uri=f"sqlite:///{root}/mlruns/mlflow.db")
+    client = MlflowClient(tracking_uri=tracking_uri)
     champion = client.get_model_version_by_alias("mlship-model", "champion")
     assert str(champion.version) == "1"
     assert champion.tags["mlship.approved_by"] == "release-manager"
