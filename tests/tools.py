@@ -5,16 +5,14 @@ instead under MLSHIP_REQUIRE_TOOLS=1, which .ci/run sets after installing every 
 from __future__ import annotations
 
 import os
-import shutil
-import sys
-from pathlib import Path
 
 import pytest
 
+from mlship.launch import installed
+
 
 def tool(name: str) -> str:
-    beside = Path(sys.executable).with_name(name)
-    found = str(beside) if beside.is_file() else shutil.which(name)
+    found = installed(name)
     if found is None:
         why = f"{name} is not installed (`make install` or .ci/run installs it)"
         if os.environ.get("MLSHIP_REQUIRE_TOOLS") == "1":

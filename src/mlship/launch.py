@@ -5,6 +5,7 @@ Used by the load test, the tests and the benchmarks.
 
 from __future__ import annotations
 
+import shutil
 import socket
 import subprocess
 import sys
@@ -15,6 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from mlship.errors import CheckError
+
+
+def installed(command: str) -> str | None:
+    """A command installed beside this Python (a virtual environment's tools, whether or not
+    it is activated), or else on PATH."""
+    beside = Path(sys.executable).with_name(command)
+    return str(beside) if beside.is_file() else shutil.which(command)
 
 
 def free_port() -> int:

