@@ -1,9 +1,10 @@
 # The model server with one model baked in. Built by `mlship image build`, which stages the
 # build context: this file, the serving lock, requirements-extra.lock (what this model needs
 # beyond the server, e.g. LightGBM, pinned with hashes from requirements.lock), the model
-# directory (model/, with the team's code under model/code/) and wheels/ (the locks' wheels,
-# downloaded on the host, and mlship's own), so the build needs no network and every
-# dependency is checked against the locks' hashes.
+# directory (model/, with the team's code under model/code/), wheels/ (the locks' wheels,
+# downloaded on the host) and mlship-wheel/, so the build needs no network and every
+# dependency is checked against the locks' hashes. What changes least comes first: a new
+# model or new mlship code rebuilds only the last layers.
 ARG BASE_IMAGE=python:3.11-slim-bookworm
 
 # --- builder: a virtual environment with the server's pinned dependencies and mlship ----
@@ -18,19 +19,13 @@ RUN python3 -m venv /opt/venv \
     && if grep -q '==' requirements-extra.lock; then \
         /opt/venv/bin/pip install --quiet --no-index --find-links ./wheels \
             --require-hashes --no-deps -r requirements-extra.lock; fi \
-    && /opt/venv/bin/pip install --quiet --no-index --no-deps ./wheels/mlship-*.whl \
     && find /opt/venv -depth -type d -name tests -path "*site-packages/*" -exec rm -rf {} + \
     && /opt/venv/bin/python -m compileall -q /opt/venv
+COPY mlship-wheel ./mlship-wheel
+RUN /opt/venv/bin/pip install --quiet --no-index --no-deps ./mlship-wheel/mlship-*.whl
 
 # --- runtime: the environment and the model, run as a non-root user ----------------------
 FROM ${BASE_IMAGE} AS runtime
-ARG SOURCE=""
-ARG REVISION=unknown
-ARG CREATED=""
-ARG MODEL_NAME=mlship-model
-ARG MODEL_VERSION=local
-ARG RUN_ID=""
-ARG DVC_LOCK_SHA256=""
 # Debian packages the model's native code links against (LightGBM: libgomp1); installed
 # only when the base image lacks them, the one case in which the build needs a network.
 ARG SYSTEM_PACKAGES=""
@@ -38,6 +33,24 @@ ARG SYSTEM_PACKAGES=""
 RUN if [ -n "${SYSTEM_PACKAGES}" ] && ! dpkg -s ${SYSTEM_PACKAGES} >/dev/null 2>&1; then \
         apt-get update && apt-get install -y --no-install-recommends ${SYSTEM_PACKAGES} \
         && rm -rf /var/lib/apt/lists/*; fi
+RUN useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin mlship
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    TMPDIR=/tmp
+EXPOSE 8000
+# Python's own HTTP client: the slim base has no curl.
+HEALTHCHECK --interval=10s --timeout=3s --start-period=60s --retries=3 \
+    CMD ["python3", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/health', timeout=2)"]
+ENTRYPOINT ["mlship", "serve", "--model", "/opt/model", "--host", "0.0.0.0", "--port", "8000"]
+CMD ["--workers", "2"]
+USER 10001:10001
+COPY --from=builder /opt/venv /opt/venv
+COPY model /opt/model
+# what changes with every build comes last, in few instructions (each one is a layer)
+ARG SOURCE="" REVISION=unknown CREATED="" MODEL_NAME=mlship-model MODEL_VERSION=local \
+    RUN_ID="" DVC_LOCK_SHA256=""
+ENV MLSHIP_MODEL_NAME=${MODEL_NAME}
 LABEL org.opencontainers.image.title="mlship model server" \
       org.opencontainers.image.source="${SOURCE}" \
       org.opencontainers.image.revision="${REVISION}" \
@@ -46,18 +59,3 @@ LABEL org.opencontainers.image.title="mlship model server" \
       io.mlship.model.version="${MODEL_VERSION}" \
       io.mlship.mlflow.run_id="${RUN_ID}" \
       io.mlship.dvc_lock.sha256="${DVC_LOCK_SHA256}"
-RUN useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin mlship
-COPY --from=builder /opt/venv /opt/venv
-COPY model /opt/model
-ENV PATH=/opt/venv/bin:$PATH \
-    PYTHONDONTWRITEBYTECODE=1 \
-    PYTHONUNBUFFERED=1 \
-    TMPDIR=/tmp \
-    MLSHIP_MODEL_NAME=${MODEL_NAME}
-USER 10001:10001
-EXPOSE 8000
-# Python's own HTTP client: the slim base has no curl.
-HEALTHCHECK --interval=10s --timeout=3s --start-period=60s --retries=3 \
-    CMD ["python3", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/health', timeout=2)"]
-ENTRYPOINT ["mlship", "serve", "--model", "/opt/model", "--host", "0.0.0.0", "--port", "8000"]
-CMD ["--workers", "2"]

@@ -1,12 +1,15 @@
 """Build and push the serving image through the Docker SDK.
 
 The build context is staged in a temporary folder: the Dockerfile, the serving lock, the
-model directory and wheels/ (the lock's wheels, downloaded and hash-checked here, plus
-mlship's own), so the Docker build needs no network and installs exactly the lock.
+model directory, wheels/ (the locks' wheels, downloaded and hash-checked here) and
+mlship-wheel/ (mlship's own), so the Docker build needs no network and installs exactly
+the locks. Only the wheels the locks pin are staged, and mlship's apart from them, so the
+layer that installs the dependencies stays cached while the code or the model changes.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -21,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from mlship.card import METRICS_FILE, ModelCard
 from mlship.errors import CheckError, InputError, ServiceError, looks_unreachable
 from mlship.files import read_json, write_json
-from mlship.lockfile import Pin
+from mlship.lockfile import Pin, read_lock
 
 SERVE_LOCK = "requirements-serve.lock"
 FULL_LOCK = "requirements.lock"  # everything the pipeline may use, with hashes
@@ -29,6 +32,7 @@ EXTRA_LOCK = "requirements-extra.lock"  # staged: what this model needs beyond t
 WHEEL_PLATFORMS = ("manylinux_2_28_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64",
                    "linux_x86_64")  # fmt: skip
 Progress = Callable[[str], None]
+ZIP_EPOCH = 315532800  # 1980-01-01, the earliest time a zip file can hold
 
 
 @dataclass(frozen=True)
@@ -101,8 +105,8 @@ def plan(
     return ImagePlan(f"{registry.rstrip('/')}/{name}", (f"{short}-m{version}", short), args)
 
 
-def _run(command: list[str], what: str) -> None:
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
+def _run(command: list[str], what: str, env: dict[str, str] | None = None) -> None:
+    done = subprocess.run(command, capture_output=True, text=True, check=False, env=env)
     if done.returncode != 0:
         raise CheckError(f"{what} failed:\n{done.stderr[-3000:]}")
 
@@ -120,8 +124,10 @@ def download_wheels(locks: list[Path], cache: Path, project: Path) -> None:
         )  # fmt: skip
     for old in cache.glob("mlship-*.whl"):
         old.unlink()
+    # fixed timestamps: the same code gives the same wheel, and the image build's cache holds
     _run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(cache),
-          str(project)], "building mlship's wheel")  # fmt: skip
+          str(project)], "building mlship's wheel",
+         env={**os.environ, "SOURCE_DATE_EPOCH": str(ZIP_EPOCH)})  # fmt: skip
 
 
 # shared libraries a wheel may expect from the system, and the Debian package that has them
@@ -147,11 +153,32 @@ def write_extra_lock(path: Path, pins: list[Pin]) -> None:
     path.write_text(header + "".join(pin.text for pin in pins), encoding="utf-8")
 
 
+def locked_wheels(locks: list[Path], wheels: Path) -> list[Path]:
+    """The wheels in `wheels` that the locks pin, one per pin (the cache may hold other
+    models' wheels too); CheckError naming a pin that has none."""
+    from packaging.utils import InvalidWheelFilename, parse_wheel_filename
+    from packaging.version import Version
+
+    by_pin: dict[tuple[str, Version], Path] = {}
+    for wheel in sorted(wheels.glob("*.whl")):
+        try:
+            name, version, _, _ = parse_wheel_filename(wheel.name)
+        except InvalidWheelFilename:
+            continue
+        by_pin.setdefault((str(name), version), wheel)
+    pins = [pin for lock in locks for pin in read_lock(lock).values()]
+    missing = [f"{p.name}=={p.version}" for p in pins if (p.name, Version(p.version)) not in by_pin]
+    if missing:
+        raise CheckError(f"no wheel in {wheels} for {', '.join(missing)}")
+    return [by_pin[(pin.name, Version(pin.version))] for pin in pins]
+
+
 def stage_context(
     folder: Path, dockerfile: Path, locks: list[Path], model_dir: Path, wheels: Path,
     card: ModelCard, metrics: dict[str, Any] | None,
 ) -> None:  # fmt: skip
-    """Dockerfile, the locks, model/ (with the team's code under code/) and wheels/."""
+    """Dockerfile, the locks, model/ (with the team's code under code/), wheels/ and
+    mlship-wheel/."""
     shutil.copy(dockerfile, folder / "Dockerfile")
     for lock in locks:
         shutil.copy(lock, folder / lock.name)
@@ -161,7 +188,11 @@ def stage_context(
         write_json(folder / "model" / METRICS_FILE, metrics)
     for path in (folder / "model").rglob("*"):  # the server runs as an unprivileged user
         path.chmod(0o755 if path.is_dir() else 0o644)
-    shutil.copytree(wheels, folder / "wheels")
+    for target, chosen in (("wheels", locked_wheels(locks, wheels)),
+                           ("mlship-wheel", list(wheels.glob("mlship-*.whl")))):  # fmt: skip
+        (folder / target).mkdir()
+        for wheel in chosen:
+            shutil.copy2(wheel, folder / target / wheel.name)
 
 
 def engine() -> Any:

@@ -51,3 +51,26 @@ def test_a_wheel_linking_openmp_asks_the_image_for_libgomp1(tmp_path: Path) -> N
     pins = [Pin("fastboost", "1.0", ""), Pin("plain", "2.0", "")]
     assert system_packages(pins, tmp_path) == ["libgomp1"]
     assert system_packages(pins[1:], tmp_path) == []
+
+
+def test_only_the_wheels_the_locks_pin_are_staged(tmp_path: Path) -> None:
+    from mlship.errors import CheckError
+    from mlship.image import locked_wheels
+
+    lock = tmp_path / "requirements.lock"
+    lock.write_text("pyyaml==6.0.2 \\\n    --hash=sha256:ab\nnumpy==2.0 \\\n    --hash=sha256:cd\n")
+    cache = tmp_path / "wheels"
+    cache.mkdir()
+    names = ["PyYAML-6.0.2-cp311-cp311-manylinux_2_17_x86_64.whl",  # the name as published
+             "numpy-2.0.0-cp311-cp311-manylinux_2_28_x86_64.whl",  # 2.0 == 2.0.0
+             "numpy-1.26.4-cp311-cp311-manylinux_2_28_x86_64.whl",  # another model's
+             "lightgbm-4.6.0-py3-none-manylinux_2_28_x86_64.whl", "not-a-wheel.whl"]  # fmt: skip
+    for name in names:
+        (cache / name).touch()
+    extra = tmp_path / "requirements-extra.lock"
+    extra.write_text("# nothing beyond the server\n")
+    staged = locked_wheels([lock, extra], cache)
+    assert [wheel.name for wheel in staged] == names[:2]
+    (cache / names[0]).unlink()
+    with pytest.raises(CheckError, match=r"no wheel in .* for pyyaml==6\.0\.2"):
+        locked_wheels([lock], cache)
