@@ -3,6 +3,7 @@ POST /feedback with live accuracy, and the bandit between champion and challenge
 
 from __future__ import annotations
 
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -95,6 +96,28 @@ def test_feedback_gives_live_accuracy(watched: TestClient, tmp_path: Path) -> No
     assert _gauges(watched, "live_feedback_rows")[key] == 5
     _eventually(lambda: any((tmp_path / "sink").glob(f"{FEEDBACK_PREFIX}*.jsonl")))
     assert len(read_rows(str(tmp_path / "sink"), FEEDBACK_PREFIX)) == 5
+
+
+def test_a_stopped_server_keeps_its_answers_and_removes_its_own_feedback_file(
+    watched_dir: Path, tmp_path: Path
+) -> None:
+    from mlship.serving.feedback import FeedbackStore
+
+    shared = tmp_path / "feedback.sqlite"
+    for client in make_client(watched_dir, feedback_db=str(shared)):  # as workers share one
+        answered = client.post("/predict", json={"review": "great taste"})
+    # the answer was written at the stop, not lost with the last flush interval
+    store = FeedbackStore(str(shared), 3600, 1000, 100)
+    label = answered.json()["label"]
+    outcome = store.record(answered.headers["x-request-id"], [label], classification=True)
+    assert outcome.answers == [label]
+    store.close()
+    # one worker without a configured file: its own, removed when it stops
+    before = set(Path(tempfile.gettempdir()).glob("mlship-feedback-*"))
+    for client in make_client(watched_dir):
+        assert client.post("/predict", json={"review": "great taste"}).status_code == 200
+        assert len(set(Path(tempfile.gettempdir()).glob("mlship-feedback-*")) - before) == 1
+    assert set(Path(tempfile.gettempdir()).glob("mlship-feedback-*")) == before
 
 
 @pytest.mark.parametrize(

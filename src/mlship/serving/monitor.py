@@ -14,6 +14,7 @@ import contextvars
 import logging
 import os
 import random
+import shutil
 import tempfile
 import time
 import uuid
@@ -67,18 +68,38 @@ class Monitor:
     sink_lines: list[bytes] = field(default_factory=list)
     rng: random.Random = field(default_factory=random.Random)  # sampling; the bandit's routing
 
+    scratch: Path | None = None  # the feedback file's folder when none was configured
+
     @classmethod
     def create(cls, settings: Settings, metrics: Metrics) -> Monitor:
         if settings.monitor_sink and "://" in settings.monitor_sink:
             _check_sink_url(settings.monitor_sink)
-        store = None
-        if settings.feedback_seconds > 0:
-            path = settings.feedback_db or str(
-                Path(tempfile.mkdtemp(prefix="mlship-feedback-")) / "feedback.sqlite"
-            )
-            store = FeedbackStore(path, settings.feedback_seconds, settings.feedback_max_answers,
-                                  settings.feedback_window, settings.bandit_tolerance)  # fmt: skip
-        return cls(settings, metrics, store, rng=random.Random(settings.monitor_seed))
+        return cls(settings, metrics, rng=random.Random(settings.monitor_seed))
+
+    def open(self) -> None:
+        """Open the feedback store, when the server starts (not when the app is made)."""
+        settings = self.settings
+        if settings.feedback_seconds <= 0 or self.store is not None:
+            return
+        path = settings.feedback_db
+        if path is None:  # one worker: a file of its own, removed at close
+            self.scratch = Path(tempfile.mkdtemp(prefix="mlship-feedback-"))
+            path = str(self.scratch / "feedback.sqlite")
+        self.store = FeedbackStore(path, settings.feedback_seconds, settings.feedback_max_answers,
+                                   settings.feedback_window, settings.bandit_tolerance)  # fmt: skip
+
+    def close(self) -> None:
+        """Write the answers still pending (a feedback may come after a restart), then close."""
+        if self.store is not None:
+            try:
+                self.store.flush()
+            except Exception:  # a locked or full disk: the answers are lost, not the shutdown
+                log.exception("cannot write the last answers for feedback")
+            self.store.close()
+            self.store = None
+        if self.scratch is not None:
+            shutil.rmtree(self.scratch, ignore_errors=True)
+            self.scratch = None
 
     # --- per request, on the event loop -------------------------------------------------
 

@@ -140,6 +140,7 @@ class DataPlane:
     def start(self) -> None:
         """Load and warm every slot in the background; /ready turns true when the champion
         is ready. Slots on a registry alias are then followed."""
+        self.monitor.open()
         self._spawn(self._start())
 
     async def stop(self) -> None:
@@ -148,6 +149,7 @@ class DataPlane:
         for slot in self.slots:
             if slot.batcher is not None:
                 await slot.batcher.stop()
+        self.monitor.close()
 
     def _spawn(self, work: Any) -> None:
         task = asyncio.get_running_loop().create_task(work)
