@@ -5,6 +5,7 @@ it takes seconds to import and most commands never need it.
 from __future__ import annotations
 
 import logging
+import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -229,13 +230,28 @@ class LoadedVersion:
     profile: Profile | None  # None for versions trained before profiles were kept
 
 
+def _skops_file(folder: Path, uri: str) -> Path:
+    """The model file of a downloaded version; InputError unless it is a skops file."""
+    import yaml
+
+    try:
+        flavor = yaml.safe_load((folder / "MLmodel").read_text())["flavors"]["sklearn"]
+    except (OSError, KeyError, TypeError, yaml.YAMLError) as error:
+        raise InputError(f"{uri}: no scikit-learn flavor in its MLmodel file: {error}") from error
+    if flavor.get("serialization_format") != "skops":
+        raise InputError(
+            f"{uri}: refusing a model saved as {flavor.get('serialization_format')!r}; only "
+            "skops files are loaded (a pickle can run any code when loaded)"
+        )
+    return folder / str(flavor.get("pickled_model", "model.skops"))
+
+
 def load_version(tracking_uri: str, name: str, version: str) -> LoadedVersion:
     """A registered version, loaded only as a skops file under the trust policy (the built-in
     list plus the types its card names), never by unpickling; its card and run metrics."""
     import tempfile
 
     import mlflow
-    import yaml
     from mlflow.exceptions import MlflowException
 
     from mlship.artifacts import CODE_DIR, load_file
@@ -256,20 +272,15 @@ def load_version(tracking_uri: str, name: str, version: str) -> LoadedVersion:
     except MlflowException as error:
         raise mlflow_failure(error, uri) from error
     card = ModelCard.parse(raw_card, f"{uri}: {CARD_FILE}")
-    try:
-        flavor = yaml.safe_load((folder / "MLmodel").read_text())["flavors"]["sklearn"]
-    except (OSError, KeyError, TypeError, yaml.YAMLError) as error:
-        raise InputError(f"{uri}: no scikit-learn flavor in its MLmodel file: {error}") from error
-    if flavor.get("serialization_format") != "skops":
-        raise InputError(
-            f"{uri}: refusing a model saved as {flavor.get('serialization_format')!r}; only "
-            "skops files are loaded (a pickle can run any code when loaded)"
-        )
     code = folder / CODE_DIR
-    if code.is_dir() and str(code) not in sys.path:
-        sys.path.insert(0, str(code))
-    model = load_file(folder / str(flavor.get("pickled_model", "model.skops")),
-                      TRUSTED_TYPES + card.trusted_types)  # fmt: skip
+    try:
+        model_file = _skops_file(folder, uri)
+        if code.is_dir() and str(code) not in sys.path:
+            sys.path.insert(0, str(code))
+        model = load_file(model_file, TRUSTED_TYPES + card.trusted_types)
+    finally:
+        if not code.is_dir():  # the team's code stays: it is on sys.path, imported lazily
+            shutil.rmtree(folder, ignore_errors=True)
     return LoadedVersion(model, card, run_id, metrics, _run_profile(run_id, uri))
 
 

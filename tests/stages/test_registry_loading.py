@@ -3,6 +3,7 @@ unpickling (a pickle runs any code it names when loaded)."""
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import mlflow
@@ -33,6 +34,9 @@ def test_a_pickled_version_is_refused_and_a_skops_one_loads(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))  # where the downloads go
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    (tmp_path / "tmp").mkdir()
     store = f"sqlite:///{tmp_path}/mlflow.db"
     pickled = _register(store, "pickle")
     with pytest.raises(InputError, match="refusing a model saved as 'pickle'"):
@@ -41,3 +45,5 @@ def test_a_pickled_version_is_refused_and_a_skops_one_loads(
     loaded = load_version(store, "reviews", safe)
     assert list(loaded.model.classes_) == ["great", "other"]
     assert loaded.card.classes == ("great", "other")
+    # neither download is kept once loaded or refused (no team code to import from it)
+    assert not list((tmp_path / "tmp").glob("mlship-model-*"))
