@@ -72,7 +72,7 @@ def uses(workflow: Path) -> set[str]:
 class ActRun:
     log: str
     artifacts: Path  # what upload-artifact kept: artifacts/<name>/...
-    stand_in_log: Path  # what the Google and Docker stand-ins were given, a line each
+    stand_in_log: Path  # what the stand-ins were given, a line each
 
     def succeeded(self) -> list[str]:
         """The `make ...` steps that succeeded, in the order they ran."""
@@ -93,9 +93,9 @@ def act(
     """act runs `workflow` in `repo` for the event and must pass; the inner `make test` runs
     INNER_TESTS; artifacts and the stand-ins' record go beside `repo`. `env` reaches every
     step (act's --env wins over the workflow's own `env`); `variables` are the `vars`."""
-    run = ActRun("", repo.parent / "artifacts", repo.parent / "stand-ins.log")
-    env = {**env, "PYTEST_ADDOPTS": INNER_TESTS, "ACT_ARTIFACTS": str(run.artifacts),
-           "ACT_STAND_IN_LOG": str(run.stand_in_log)}  # fmt: skip
+    artifacts, stand_in_log = repo.parent / "artifacts", repo.parent / "stand-ins.log"
+    env = {**env, "PYTEST_ADDOPTS": INNER_TESTS, "ACT_ARTIFACTS": str(artifacts),
+           "ACT_STAND_IN_LOG": str(stand_in_log)}  # fmt: skip
     command = [tool("act"), event_name, "-W", workflow, "-e", str(event),
                "-P", "ubuntu-24.04=-self-hosted", "-s", f"GITHUB_TOKEN={TOKEN}"]  # fmt: skip
     for name, value in variables.items():
@@ -110,4 +110,4 @@ def act(
                           timeout=timeout)  # fmt: skip
     log = done.stdout + done.stderr
     assert done.returncode == 0, log[-8000:]
-    return ActRun(log, run.artifacts, run.stand_in_log)
+    return ActRun(log, artifacts, stand_in_log)

@@ -1,0 +1,148 @@
+"""Judging and releasing a model: the gate, the reports and comments for people, the
+registry's aliases."""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from mlship.cli.common import (
+    DEFAULT_DVC_FILE,
+    DEFAULT_PARAMS,
+    DvcFileOption,
+    ParamsOption,
+    app,
+    console,
+    env_settings,
+    fail,
+    read_params,
+    read_paths,
+    stage,
+)
+from mlship.errors import CheckError, InputError
+
+
+@app.command()
+def gate(
+    dvc_file: DvcFileOption = DEFAULT_DVC_FILE,
+    base_ref: Annotated[str, typer.Option(help="the git ref the params diff compares with")] = (
+        "main"
+    ),
+    params_file: ParamsOption = DEFAULT_PARAMS,
+) -> None:
+    """Judge the evaluated candidate: thresholds, the champion, behaviour, the data contract.
+
+    Exit 0 on a pass, 1 when a criterion fails, 2 on missing, NaN or stale inputs.
+    """
+    from mlship.stages import gate as judging
+
+    params = read_params(params_file)
+    settings = env_settings()
+    paths = read_paths(dvc_file)
+    with stage("gate"):
+        verdict = judging.gate(params, settings, paths, dvc_file, params_file, base_ref)
+        if not verdict.passed:
+            raise CheckError(
+                f"gate FAILED on {len(verdict.failed)} of {len(verdict.criteria)} criteria:\n"
+                + "\n".join(f"  {c.name}: {c.detail}" for c in verdict.failed)
+                + f"\nreport: {verdict.report}"
+            )
+    note = "" if verdict.champion_version else " (no champion yet: judged without a comparison)"
+    console.print(f"  {len(verdict.criteria)} criteria passed{note}; report: {verdict.report}")
+
+
+@app.command()
+def report(
+    dvc_file: DvcFileOption = DEFAULT_DVC_FILE, params_file: ParamsOption = DEFAULT_PARAMS
+) -> None:
+    """The run report: one self-contained HTML page (reports/report.html) with the verdict,
+    the gate's criteria and the plots behind them; attached to the MLflow run."""
+    from mlship.stages import review
+
+    params = read_params(params_file)
+    settings = env_settings()
+    paths = read_paths(dvc_file)
+    with stage("report"):
+        written = review.html_report(settings, paths, params.data.positive_label)
+    console.print(f"  {written} ({written.stat().st_size / 1e3:.0f} kB)")
+
+
+@app.command()
+def summary(dvc_file: DvcFileOption = DEFAULT_DVC_FILE) -> None:
+    """Print the outcome of the last pipeline run: metrics, reports, the MLflow run."""
+    from mlship import report
+
+    paths = read_paths(dvc_file)
+    try:
+        report.print_summary(paths, Console())
+    except InputError as error:
+        fail(error, error.exit_code)
+
+
+@app.command()
+def comment(
+    base_ref: Annotated[str, typer.Option(help="the git ref the metric diff compares with")] = (
+        "main"
+    ),
+    summary_only: Annotated[
+        bool, typer.Option("--summary-only", help="GitHub: the job summary only, no comment")
+    ] = False,
+    dvc_file: DvcFileOption = DEFAULT_DVC_FILE,
+) -> None:
+    """The run's reports as one Markdown page: gate, metric diff against --base-ref, load test,
+    deploys. In GitHub Actions it goes to the job summary and, on a pull request, into one
+    comment updated in place; elsewhere it is printed."""
+    from mlship.stages import review
+
+    paths = read_paths(dvc_file)
+    with stage("comment"):
+        published = review.publish(paths, os.environ, base_ref, summary_only)
+    if os.environ.get("GITHUB_ACTIONS") != "true":
+        typer.echo(published.page)
+    else:
+        console.print(f"  {published.note}")
+
+
+@app.command()
+def register(dvc_file: DvcFileOption = DEFAULT_DVC_FILE) -> None:
+    """Register the gated model version with provenance tags and alias `candidate`."""
+    from mlship.stages import release
+
+    settings = env_settings()
+    paths = read_paths(dvc_file)
+    with stage("register"):
+        version = release.register(settings, paths, dvc_file)
+    console.print(f"  {settings.model_name} version {version} is now @candidate")
+
+
+@app.command()
+def promote(
+    version: Annotated[
+        str | None, typer.Option(help="the version to promote; default: @candidate")
+    ] = None,
+    approver: Annotated[
+        str | None, typer.Option(help="who approved; default: read from the CI's record")
+    ] = None,
+    rollback: Annotated[
+        bool, typer.Option("--rollback", help="move @champion back to the previous version")
+    ] = False,
+) -> None:
+    """Move alias `champion`, recording who approved it, through which CI, and when."""
+    from mlship.stages import release
+
+    if rollback and version is not None:
+        fail(InputError("--rollback moves to the recorded previous version; drop --version"), 2)
+    settings = env_settings()
+    with stage("promote"):
+        if rollback:
+            moved = release.rollback(settings, os.environ, approver)
+        else:
+            moved = release.promote(settings, os.environ, version, approver)
+    who = moved.approval
+    console.print(
+        f"  {'rolled back' if rollback else 'promoted'}: {settings.model_name} version "
+        f"{moved.version} is @champion (approved by {who.approver} via {who.via})"
+    )

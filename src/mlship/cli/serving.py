@@ -1,0 +1,160 @@
+"""Serving a model, scoring files with it, and watching it once deployed."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from mlship.choices import ChallengerMode
+from mlship.cli.common import (
+    DEFAULT_PARAMS,
+    ParamsOption,
+    app,
+    console,
+    env_settings,
+    fail,
+    note,
+    read_params,
+    stage,
+)
+from mlship.errors import CheckError, InputError
+
+
+@app.command()
+def serve(
+    model: Annotated[
+        str, typer.Option(help="a model directory, or models:/<name>@<alias> | /<version>")
+    ] = "models",
+    host: Annotated[str, typer.Option(help="the address to bind")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
+    workers: Annotated[int, typer.Option(min=1, max=64, help="server processes")] = 1,
+    challenger: Annotated[
+        str | None, typer.Option(help="a second model to shadow or split traffic with")
+    ] = None,
+    challenger_mode: Annotated[
+        ChallengerMode, typer.Option(help="shadow: score and log only; split: answer a share")
+    ] = ChallengerMode.shadow,
+    challenger_weight: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="share of requests in split mode")
+    ] = 0.1,
+) -> None:
+    """Serve the model: /predict, /invocations (MLflow), /v2 (Open Inference Protocol),
+    /metrics, /model, /health and /ready."""
+    from mlship.serving.threads import limit_native_threads
+
+    limit_native_threads()  # before scikit-learn and NumPy load, in this and worker processes
+    from mlship.serving.plane import Challenger
+    from mlship.serving.runner import ServeOptions
+    from mlship.serving.runner import serve as run
+
+    if not model.startswith("models:/") and not Path(model).is_dir():
+        fail(InputError(f"{model}: no such model directory (or give a models:/ URI)"), 2)
+    second = Challenger(challenger, challenger_mode, challenger_weight) if challenger else None
+    try:
+        run(ServeOptions(model, host, port, workers, second), env_settings())
+    except OSError as error:
+        fail(InputError(f"cannot listen on {host}:{port}: {error.strerror}"), 2)
+
+
+@app.command()
+def score(
+    input_path: Annotated[
+        str, typer.Option("--input", help="a .csv, .parquet or .jsonl of feature rows")
+    ],
+    output_path: Annotated[
+        Path, typer.Option("--output", help="where the scored rows go (.csv or .parquet)")
+    ],
+    model: Annotated[Path, typer.Option(help="the model directory")] = Path("models"),
+    chunk_rows: Annotated[int, typer.Option(min=1, help="rows per model call")] = 10_000,
+) -> None:
+    """Batch scoring: every input row with label, confidence and class probabilities, checked
+    like a request to the server (a bad row names its column and index). Read and written
+    chunk by chunk: a file larger than memory is fine."""
+    from mlship.serving.batch import score_file
+
+    settings = env_settings()
+    started = time.perf_counter()
+
+    def progress(rows: int) -> None:
+        rate = rows / max(time.perf_counter() - started, 1e-9)
+        note(f"{rows:,} rows scored ({rate:,.0f} rows/s)")
+
+    with stage("score"):
+        done = score_file(model, settings.model_name, input_path, output_path, chunk_rows, progress)
+    console.print(f"  {done.rows} rows scored by {done.model} v{done.version} -> {output_path}")
+
+
+# --- after deployment ---------------------------------------------------------------------
+
+
+@app.command()
+def drift(
+    current: Annotated[
+        str,
+        typer.Option(
+            help="current rows: a .csv/.parquet/.jsonl file, or the server's sample folder"
+        ),
+    ],
+    reference: Annotated[
+        str,
+        typer.Option(
+            help="a model directory, models:/NAME@ALIAS, a saved profile (.json) or a data file"
+        ),
+    ] = "models",
+    model: Annotated[
+        Path | None,
+        typer.Option(help="score both sides with this model directory to compare its answers too"),
+    ] = None,
+    out: Annotated[Path, typer.Option(help="where the reports go")] = Path("reports"),
+    params_file: ParamsOption = DEFAULT_PARAMS,
+) -> None:
+    """Has the data drifted from the reference? Per column: KS (numeric), chi-square
+    (categorical) and PSI, judged by params.yaml `monitor`. Exit 1 on drift."""
+    from mlship.stages import monitor
+
+    params = read_params(params_file)
+    settings = env_settings()
+    with stage("drift"):
+        verdict = monitor.drift_check(params, settings, reference, current, out, model)
+        if verdict.report.drifted:
+            raise CheckError(f"{verdict.report.details()}\nreport: {verdict.written[2]}")
+    console.print(f"  {verdict.report.summary}; report: {verdict.written[2]}")
+
+
+@app.command()
+def monitor(
+    live: Annotated[
+        str | None,
+        typer.Option(help="the server's sample folder; default: MLSHIP_MONITOR_SINK"),
+    ] = None,
+    reference: Annotated[
+        str | None,
+        typer.Option(
+            help="what the live model was trained on: a model directory or models:/NAME@ALIAS;"
+            " default: models:/<MLSHIP_MODEL_NAME>@champion"
+        ),
+    ] = None,
+    out: Annotated[Path, typer.Option(help="where the reports go")] = Path("reports/monitor"),
+    params_file: ParamsOption = DEFAULT_PARAMS,
+) -> None:
+    """Should the model be retrained? Drift of the sampled live inputs and answers, and live
+    accuracy (or RMSE) from feedback against params.yaml `monitor`. Exit 1 when either
+    fails: the scheduled job then retrains through the gated delivery."""
+    from mlship.stages import monitor as watching
+
+    params = read_params(params_file)
+    settings = env_settings()
+    where = live or settings.monitor_sink
+    if where is None:
+        message = "give --live or set MLSHIP_MONITOR_SINK (the folder the server samples to)"
+        fail(InputError(f"monitor: {message}"), InputError.exit_code)
+    trained_on = reference or f"models:/{settings.model_name}@champion"
+    with stage("monitor"):
+        found = watching.monitor(params, settings, trained_on, where, out)
+        console.print(f"  drift: {found.drift.report.summary}")
+        console.print(f"  live quality: {found.quality_line}")
+        if found.retrain:
+            raise CheckError(f"retrain: {found.reason}; reports under {out}")

@@ -1,0 +1,220 @@
+"""Shipping: the image, its load test, the rollout, and Cloud Build's approvals."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+
+from mlship.choices import Environment, LoadTarget
+from mlship.cli.common import (
+    DEFAULT_DVC_FILE,
+    DEFAULT_PARAMS,
+    DvcFileOption,
+    ParamsOption,
+    app,
+    console,
+    env_settings,
+    fail,
+    note,
+    read_params,
+    read_paths,
+    stage,
+)
+from mlship.errors import CheckError, InputError, ServiceError
+
+image_app = typer.Typer(help="Build and push the serving image (Docker engine required).")
+app.add_typer(image_app, name="image")
+
+
+@image_app.command("build")
+def image_build(
+    model_dir: Annotated[Path, typer.Option(help="the model directory to bake in")] = Path(
+        "models"
+    ),
+    from_registry: Annotated[
+        str | None, typer.Option(help="bake the registry's @ALIAS instead (e.g. candidate)")
+    ] = None,
+    dockerfile: Annotated[Path, typer.Option(help="the Dockerfile")] = Path("Dockerfile"),
+    skip_without_engine: Annotated[
+        bool, typer.Option(help="exit 0, saying why, when no Docker engine is reachable")
+    ] = False,
+    dvc_file: DvcFileOption = DEFAULT_DVC_FILE,
+) -> None:
+    """Build <registry>/<name>:<gitsha>-m<version> and :<gitsha> with OCI labels."""
+    from mlship.stages import ship
+
+    settings = env_settings()
+    paths = read_paths(dvc_file)
+    try:
+        engine = ship.connect_engine()
+    except ServiceError as error:
+        if not skip_without_engine:
+            fail(error, error.exit_code)
+        console.print(f"[yellow]image step not run:[/] {escape(str(error))}", soft_wrap=True)
+        return
+    with stage("image build"):
+        built = ship.image_build(
+            engine, settings, paths, dvc_file, model_dir, dockerfile, from_registry, note
+        )
+    console.print(f"  {built.reference} ({built.size_bytes / 1e6:.0f} MB) -> {paths.image_json}")
+
+
+@image_app.command("push")
+def image_push(dvc_file: DvcFileOption = DEFAULT_DVC_FILE) -> None:
+    """Push the image recorded by `mlship image build` to the registry, with its SBOM."""
+    from mlship.stages import ship
+
+    paths = read_paths(dvc_file)
+    with stage("image push"):
+        pushed = ship.image_push(env_settings(), paths, note)
+    console.print(f"  pushed {', '.join(pushed.references)} ({pushed.digest})")
+    console.print(f"  SBOM {paths.sbom} (sha256 {pushed.sbom_sha256}) -> {pushed.sbom_reference}")
+    if pushed.vulnerabilities is not None:
+        console.print(
+            f"  no fixable vulnerability at the scanned severities ({paths.vulnerabilities})"
+        )
+
+
+@app.command()
+def loadtest(
+    url: Annotated[str | None, typer.Option(help="load-test this running server")] = None,
+    target: Annotated[
+        LoadTarget, typer.Option(help="what to start when no --url is given")
+    ] = LoadTarget.auto,
+    model_dir: Annotated[Path, typer.Option(help="the model for --target local")] = Path("models"),
+    dvc_file: DvcFileOption = DEFAULT_DVC_FILE,
+    params_file: ParamsOption = DEFAULT_PARAMS,
+) -> None:
+    """Locust for a bounded time; exit 1 when p95, p99 or the failure ratio break the budget.
+
+    auto: the image recorded by `mlship image build` when a Docker engine can run it,
+    otherwise a local `mlship serve`, saying plainly why.
+    """
+    from mlship.stages import ship
+
+    params = read_params(params_file)
+    paths = read_paths(dvc_file)
+    with stage("loadtest"):
+        result = ship.run_loadtest(params, paths, model_dir, url, target)
+        if result.fallback:
+            console.print(f"  [yellow]image step not run: {escape(result.fallback)}; "
+                          "load-tested a local server instead[/]")  # fmt: skip
+        if not result.passed:
+            breaches = "; ".join(f"{c.name}: {c.detail}" for c in result.criteria if not c.passed)
+            raise CheckError(f"load test over budget: {breaches}\nreport: {paths.loadtest_md}")
+    s = result.summary
+    console.print(
+        f"  {s['requests']:.0f} requests, {s['rps']:.0f} req/s, p95 {s['p95_ms']:.0f} ms, "
+        f"p99 {s['p99_ms']:.0f} ms against {result.target}"
+    )
+
+
+@app.command()
+def deploy(
+    env: Annotated[Environment, typer.Option("--env", help="where to deploy")],
+    image_ref: Annotated[
+        str | None, typer.Option("--image", help="default: the image `mlship image push` pushed")
+    ] = None,
+    timeout: Annotated[int, typer.Option(min=10, help="rollout timeout, seconds")] = 300,
+    namespace: Annotated[str | None, typer.Option(help="default: mlship-<env>")] = None,
+    canary: Annotated[
+        bool, typer.Option("--canary", help="step Istio weights 10/50/100 with Prometheus checks")
+    ] = False,
+    prometheus_url: Annotated[
+        str | None, typer.Option(help="Prometheus query API (default: $MLSHIP_PROMETHEUS_URL)")
+    ] = None,
+    settle_seconds: Annotated[
+        float, typer.Option(min=0, help="canary: wait this long at each weight before judging")
+    ] = 60.0,
+    dvc_file: DvcFileOption = DEFAULT_DVC_FILE,
+    params_file: ParamsOption = DEFAULT_PARAMS,
+) -> None:
+    """kubectl set image, rollout status, smoke test through the Service, and rollout undo
+    on any failure; or, with --canary, a canary stepped 10 -> 50 -> 100% of traffic whose
+    error ratio and p99 (the loadtest budget in params.yaml) are checked in Prometheus
+    between steps. Exit 0 deployed, 1 failed (rolled back), 2 bad input."""
+    from mlship.stages import ship
+
+    settings = env_settings()
+    paths = read_paths(dvc_file)
+    options = None
+    if canary:
+        url = prometheus_url or settings.prometheus_url
+        if not url:
+            fail(InputError("--canary needs --prometheus-url or MLSHIP_PROMETHEUS_URL"), 2)
+        options = ship.CanaryOptions(url, settle_seconds)
+    with stage(f"deploy {env.value}"):
+        report = ship.deploy(
+            read_params(params_file), settings, paths, env, image_ref,
+            timeout, namespace, options,
+        )  # fmt: skip
+    if report.expected_version == "local":
+        console.print("  (a local model: nothing to record in the registry)")
+    console.print(
+        f"  {env.value}: {report.image} is serving model version {report.expected_version}"
+    )
+
+
+# --- Cloud Build --------------------------------------------------------------------------
+
+cloudbuild_app = typer.Typer(
+    help="Drive Google Cloud Build: run a trigger, list and approve builds awaiting approval."
+)
+app.add_typer(cloudbuild_app, name="cloudbuild")
+
+
+@cloudbuild_app.command("submit")
+def cloudbuild_submit(
+    trigger: Annotated[str, typer.Option(help="the trigger's name or id")],
+    branch: Annotated[str | None, typer.Option(help="build this branch")] = None,
+    sha: Annotated[str | None, typer.Option(help="build this commit")] = None,
+    substitution: Annotated[list[str] | None, typer.Option(help="_KEY=value, repeatable")] = None,
+) -> None:
+    """Run a build trigger; prints the build id (stdout) and where to follow it. A trigger
+    with approvalConfig starts a build that waits for `mlship cloudbuild approve`."""
+    from mlship import cloudbuild
+
+    settings = env_settings()
+    with stage("cloudbuild submit"):
+        substitutions = cloudbuild.parse_substitutions(substitution or [])
+        api, where = cloudbuild.connect(settings)
+        build = cloudbuild.run_trigger(
+            api, where, trigger, branch=branch, sha=sha, substitutions=substitutions
+        )
+    waiting = " (waiting for approval)" if build.approval.state.name == "PENDING" else ""
+    console.print(f"  build {build.id}{waiting}: {where.console_url(build.id)}", soft_wrap=True)
+    typer.echo(build.id)
+
+
+@cloudbuild_app.command("pending")
+def cloudbuild_pending() -> None:
+    """List the builds waiting for approval."""
+    from mlship import cloudbuild
+
+    settings = env_settings()
+    with stage("cloudbuild pending"):
+        api, where = cloudbuild.connect(settings)
+        builds = cloudbuild.awaiting_approval(api, where)
+    for build in builds:
+        trigger = build.substitutions.get("TRIGGER_NAME", build.build_trigger_id)
+        typer.echo(f"{build.id}\t{trigger}\t{build.substitutions.get('_RELEASE_SHA', '')}")
+    console.print(f"  {len(builds)} build(s) waiting for approval")
+
+
+@cloudbuild_app.command("approve")
+def cloudbuild_approve(
+    build_id: Annotated[str, typer.Argument(help="the build waiting for approval")],
+    comment: Annotated[str, typer.Option(help="recorded with the decision")] = "",
+    reject: Annotated[bool, typer.Option("--reject", help="reject instead of approve")] = False,
+) -> None:
+    """Approve (or --reject) a build that waits for approval."""
+    from mlship import cloudbuild
+
+    settings = env_settings()
+    with stage("cloudbuild approve"):
+        api, where = cloudbuild.connect(settings)
+        cloudbuild.decide(api, where, build_id, approve=not reject, comment=comment)
+    console.print(f"  build {build_id} {'rejected' if reject else 'approved'}")
