@@ -61,3 +61,15 @@ def test_ci_yml_runs_the_stages_in_order_and_comments_on_the_pull_request(
     kept = run.artifacts / "reports"
     assert json.loads((kept / "gate.json").read_text())["passed"] is True
     assert (kept / "junit" / "gate.xml").is_file()
+
+
+def test_cd_yml_stops_at_once_without_the_team_mlflow_server(tmp_path: Path) -> None:
+    """Its two jobs share only the team server: without it, promote would fail at the end."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    copy_repository(repo, branch="main")
+    event = tmp_path / "event.json"
+    event.write_text(json.dumps({"ref": "refs/heads/main"}))
+    run = act(repo, "push", event, ".github/workflows/cd.yml", must_pass=False, timeout=300)
+    assert "set the repository variable MLFLOW_TRACKING_URI" in run.log
+    assert run.succeeded() == []  # not one stage ran
