@@ -89,7 +89,8 @@ class Monitor:
                                    settings.feedback_window, settings.bandit_tolerance)  # fmt: skip
 
     def close(self) -> None:
-        """Write the answers still pending (a feedback may come after a restart), then close."""
+        """Write the answers still pending (in a shared or configured file, a feedback may
+        come after this worker stopped), then close; remove a folder of its own."""
         if self.store is not None:
             try:
                 self.store.flush()
