@@ -108,8 +108,16 @@ def act(
         command += ["--local-repository", f"{action}={STAND_INS / STAND_IN_FOR[action]}"]
     process_env = hermetic_env() | {"HOME": os.environ.get("HOME", str(repo.parent))}
     process_env["PATH"] = os.pathsep.join([*map(str, path_first), process_env["PATH"]])
-    done = subprocess.run(command, cwd=repo, env=process_env, capture_output=True, text=True,
-                          timeout=timeout)  # fmt: skip
+    # act copies the repository (and the job's .venv) under ~/.cache/act, and leaves the
+    # copy behind when a job fails or act is stopped: gigabytes per run
+    workdirs = Path(process_env["HOME"]) / ".cache" / "act"
+    before = set(workdirs.iterdir()) if workdirs.is_dir() else set()
+    try:
+        done = subprocess.run(command, cwd=repo, env=process_env, capture_output=True,
+                              text=True, timeout=timeout)  # fmt: skip
+    finally:
+        for left in (set(workdirs.iterdir()) if workdirs.is_dir() else set()) - before:
+            shutil.rmtree(left, ignore_errors=True)
     log = done.stdout + done.stderr
     assert (done.returncode == 0) == must_pass, log[-8000:]
     return ActRun(log, artifacts, stand_in_log)
