@@ -6,9 +6,10 @@ BIN := $(abspath $(VENV))/bin
 # PYTHONDONTWRITEBYTECODE is common in CI images: bytecode is compiled once, at install
 # dvc runs each stage's `mlship ...` command; it must find the venv's tools
 export PATH := $(BIN):$(PATH)
+SHELL := /bin/bash
 
 .DEFAULT_GOAL := help
-.PHONY: help install pipeline train pull repro gate report register promote image push loadtest deploy serve monitor summary lint typecheck test unit lock clean
+.PHONY: help install pipeline train pull repro gate report register promote image push loadtest deploy serve monitor summary lint typecheck check test unit lock clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -22,17 +23,27 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 
 install: $(VENV)/.installed ## create .venv and install the pinned dependencies
 
+# the gate's verdict is the exit status; the HTML report is written also when it fails
+GATE = status=0; mlship gate || status=$$?; mlship report || [ $$status -ne 0 ]; exit $$status
+
 pipeline: train ## the main job: the whole local pipeline, gated and registered, summarised
-	$(MAKE) gate
+	$(GATE)
 	mlship register
 	mlship image build --skip-without-engine
 	mlship loadtest
 	mlship report
 	mlship summary
 
-train: install ## dvc repro (pulling cached outputs from the DVC remote first), then dvc push
-	dvc repro --pull
+# `dvc repro --pull` first restores what the DVC remote holds; not while the default remote is
+# the local folder dvc-remote/ and that is still empty (a fresh clone), where it only warns.
+# stdin is /dev/null: a prompt (DVC asks before dropping a directory it cannot restore) must
+# never wait on a terminal no one answers; DVC's own reminder to push is dropped: we push next.
+PULL = $(if $(and $(filter local,$(shell $(BIN)/dvc remote default 2>/dev/null)),$(if $(wildcard dvc-remote/*),,empty)),,--pull)
+
+train: install ## dvc repro (restoring cached outputs from the DVC remote first), then dvc push
+	set -o pipefail; dvc repro $(PULL) </dev/null | sed -u '/^Use `dvc push`/d'
 	dvc push --quiet
+	@echo "outputs stored in the DVC remote ($$(dvc remote default))"
 
 pull: install ## restore the pipeline outputs of this commit from the DVC remote
 	dvc pull
@@ -41,7 +52,7 @@ repro: install ## run the DVC pipeline only (cached stages are skipped)
 	dvc repro
 
 gate: install ## judge the evaluated model, then write the HTML run report (also when it fails)
-	status=0; mlship gate || status=$$?; mlship report || [ $$status -ne 0 ]; exit $$status
+	$(GATE)
 
 report: install ## the HTML run report (reports/report.html): verdict, criteria, plots
 	mlship report
@@ -65,7 +76,8 @@ deploy: install ## roll the pushed image out with kubectl (ENV=staging|productio
 	mlship deploy --env $(or $(ENV),staging)
 
 serve: install ## serve models/ on 127.0.0.1:8000 (MODEL=models:/name@alias, WORKERS=2)
-	mlship serve --model "$(or $(MODEL),models)" --workers $(or $(WORKERS),2)
+	mlship serve --model "$(or $(MODEL),models)" --workers $(or $(WORKERS),2) \
+		$(if $(MODEL),,$(if $(wildcard metrics/evaluate.json),--metrics metrics/evaluate.json))
 
 monitor: install ## live drift and accuracy from the server's samples (MLSHIP_MONITOR_SINK); exit 1: retrain
 	mlship monitor $(if $(REFERENCE),--reference "$(REFERENCE)")
@@ -74,13 +86,16 @@ summary: install ## print the last run's metrics, reports and MLflow run
 	mlship summary
 
 lint: install ## ruff lint and format check
-	ruff check src model tests benchmarks
-	ruff format --check src model tests benchmarks
+	ruff check .
+	ruff format --check .
 
-typecheck: install ## mypy strict on src/
+typecheck: install ## mypy strict on src/ and model/
 	mypy
 
-test: lint typecheck ## lint, type-check and run every test (what CI runs)
+check: lint typecheck ## the project's checks on the current params.yaml (each CI's test stage)
+	pytest tests/project --junitxml=reports/junit/check.xml
+
+test: lint typecheck ## the project's checks and mlship's whole framework suite (what .ci/run runs)
 	pytest --junitxml=reports/junit/tests.xml
 
 unit: install ## the fast unit tests only

@@ -26,11 +26,13 @@ class _Frozen(BaseModel):
 
 
 class Features(_Frozen):
-    """The declared feature columns by kind: text, categorical, numeric."""
+    """The declared feature columns by kind: text, categorical, numeric; and which of them a
+    request may leave out (the model then sees a missing value)."""
 
     text: tuple[str, ...] = ()
     categorical: tuple[str, ...] = ()
     numeric: tuple[str, ...] = ()
+    optional: tuple[str, ...] = ()
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -61,6 +63,7 @@ class RegistryInfo(_Frozen):
 
 
 class ModelCard(_Frozen):
+    name: str | None = None  # params.yaml's `name` (or MLSHIP_MODEL_NAME) at training
     task: Task = "classification"
     features: Features
     dtypes: dict[str, str] = {}
@@ -72,6 +75,9 @@ class ModelCard(_Frozen):
     code: tuple[str, ...] = ()  # the team's packages the model needs, copied under code/
     requirements: dict[str, str] = {}  # distribution -> version the model's types come from
     params: dict[str, Any] = {}  # params.yaml as trained
+    # one real row of the training data (as MLflow's input example): the model page's and
+    # the OpenAPI document's example values
+    example: dict[str, Any] = {}
     data: DataInfo | None = None
     git: GitInfo = GitInfo()
     libraries: dict[str, str] = {}
@@ -84,6 +90,11 @@ class ModelCard(_Frozen):
     @property
     def run_id(self) -> str | None:
         return None if self.mlflow is None else self.mlflow.run_id
+
+    @property
+    def served_name(self) -> str:
+        """The name a server answers under: the registered model's, else the trained one's."""
+        return self.registry.name if self.registry else (self.name or "model")
 
     @property
     def version(self) -> str:

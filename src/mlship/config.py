@@ -50,6 +50,12 @@ class DataParams(_Strict):
     text_columns: tuple[str, ...] = ()
     categorical_columns: tuple[str, ...] = ()
     numeric_columns: tuple[str, ...] = ()
+    optional_columns: tuple[str, ...] = Field(
+        default=(),
+        description="categorical or numeric columns a request may leave out: the model sees "
+        "a missing value (mlship's preprocessor imputes the training median, or a category "
+        "of its own); any other column left out is refused (422)",
+    )
     target: str
     positive_label: str | None = Field(
         default=None, description="for binary tasks: the class that ROC and PR curves score"
@@ -77,6 +83,12 @@ class DataParams(_Strict):
             if column in seen:
                 raise ValueError(f"column {column!r} is declared more than once")
             seen.add(column)
+        for column in self.optional_columns:
+            if column not in self.categorical_columns + self.numeric_columns:
+                raise ValueError(
+                    f"optional_columns: {column!r} is not one of the categorical or numeric "
+                    "columns (a text column is always required)"
+                )
         if self.task == "regression" and self.positive_label is not None:
             raise ValueError("positive_label is for classification; drop it for regression")
         return self
@@ -401,7 +413,15 @@ class MonitorParams(_Strict):
     )
 
 
+MODEL_NAME_PATTERN = r"^[a-z0-9]+([._-][a-z0-9]+)*$"  # a registry model, an image repository
+
+
 class Params(_Strict):
+    name: str = Field(
+        pattern=MODEL_NAME_PATTERN, max_length=63,
+        description="the model's name: the registered model (register, promote, the gate's "
+        "champion), the image repository and the served model; MLSHIP_MODEL_NAME overrides it",
+    )  # fmt: skip
     data: DataParams
     validate_: ValidateParams = Field(default=ValidateParams(), alias="validate")
     train: TrainParams
@@ -560,11 +580,13 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("MLSHIP_TRACKING_URI", "MLFLOW_TRACKING_URI"),
     )
     experiment: str = "mlship"
-    model_name: str = "mlship-model"
+    model_name: str | None = Field(
+        default=None, pattern=MODEL_NAME_PATTERN, description="overrides params.yaml's `name`"
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     # images
     registry: str = Field(default="127.0.0.1:5001", description="where images are pushed")
-    image_name: str = "mlship"
+    image_name: str | None = Field(default=None, description="default: the model's name")
     base_image: str = "python:3.11-slim-bookworm"
     scan_vulnerabilities: bool = Field(
         default=False, description="`mlship image push` fails on fixable vulnerabilities "
@@ -634,3 +656,18 @@ class Settings(BaseSettings):
     max_connections: int = Field(
         default=1000, ge=1, description="per process; beyond it new requests get 503"
     )
+
+    def named(self, params: Params) -> Settings:
+        """These settings with params.yaml's model name, unless MLSHIP_MODEL_NAME set one."""
+        return self if self.model_name else self.model_copy(update={"model_name": params.name})
+
+    @property
+    def registered_name(self) -> str:
+        """The model's name in the registry (params.yaml's `name`, or MLSHIP_MODEL_NAME)."""
+        if self.model_name is None:
+            raise InputError("no model name: set `name` in params.yaml (or MLSHIP_MODEL_NAME)")
+        return self.model_name
+
+    @property
+    def image_repository(self) -> str:
+        return self.image_name or self.registered_name

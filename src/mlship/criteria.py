@@ -39,6 +39,12 @@ class Criterion:
     champion: float | None = None
     interval: tuple[float, float] | None = None
     p_value: float | None = None
+    difference: float | None = None  # against the champion; above 0: the candidate is better
+
+    @property
+    def worse_than_champion(self) -> bool:
+        """Passed within the margin, yet worse than the champion: shown as a warning."""
+        return self.difference is not None and self.difference < 0
 
 
 def _number(metrics: dict[str, Any], key: str, source: str) -> float:
@@ -134,6 +140,7 @@ def champion_criteria(
                 champion=paired.champion,
                 interval=(paired.low, paired.high),
                 p_value=p_value,
+                difference=paired.difference,
             )
         )
     return found

@@ -26,7 +26,7 @@ class Stage:
 APPROVE = "approve"
 
 STAGES: tuple[Stage, ...] = (
-    Stage("test", "make test", on_pull_request=True),
+    Stage("test", "make check", on_pull_request=True),
     Stage("train", "make train", on_pull_request=True),
     Stage("gate", "make gate", on_pull_request=True),
     Stage("register", "make register", on_pull_request=False),

@@ -7,25 +7,39 @@
 | 2 | bad input: params, a data file, a flag, the environment (InputError) |
 | 3 | a service did not answer: MLflow, the Docker engine, a registry, the cluster, a CI
       API, Prometheus (ServiceError) |
+| 4 | no verdict: too little data to judge, e.g. drift on fewer than `monitor.min_rows`
+      rows (NoVerdictError) |
 """
 
 
-class InputError(Exception):
+class MlshipError(Exception):
+    """Why a command stops; the CLI turns it into its exit code, in one place."""
+
+    exit_code = 1
+
+
+class InputError(MlshipError):
     """Bad or missing input: params, a data file, a flag. Exit code 2."""
 
     exit_code = 2
 
 
-class CheckError(Exception):
+class CheckError(MlshipError):
     """Input was readable but breaks a rule (the data contract, the gate, ...). Exit 1."""
 
     exit_code = 1
 
 
-class ServiceError(Exception):
+class ServiceError(MlshipError):
     """A service the stage needs could not be reached or failed on its side. Exit 3."""
 
     exit_code = 3
+
+
+class NoVerdictError(MlshipError):
+    """The data was too little to judge: neither pass nor fail. Exit 4."""
+
+    exit_code = 4
 
 
 CONNECTION_HINTS = ("connection refused", "max retries exceeded", "failed to establish",

@@ -49,11 +49,19 @@ def gate_markdown(
         "<!-- mlship-gate -->",
         f"## mlship gate: {'✅ PASSED' if passed else f'❌ FAILED ({failed} criteria)'}",
         "",
-        f"Candidate: MLflow run `{context['candidate_run_id']}`, git `{context['git_sha'][:12]}`. "
+        f"Candidate: `{context.get('model_name', 'the model')}` from MLflow run "
+        f"`{context['candidate_run_id']}`, git `{context['git_sha'][:12]}`"
+        + (
+            " ⚠️ with uncommitted changes (not reproducible from that commit)"
+            if context.get("git_dirty")
+            else ""
+        )
+        + ". "
         + (
             f"Champion: version {context['champion_version']}."
             if context.get("champion_version")
-            else "No champion yet: judged on thresholds, behaviour and the data contract."
+            else "No champion of this name yet: the first model under it, judged on "
+            "thresholds, behaviour and the data contract."
         ),
         "",
         "| | criterion | candidate | champion | threshold | interval | p-value | detail |",
@@ -61,10 +69,13 @@ def gate_markdown(
     ]
     for c in criteria:
         p_value = "" if c.p_value is None else f"{c.p_value:.4g}"
+        mark = "❌" if not c.passed else "⚠️" if c.worse_than_champion else "✅"
         lines.append(
-            f"| {'✅' if c.passed else '❌'} | {c.name} | {_cell(c.value)} | {_cell(c.champion)} "
+            f"| {mark} | {c.name} | {_cell(c.value)} | {_cell(c.champion)} "
             f"| {_cell(c.limit)} | {_interval(c)} | {p_value} | {c.detail.replace('|', '/')} |"
         )
+    if any(c.passed and c.worse_than_champion for c in criteria):
+        lines += ["", "⚠️ passed within the margin, but worse than the champion."]
     lines += _confusion(metrics["confusion_matrix"]) if "confusion_matrix" in metrics else (
         _errors(metrics))  # fmt: skip
     trusted = context.get("trusted_types") or []

@@ -22,7 +22,7 @@ h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:28px 0 8px;border-bott
 #d0d7de;padding-bottom:4px}.muted{color:#59636e}.verdict{display:inline-block;padding:3px 10px;
 border-radius:12px;font-weight:600;color:#fff}.pass{background:#1a7f37}.fail{background:#cf222e}
 .none{background:#59636e}td.ok{color:#1a7f37;font-weight:600}
-td.bad{color:#cf222e;font-weight:600}table{border-collapse:collapse;width:100%;font-size:13px}
+td.bad{color:#cf222e;font-weight:600}td.warn{color:#9a6700;font-weight:600}table{border-collapse:collapse;width:100%;font-size:13px}
 td,th{border:1px solid #d0d7de;padding:4px 8px;text-align:left;vertical-align:top}
 th{background:#f6f8fa}td.num{text-align:right;font-variant-numeric:tabular-nums}
 .plots{display:flex;flex-wrap:wrap;gap:12px}.plot{border:1px solid #d0d7de;border-radius:6px;
@@ -102,6 +102,8 @@ def _criteria(gate: dict[str, Any] | None) -> str:
         p_value = "" if c.get("p_value") is None else f"{c['p_value']:.4g}"
         # words, not emoji: a machine without an emoji font draws those as empty boxes
         mark = "<td class=ok>pass</td>" if c.get("passed") else "<td class=bad>FAIL</td>"
+        if c.get("passed") and (c.get("difference") or 0.0) < 0:  # within the margin, yet worse
+            mark = "<td class=warn title='passed within the margin'>worse</td>"
         rows.append(
             f"<tr>{mark}<td>{_e(c['name'])}</td>"
             f"<td class=num>{_number(c.get('value'))}</td>"

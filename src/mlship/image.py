@@ -199,12 +199,17 @@ def engine() -> Any:
     import docker
     from docker.errors import DockerException
 
+    where = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
     try:
         client = docker.from_env()
         client.ping()
     except DockerException as error:
+        text = str(error)
+        reason = ("nothing listens there" if "FileNotFoundError" in text or "refused" in text
+                  else text.splitlines()[0][:200])  # fmt: skip
         raise ServiceError(
-            f"no Docker engine is reachable (DOCKER_HOST or /var/run/docker.sock): {error}"
+            f"no Docker engine is reachable at {where} ({reason}); start one, or point "
+            "DOCKER_HOST at one"
         ) from error
     return client
 
@@ -221,6 +226,27 @@ def _stream(
         if text and text.strip():
             progress(text.rstrip())
     return seen
+
+
+def ensure_base_image(client: Any, base: str, progress: Progress) -> None:
+    """The base image on the engine, pulled if it is not there yet; ServiceError with a hint
+    when it cannot be had (an offline machine, no access to its registry)."""
+    from docker.errors import DockerException, ImageNotFound
+
+    try:
+        client.images.get(base)
+        return
+    except ImageNotFound:
+        pass
+    progress(f"pulling the base image {base} ...")
+    try:
+        client.images.pull(base)
+    except DockerException as error:
+        reason = str(error).splitlines()[0][:300]
+        raise ServiceError(
+            f"the base image {base} is not on this Docker engine and cannot be pulled "
+            f"({reason}); set MLSHIP_BASE_IMAGE to an image the engine has"
+        ) from error
 
 
 def build(client: Any, context: Path, image: ImagePlan, progress: Progress) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -45,3 +46,33 @@ def local_package(module: ModuleType, root: Path | None = None) -> str | None:
     if not path.is_relative_to(here) or "site-packages" in path.parts:
         return None
     return module.__name__.split(".")[0]
+
+
+def package_path(name: str, root: Path | None = None) -> Path:
+    """Where the project's own top-level package (a folder) or module (a .py file) lives."""
+    folder = (root or Path.cwd()) / name
+    return folder if folder.is_dir() else folder.with_suffix(".py")
+
+
+def project_packages(paths: Iterable[str], root: Path | None = None) -> set[str]:
+    """The project's own top-level packages among the modules of these import paths (a
+    factory `pkg.mod:build`, a class `pkg.mod.Name`); installed ones are not the project's."""
+    found: set[str] = set()
+    for path in paths:
+        module_name = path.partition(":")[0] if ":" in path else path.rpartition(".")[0]
+        top = module_name.split(".")[0]
+        if top and package_path(top, root).exists():
+            module = sys.modules.get(top)
+            if module is None or local_package(module, root) is not None:
+                found.add(top)
+    return found
+
+
+def untracked_code(packages: Iterable[str], dependencies: Iterable[str], root: Path) -> list[str]:
+    """The packages whose files lie outside every dependency path (relative to `root`): a
+    change to them would not make DVC retrain."""
+    tracked = [(root / dependency).resolve() for dependency in dependencies]
+    return sorted(
+        name for name in packages
+        if not any(package_path(name, root).resolve().is_relative_to(t) for t in tracked)
+    )  # fmt: skip

@@ -72,3 +72,13 @@ class PipelinePaths(BaseModel):
     def deploy_report(self, env: str) -> Path:
         """Where `mlship deploy --env <env>` writes its report (JSON; .md beside it)."""
         return self.image_json.parent / f"deploy-{env}.json"
+
+
+def stage_dependencies(dvc_file: Path, stage: str) -> tuple[str, ...]:
+    """The `deps` of one stage in `dvc_file` as written (a `${...}` left as it is)."""
+    try:
+        document = yaml.safe_load(dvc_file.read_text(encoding="utf-8"))
+        deps = document["stages"][stage].get("deps", [])
+    except (OSError, yaml.YAMLError, KeyError, TypeError, AttributeError) as error:
+        raise InputError(f"{dvc_file}: cannot read the deps of stage {stage!r}: {error}") from error
+    return tuple(str(dep) for dep in deps)

@@ -124,15 +124,32 @@ def per_class(labels: Sequence[str], metrics: dict[str, Sequence[float]]) -> str
     return _svg(figure)
 
 
+MAX_POINTS = 1000  # a scatter's points per model: each is an SVG element in the page
+
+
+def _thinned(count: int) -> np.ndarray:
+    """At most MAX_POINTS row indexes, the same for every model (seeded)."""
+    if count <= MAX_POINTS:
+        return np.arange(count)
+    return np.sort(np.random.default_rng(0).choice(count, MAX_POINTS, replace=False))
+
+
 def predicted_vs_actual(
     actual: np.ndarray, candidate: np.ndarray, champion: np.ndarray | None
 ) -> str:
-    figure, axes = _figure("Predicted against actual (test set)")
+    """Both models on the same (at most MAX_POINTS) rows: the champion's as hollow rings
+    over the candidate's dots, so neither hides the other."""
+    shown = _thinned(len(actual))
+    title = "Predicted against actual (test set"
+    title += f", {len(shown):,} of {len(actual):,} rows)" if len(shown) < len(actual) else ")"
+    figure, axes = _figure(title)
     low, high = float(np.min(actual)), float(np.max(actual))
     axes.plot([low, high], [low, high], color="grey", lw=0.8, ls="--")
+    axes.scatter(actual[shown], candidate[shown], s=6, alpha=0.6, color=CANDIDATE,
+                 label="candidate")  # fmt: skip
     if champion is not None:
-        axes.scatter(actual, champion, s=6, alpha=0.5, color=CHAMPION, label="champion")
-    axes.scatter(actual, candidate, s=6, alpha=0.6, color=CANDIDATE, label="candidate")
+        axes.scatter(actual[shown], champion[shown], s=14, facecolors="none", linewidths=0.7,
+                     edgecolors=CHAMPION, label="champion")  # fmt: skip
     axes.set_xlabel("actual")
     axes.set_ylabel("predicted")
     axes.legend(fontsize=8)
@@ -143,9 +160,10 @@ def residuals(actual: np.ndarray, candidate: np.ndarray, champion: np.ndarray | 
     figure, axes = _figure("Residuals (predicted - actual)")
     both = [candidate - actual] + ([champion - actual] if champion is not None else [])
     edges = np.histogram_bin_edges(np.concatenate(both), bins=40)
-    if champion is not None:
-        axes.hist(champion - actual, bins=list(edges), alpha=0.5, color=CHAMPION, label="champion")
     axes.hist(candidate - actual, bins=list(edges), alpha=0.6, color=CANDIDATE, label="candidate")
+    if champion is not None:  # an outline on top: the candidate's bars stay visible beneath
+        axes.hist(champion - actual, bins=list(edges), histtype="step", lw=1.5, color=CHAMPION,
+                  label="champion")  # fmt: skip
     axes.axvline(0, color="grey", lw=0.8)
     axes.set_xlabel("residual")
     axes.set_ylabel("rows")
@@ -156,8 +174,8 @@ def residuals(actual: np.ndarray, candidate: np.ndarray, champion: np.ndarray | 
 def latency(percentiles: dict[str, float]) -> str:
     """The load test's response-time percentiles."""
     figure, axes = _figure("Load test: response time by percentile")
-    names = list(percentiles)
-    axes.plot(range(len(names)), list(percentiles.values()), marker="o", color=CANDIDATE)
+    names = sorted(percentiles, key=lambda name: float(name.removeprefix("p").replace("_", ".")))
+    axes.plot(range(len(names)), [percentiles[n] for n in names], marker="o", color=CANDIDATE)
     axes.set_xticks(range(len(names)), names, fontsize=8)
     axes.set_ylabel("ms")
     return _svg(figure)

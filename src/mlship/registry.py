@@ -206,7 +206,7 @@ def _client(settings: Settings) -> Any:
 
 def _set_tags(client: Any, settings: Settings, version: str, tags: dict[str, str]) -> None:
     for key, value in tags.items():
-        client.set_model_version_tag(settings.model_name, version, key, value)
+        client.set_model_version_tag(settings.registered_name, version, key, value)
 
 
 def alias_version(settings: Settings, alias: str) -> Any | None:
@@ -214,7 +214,7 @@ def alias_version(settings: Settings, alias: str) -> Any | None:
     from mlflow.exceptions import MlflowException
 
     try:
-        return _client(settings).get_model_version_by_alias(settings.model_name, alias)
+        return _client(settings).get_model_version_by_alias(settings.registered_name, alias)
     except MlflowException as error:
         if error.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
             return None
@@ -326,7 +326,7 @@ def _run_profile(run_id: str, uri: str) -> Profile | None:
 
 def load_version_model(settings: Settings, version: str) -> Any:
     start_tracking(settings)
-    return load_version(settings.tracking_uri, settings.model_name, version).model
+    return load_version(settings.tracking_uri, settings.registered_name, version).model
 
 
 def register(settings: Settings, run_id: str, model_uri: str, tags: dict[str, str]) -> str:
@@ -338,9 +338,9 @@ def register(settings: Settings, run_id: str, model_uri: str, tags: dict[str, st
     try:
         version = registered_version(settings, run_id)
         if version is None:
-            version = str(mlflow.register_model(model_uri, settings.model_name).version)
+            version = str(mlflow.register_model(model_uri, settings.registered_name).version)
         _set_tags(client, settings, version, tags)
-        client.set_registered_model_alias(settings.model_name, CANDIDATE, version)
+        client.set_registered_model_alias(settings.registered_name, CANDIDATE, version)
     except MlflowException as error:
         raise mlflow_failure(error, "MLflow registry") from error
     return version
@@ -352,7 +352,7 @@ def registered_version(settings: Settings, run_id: str) -> str | None:
 
     try:
         found = _client(settings).search_model_versions(
-            f"name = '{settings.model_name}' and run_id = '{run_id}'"
+            f"name = '{settings.registered_name}' and run_id = '{run_id}'"
         )
     except MlflowException as error:
         raise mlflow_failure(error, "MLflow registry lookup") from error
@@ -363,9 +363,11 @@ def version_run_id(settings: Settings, version: str) -> str:
     from mlflow.exceptions import MlflowException
 
     try:
-        found = _client(settings).get_model_version(settings.model_name, version)
+        found = _client(settings).get_model_version(settings.registered_name, version)
     except MlflowException as error:
-        raise mlflow_failure(error, f"model {settings.model_name!r} version {version}") from error
+        raise mlflow_failure(
+            error, f"model {settings.registered_name!r} version {version}"
+        ) from error
     return str(found.run_id)
 
 
@@ -373,15 +375,17 @@ def version_tags(settings: Settings, version: str) -> dict[str, str]:
     from mlflow.exceptions import MlflowException
 
     try:
-        found = _client(settings).get_model_version(settings.model_name, version)
+        found = _client(settings).get_model_version(settings.registered_name, version)
     except MlflowException as error:
-        raise mlflow_failure(error, f"model {settings.model_name!r} version {version}") from error
+        raise mlflow_failure(
+            error, f"model {settings.registered_name!r} version {version}"
+        ) from error
     return dict(found.tags)
 
 
 def move_champion(settings: Settings, version: str, tags: dict[str, str]) -> None:
     tag_version(settings, version, tags)
-    _client(settings).set_registered_model_alias(settings.model_name, CHAMPION, version)
+    _client(settings).set_registered_model_alias(settings.registered_name, CHAMPION, version)
 
 
 def tag_version(settings: Settings, version: str, tags: dict[str, str]) -> None:

@@ -65,12 +65,31 @@ def print_summary(paths: PipelinePaths, console: Console) -> None:
             f"(p99 {summary.get('p99_ms', float('nan')):.0f} ms, {paths.loadtest_md})",
             soft_wrap=True,
         )
-    console.print(f"model: {paths.model_dir}/ (git {card.git.sha[:12]})")
+    dirty = " [yellow]with uncommitted changes: not reproducible from that commit[/]"
+    console.print(f"model: {card.name or 'unnamed'} in {paths.model_dir}/ "
+                  f"(git {card.git.sha[:12]}{dirty if card.git.dirty else ''})")  # fmt: skip
     console.print(f"metrics: {paths.metrics}, predictions: {paths.predictions}")
     run = card.mlflow
     if run is not None:
         link = run_link(run.tracking_uri or "?", run.experiment_id or "?", run.run_id)
         console.print(f"MLflow: {link}", soft_wrap=True)
+    passed = paths.gate_json.is_file() and read_json(paths.gate_json).get("passed") is True
+    console.print("next:")
+    for command, why in next_steps(paths, passed):
+        console.print(f"  {command:<34} [dim]# {why}[/]", highlight=False)
+
+
+def next_steps(paths: PipelinePaths, gate_passed: bool) -> list[tuple[str, str]]:
+    """What to run after the main job, as commands."""
+    steps = [(f"open {paths.report_html}", "the run report: verdict, criteria, plots")]
+    if not gate_passed:
+        return [*steps, (f"less {paths.gate_md}", "why the gate refused; then change "
+                         "params.yaml or model/ and run `make pipeline` again")]  # fmt: skip
+    return [
+        *steps,
+        ("make serve", f"serve {paths.model_dir}/ on http://127.0.0.1:8000 (a page at /)"),
+        ("make promote APPROVER=<you>", "make @candidate the @champion in the registry"),
+    ]
 
 
 def run_markdown(

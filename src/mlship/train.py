@@ -70,7 +70,10 @@ def build_estimator(model: ModelParams, seed: int) -> Any:
 def features_of(params: Params) -> Features:
     data = params.data
     return Features(
-        text=data.text_columns, categorical=data.categorical_columns, numeric=data.numeric_columns
+        text=data.text_columns,
+        categorical=data.categorical_columns,
+        numeric=data.numeric_columns,
+        optional=data.optional_columns,
     )
 
 

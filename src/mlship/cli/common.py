@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from mlship.config import Params, Settings, load_params
-from mlship.errors import CheckError, InputError, ServiceError
+from mlship.errors import InputError, MlshipError
 from mlship.paths import PipelinePaths
 
 app = typer.Typer(
@@ -28,7 +28,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-console = Console(stderr=True)
+# soft_wrap: a line longer than the terminal (or 80 columns, in CI logs) is not broken in two,
+# so paths and messages stay whole and greppable
+console = Console(stderr=True, soft_wrap=True)
 
 ParamsOption = Annotated[
     Path, typer.Option("--params", help="the params file that says what to build")
@@ -52,7 +54,7 @@ def stage(name: str) -> Iterator[None]:
     try:
         with console.status(f"[bold]{name}[/] ..."):
             yield
-    except (InputError, CheckError, ServiceError) as error:
+    except MlshipError as error:
         fail(error, error.exit_code)
     except ValueError as error:  # a library's complaint about a value we passed on
         fail(InputError(f"{name}: {error}"), InputError.exit_code)
@@ -63,11 +65,14 @@ def note(line: str) -> None:
     console.print(f"  [dim]{escape(line)}[/]", highlight=False)
 
 
-def env_settings() -> Settings:
+def env_settings(params: Params | None = None) -> Settings:
+    """The environment's settings; with `params`, named after params.yaml's model unless
+    MLSHIP_MODEL_NAME names it."""
     try:
-        return Settings()
+        settings = Settings()
     except ValueError as error:
         fail(InputError(f"environment: {error}"), InputError.exit_code)
+    return settings if params is None else settings.named(params)
 
 
 def read_params(path: Path) -> Params:
@@ -89,9 +94,11 @@ def main() -> None:
     """Set up logging once per process; nothing happens at import time."""
     # MLflow's download progress bars would flood CI logs
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    level = env_settings().log_level
     logging.basicConfig(
-        level=env_settings().log_level,
-        stream=sys.stderr,
-        format="%(levelname)s %(name)s: %(message)s",
+        level=level, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s"
     )
+    if level != "DEBUG":  # the libraries' notes (creating MLflow's tables, a font cache) are noise
+        os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # MLflow sets up its own
+        for library in ("httpx", "alembic", "matplotlib", "urllib3"):
+            logging.getLogger(library).setLevel(logging.WARNING)

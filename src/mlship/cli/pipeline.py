@@ -8,7 +8,9 @@ from typing import Annotated
 import typer
 
 from mlship.cli.common import (
+    DEFAULT_DVC_FILE,
     DEFAULT_PARAMS,
+    DvcFileOption,
     ParamsOption,
     app,
     console,
@@ -61,14 +63,18 @@ def train(
     train_data: Annotated[Path, typer.Option("--train", help="the ingested train split")],
     model_dir: Annotated[Path, typer.Option(help="where the model and its card are written")],
     params_file: ParamsOption = DEFAULT_PARAMS,
+    dvc_file: DvcFileOption = DEFAULT_DVC_FILE,
 ) -> None:
-    """Fit the declared pipeline, save it (skops) with a model card, log it to MLflow."""
+    """Fit the declared pipeline, save it (skops) with a model card, log it to MLflow. The
+    team's code it uses must be a dependency of the train stage in dvc.yaml."""
+    from mlship.paths import stage_dependencies
     from mlship.stages import pipeline
 
     params = read_params(params_file)
-    settings = env_settings()
+    settings = env_settings(params)
     with stage("train"):
-        card = pipeline.train(params, settings, train_data, model_dir)
+        tracked = stage_dependencies(dvc_file, "train")
+        card = pipeline.train(params, settings, train_data, model_dir, tracked)
     console.print(f"  model -> {model_dir}; MLflow run {card.run_id}")
 
 
@@ -90,7 +96,7 @@ def evaluate(
     from mlship.stages import pipeline
 
     params = read_params(params_file)
-    settings = env_settings()
+    settings = env_settings(params)
     out = pipeline.EvaluationFiles(
         metrics, latency, predictions, confusion, roc, precision_recall, residuals
     )

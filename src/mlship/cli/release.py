@@ -40,7 +40,7 @@ def gate(
     from mlship.stages import gate as judging
 
     params = read_params(params_file)
-    settings = env_settings()
+    settings = env_settings(params)
     paths = read_paths(dvc_file)
     with stage("gate"):
         verdict = judging.gate(params, settings, paths, dvc_file, params_file, base_ref)
@@ -50,7 +50,11 @@ def gate(
                 + "\n".join(f"  {c.name}: {c.detail}" for c in verdict.failed)
                 + f"\nreport: {verdict.report}"
             )
-    note = "" if verdict.champion_version else " (no champion yet: judged without a comparison)"
+    note = (
+        ""
+        if verdict.champion_version
+        else (f" (no @champion of {settings.registered_name!r} yet: judged without a comparison)")
+    )
     console.print(f"  {len(verdict.criteria)} criteria passed{note}; report: {verdict.report}")
 
 
@@ -63,7 +67,7 @@ def report(
     from mlship.stages import review
 
     params = read_params(params_file)
-    settings = env_settings()
+    settings = env_settings(params)
     paths = read_paths(dvc_file)
     with stage("report"):
         written = review.html_report(settings, paths, params.data.positive_label)
@@ -77,7 +81,7 @@ def summary(dvc_file: DvcFileOption = DEFAULT_DVC_FILE) -> None:
 
     paths = read_paths(dvc_file)
     try:
-        report.print_summary(paths, Console())
+        report.print_summary(paths, Console(soft_wrap=True))
     except InputError as error:
         fail(error, error.exit_code)
 
@@ -107,15 +111,17 @@ def comment(
 
 
 @app.command()
-def register(dvc_file: DvcFileOption = DEFAULT_DVC_FILE) -> None:
+def register(
+    dvc_file: DvcFileOption = DEFAULT_DVC_FILE, params_file: ParamsOption = DEFAULT_PARAMS
+) -> None:
     """Register the gated model version with provenance tags and alias `candidate`."""
     from mlship.stages import release
 
-    settings = env_settings()
+    settings = env_settings(read_params(params_file))
     paths = read_paths(dvc_file)
     with stage("register"):
         version = release.register(settings, paths, dvc_file)
-    console.print(f"  {settings.model_name} version {version} is now @candidate")
+    console.print(f"  {settings.registered_name} version {version} is now @candidate")
 
 
 @app.command()
@@ -129,13 +135,14 @@ def promote(
     rollback: Annotated[
         bool, typer.Option("--rollback", help="move @champion back to the previous version")
     ] = False,
+    params_file: ParamsOption = DEFAULT_PARAMS,
 ) -> None:
     """Move alias `champion`, recording who approved it, through which CI, and when."""
     from mlship.stages import release
 
     if rollback and version is not None:
         fail(InputError("--rollback moves to the recorded previous version; drop --version"), 2)
-    settings = env_settings()
+    settings = env_settings(read_params(params_file))
     with stage("promote"):
         if rollback:
             moved = release.rollback(settings, os.environ, approver)
@@ -143,6 +150,6 @@ def promote(
             moved = release.promote(settings, os.environ, version, approver)
     who = moved.approval
     console.print(
-        f"  {'rolled back' if rollback else 'promoted'}: {settings.model_name} version "
+        f"  {'rolled back' if rollback else 'promoted'}: {settings.registered_name} version "
         f"{moved.version} is @champion (approved by {who.approver} via {who.via})"
     )

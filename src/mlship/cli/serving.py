@@ -20,7 +20,7 @@ from mlship.cli.common import (
     read_params,
     stage,
 )
-from mlship.errors import CheckError, InputError
+from mlship.errors import CheckError, InputError, NoVerdictError
 
 
 @app.command()
@@ -40,6 +40,10 @@ def serve(
     challenger_weight: Annotated[
         float, typer.Option(min=0.0, max=1.0, help="share of requests in split mode")
     ] = 0.1,
+    metrics: Annotated[
+        Path | None,
+        typer.Option(help="a model directory's evaluation to show (metrics/evaluate.json)"),
+    ] = None,
 ) -> None:
     """Serve the model: /predict, /invocations (MLflow), /v2 (Open Inference Protocol),
     /metrics, /model, /health and /ready."""
@@ -52,9 +56,12 @@ def serve(
 
     if not model.startswith("models:/") and not Path(model).is_dir():
         fail(InputError(f"{model}: no such model directory (or give a models:/ URI)"), 2)
+    if metrics is not None and not metrics.is_file():
+        fail(InputError(f"--metrics {metrics}: no such file"), InputError.exit_code)
     second = Challenger(challenger, challenger_mode, challenger_weight) if challenger else None
     try:
-        run(ServeOptions(model, host, port, workers, second), env_settings())
+        options = ServeOptions(model, host, port, workers, second, metrics_file=metrics)
+        run(options, env_settings())
     except OSError as error:
         fail(InputError(f"cannot listen on {host}:{port}: {error.strerror}"), 2)
 
@@ -112,15 +119,21 @@ def drift(
     params_file: ParamsOption = DEFAULT_PARAMS,
 ) -> None:
     """Has the data drifted from the reference? Per column: KS (numeric), chi-square
-    (categorical) and PSI, judged by params.yaml `monitor`. Exit 1 on drift."""
+    (categorical) and PSI, judged by params.yaml `monitor`. Exit 1 on drift, 4 when too few
+    current rows allow no verdict."""
     from mlship.stages import monitor
 
     params = read_params(params_file)
-    settings = env_settings()
+    settings = env_settings(params)
     with stage("drift"):
         verdict = monitor.drift_check(params, settings, reference, current, out, model)
         if verdict.report.drifted:
             raise CheckError(f"{verdict.report.details()}\nreport: {verdict.written[2]}")
+        if not verdict.report.judged:
+            raise NoVerdictError(
+                f"{verdict.report.summary}: fewer than monitor.min_rows "
+                f"({params.monitor.min_rows}) current rows; report: {verdict.written[2]}"
+            )
     console.print(f"  {verdict.report.summary}; report: {verdict.written[2]}")
 
 
@@ -134,7 +147,7 @@ def monitor(
         str | None,
         typer.Option(
             help="what the live model was trained on: a model directory or models:/NAME@ALIAS;"
-            " default: models:/<MLSHIP_MODEL_NAME>@champion"
+            " default: models:/<params.yaml name>@champion"
         ),
     ] = None,
     out: Annotated[Path, typer.Option(help="where the reports go")] = Path("reports/monitor"),
@@ -146,12 +159,12 @@ def monitor(
     from mlship.stages import monitor as watching
 
     params = read_params(params_file)
-    settings = env_settings()
+    settings = env_settings(params)
     where = live or settings.monitor_sink
     if where is None:
         message = "give --live or set MLSHIP_MONITOR_SINK (the folder the server samples to)"
         fail(InputError(f"monitor: {message}"), InputError.exit_code)
-    trained_on = reference or f"models:/{settings.model_name}@champion"
+    trained_on = reference or f"models:/{settings.registered_name}@champion"
     with stage("monitor"):
         found = watching.monitor(params, settings, trained_on, where, out)
         console.print(f"  drift: {found.drift.report.summary}")

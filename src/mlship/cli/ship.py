@@ -39,21 +39,24 @@ def image_build(
     ] = None,
     dockerfile: Annotated[Path, typer.Option(help="the Dockerfile")] = Path("Dockerfile"),
     skip_without_engine: Annotated[
-        bool, typer.Option(help="exit 0, saying why, when no Docker engine is reachable")
+        bool,
+        typer.Option(help="exit 0, saying why, when no Docker engine (or no base image) is there"),
     ] = False,
     dvc_file: DvcFileOption = DEFAULT_DVC_FILE,
+    params_file: ParamsOption = DEFAULT_PARAMS,
 ) -> None:
     """Build <registry>/<name>:<gitsha>-m<version> and :<gitsha> with OCI labels."""
     from mlship.stages import ship
 
-    settings = env_settings()
+    settings = env_settings(read_params(params_file))
     paths = read_paths(dvc_file)
     try:
-        engine = ship.connect_engine()
+        engine = ship.engine_for_build(settings, note)
     except ServiceError as error:
         if not skip_without_engine:
             fail(error, error.exit_code)
-        console.print(f"[yellow]image step not run:[/] {escape(str(error))}", soft_wrap=True)
+        console.print(f"[yellow]image step not run:[/] {escape(str(error))}")
+        note("the run goes on without an image; `make image` tries again")
         return
     with stage("image build"):
         built = ship.image_build(
@@ -138,7 +141,8 @@ def deploy(
     between steps. Exit 0 deployed, 1 failed (rolled back), 2 bad input."""
     from mlship.stages import ship
 
-    settings = env_settings()
+    params = read_params(params_file)
+    settings = env_settings(params)
     paths = read_paths(dvc_file)
     options = None
     if canary:
@@ -148,7 +152,7 @@ def deploy(
         options = ship.CanaryOptions(url, settle_seconds)
     with stage(f"deploy {env.value}"):
         report = ship.deploy(
-            read_params(params_file), settings, paths, env, image_ref,
+            params, settings, paths, env, image_ref,
             timeout, namespace, options,
         )  # fmt: skip
     if report.expected_version == "local":

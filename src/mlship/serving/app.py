@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
+from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
@@ -14,7 +16,7 @@ from mlship.config import Settings
 from mlship.serving import openapi
 from mlship.serving.metrics import Metrics
 from mlship.serving.middleware import Gatekeeper, Shortcut
-from mlship.serving.plane import Challenger, DataPlane, Siblings
+from mlship.serving.plane import Challenger, DataPlane, Siblings, load_model
 from mlship.serving.routes import feedback, mlflow_scoring, page, plain, probes, v2
 
 PREDICTION_ROUTES = ("/predict", "/invocations", "/v2/models/{name}/infer")
@@ -22,11 +24,12 @@ PREDICTION_ROUTES = ("/predict", "/invocations", "/v2/models/{name}/infer")
 
 def create_app(
     source: str, settings: Settings, challenger: Challenger | None = None,
-    siblings: Siblings | None = None,
+    siblings: Siblings | None = None, metrics_file: Path | None = None,
 ) -> FastAPI:  # fmt: skip
     """The server for the model at `source` (a model directory or a models:/ URI)."""
     metrics = Metrics()
-    plane = DataPlane(source, settings, metrics, challenger, siblings=siblings)
+    loader = partial(load_model, metrics_file=metrics_file)
+    plane = DataPlane(source, settings, metrics, challenger, loader=loader, siblings=siblings)
     return assemble(plane, settings)
 
 
@@ -58,7 +61,9 @@ def assemble(plane: DataPlane, settings: Settings) -> FastAPI:
         if isinstance(route, APIRoute) and route.path in PREDICTION_ROUTES
         for method in route.methods or ()
     ]
-    document = openapi.describe(app, lambda: plane.model.features if plane.model else None)
+    document = openapi.describe(
+        app, lambda: (plane.model.features, plane.model.card.example) if plane.model else None
+    )
     app.openapi = document  # type: ignore[method-assign]  # FastAPI's documented override
     app.add_middleware(Gatekeeper, settings=settings, metrics=plane.metrics, shortcuts=shortcuts)
     return app

@@ -105,7 +105,7 @@ class _Writer:
 
 
 def score_file(
-    model_dir: Path, model_name: str, input_path: str, output_path: Path, chunk_rows: int,
+    model_dir: Path, model_name: str | None, input_path: str, output_path: Path, chunk_rows: int,
     progress: Progress | None = None,
 ) -> ScoredFile:  # fmt: skip
     """Every input row with its answers (see `answers`); a bad row names its column and

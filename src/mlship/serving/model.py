@@ -220,6 +220,7 @@ class ServedModel:
                 "text": list(self.features.text),
                 "categorical": list(self.features.categorical),
                 "numeric": list(self.features.numeric),
+                "optional": list(self.features.optional),
             },
         }
 
@@ -247,19 +248,27 @@ def _same(first: Scores, second: Scores) -> bool:
     return True
 
 
-def load_directory(model_dir: Path, name: str) -> ServedModel:
+def load_directory(
+    model_dir: Path, name: str | None = None, metrics_file: Path | None = None
+) -> ServedModel:
+    """The model in `model_dir`, served under `name` (default: the name its card records),
+    with its evaluation: the one the image build baked in beside it, else `metrics_file`."""
     card = ModelCard.load(model_dir)
     model = artifacts.load_model(model_dir, card)
-    metrics_file = model_dir / METRICS_FILE
-    if metrics_file.is_file():  # baked in beside the model by the image build
-        card = card.updated(metrics=files.read_json(metrics_file))
+    baked = model_dir / METRICS_FILE
+    for found in (baked, metrics_file):
+        if found is not None and found.is_file():
+            card = card.updated(metrics=files.read_json(found))
+            break
     profile = None
     if (model_dir / PROFILE_FILE).is_file():
         try:
             profile = Profile.load(model_dir / PROFILE_FILE)
         except InputError as error:  # the model still serves; only drift goes unwatched
             log.warning("%s; serving without drift monitoring", error)
-    return ServedModel(model, card, name, card.version, None, str(model_dir), profile)
+    return ServedModel(
+        model, card, name or card.served_name, card.version, None, str(model_dir), profile
+    )
 
 
 def parse_models_uri(uri: str) -> tuple[str, str | None, str | None]:

@@ -43,32 +43,42 @@ def responses(error: Schema, *codes: int) -> dict[int | str, dict[str, Any]]:
     }
 
 
-def _value(features: Features | None, column: str) -> Schema:
+def _value(features: Features | None, column: str, example: dict[str, Any]) -> Schema:
     if features is not None and column in features.numeric:
-        return {"type": ["number", "null"]}
-    if features is not None and column in features.categorical:
-        return {"type": ["string", "integer", "boolean", "null"]}
-    return {"type": "string"}
+        schema: Schema = {"type": ["number", "null"], "description": "numeric; null: missing"}
+    elif features is not None and column in features.categorical:
+        schema = {"type": ["string", "integer", "boolean", "null"],
+                  "description": "a category; null: missing"}  # fmt: skip
+    else:
+        schema = {"type": "string", "description": "text"}
+    if example.get(column) is not None:
+        schema["examples"] = [example[column]]
+    return schema
 
 
-def row_schema(features: Features | None) -> Schema:
+def row_schema(features: Features | None, example: dict[str, Any] | None = None) -> Schema:
+    """One row: every feature column is required but those params.yaml declares optional."""
     if features is None:
         return {"type": "object", "description": "the model's feature columns"}
-    return {
+    example = example or {}
+    schema: Schema = {
         "type": "object",
-        "properties": {c: _value(features, c) for c in features.columns},
-        "required": list(features.text),
+        "properties": {c: _value(features, c, example) for c in features.columns},
+        "required": [c for c in features.columns if c not in features.optional],
         "additionalProperties": False,
     }
+    if example:
+        schema["examples"] = [example]
+    return schema
 
 
-def predict_body(features: Features | None) -> Schema:
-    row = row_schema(features)
+def predict_body(features: Features | None, example: dict[str, Any] | None = None) -> Schema:
+    row = row_schema(features, example)
     return {"oneOf": [row, {"type": "array", "items": row, "minItems": 1}]}
 
 
-def mlflow_body(features: Features | None) -> Schema:
-    row = row_schema(features)
+def mlflow_body(features: Features | None, example: dict[str, Any] | None = None) -> Schema:
+    row = row_schema(features, example)
     records = {"type": "array", "items": row, "minItems": 1}
     names = list(features.columns) if features else []
     split = {
@@ -126,19 +136,22 @@ def request_body(schemas: dict[str, Schema]) -> dict[str, Any]:
         media: {"schema": schema} for media, schema in schemas.items()}}}  # fmt: skip
 
 
-def describe(app: FastAPI, features: Callable[[], Features | None]) -> Callable[[], Schema]:
-    """app.openapi: the generated document, with the loaded model's columns in the bodies
-    (rebuilt until the model is loaded, then kept)."""
+def describe(
+    app: FastAPI, features: Callable[[], tuple[Features, dict[str, Any]] | None]
+) -> Callable[[], Schema]:
+    """app.openapi: the generated document, with the loaded model's columns (and an example
+    row) in the bodies (rebuilt until the model is loaded, then kept)."""
 
     def openapi() -> Schema:
         if app.openapi_schema is not None:
             return app.openapi_schema
-        known = features()
+        loaded = features()
+        known, example = loaded if loaded is not None else (None, {})
         document = get_openapi(title=app.title, version=app.version,
                                description=app.description, routes=app.routes)  # fmt: skip
         bodies = {
-            ("/predict", "application/json"): predict_body(known),
-            ("/invocations", "application/json"): mlflow_body(known),
+            ("/predict", "application/json"): predict_body(known, example),
+            ("/invocations", "application/json"): mlflow_body(known, example),
             ("/v2/models/{name}/infer", "application/json"): v2_body(known),
         }
         for (path, media), schema in bodies.items():

@@ -62,11 +62,12 @@ class Challenger:
     weight: float = 0.1  # share of traffic in split mode
 
 
-def load_model(source: str, settings: Settings) -> ServedModel:
-    """A model directory, or a models:/ URI in the MLflow registry."""
+def load_model(source: str, settings: Settings, metrics_file: Path | None = None) -> ServedModel:
+    """A model directory (with its evaluation from `metrics_file` unless one is baked in), or
+    a models:/ URI in the MLflow registry (whose run has its metrics)."""
     if source.startswith(MODELS_SCHEME):
         return load_registry(settings.tracking_uri, source)
-    return load_directory(Path(source), settings.model_name)
+    return load_directory(Path(source), settings.model_name, metrics_file)
 
 
 def _freeze() -> None:

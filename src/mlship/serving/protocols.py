@@ -26,7 +26,7 @@ from mlship.serving.model import Columns
 MAX_DEPTH = 32  # JSON nesting: deep enough for any protocol here, far from recursion limits
 _NESTED = (dict, list)  # the containers parsed JSON holds (orjson makes no subclasses)
 _PLAIN_NUMBERS = frozenset({int, float, type(None)})  # None: a missing value
-# a field a record left out: text fields are required, the others read as missing values
+# a field a record left out: refused, unless params.yaml declares the column optional
 MISSING: Any = type("Missing", (), {"__repr__": lambda self: "MISSING"})()
 
 
@@ -35,6 +35,14 @@ class BadRequestError(Exception):
         super().__init__(message)
         self.message = message
         self.status = status
+
+
+class MissingFieldsError(BadRequestError):
+    """Required feature columns the request left out (422: the request is well-formed)."""
+
+    def __init__(self, where: str, missing: list[str]) -> None:
+        super().__init__(f"{where}: missing required field(s) {missing}", 422)
+        self.missing = missing
 
 
 def _no_constant(name: str) -> NoReturn:
@@ -95,8 +103,8 @@ def _number(value: Any, where: str) -> float:
 def _value(features: Features, column: str, value: Any, where: str) -> Any:
     """One feature value in the type the model expects, or BadRequestError naming it."""
     if value is MISSING:
-        if column in features.text:
-            raise BadRequestError(f"{where}.{column}: field required")
+        if column not in features.optional:
+            raise MissingFieldsError(where, [column])
         value = None
     if column in features.text:
         if not isinstance(value, str):
@@ -114,16 +122,23 @@ def _value(features: Features, column: str, value: Any, where: str) -> Any:
 
 
 def check_columns(features: Features, columns: Columns, where: str, max_rows: int) -> int:
-    """Validate the fields once, then the row count (413 past `max_rows`), then every value;
-    missing optional columns are filled with missing values. Returns the row count."""
+    """Validate the fields once, then the row count (413 past `max_rows`), then every value.
+    A required column left out is refused (MissingFieldsError, naming every one); an optional
+    one (params.yaml `data.optional_columns`) is filled with missing values. Returns the row
+    count."""
     unknown = sorted(set(columns) - set(features.columns))
     if unknown:
         raise BadRequestError(
             f"{where}: unknown field(s) {unknown[:20]}; expected {list(features.columns)}"
         )
-    missing = [c for c in features.columns if c not in columns and c in features.text]
+    # left out of the request, or out of every record (records_to_columns marks gaps MISSING;
+    # all() stops at the first value, so a present column costs one look)
+    missing = [
+        c for c in features.columns
+        if c not in features.optional and (c not in columns or _all_missing(columns[c]))
+    ]  # fmt: skip
     if missing:
-        raise BadRequestError(f"{where}: missing required field(s) {missing}")
+        raise MissingFieldsError(where, missing)
     lengths = {len(values) for values in columns.values()}
     if len(lengths) != 1:
         raise BadRequestError(f"{where}: columns have different lengths {sorted(lengths)}")
@@ -133,7 +148,7 @@ def check_columns(features: Features, columns: Columns, where: str, max_rows: in
     if rows > max_rows:
         raise BadRequestError(f"{rows} rows exceed the limit of {max_rows} per request", 413)
     for column in features.columns:
-        if column not in columns:  # an optional categorical/numeric field: missing value
+        if column not in columns:  # an optional field left out: a missing value
             columns[column] = [None if column in features.categorical else math.nan] * rows
             continue
         values = columns[column]
@@ -148,6 +163,10 @@ def check_columns(features: Features, columns: Columns, where: str, max_rows: in
             _value(features, column, v, f"{where}[{i}]") for i, v in enumerate(values)
         ]
     return rows
+
+
+def _all_missing(values: list[Any]) -> bool:
+    return bool(values) and all(value is MISSING for value in values)
 
 
 def _already_valid(features: Features, column: str, values: list[Any]) -> bool:

@@ -36,6 +36,7 @@ class ServeOptions:
     workers: int
     challenger: Challenger | None = None
     siblings: Siblings | None = None  # with several processes
+    metrics_file: Path | None = None  # a model directory's evaluation, shown on /model and /
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -81,7 +82,9 @@ def serve_one(options: ServeOptions, settings: Settings) -> None:
     sock = bind(options.host, options.port)
     DeadlineProtocol.head_timeout = settings.head_timeout_seconds
     config = uvicorn.Config(
-        create_app(options.source, settings, options.challenger, options.siblings),
+        create_app(
+            options.source, settings, options.challenger, options.siblings, options.metrics_file
+        ),
         loop="uvloop",
         http=DeadlineProtocol,
         lifespan="on",

@@ -95,6 +95,8 @@ def gate(
         "task": task,
         "candidate_run_id": run_id,
         "git_sha": card.git.sha,
+        "git_dirty": card.git.dirty,
+        "model_name": settings.registered_name,
         "champion_version": champion_version,
         "dvc_lock_sha256": files.sha256(dvc_file.with_suffix(".lock")),
         "model_sha256": files.sha256(paths.model_dir / MODEL_FILE),

@@ -13,14 +13,15 @@ import numpy as np
 import pandas as pd
 
 from mlship import artifacts, contract, data, drift, files, registry
-from mlship.card import PROFILE_FILE, DataInfo, Features, GitInfo, MlflowInfo, ModelCard
-from mlship.config import Params, Settings
+from mlship.card import PROFILE_FILE, DataInfo, GitInfo, MlflowInfo, ModelCard
+from mlship.config import CustomModelParams, EstimatorParams, Params, Settings
 from mlship.contract import Check
+from mlship.errors import InputError
 from mlship.evaluate import Evaluation, evaluate_model, measure_latency
 from mlship.features import feature_frame
-from mlship.importing import local_package
+from mlship.importing import local_package, package_path, project_packages, untracked_code
 from mlship.paths import PipelinePaths
-from mlship.train import fit
+from mlship.train import features_of, fit
 from mlship.vcs import git_state
 
 
@@ -99,45 +100,96 @@ def makeup(model: Any) -> ModelMakeup:
     return ModelMakeup(estimator, tuple(needed), tuple(sorted(code)), requirements)
 
 
-def train(params: Params, settings: Settings, train_data: Path, model_dir: Path) -> ModelCard:
-    """Fit the declared model, check its types against the trust policy, log it to MLflow,
-    save it (skops) with its model card, the team's code it needs and the profile of its
-    training data (drift's reference)."""
-    frame = data.select_columns(read_split(train_data), params.data, str(train_data))
-    started = time.perf_counter()
-    model = fit(params, frame)
-    fit_seconds = round(time.perf_counter() - started, 3)
+def named_code(params: Params) -> set[str]:
+    """The project's own packages that params.yaml names: the factory, the estimator class,
+    the trusted types."""
+    model = params.train.model
+    named = [*params.train.trusted_types]
+    if isinstance(model, CustomModelParams):
+        named.append(model.factory)
+    elif isinstance(model, EstimatorParams):
+        named.append(model.class_)
+    return project_packages(named)
+
+
+def refuse_untracked_code(packages: set[str], dependencies: tuple[str, ...]) -> None:
+    """Every file the model is made from must be a dependency of the train stage, or a change
+    to it would leave a stale model that still passes the gate."""
+    outside = untracked_code(packages, dependencies, Path.cwd())
+    if outside:
+        where = ", ".join(f"{name} ({package_path(name).name})" for name in outside)
+        raise InputError(
+            f"the model's code is outside the train stage's dependencies in dvc.yaml: {where}. "
+            "A change there would not retrain the model. Move it under model/ (and name it "
+            f"model.{outside[0]}... in params.yaml), or add {outside[0]!r} to the train "
+            "stage's deps in dvc.yaml"
+        )
+
+
+def example_row(frame: pd.DataFrame, params: Params) -> dict[str, Any]:
+    """The first training row with every feature present, as JSON values."""
+    features = feature_frame(frame, params.data)
+    complete = features.dropna()
+    row = (complete if len(complete) else features).head(1)
+    if row.empty:
+        return {}
+    return {str(c): (None if pd.isna(v) else v.item() if hasattr(v, "item") else v)
+            for c, v in row.iloc[0].items()}  # fmt: skip
+
+
+def describe(
+    params: Params, name: str, model: Any, frame: pd.DataFrame, fit_seconds: float
+) -> ModelCard:
+    """The card of a model fitted on `frame`, once its types pass the trust policy."""
     made = makeup(model)
     artifacts.refuse_untrusted(list(made.trusted_types), params.train.trusted_types, "train")
     git = git_state()
     columns = params.data
     classifier = columns.task == "classification"
-    card = ModelCard(
+    return ModelCard(
+        name=name,
         task=columns.task,
-        features=Features(
-            text=columns.text_columns,
-            categorical=columns.categorical_columns,
-            numeric=columns.numeric_columns,
-        ),
+        features=features_of(params),
         dtypes={column: str(frame[column].dtype) for column in columns.feature_columns},
         target=columns.target,
         classes=tuple(str(c) for c in model.classes_) if classifier else (),
         probabilities=classifier and hasattr(model, "predict_proba"),
         estimator=made.estimator,
         trusted_types=made.trusted_types,
-        code=made.code,
+        code=tuple(sorted(named_code(params) | set(made.code))),
         requirements=made.requirements,
         params=params.model_dump(mode="json", by_alias=True),
+        example=example_row(frame, params),
         data=DataInfo(train_rows=len(frame), train_digest=data.frame_digest(frame)),
         git=GitInfo(sha=git.sha, dirty=git.dirty),
         libraries=artifacts.library_versions(),
         trained_at=artifacts.utc_now(),
         fit_seconds=fit_seconds,
     )
+
+
+def train(
+    params: Params, settings: Settings, train_data: Path, model_dir: Path,
+    tracked_code: tuple[str, ...] | None = None,
+) -> ModelCard:  # fmt: skip
+    """Fit the declared model, check its types against the trust policy, log it to MLflow,
+    save it (skops) with its model card, the team's code it needs and the profile of its
+    training data (drift's reference). With `tracked_code` (the train stage's deps), the
+    team's code must lie inside them."""
+    code = named_code(params)
+    if tracked_code is not None:
+        refuse_untracked_code(code, tracked_code)
+    frame = data.select_columns(read_split(train_data), params.data, str(train_data))
+    started = time.perf_counter()
+    model = fit(params, frame)
+    fit_seconds = round(time.perf_counter() - started, 3)
+    card = describe(params, settings.registered_name, model, frame, fit_seconds)
+    if tracked_code is not None:
+        refuse_untracked_code(set(card.code), tracked_code)
     # drift's reference: the training data and the model's answers on it
-    answers = model.predict(feature_frame(frame, columns))
-    reference = drift.profile(frame, columns, np.asarray(answers).tolist())
-    example = feature_frame(frame.head(3), columns)
+    answers = model.predict(feature_frame(frame, params.data))
+    reference = drift.profile(frame, params.data, np.asarray(answers).tolist())
+    example = feature_frame(frame.head(3), params.data)
     logged = registry.log_training(settings, card, model, example,
                                    reference.model_dump(mode="json"))  # fmt: skip
     card = card.updated(

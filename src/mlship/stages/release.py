@@ -113,7 +113,7 @@ def promote(
     if version is None:
         candidate = registry.alias_version(settings, registry.CANDIDATE)
         if candidate is None:
-            raise InputError(f"{settings.model_name} has no @candidate; run `mlship register`")
+            raise InputError(f"{settings.registered_name} has no @candidate; run `mlship register`")
         version = str(candidate.version)
     require_gate_record(settings, version)
     previous = None if current is None else str(current.version)
@@ -130,7 +130,7 @@ def rollback(settings: Settings, env: Mapping[str, str], approver: str | None = 
     who = approval(env, settings, approver, artifacts.utc_now())
     current = registry.alias_version(settings, registry.CHAMPION)
     if current is None:
-        raise InputError(f"{settings.model_name} has no @champion to roll back")
+        raise InputError(f"{settings.registered_name} has no @champion to roll back")
     target = registry.version_tags(settings, str(current.version)).get(
         "mlship.previous_champion", "none"
     )

@@ -36,9 +36,11 @@ Progress = Callable[[str], None]
 WHEEL_CACHE = Path.home() / ".cache" / "mlship" / "wheels"
 
 
-def connect_engine() -> Any:
-    """The Docker engine; ServiceError when none answers (the main job may go on without)."""
-    return image.engine()
+def engine_for_build(settings: Settings, progress: Progress) -> Any:
+    """The Docker engine with the base image on it; ServiceError when either is missing."""
+    client = image.engine()
+    image.ensure_base_image(client, settings.base_image, progress)
+    return client
 
 
 def image_build(
@@ -68,9 +70,10 @@ def image_build(
         image.download_wheels(locks if extra else locks[:1], WHEEL_CACHE, Path.cwd())
         lock = dvc_file.with_suffix(".lock")
         plan = image.plan(
-            settings.registry, settings.image_name, settings.model_name, vcs.git_state().sha,
-            card, files.sha256(lock) if lock.is_file() else "", vcs.remote_url(),
-            artifacts.utc_now(), settings.base_image, image.system_packages(extra, WHEEL_CACHE),
+            settings.registry, settings.image_repository, settings.registered_name,
+            vcs.git_state().sha, card, files.sha256(lock) if lock.is_file() else "",
+            vcs.remote_url(), artifacts.utc_now(), settings.base_image,
+            image.system_packages(extra, WHEEL_CACHE),
         )  # fmt: skip
         build_context = context / "context"
         build_context.mkdir()
@@ -86,7 +89,7 @@ def image_build(
 
 def stage_registry_model(settings: Settings, alias: str, folder: Path) -> ModelCard:
     """The registry's @alias version as a model directory; returns its card."""
-    served = load_registry(settings.tracking_uri, f"models:/{settings.model_name}@{alias}")
+    served = load_registry(settings.tracking_uri, f"models:/{settings.registered_name}@{alias}")
     mlflow = served.card.mlflow.model_copy(update={"tracking_uri": settings.tracking_uri}) if (
         served.card.mlflow) else None  # fmt: skip
     card = served.card.updated(
@@ -104,7 +107,7 @@ def with_registered_version(settings: Settings, card: ModelCard, progress: Progr
     if version is None:
         progress("this model is not registered (`mlship register`): tagged as local")
         return card
-    return card.updated(registry=RegistryInfo(name=settings.model_name, version=version))
+    return card.updated(registry=RegistryInfo(name=settings.registered_name, version=version))
 
 
 def image_push(settings: Settings, paths: PipelinePaths, progress: Progress) -> image.ImageRecord:

@@ -21,7 +21,7 @@ def router(plane: DataPlane) -> APIRouter:
 
     @routes.post(
         "/invocations", tags=["mlflow"],
-        responses=openapi.responses(openapi.ERROR_MLFLOW, 400, 401, 408, 413, 415, 503),
+        responses=openapi.responses(openapi.ERROR_MLFLOW, 400, 401, 408, 413, 415, 422, 503),
         openapi_extra=openapi.request_body({"application/json": openapi.mlflow_body(None),
                                             "text/csv": {"type": "string"}}),
     )  # fmt: skip

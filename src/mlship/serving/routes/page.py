@@ -11,6 +11,8 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import HTMLResponse
 
+from mlship.drift import OTHER
+from mlship.features import MISSING_CATEGORY
 from mlship.serving import fastpath
 from mlship.serving.model import ServedModel
 from mlship.serving.plane import DataPlane
@@ -22,8 +24,8 @@ h2{font-size:17px;margin-top:24px}.muted{color:#59636e}table{border-collapse:col
 td,th{border:1px solid #d0d7de;padding:3px 8px;text-align:left}label{display:block;
 margin:8px 0 2px;font-weight:600}input,textarea,select{font:inherit;width:100%;
 box-sizing:border-box;padding:5px}button{margin-top:12px;font:inherit;padding:6px 16px}
-#answer{margin-top:16px;padding:10px;border:1px solid #d0d7de;border-radius:6px;
-min-height:1.5em;white-space:pre-wrap}.error{color:#cf222e}
+.num{text-align:right}#answer{margin-top:16px;padding:10px;border:1px solid #d0d7de;
+border-radius:6px;min-height:1.5em;white-space:pre-wrap}.error{color:#cf222e}
 """
 
 SCRIPT = """
@@ -34,6 +36,7 @@ form.addEventListener('submit', async (event) => {
   const row = {};
   for (const field of FIELDS) {
     const raw = form.elements[field.name].value;
+    if (raw === '' && field.optional) continue;  // left out: the model sees a missing value
     if (field.kind === 'numeric') row[field.name] = raw === '' ? null : Number(raw);
     else if (field.kind === 'categorical') row[field.name] = raw === '' ? null : raw;
     else row[field.name] = raw;
@@ -65,45 +68,85 @@ form.addEventListener('submit', async (event) => {
 """
 
 
+NO_METRICS = ("<tr><td>none given: a model directory carries its evaluation once baked into "
+              "an image; `mlship serve --metrics metrics/evaluate.json` (as `make serve` does) "
+              "shows the pipeline's</td></tr>")  # fmt: skip
+
+
 def _e(value: Any) -> str:
     return html.escape(str(value))
 
 
-def _field(name: str, kind: str, known: Any) -> str:
-    label = f"<label for='{_e(name)}'>{_e(name)} <span class=muted>({kind})</span></label>"
+def _field(name: str, kind: str, example: Any, choices: list[str], optional: bool) -> str:
+    """One input, filled with the card's example value; a category offers the values the
+    model was trained on."""
+    need = " <span class=muted>optional</span>" if optional else ""
+    label = f"<label for='{_e(name)}'>{_e(name)} <span class=muted>({kind})</span>{need}</label>"
+    value = "" if example is None else _e(example)
+    required = "" if optional else " required"
     if kind == "text":
-        return label + f"<textarea id='{_e(name)}' name='{_e(name)}' rows=3 required></textarea>"
+        return label + (f"<textarea id='{_e(name)}' name='{_e(name)}' rows=3{required}>"
+                        f"{value}</textarea>")  # fmt: skip
     if kind == "numeric":
-        return label + f"<input id='{_e(name)}' name='{_e(name)}' type=number step=any>"
-    options = "".join(f"<option value='{_e(c)}'>" for c in known or [])
-    return (label + f"<input id='{_e(name)}' name='{_e(name)}' list='{_e(name)}-known'>"
+        return label + (f"<input id='{_e(name)}' name='{_e(name)}' type=number step=any "
+                        f"value='{value}'{required}>")  # fmt: skip
+    options = "".join(f"<option value='{_e(c)}'>" for c in choices)
+    return (label + f"<input id='{_e(name)}' name='{_e(name)}' list='{_e(name)}-known' "
+            f"value='{value}'{required}>"
             f"<datalist id='{_e(name)}-known'>{options}</datalist>")  # fmt: skip
+
+
+def _choices(model: ServedModel, column: str, fitted: dict[str, Any]) -> list[str]:
+    """The categories the model knows: what its encoder fitted, else the training profile's."""
+    known = fitted.get(column)
+    if isinstance(known, list) and known:
+        return [str(c) for c in known if c != MISSING_CATEGORY]
+    profile = model.profile.columns.get(column) if model.profile is not None else None
+    counts = getattr(profile, "counts", None) or {}
+    return [str(c) for c in counts if c != OTHER]
+
+
+def _metric(value: Any) -> str:
+    """A count as a whole number, a score to four decimals, a large error with separators."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return _e(value)
+    if float(value).is_integer() and abs(value) >= 1:
+        return f"{int(value):,}"
+    return f"{value:.4f}" if abs(value) < 1000 else f"{value:,.1f}"
 
 
 def render(model: ServedModel, token_required: bool) -> str:
     info = model.info()
-    known = fastpath.fitted_columns(model.model)
+    fitted = fastpath.fitted_columns(model.model)
     fields = [(c, kind) for kind in ("text", "categorical", "numeric")
               for c in info["features"][kind]]  # fmt: skip
     metrics = "".join(
-        f"<tr><td>{_e(k)}</td><td>{v:.4f}</td></tr>" if isinstance(v, float)
-        else f"<tr><td>{_e(k)}</td><td>{_e(v)}</td></tr>"
+        f"<tr><td>{_e(k)}</td><td class=num>{_metric(v)}</td></tr>"
         for k, v in sorted(info["metrics"].items()) if not isinstance(v, dict | list)
     )  # fmt: skip
-    columns = "".join(f"<tr><td>{_e(c)}</td><td>{kind}</td></tr>" for c, kind in fields)
-    inputs = "".join(_field(c, kind, known.get(c)) for c, kind in fields)
+    optional = set(model.features.optional)
+    columns = "".join(
+        f"<tr><td>{_e(c)}</td><td>{kind}{' (optional)' if c in optional else ''}</td></tr>"
+        for c, kind in fields
+    )
+    example = model.card.example
+    inputs = "".join(
+        _field(c, kind, example.get(c), _choices(model, c, fitted), c in optional)
+        for c, kind in fields
+    )
     if token_required:
         inputs += ("<label for=token>bearer token</label>"
                    "<input id=token name=token type=password autocomplete=off>")  # fmt: skip
     about = [_e(part) for part in (info["task"], info["estimator"]) if part] + [
         f"alias {_e(info['alias'] or '—')}",
         f"git <code>{_e(str(info['git_sha'])[:12])}</code>",
-        f"run <code>{_e(info['run_id'])}</code>",
-        f"trained {_e(info['trained_at'])}",
+        f"run <code>{_e(info['run_id'] or '—')}</code>",
+        f"trained {_e(info['trained_at'] or '—')}",
         f"scoring path {_e(info['scoring_path'])}",
     ]
     script = SCRIPT.replace(
-        "FIELDS", json.dumps([{"name": c, "kind": kind} for c, kind in fields])
+        "FIELDS",
+        json.dumps([{"name": c, "kind": kind, "optional": c in optional} for c, kind in fields]),
     ).replace("</", "<\\/")  # nothing in the data may close the script element
     return (
         f"<!doctype html><html lang=en><head><meta charset=utf-8><title>{_e(model.name)} "
@@ -112,7 +155,7 @@ def render(model: ServedModel, token_required: bool) -> str:
         f"<body>"
         f"<h1>{_e(model.name)} <span class=muted>version {_e(model.version)}</span></h1>"
         f"<p class=muted>{' · '.join(about)}</p>"
-        f"<h2>Metrics</h2><table>{metrics or '<tr><td>none recorded</td></tr>'}</table>"
+        f"<h2>Metrics</h2><table>{metrics or NO_METRICS}</table>"
         f"<h2>Feature columns</h2><table><tr><th>column</th><th>kind</th></tr>{columns}</table>"
         f"<h2>Try a prediction</h2><form id=try>{inputs}<button type=submit>Predict</button>"
         f"</form><div id=answer aria-live=polite></div><script>{script}</script></body></html>"

@@ -95,8 +95,8 @@ def router(plane: DataPlane) -> APIRouter:
             columns = protocols.v2_columns(found.features, payload, binary)
             rows = protocols.check_columns(found.features, columns, "inputs", plane.max_rows)
             scored_by, scores = await plane.score(columns, rows)
-        except BadRequestError as error:
-            return _error(error.message, error.status)
+        except BadRequestError as error:  # the protocol's errors are 400s, a missing input too
+            return _error(error.message, 400 if error.status == 422 else error.status)
         outputs = v2_outputs(scored_by.classes, scores, rows)
         if wanted:
             known = [o["name"] for o in outputs]
