@@ -65,9 +65,10 @@ def text_frame(rows_per_class: int = 20) -> pd.DataFrame:
     return pd.DataFrame({"review": reviews, "score": labels})
 
 
-def raw_params(**sections: dict[str, Any]) -> dict[str, Any]:
+def raw_params(**sections: Any) -> dict[str, Any]:
     """A valid text-task params mapping; keyword sections are merged over the defaults."""
     base: dict[str, Any] = {
+        "name": "reviews",
         "data": {
             "source": "train.csv",
             "test_source": "test.csv",
@@ -88,7 +89,7 @@ def raw_params(**sections: dict[str, Any]) -> dict[str, Any]:
         "gate": {"min_accuracy": 0.8, "min_macro_f1": 0.8},
     }
     for name, values in sections.items():
-        base[name] = {**base.get(name, {}), **values}
+        base[name] = {**base.get(name, {}), **values} if isinstance(values, dict) else values
     return base
 
 

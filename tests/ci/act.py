@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tests.conftest import REPO, hermetic_env
+from tests.projects import DEFAULT_EXAMPLE, use_example
 from tests.tools import tool
 
 STAND_INS = Path(__file__).with_name("act_stand_ins")
@@ -32,15 +33,13 @@ STAND_IN_FOR = {  # every action the workflows use, but checkout -> its stand-in
 }
 # long: act masks every substring of the log that equals a secret
 TOKEN = "ghs_act_test_token_0123456789abcdefghijklmnopqrstuvwxyz"
-# the recursion: the workflows' `make test` would run these tests again; pytest reads
-# PYTEST_ADDOPTS from the environment, so the inner run lints, type-checks and runs one file
-INNER_TESTS = "tests/unit/test_paired.py"
 GIT_IDENTITY = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.invalid",
                 "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.invalid"}  # fmt: skip
 
 
-def copy_repository(destination: Path, branch: str) -> None:
-    """The tracked files as they are now, committed on `branch` in a fresh repository whose
+def copy_repository(destination: Path, branch: str, example: str | None = DEFAULT_EXAMPLE) -> None:
+    """The tracked files as they are now, with an example's params and code over the team's
+    own (unless `example` is None), committed on `branch` in a fresh repository whose
     origin/main is that commit (the pull request's comment diffs against origin/main)."""
     listed = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True,
                             check=True).stdout.decode().split("\0")  # fmt: skip
@@ -49,6 +48,8 @@ def copy_repository(destination: Path, branch: str) -> None:
         if source.is_file():
             (destination / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, destination / name)
+    if example is not None:
+        use_example(destination, example)
     git = hermetic_env() | GIT_IDENTITY
     subprocess.run(["git", "init", "-q", "-b", branch], cwd=destination, env=git, check=True)
     commit(destination)
@@ -92,11 +93,12 @@ def act(
     must_pass: bool = True,
 ) -> ActRun:
     """act runs `workflow` in `repo` for the event; it must pass (or fail: `must_pass`). The
-    inner `make test` runs INNER_TESTS; artifacts and the stand-ins' record go beside `repo`.
+    test stage is `make check` (the project's checks: no recursion into this suite); artifacts
+    and the stand-ins' record go beside `repo`.
     `env` reaches every step (act's --env wins over the workflow's own `env`); `variables`
     are the repository's `vars`."""
     artifacts, stand_in_log = repo.parent / "artifacts", repo.parent / "stand-ins.log"
-    env = {**env, "PYTEST_ADDOPTS": INNER_TESTS, "ACT_ARTIFACTS": str(artifacts),
+    env = {**env, "ACT_ARTIFACTS": str(artifacts),
            "ACT_STAND_IN_LOG": str(stand_in_log)}  # fmt: skip
     command = [tool("act"), event_name, "-W", workflow, "-e", str(event),
                "-P", "ubuntu-24.04=-self-hosted", "-s", f"GITHUB_TOKEN={TOKEN}"]  # fmt: skip
@@ -114,7 +116,7 @@ def act(
     before = set(workdirs.iterdir()) if workdirs.is_dir() else set()
     try:
         done = subprocess.run(command, cwd=repo, env=process_env, capture_output=True,
-                              text=True, timeout=timeout)  # fmt: skip
+                              stdin=subprocess.DEVNULL, text=True, timeout=timeout)  # fmt: skip
     finally:
         for left in (set(workdirs.iterdir()) if workdirs.is_dir() else set()) - before:
             shutil.rmtree(left, ignore_errors=True)

@@ -2,9 +2,8 @@
 request (tests/ci/act.py), with a fake GitHub API that receives the gate comment. cd.yml is
 executed the same way in tests/e2e/test_delivery.py (it needs the Docker engine).
 
-The recursion: ci.yml's first stage is `make test`, which would run this test again; the
-inner run gets PYTEST_ADDOPTS naming one small file (act.INNER_TESTS), and the workflow file
-stays exactly as GitHub runs it."""
+ci.yml's test stage is `make check`: the project's own checks (tests/project) on the
+example's params, not this framework suite, so the run does not recurse."""
 
 from __future__ import annotations
 
@@ -15,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from mlship.delivery import pull_request_stages
-from tests.ci.act import INNER_TESTS, STAND_IN_FOR, TOKEN, act, copy_repository, uses
+from tests.ci.act import STAND_IN_FOR, TOKEN, act, copy_repository, uses
 from tests.conftest import REPO
 from tests.fake_api import FakeApi, fake_api
 from tests.unit.test_github import FakeGitHub
@@ -51,9 +50,9 @@ def test_ci_yml_runs_the_stages_in_order_and_comments_on_the_pull_request(
         "GITHUB_REPOSITORY": "acme/shop",
     })  # fmt: skip
 
-    # the stages ran in the file's order, each passing; the inner tests were the subset
+    # the stages ran in the file's order, each passing; the test stage ran the project's checks
     assert run.succeeded() == [stage.command for stage in pull_request_stages()]
-    assert f"{INNER_TESTS} " in run.log and "passed" in run.log
+    assert "pytest tests/project" in run.log and " passed" in run.log
     # the gate's comment reached the pull request, and the reports the artifact
     posted = [r for r in api.requests if r.method == "POST"]
     assert len(posted) == 1 and posted[0].path == "/repos/acme/shop/issues/7/comments"

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any, NoReturn
@@ -15,9 +14,10 @@ import pytest
 import yaml
 
 from mlship import image
-from mlship.errors import InputError
-from tests.conftest import REPO, hermetic_env
+from mlship.errors import ServiceError
+from tests.conftest import hermetic_env
 from tests.integration.conftest import BIN
+from tests.projects import scratch_project
 
 # a throw-away registry for test images; never the deployment's MLSHIP_REGISTRY
 REGISTRY = os.environ.get("MLSHIP_TEST_REGISTRY", "127.0.0.1:5001")
@@ -33,7 +33,7 @@ def _unavailable(why: str) -> NoReturn:
 def engine() -> Any:
     try:
         return image.engine()
-    except InputError as error:
+    except ServiceError as error:  # a Docker CLI without an engine is no engine
         _unavailable(str(error))
 
 
@@ -67,13 +67,9 @@ def checkout(
 ) -> dict[str, str]:
     """A git checkout in `root` of what an image build needs (and the top-level files named in
     `extra`), with an example's params and a short load test; returns its environment."""
-    root.mkdir()
-    for name in ("dvc.yaml", ".dvcignore", "Dockerfile", "requirements-serve.lock",
-                 "requirements.lock", "pyproject.toml", "README.md", *extra):  # fmt: skip
-        shutil.copy(REPO / name, root / name)
-    for folder in ("src", "model"):
-        shutil.copytree(REPO / folder, root / folder, ignore=shutil.ignore_patterns("__pycache__"))
-    params = yaml.safe_load((REPO / f"examples/{example}/params.yaml").read_text())
+    scratch_project(root, example, "Dockerfile", "requirements-serve.lock", "requirements.lock",
+                    "pyproject.toml", "README.md", *extra)  # fmt: skip
+    params = yaml.safe_load((root / "params.yaml").read_text())
     params["loadtest"] = {"users": 8, "spawn_rate": 8, "duration_seconds": 8,
                           "max_p95_ms": 500, "max_p99_ms": 1000, "min_requests": 50}  # fmt: skip
     (root / "params.yaml").write_text(yaml.safe_dump(params))

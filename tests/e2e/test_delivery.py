@@ -122,7 +122,7 @@ def _check_delivery(
     from mlflow import MlflowClient
 
     client = MlflowClient(tracking_uri=tracking_uri)
-    champion = client.get_model_version_by_alias("mlship-model", "champion")
+    champion = client.get_model_version_by_alias("reviews", "champion")
     assert str(champion.version) == "1"
     assert champion.tags["mlship.approved_by"] == "release-manager"
     assert champion.tags["mlship.gate"] == "passed"

@@ -53,7 +53,7 @@ def test_build_push_pull_run_and_load_test(
     reference = built["references"][0]
     assert built["pushed"] and built["digest"].startswith("sha256:")
     git_sha = run(root, env, "git", "rev-parse", "HEAD").strip()
-    assert reference == f"{REGISTRY}/mlship:{git_sha[:12]}-mlocal"
+    assert reference == f"{REGISTRY}/churn:{git_sha[:12]}-mlocal"
     assert built["size_bytes"] < 600e6, built["size_bytes"]
     # and its SBOM lists what the image holds: Debian's packages, mlship and the model's
     # LightGBM; the registry keeps it beside the image as an artifact named after the digest
@@ -64,9 +64,9 @@ def test_build_push_pull_run_and_load_test(
     names = {c["name"].lower() for c in components}
     assert {"mlship", "lightgbm", "scikit-learn", "libgomp1"} <= names
     artifact = built["sbom_reference"]
-    assert artifact == f"{REGISTRY}/mlship:{built['digest'].replace(':', '-')}.sbom"
+    assert artifact == f"{REGISTRY}/churn:{built['digest'].replace(':', '-')}.sbom"
     manifest = httpx.get(
-        f"http://{REGISTRY}/v2/mlship/manifests/{artifact.rsplit(':', 1)[1]}",
+        f"http://{REGISTRY}/v2/churn/manifests/{artifact.rsplit(':', 1)[1]}",
         headers={"Accept": "application/vnd.oci.image.manifest.v1+json"},
     ).json()
     assert [layer["digest"] for layer in manifest["layers"]] == [f"sha256:{built['sbom_sha256']}"]
@@ -78,7 +78,7 @@ def test_build_push_pull_run_and_load_test(
     pulled = engine.images.pull(repository, tag=tag)
     labels = pulled.labels
     assert labels["org.opencontainers.image.revision"] == git_sha
-    assert labels["io.mlship.model.name"] == "mlship-model"
+    assert labels["io.mlship.model.name"] == "churn"
     assert pulled.attrs["Config"]["User"] == "10001:10001"
 
     # when run as production runs it: non-root, read-only root filesystem, only /tmp writable

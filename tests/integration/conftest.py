@@ -1,16 +1,16 @@
-"""A throw-away copy of the repository in which the real DVC pipeline runs."""
+"""A scratch project (tests/projects.py) in which the real DVC pipeline runs."""
 
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, hermetic_env
+from tests.conftest import hermetic_env
+from tests.projects import scratch_project, use_example
 
 BIN = Path(sys.executable).parent
 
@@ -31,19 +31,14 @@ class Workspace:
         assert done.returncode == 0, done.stdout + done.stderr
         return done.stdout + done.stderr
 
-    def use_params(self, source: Path) -> None:
-        shutil.copy(source, self.root / "params.yaml")
+    def use_example(self, name: str) -> None:
+        use_example(self.root, name)
 
 
 @pytest.fixture
 def workspace(tmp_path: Path) -> Workspace:
-    """dvc.yaml, params.yaml and the stage sources, in a fresh DVC project (no git)."""
-    root = tmp_path / "repo"
-    root.mkdir()
-    for name in ("dvc.yaml", "params.yaml", ".dvcignore"):
-        shutil.copy(REPO / name, root / name)
-    for folder in ("src", "model"):
-        shutil.copytree(REPO / folder, root / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    """The reviews example in a fresh DVC project (no git); `use_example` switches it."""
+    root = scratch_project(tmp_path / "repo")
     env = hermetic_env()
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
     space = Workspace(root, env)

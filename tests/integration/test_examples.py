@@ -23,12 +23,7 @@ from tests.integration.conftest import BIN, Workspace
 
 pytestmark = pytest.mark.integration
 
-EXAMPLES = {
-    "text (default)": REPO / "params.yaml",
-    "penguins": REPO / "examples/penguins/params.yaml",
-    "regression": REPO / "examples/regression/params.yaml",
-    "custom": REPO / "examples/custom/params.yaml",
-}
+EXAMPLES = sorted(path.parent.name for path in (REPO / "examples").glob("*/params.yaml"))
 IMPOSSIBLE = {  # thresholds no model meets: the gate must fail, naming them
     "classification": {"max_log_loss": 1e-9},
     "regression": {"max_rmse": 0.001, "max_mae": 0.001},
@@ -86,9 +81,13 @@ def _served_paths_match_the_pipeline(space: Workspace) -> None:
             assert (got == want.astype(str)).all(), (served.scoring_path, size)
 
 
-@pytest.mark.parametrize("example", list(EXAMPLES))
+def test_every_example_is_tested() -> None:
+    assert EXAMPLES == ["custom", "penguins", "regression", "reviews"]
+
+
+@pytest.mark.parametrize("example", EXAMPLES)
 def test_the_example_runs_the_whole_local_chain(workspace: Workspace, example: str) -> None:
-    workspace.use_params(EXAMPLES[example])
+    workspace.use_example(example)
     # when the pipeline runs / then the gate passes and the model registers
     workspace.repro()
     code, output = _mlship(workspace, "gate")
@@ -106,7 +105,7 @@ def test_the_example_runs_the_whole_local_chain(workspace: Workspace, example: s
     with local_server(workspace.root / "models", workers=1) as url:
         one = httpx.post(f"{url}/predict", json=row).json()
         mlflow = httpx.post(f"{url}/invocations", json={"dataframe_records": [row, row]}).json()
-        v2 = httpx.post(f"{url}/v2/models/mlship-model/infer",
+        v2 = httpx.post(f"{url}/v2/models/{card['name']}/infer",
                         json={"inputs": _v2_inputs(card, row)}).json()  # fmt: skip
         outputs = {o["name"]: o for o in v2["outputs"]}
         if task == "classification":

@@ -9,7 +9,6 @@ import pytest
 import yaml
 from junitparser import JUnitXml
 
-from tests.conftest import REPO
 from tests.integration.conftest import BIN, Workspace
 
 pytestmark = pytest.mark.integration
@@ -43,7 +42,7 @@ def _edit_params(space: Workspace, **train_model: object) -> None:
 
 
 def test_gate_register_promote_and_rollback(workspace: Workspace) -> None:
-    workspace.use_params(REPO / "examples/penguins/params.yaml")
+    workspace.use_example("penguins")
     mlflow.set_tracking_uri(f"sqlite:///{workspace.root}/mlruns/mlflow.db")
     client = mlflow.MlflowClient()
 
@@ -59,12 +58,12 @@ def test_gate_register_promote_and_rollback(workspace: Workspace) -> None:
 
     # when registered and promoted from a GitHub Actions run
     assert _mlship(workspace, "register")[0] == 0
-    first = client.get_model_version_by_alias("mlship-model", "candidate")
+    first = client.get_model_version_by_alias("penguins", "candidate")
     assert first.tags["mlship.gate"] == "passed"
     assert first.tags["mlship.dvc_lock_sha256"] == report["dvc_lock_sha256"]
     code, output = _mlship(workspace, "promote", env=GITHUB)
     assert code == 0, output
-    champion = client.get_model_version_by_alias("mlship-model", "champion")
+    champion = client.get_model_version_by_alias("penguins", "champion")
     assert champion.version == first.version
     assert champion.tags["mlship.approved_by"] == "release-manager"
     assert champion.tags["mlship.approved_via"] == "github-actions"
@@ -99,7 +98,7 @@ def test_gate_register_promote_and_rollback(workspace: Workspace) -> None:
     assert code == 0, output
     assert _mlship(workspace, "register")[0] == 0
     assert _mlship(workspace, "promote", "--approver", "bob")[0] == 0
-    second = client.get_model_version_by_alias("mlship-model", "champion")
+    second = client.get_model_version_by_alias("penguins", "champion")
     assert second.version != first.version
     assert second.tags["mlship.previous_champion"] == str(first.version)
     assert second.tags["mlship.approved_by"] == "bob"
@@ -107,7 +106,7 @@ def test_gate_register_promote_and_rollback(workspace: Workspace) -> None:
     # when rolled back / then the first version is champion again, and the rollback is recorded
     code, output = _mlship(workspace, "promote", "--rollback", "--approver", "carol")
     assert code == 0, output
-    back = client.get_model_version_by_alias("mlship-model", "champion")
+    back = client.get_model_version_by_alias("penguins", "champion")
     assert back.version == first.version
     assert back.tags["mlship.rolled_back_by"] == "carol"
     assert back.tags["mlship.rolled_back_from"] == str(second.version)

@@ -9,7 +9,6 @@ import pandas as pd
 import pytest
 import yaml
 
-from tests.conftest import REPO
 from tests.integration.conftest import BIN, Workspace
 
 pytestmark = pytest.mark.integration
@@ -83,7 +82,7 @@ def test_default_pipeline_on_the_fine_food_reviews(workspace: Workspace) -> None
 
 def test_a_tabular_multiclass_dataset_by_params_alone(workspace: Workspace) -> None:
     # given the penguins example copied over params.yaml, and nothing else changed
-    workspace.use_params(REPO / "examples/penguins/params.yaml")
+    workspace.use_example("penguins")
     # when the pipeline runs
     workspace.repro()
     # then a three-class model was trained with categorical and numeric features
@@ -95,6 +94,7 @@ def test_a_tabular_multiclass_dataset_by_params_alone(workspace: Workspace) -> N
         "text": [],
         "categorical": ["island", "sex"],
         "numeric": ["bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g"],
+        "optional": [],
     }
     # and a short load test against a local server runs and reports (a loose budget: this
     # checks the mechanism; speed is measured in benchmarks/, not asserted on a busy CI box)
@@ -130,7 +130,7 @@ def test_a_contract_breach_stops_the_pipeline_before_training(workspace: Workspa
 
 def test_a_failing_source_loses_no_earlier_output(workspace: Workspace) -> None:
     # given a reproduced pipeline
-    workspace.use_params(REPO / "examples/penguins/params.yaml")
+    workspace.use_example("penguins")
     workspace.repro()
     kept = ("data/raw/train.parquet", "data/raw/test.parquet", "data/reports/ingest.json")
     before = _digest(workspace, *kept)

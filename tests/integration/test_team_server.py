@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
 from tests.integration import team_stack
 from tests.integration.conftest import BIN, Workspace
 
@@ -28,7 +27,7 @@ def mlflow_server(tmp_path: Path) -> Iterator[str]:
 def test_pipeline_tracks_to_a_team_server(workspace: Workspace, mlflow_server: str) -> None:
     # given MLflow's standard variable pointing at the team server
     workspace.env["MLFLOW_TRACKING_URI"] = mlflow_server
-    workspace.use_params(REPO / "examples/penguins/params.yaml")
+    workspace.use_example("penguins")
     # when the pipeline runs
     workspace.repro()
     # then nothing was tracked locally

@@ -17,7 +17,6 @@ import mlflow
 import pytest
 import yaml
 
-from tests.conftest import REPO
 from tests.integration.conftest import BIN, Workspace
 from tests.integration.team_stack import mlflow_server, postgres, s3_server
 from tests.serving.live import running_server
@@ -68,7 +67,7 @@ def test_the_chain_on_postgresql_and_s3(workspace: Workspace, tmp_path: Path) ->
         # are DVC's only: MLflow's artifacts go through the tracking server
         workspace.env["MLFLOW_TRACKING_URI"] = tracking
         workspace.env.update({k: v for k, v in s3.env.items() if k.startswith("AWS_")})
-        workspace.use_params(REPO / "examples/penguins/params.yaml")
+        workspace.use_example("penguins")
         dvc = str(BIN / "dvc")
         _ok(workspace, dvc, "remote", "add", "-d", "team", "s3://dvc/store")
         _ok(workspace, dvc, "remote", "modify", "team", "endpointurl", s3.endpoint)
@@ -76,7 +75,7 @@ def test_the_chain_on_postgresql_and_s3(workspace: Workspace, tmp_path: Path) ->
         # when a release is trained, gated, registered and promoted
         _release(workspace, "alice")
         client = mlflow.MlflowClient(tracking_uri=tracking)
-        first = client.get_model_version_by_alias("mlship-model", "champion")
+        first = client.get_model_version_by_alias("penguins", "champion")
         # then PostgreSQL holds the registry and S3 the artifacts
         assert first.tags["mlship.approved_by"] == "alice"
         stored = [p.relative_to(tmp_path / "s3") for p in (tmp_path / "s3" / "mlflow").rglob("*")]
@@ -94,7 +93,7 @@ def test_the_chain_on_postgresql_and_s3(workspace: Workspace, tmp_path: Path) ->
 
         # given a server following @champion through the team server
         env = {"MLFLOW_TRACKING_URI": tracking, "MLSHIP_RELOAD_SECONDS": "1"}
-        with running_server("--model", "models:/mlship-model@champion", "--workers", "1",
+        with running_server("--model", "models:/penguins@champion", "--workers", "1",
                             env=env, log=tmp_path / "serve.log") as url:  # fmt: skip
             # then it serves the first release
             assert _served_version(url, str(first.version))["version"] == str(first.version)
@@ -109,7 +108,7 @@ def test_the_chain_on_postgresql_and_s3(workspace: Workspace, tmp_path: Path) ->
             params["train"]["model"]["l2_regularization"] = 0.5
             (workspace.root / "params.yaml").write_text(yaml.safe_dump(params))
             _release(workspace, "bob")
-            second = client.get_model_version_by_alias("mlship-model", "champion")
+            second = client.get_model_version_by_alias("penguins", "champion")
             assert second.version != first.version
             assert _served_version(url, str(second.version))["version"] == str(second.version)
             assert httpx.post(f"{url}/predict", json=ROW).status_code == 200

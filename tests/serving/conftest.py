@@ -19,6 +19,7 @@ from tests.conftest import make_params, text_frame
 
 def card_for(classes: list[str]) -> ModelCard:
     return ModelCard.model_validate({
+        "name": "mlship-model",
         "features": {"text": ["review"]},
         "target": "score",
         "classes": classes,

@@ -32,7 +32,7 @@ def test_predict_one_object_and_a_list(client: TestClient) -> None:
     ("body", "message"),
     [
         ({"revue": GOOD}, "unknown field(s) ['revue']"),
-        ({}, "body[0].review: field required"),
+        ({}, "body: missing required field(s) ['review']"),
         ({"review": 3}, "body[0].review: expected text"),
         ([], "body: no rows"),
         ("just text", "expected a list of objects"),

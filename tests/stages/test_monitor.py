@@ -67,6 +67,18 @@ def test_drift_between_data_files(
     assert 'failures="1"' in (tmp_path / "b/junit/drift.xml").read_text()
 
 
+def test_too_few_current_rows_is_no_verdict_exit_4(
+    reviews: tuple[pd.DataFrame, pd.DataFrame], params_file: Path, tmp_path: Path
+) -> None:
+    """Neither "no drift" (exit 0) nor drift (exit 1): too little to judge."""
+    reviews[0].to_csv(tmp_path / "train.csv", index=False)
+    reviews[1].head(50).to_csv(tmp_path / "few.csv", index=False)  # monitor.min_rows is 200
+    done = _drift(params_file, tmp_path / "train.csv", tmp_path / "few.csv", tmp_path / "out")
+    assert done.exit_code == 4, done.output
+    assert "no verdict: too few current rows: fewer than monitor.min_rows (200)" in done.output
+    assert json.loads((tmp_path / "out/drift.json").read_text())["drift"] is False
+
+
 @pytest.mark.parametrize(
     ("current", "says"),
     [("missing.csv", "missing.csv: file not found"), ("no_review.csv", "no column 'review'"),

@@ -158,17 +158,59 @@ def test_bad_environment_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "log_level" in result.stderr
 
 
-def test_image_build_names_a_missing_engine(monkeypatch: pytest.MonkeyPatch) -> None:
-    # given a Docker host that does not exist
+def test_image_build_names_a_missing_engine(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # given a project, and a Docker host that does not exist
+    monkeypatch.chdir(tmp_path)
+    _write_params(tmp_path, raw_params())
+    write_dvc_file(tmp_path)
     monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
     # when building / then exit 3 (a service did not answer) naming the engine; with
     # --skip-without-engine, exit 0 and why
     failed = runner.invoke(app, ["image", "build"])
     assert failed.exit_code == 3
-    assert "no Docker engine is reachable" in failed.stderr
+    assert ("no Docker engine is reachable at unix:///nonexistent/docker.sock (nothing listens "
+            "there)") in failed.stderr  # fmt: skip
     skipped = runner.invoke(app, ["image", "build", "--skip-without-engine"])
     assert skipped.exit_code == 0
     assert "image step not run" in skipped.stderr
+
+
+class _Engine:
+    """A Docker engine without the base image, whose registry cannot be reached."""
+
+    def __init__(self) -> None:
+        self.images = self
+
+    def get(self, name: str) -> None:
+        from docker.errors import ImageNotFound
+
+        raise ImageNotFound(f"No such image: {name}")
+
+    def pull(self, name: str) -> None:
+        from docker.errors import APIError
+
+        raise APIError("Get https://registry/v2/: dial tcp: lookup registry: no such host")
+
+
+def test_a_base_image_that_cannot_be_pulled_skips_the_image_with_a_hint(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from mlship import image
+
+    monkeypatch.chdir(tmp_path)
+    _write_params(tmp_path, raw_params())
+    write_dvc_file(tmp_path)
+    monkeypatch.setattr(image, "engine", _Engine)
+    failed = runner.invoke(app, ["image", "build"])
+    assert failed.exit_code == 3
+    assert "the base image python:3.11-slim-bookworm is not on this Docker engine" in failed.stderr
+    assert "set MLSHIP_BASE_IMAGE to an image the engine has" in failed.stderr
+    skipped = runner.invoke(app, ["image", "build", "--skip-without-engine"])
+    assert skipped.exit_code == 0, skipped.stderr
+    assert "image step not run: the base image" in skipped.stderr
+    assert not (tmp_path / "reports" / "image.json").exists()
 
 
 def test_train_names_a_missing_column(tmp_path: Path) -> None:

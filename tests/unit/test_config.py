@@ -1,3 +1,4 @@
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,10 +15,15 @@ def _error_for(raw: object) -> str:
     return str(caught.value)
 
 
-def test_the_shipped_params_files_parse() -> None:
-    # given the repo's params files / when parsed / then both are valid
-    for path in (REPO / "params.yaml", REPO / "examples/penguins/params.yaml"):
-        assert isinstance(load_params(path), Params)
+def test_every_example_s_params_parse(monkeypatch: pytest.MonkeyPatch) -> None:
+    # given each example as a project (its factory imports from its own folder)
+    for path in sorted((REPO / "examples").glob("*/params.yaml")):
+        monkeypatch.chdir(path.parent)
+        monkeypatch.setattr(sys, "path", list(sys.path))
+        # when parsed / then it is valid
+        assert isinstance(load_params(path), Params), path
+        for name in [n for n in sys.modules if n == "model" or n.startswith("model.")]:
+            monkeypatch.delitem(sys.modules, name)  # the next example has a `model` of its own
 
 
 @pytest.mark.parametrize(
@@ -138,6 +144,10 @@ def _regression(**sections: dict[str, object]) -> dict[str, object]:
          "'accuracy' does not apply to regression"),
         (_regression(validate={"labels": ["a"]}), "validate.labels lists classes"),
         (_regression(data={"positive_label": "great"}), "positive_label is for classification"),
+        ({k: v for k, v in raw_params().items() if k != "name"}, "name: Field required"),
+        (raw_params(name="My Model"), "name: String should match pattern"),
+        (raw_params(data={"optional_columns": ["review"]}),
+         "optional_columns: 'review' is not one of the categorical or numeric columns"),
     ],
 )  # fmt: skip
 def test_bring_your_own_model_errors_name_the_key(raw: object, expected: str) -> None:

@@ -44,8 +44,21 @@ def test_markdown_is_a_pull_request_comment() -> None:
 def test_markdown_without_champion_or_base() -> None:
     text = gate_markdown(CRITERIA[:1], METRICS, None, {**CONTEXT, "champion_version": None})
     assert "✅ PASSED" in text
-    assert "No champion yet" in text
+    assert "No champion of this name yet" in text
     assert "no `main` to compare with" in text
+
+
+def test_a_pass_worse_than_the_champion_and_a_dirty_tree_are_flagged() -> None:
+    within_margin = Criterion(
+        "champion", "accuracy non-inferior (margin 0.02) to champion", True,
+        "accuracy: candidate 0.8400 vs champion v3 0.8500", 0.84, -0.02, 0.85, (-0.018, -0.002),
+        None, difference=-0.01,
+    )  # fmt: skip
+    context = {**CONTEXT, "git_dirty": True, "model_name": "reviews"}
+    text = gate_markdown([CRITERIA[0], within_margin], METRICS, None, context)
+    assert "| ⚠️ | accuracy non-inferior" in text and "| ✅ | accuracy >= 0.8" in text
+    assert "passed within the margin, but worse than the champion" in text
+    assert "`reviews` from MLflow run `abc`, git `0123456789ab` ⚠️ with uncommitted" in text
 
 
 def test_json_lists_the_failures() -> None:

@@ -1,0 +1,1 @@
+"""The team's own code: how a diamond's price is estimated."""
