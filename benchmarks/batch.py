@@ -22,7 +22,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")  # as the server: one native threa
 
 import pandas as pd
 
-from mlship.serving.batch import score_file
+from mlship.batch.local import score_file
 from mlship.serving.model import load_directory
 
 REPO = Path(__file__).resolve().parents[1]
@@ -37,14 +37,22 @@ def main() -> None:
     reviews = pd.read_parquet(REPO / "data/raw/test.parquet")[["review"]]
     rows = pd.concat([reviews] * (options.rows // len(reviews) + 1)).head(options.rows)
     served = load_directory(model_dir, "bench")
-    print(f"{len(rows):,} rows of reviews, chunks of {options.chunk_rows:,}; model "
-          f"{served.card.estimator}")  # fmt: skip
+    print(
+        f"{len(rows):,} rows of reviews, chunks of {options.chunk_rows:,}; model "
+        f"{served.card.estimator}"
+    )
     table = [("contender", "rows/s", "seconds", "peak MB traced")]
     started = time.perf_counter()
     served.model.predict_proba(rows)
     seconds = time.perf_counter() - started
-    table.append(("in-process predict_proba, whole table", f"{len(rows) / seconds:,.0f}",
-                  f"{seconds:.2f}", "-"))  # fmt: skip
+    table.append(
+        (
+            "in-process predict_proba, whole table",
+            f"{len(rows) / seconds:,.0f}",
+            f"{seconds:.2f}",
+            "-",
+        )
+    )
     with tempfile.TemporaryDirectory() as folder:
         for kind in ("csv", "parquet"):
             source = Path(folder) / f"in.{kind}"
@@ -60,12 +68,22 @@ def main() -> None:
             score_file(model_dir, "bench", str(source), target, options.chunk_rows)
             peak = tracemalloc.get_traced_memory()[1]
             tracemalloc.stop()
-            table.append((f"mlship score, {kind} in and out", f"{len(rows) / seconds:,.0f}",
-                          f"{seconds:.2f}", f"{peak / 1e6:.0f}"))  # fmt: skip
+            table.append(
+                (
+                    f"mlship score, {kind} in and out",
+                    f"{len(rows) / seconds:,.0f}",
+                    f"{seconds:.2f}",
+                    f"{peak / 1e6:.0f}",
+                )
+            )
     widths = [max(len(r[i]) for r in table) for i in range(4)]
     for r in table:
-        print("  ".join(c.ljust(w) if i == 0 else c.rjust(w)
-                        for i, (c, w) in enumerate(zip(r, widths, strict=True))))  # fmt: skip
+        print(
+            "  ".join(
+                c.ljust(w) if i == 0 else c.rjust(w)
+                for i, (c, w) in enumerate(zip(r, widths, strict=True))
+            )
+        )
 
 
 if __name__ == "__main__":

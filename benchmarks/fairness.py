@@ -24,7 +24,7 @@ from pathlib import Path
 import httpx
 import pandas as pd
 
-from mlship.launch import free_port, wait_ready
+from mlship.ship.launch import free_port, wait_ready
 
 BIN = Path(sys.executable).parent
 
@@ -74,15 +74,28 @@ def main() -> None:
     test = pd.read_parquet(args.test)[columns].dropna()
     records = json.loads(test.to_json(orient="records"))
     rows = (records * (2000 // len(records) + 1))[:2000]
-    print("| chunk rows | single-row p50 ms | single-row p99 ms | single rows | "
-          "large rows/s |\n|---:|---:|---:|---:|---:|")  # fmt: skip
+    print(
+        "| chunk rows | single-row p50 ms | single-row p99 ms | single rows | "
+        "large rows/s |\n|---:|---:|---:|---:|---:|"
+    )
     for chunk in (2000, 512, 256, 64):
         port = free_port()
         env = {**os.environ, "MLSHIP_BATCH_CHUNK_ROWS": str(chunk)}
         server = subprocess.Popen(
-            [str(BIN / "mlship"), "serve", "--model", str(args.model), "--port", str(port),
-             "--workers", "1"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
+            [
+                str(BIN / "mlship"),
+                "serve",
+                "--model",
+                str(args.model),
+                "--port",
+                str(port),
+                "--workers",
+                "1",
+            ],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         try:
             url = f"http://127.0.0.1:{port}"
             wait_ready(f"{url}/ready", 120, lambda process=server: process.poll() is None)
@@ -90,9 +103,11 @@ def main() -> None:
         finally:
             server.terminate()
             server.wait(30)
-        print(f"| {chunk}{' (no chunking)' if chunk == 2000 else ''} | {found['p50_ms']:.1f} | "
-              f"{found['p99_ms']:.1f} | {found['single_rows']:.0f} | "
-              f"{found['large_rows_per_s']:,.0f} |")  # fmt: skip
+        print(
+            f"| {chunk}{' (no chunking)' if chunk == 2000 else ''} | {found['p50_ms']:.1f} | "
+            f"{found['p99_ms']:.1f} | {found['single_rows']:.0f} | "
+            f"{found['large_rows_per_s']:,.0f} |"
+        )
 
 
 if __name__ == "__main__":

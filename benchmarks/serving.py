@@ -41,10 +41,11 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from mlship.config import Settings, parse_params
+from mlship.config.params import parse_params
+from mlship.config.settings import Settings
 from mlship.errors import CheckError
-from mlship.launch import free_port, wait_ready
 from mlship.paths import PipelinePaths
+from mlship.ship.launch import free_port, wait_ready
 from mlship.stages import pipeline
 
 REPO = Path(__file__).resolve().parents[1]
@@ -109,7 +110,7 @@ def train(name: str, params_file: Path, root: Path) -> Model:
     """ingest -> validate -> train -> evaluate in process, in a throw-away project."""
     import joblib
 
-    from mlship.artifacts import load_model
+    from mlship.pipeline.artifacts import load_model
 
     folder = root / name
     folder.mkdir()
@@ -124,8 +125,9 @@ def train(name: str, params_file: Path, root: Path) -> Model:
         pipeline.ingest(params, paths.train, paths.test, paths.ingest_report)
         pipeline.validate(params, paths.train, paths.test, paths.contract_json, paths.contract_md)
         card = pipeline.train(params, settings, paths.train, paths.model_dir)
-        pipeline.evaluate(params, settings, paths.model_dir, paths.test,
-                          pipeline.EvaluationFiles.of(paths))  # fmt: skip
+        pipeline.evaluate(
+            params, settings, paths.model_dir, paths.test, pipeline.EvaluationFiles.of(paths)
+        )
     finally:
         os.chdir(here)
     joblib.dump(load_model(paths.model_dir, card), folder / "model.joblib")
@@ -133,12 +135,19 @@ def train(name: str, params_file: Path, root: Path) -> Model:
     test = pd.read_parquet(paths.test)[columns].dropna()
     assert card.mlflow is not None and card.mlflow.model_uri is not None
     return Model(
-        name, paths.model_dir, folder / "model.joblib", card.mlflow.model_uri,
-        settings.tracking_uri, card.task,
-        {"text": list(card.features.text), "categorical": list(card.features.categorical),
-         "numeric": list(card.features.numeric)},
+        name,
+        paths.model_dir,
+        folder / "model.joblib",
+        card.mlflow.model_uri,
+        settings.tracking_uri,
+        card.task,
+        {
+            "text": list(card.features.text),
+            "categorical": list(card.features.categorical),
+            "numeric": list(card.features.numeric),
+        },
         json.loads(test.head(500).to_json(orient="records")),
-    )  # fmt: skip
+    )
 
 
 def v2_inputs(model: Model, rows: list[dict[str, Any]], pandas: bool) -> list[dict[str, Any]]:
@@ -147,10 +156,11 @@ def v2_inputs(model: Model, rows: list[dict[str, Any]], pandas: bool) -> list[di
     for kind in ("text", "categorical", "numeric"):
         for column in model.features[kind]:
             tensor: dict[str, Any] = {
-                "name": column, "shape": [len(rows)],
+                "name": column,
+                "shape": [len(rows)],
                 "datatype": "FP64" if column in numeric else "BYTES",
                 "data": [row[column] for row in rows],
-            }  # fmt: skip
+            }
             if pandas and column not in numeric:  # MLServer decodes BYTES to str this way
                 tensor["parameters"] = {"content_type": "str"}
             inputs.append(tensor)
@@ -168,8 +178,13 @@ def bodies(model: Model, style: str, size: int) -> list[str]:
             made.append({"inputs": v2_inputs(model, chunk, pandas=False)})
         elif style == "mlserver":
             wanted = "predict_proba" if model.task == "classification" else "predict"
-            made.append({"parameters": {"content_type": "pd"}, "outputs": [{"name": wanted}],
-                         "inputs": v2_inputs(model, chunk, pandas=True)})  # fmt: skip
+            made.append(
+                {
+                    "parameters": {"content_type": "pd"},
+                    "outputs": [{"name": wanted}],
+                    "inputs": v2_inputs(model, chunk, pandas=True),
+                }
+            )
         elif style == "bentoml":
             made.append({"rows": chunk})
         else:  # mlflow
@@ -183,10 +198,19 @@ def bodies(model: Model, style: str, size: int) -> list[str]:
 
 
 def wrk_script(payloads: list[str], folder: Path) -> Path:
-    lines = ["local bodies = {", *(f"  [==[{p}]==]," for p in payloads), "}", "local i = 0",
-             'wrk.method = "POST"', 'wrk.headers["Content-Type"] = "application/json"',
-             "request = function()", "  i = i % #bodies + 1",
-             "  return wrk.format(nil, nil, nil, bodies[i])", "end", WRK_REPORT]  # fmt: skip
+    lines = [
+        "local bodies = {",
+        *(f"  [==[{p}]==]," for p in payloads),
+        "}",
+        "local i = 0",
+        'wrk.method = "POST"',
+        'wrk.headers["Content-Type"] = "application/json"',
+        "request = function()",
+        "  i = i % #bodies + 1",
+        "  return wrk.format(nil, nil, nil, bodies[i])",
+        "end",
+        WRK_REPORT,
+    ]
     path = folder / f"load{len(list(folder.glob('*.lua')))}.lua"
     path.write_text("\n".join(lines))
     return path
@@ -195,8 +219,9 @@ def wrk_script(payloads: list[str], folder: Path) -> Path:
 def wrk(url: str, script: Path, connections: int, seconds: int) -> dict[str, float]:
     command = ["wrk", "-t2", f"-c{connections}", "-s", str(script), url]
     subprocess.run([*command[:3], "-d2s", *command[3:]], capture_output=True, check=True)
-    done = subprocess.run([*command[:3], f"-d{seconds}s", *command[3:]], capture_output=True,
-                          text=True, check=True)  # fmt: skip
+    done = subprocess.run(
+        [*command[:3], f"-d{seconds}s", *command[3:]], capture_output=True, text=True, check=True
+    )
     result: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
     result["rps"] = result["requests"] / result["seconds"]
     return result
@@ -209,8 +234,9 @@ def rss_mb(pid: int) -> float:
         current = pending.pop()
         try:
             status = Path(f"/proc/{current}/status").read_text()
-            total += int(next(line.split()[1] for line in status.splitlines()
-                              if line.startswith("VmRSS:")))  # fmt: skip
+            total += int(
+                next(line.split()[1] for line in status.splitlines() if line.startswith("VmRSS:"))
+            )
             for task in Path(f"/proc/{current}/task").iterdir():
                 pending += [int(c) for c in (task / "children").read_text().split()]
         except (OSError, StopIteration):
@@ -222,12 +248,19 @@ class Server:
     def __init__(self, command: list[str], probe: str, folder: Path, env: dict[str, str]):
         self.log = folder / f"server-{time.monotonic_ns()}.log"
         self.process = subprocess.Popen(
-            command, stdout=self.log.open("w"), stderr=subprocess.STDOUT, cwd=folder,
-            env={**os.environ, "PATH": f"{Path(command[0]).parent}{os.pathsep}"
-                 f"{os.environ['PATH']}", "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
-                 **ONE_THREAD, **env},
+            command,
+            stdout=self.log.open("w"),
+            stderr=subprocess.STDOUT,
+            cwd=folder,
+            env={
+                **os.environ,
+                "PATH": f"{Path(command[0]).parent}{os.pathsep}{os.environ['PATH']}",
+                "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+                **ONE_THREAD,
+                **env,
+            },
             start_new_session=True,
-        )  # fmt: skip
+        )
         try:
             wait_ready(probe, 300, lambda: self.process.poll() is None)
         except CheckError as error:
@@ -243,38 +276,49 @@ class Server:
             os.killpg(self.process.pid, 9)
 
 
-def run_loads(label: str, server: Server, url: str, single: Path, batch: Path | None,
-              seconds: int) -> list[Result]:  # fmt: skip
+def run_loads(
+    label: str, server: Server, url: str, single: Path, batch: Path | None, seconds: int
+) -> list[Result]:
     found = []
     for script, connections, size in ((single, 16, 1), (batch, LARGE_CONNECTIONS, 1000)):
         if script is None:
             continue
         r = wrk(url, script, connections, seconds)
-        found.append(Result(label, f"{size} row{'s' if size > 1 else ''}, {connections} conns",
-                            r["rps"] * size, r["p50_ms"], r["p99_ms"], int(r["non2xx"]),
-                            rss_mb(server.process.pid)))  # fmt: skip
+        found.append(
+            Result(
+                label,
+                f"{size} row{'s' if size > 1 else ''}, {connections} conns",
+                r["rps"] * size,
+                r["p50_ms"],
+                r["p99_ms"],
+                int(r["non2xx"]),
+                rss_mb(server.process.pid),
+            )
+        )
     return found
 
 
 # --- contenders ---------------------------------------------------------------------------
 
 
-def _in_process_worker(model_dir: str, rows: list[dict[str, Any]], batch: int, seconds: float,
-                       threads: int, out: Any) -> None:  # fmt: skip
+def _in_process_worker(
+    model_dir: str, rows: list[dict[str, Any]], batch: int, seconds: float, threads: int, out: Any
+) -> None:
     from threadpoolctl import threadpool_limits
 
     from mlship.card import ModelCard
-    from mlship.evaluate import scorer
-    from mlship.features import feature_frame
+    from mlship.pipeline.evaluate import scorer
+    from mlship.pipeline.features import feature_frame
     from mlship.serving.model import data_params
 
     threadpool_limits(threads)
     card = ModelCard.load(Path(model_dir))
-    from mlship.artifacts import load_model
+    from mlship.pipeline.artifacts import load_model
 
     call = scorer(load_model(Path(model_dir), card), card.task)
-    frame = feature_frame(pd.DataFrame((rows * (batch // len(rows) + 1))[:batch]),
-                          data_params(card))  # fmt: skip
+    frame = feature_frame(
+        pd.DataFrame((rows * (batch // len(rows) + 1))[:batch]), data_params(card)
+    )
     single = [frame.iloc[[i % len(frame)]] for i in range(64)]
     done, started = 0, time.perf_counter()
     while time.perf_counter() - started < seconds:
@@ -291,9 +335,13 @@ def in_process(model: Model, batch: int, processes: int, seconds: float) -> floa
     context = multiprocessing.get_context("spawn")
     queue = context.Queue()
     threads = max(1, (os.cpu_count() or 1) // processes)
-    workers = [context.Process(target=_in_process_worker,
-                               args=(str(model.folder), model.rows, batch, seconds, threads,
-                                     queue)) for _ in range(processes)]  # fmt: skip
+    workers = [
+        context.Process(
+            target=_in_process_worker,
+            args=(str(model.folder), model.rows, batch, seconds, threads, queue),
+        )
+        for _ in range(processes)
+    ]
     for worker in workers:
         worker.start()
     total = sum(queue.get() for _ in workers)
@@ -311,10 +359,15 @@ def peer_python(name: str) -> Path:
         import sklearn
 
         subprocess.run([sys.executable, "-m", "venv", str(folder)], check=True)
-        pins = [f"scikit-learn=={sklearn.__version__}", f"pandas=={pd.__version__}",
-                f"numpy=={numpy.__version__}", "joblib"]  # fmt: skip
-        subprocess.run([str(python), "-m", "pip", "install", "-q", *PEER_PACKAGES[name], *pins],
-                       check=True)  # fmt: skip
+        pins = [
+            f"scikit-learn=={sklearn.__version__}",
+            f"pandas=={pd.__version__}",
+            f"numpy=={numpy.__version__}",
+            "joblib",
+        ]
+        subprocess.run(
+            [str(python), "-m", "pip", "install", "-q", *PEER_PACKAGES[name], *pins], check=True
+        )
     return python
 
 
@@ -324,15 +377,34 @@ def mlserver(model: Model, folder: Path, batching: bool) -> tuple[Server, str]:
     (settings / "model").mkdir(parents=True)
     shutil.copy(model.pickle, settings / "model" / "model.joblib")
     extra = {"max_batch_size": 32, "max_batch_time": 0.002} if batching else {}
-    (settings / "model" / "model-settings.json").write_text(json.dumps({
-        "name": "model", "implementation": "mlserver_sklearn.SKLearnModel",
-        "parameters": {"uri": "./model.joblib"}, **extra}))  # fmt: skip
+    (settings / "model" / "model-settings.json").write_text(
+        json.dumps(
+            {
+                "name": "model",
+                "implementation": "mlserver_sklearn.SKLearnModel",
+                "parameters": {"uri": "./model.joblib"},
+                **extra,
+            }
+        )
+    )
     port = free_port()
-    (settings / "settings.json").write_text(json.dumps({
-        "http_port": port, "grpc_port": free_port(), "metrics_port": free_port(),
-        "parallel_workers": 2, "host": "127.0.0.1"}))  # fmt: skip
-    server = Server([str(python.parent / "mlserver"), "start", str(settings)],
-                    f"http://127.0.0.1:{port}/v2/models/model/ready", settings, {})  # fmt: skip
+    (settings / "settings.json").write_text(
+        json.dumps(
+            {
+                "http_port": port,
+                "grpc_port": free_port(),
+                "metrics_port": free_port(),
+                "parallel_workers": 2,
+                "host": "127.0.0.1",
+            }
+        )
+    )
+    server = Server(
+        [str(python.parent / "mlserver"), "start", str(settings)],
+        f"http://127.0.0.1:{port}/v2/models/model/ready",
+        settings,
+        {},
+    )
     return server, f"http://127.0.0.1:{port}/v2/models/model/infer"
 
 
@@ -361,26 +433,65 @@ def bentoml(model: Model, folder: Path) -> tuple[Server, str]:
         textwrap.dedent(BENTO_SERVICE).format(pickle=str(model.pickle), call=call)
     )
     port = free_port()
-    server = Server([str(python.parent / "bentoml"), "serve", "service:Model", "--host",
-                     "127.0.0.1", "--port", str(port)], f"http://127.0.0.1:{port}/readyz",
-                    service, {"BENTOML_DO_NOT_TRACK": "True"})  # fmt: skip
+    server = Server(
+        [
+            str(python.parent / "bentoml"),
+            "serve",
+            "service:Model",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        f"http://127.0.0.1:{port}/readyz",
+        service,
+        {"BENTOML_DO_NOT_TRACK": "True"},
+    )
     return server, f"http://127.0.0.1:{port}/predict"
 
 
 def mlflow_serve(model: Model, folder: Path) -> tuple[Server, str]:
     port = free_port()
-    server = Server([str(BIN / "mlflow"), "models", "serve", "-m", model.model_uri,
-                     "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port), "-w", "2"],
-                    f"http://127.0.0.1:{port}/ping", folder,
-                    {"MLFLOW_TRACKING_URI": model.tracking_uri})  # fmt: skip
+    server = Server(
+        [
+            str(BIN / "mlflow"),
+            "models",
+            "serve",
+            "-m",
+            model.model_uri,
+            "--env-manager",
+            "local",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "-w",
+            "2",
+        ],
+        f"http://127.0.0.1:{port}/ping",
+        folder,
+        {"MLFLOW_TRACKING_URI": model.tracking_uri},
+    )
     return server, f"http://127.0.0.1:{port}/invocations"
 
 
 def mlship(model: Model, folder: Path, workers: int) -> tuple[Server, str]:
     port = free_port()
-    server = Server([str(BIN / "mlship"), "serve", "--model", str(model.folder), "--port",
-                     str(port), "--workers", str(workers)], f"http://127.0.0.1:{port}/ready",
-                    folder, {})  # fmt: skip
+    server = Server(
+        [
+            str(BIN / "mlship"),
+            "serve",
+            "--model",
+            str(model.folder),
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+        ],
+        f"http://127.0.0.1:{port}/ready",
+        folder,
+        {},
+    )
     return server, f"http://127.0.0.1:{port}/v2/models/mlship-model/infer"
 
 
@@ -389,8 +500,11 @@ def benchmark(model: Model, seconds: int, peers: bool, folder: Path) -> list[Res
     for processes in (1, 2):
         for batch in (1, 1000):
             rate = in_process(model, batch, processes, seconds)
-            results.append(Result(f"in-process x{processes}", f"{batch} row"
-                                  f"{'s' if batch > 1 else ''}/call", rate))  # fmt: skip
+            results.append(
+                Result(
+                    f"in-process x{processes}", f"{batch} row{'s' if batch > 1 else ''}/call", rate
+                )
+            )
     scripts = folder / f"wrk-{model.name}"
     scripts.mkdir()
     contenders: list[tuple[str, Callable[[], tuple[Server, str]], str, bool]] = [
@@ -399,14 +513,21 @@ def benchmark(model: Model, seconds: int, peers: bool, folder: Path) -> list[Res
     ]
     if peers:
         contenders += [
-            ("MLServer 1.7.1, 2 workers", lambda: mlserver(model, folder, False), "mlserver",
-             True),
-            ("MLServer 1.7.1, 2 workers, adaptive batching",
-             lambda: mlserver(model, folder, True), "mlserver", True),
-            ("BentoML 1.4.38, 2 workers, batchable", lambda: bentoml(model, folder), "bentoml",
-             True),
+            ("MLServer 1.7.1, 2 workers", lambda: mlserver(model, folder, False), "mlserver", True),
+            (
+                "MLServer 1.7.1, 2 workers, adaptive batching",
+                lambda: mlserver(model, folder, True),
+                "mlserver",
+                True,
+            ),
+            (
+                "BentoML 1.4.38, 2 workers, batchable",
+                lambda: bentoml(model, folder),
+                "bentoml",
+                True,
+            ),
             ("mlflow models serve -w 2", lambda: mlflow_serve(model, folder), "mlflow", True),
-        ]  # fmt: skip
+        ]
     for label, start, style, large in contenders:
         single = wrk_script(bodies(model, style, 1), scripts)
         batch = wrk_script(bodies(model, style, 1000), scripts) if large else None
@@ -420,26 +541,37 @@ def benchmark(model: Model, seconds: int, peers: bool, folder: Path) -> list[Res
 
 def table(model: Model, results: list[Result]) -> str:
     peers = ("MLServer", "BentoML", "mlflow")
-    best = {load: max((r.rows_per_s for r in results
-                       if r.load == load and r.contender.startswith(peers)), default=0.0)
-            for load in {r.load for r in results}}  # fmt: skip
+    best = {
+        load: max(
+            (r.rows_per_s for r in results if r.load == load and r.contender.startswith(peers)),
+            default=0.0,
+        )
+        for load in {r.load for r in results}
+    }
     columns = ", ".join(c for kind in model.features.values() for c in kind)
-    lines = [f"\n{model.name} ({model.task}; {columns})", "",
-             "| contender | load | rows/s | p50 ms | p99 ms | non-2xx | RSS MB | vs best peer |",
-             "|---|---|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+    lines = [
+        f"\n{model.name} ({model.task}; {columns})",
+        "",
+        "| contender | load | rows/s | p50 ms | p99 ms | non-2xx | RSS MB | vs best peer |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
     for r in results:
         ratio = f"{r.rows_per_s / best[r.load]:.1f}x" if best.get(r.load) else ""
-        cells = [r.contender, r.load, f"{r.rows_per_s:,.0f}"] + [
-            "—" if v is None else (f"{v:.1f}" if isinstance(v, float) else str(v))
-            for v in (r.p50_ms, r.p99_ms, r.non_2xx, r.rss_mb)
-        ] + [ratio]  # fmt: skip
+        cells = (
+            [r.contender, r.load, f"{r.rows_per_s:,.0f}"]
+            + [
+                "—" if v is None else (f"{v:.1f}" if isinstance(v, float) else str(v))
+                for v in (r.p50_ms, r.p99_ms, r.non_2xx, r.rss_mb)
+            ]
+            + [ratio]
+        )
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
 def cold_start(reference: str) -> str:
     """Seconds from `docker run` to /ready, and the image size."""
-    from mlship import image, launch
+    from mlship.ship import image, launch
 
     client = image.engine()
     size = client.images.get(reference).attrs.get("Size", 0) / 1e6
@@ -447,8 +579,7 @@ def cold_start(reference: str) -> str:
     started = time.monotonic()
     container = launch.run_container(client, reference, port)
     try:
-        wait_ready(f"http://127.0.0.1:{port}/ready", 120,
-                   lambda: launch.container_alive(container))  # fmt: skip
+        wait_ready(f"http://127.0.0.1:{port}/ready", 120, lambda: launch.container_alive(container))
         ready = time.monotonic() - started
     finally:
         container.remove(force=True)
@@ -469,8 +600,9 @@ def main() -> None:
         root = Path(scratch)
         for name in args.models.split(","):
             model = train(name, MODELS[name], root)
-            print(table(model, benchmark(model, args.seconds, not args.skip_peers, root)),
-                  flush=True)  # fmt: skip
+            print(
+                table(model, benchmark(model, args.seconds, not args.skip_peers, root)), flush=True
+            )
     if args.image:
         print(cold_start(args.image))
 

@@ -11,7 +11,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from mlship.config import Params, Settings, parse_params
+from mlship.config.params import Params, parse_params
+from mlship.config.settings import Settings
 from mlship.paths import PipelinePaths
 from mlship.stages import pipeline
 
@@ -19,8 +20,13 @@ REPO = Path(__file__).resolve().parents[1]
 
 # Tests behave the same under any CI: what says where the pipeline runs, under which CI and
 # who approved is removed from their environment; only the test run's own controls stay.
-TEST_CONTROLS = {"MLSHIP_BASE_IMAGE", "MLSHIP_REQUIRE_DOCKER", "MLSHIP_REQUIRE_TOOLS",
-                 "MLSHIP_TEST_REGISTRY", "MLSHIP_CI_STATE"}  # fmt: skip
+TEST_CONTROLS = {
+    "MLSHIP_BASE_IMAGE",
+    "MLSHIP_REQUIRE_DOCKER",
+    "MLSHIP_REQUIRE_TOOLS",
+    "MLSHIP_TEST_REGISTRY",
+    "MLSHIP_CI_STATE",
+}
 CI_PREFIXES = ("MLSHIP_", "MLFLOW_", "DVC_", "GITHUB_", "JENKINS_", "BUILD_")
 CI_NAMES = {"APPROVER", "PROJECT_ID", "GOOGLE_CLOUD_PROJECT", "KUBECONFIG"}
 
@@ -124,9 +130,12 @@ class Project:
         if test_rows is not None:
             test_rows.to_csv(self.root / "test.csv", index=False)
         params = params.model_copy(
-            update={"data": params.data.model_copy(update={
-                "source": str(train), "test_source": str(self.root / "test.csv")})}
-        )  # fmt: skip
+            update={
+                "data": params.data.model_copy(
+                    update={"source": str(train), "test_source": str(self.root / "test.csv")}
+                )
+            }
+        )
         p = self.paths
         pipeline.ingest(params, p.train, p.test, p.ingest_report)
         assert pipeline.validate(params, p.train, p.test, p.contract_json, p.contract_md).passed

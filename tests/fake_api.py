@@ -35,8 +35,9 @@ def fake_api(answer: Callable[[Request], Answer]) -> Iterator[FakeApi]:
         def _handle(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             raw = self.rfile.read(length) if length else b""
-            request = Request(self.command, self.path, dict(self.headers),
-                              json.loads(raw) if raw else None)  # fmt: skip
+            request = Request(
+                self.command, self.path, dict(self.headers), json.loads(raw) if raw else None
+            )
             api.requests.append(request)
             status, body, headers = answer(request)
             payload = json.dumps(body).encode()

@@ -8,14 +8,19 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from mlship.launch import wait_ready
+from mlship.ship.launch import wait_ready
 
 
 @contextmanager
 def running(
-    command: list[str], probe: str, *, ready_timeout: float, stop_timeout: float = 20,
-    env: dict[str, str] | None = None, log: Path | None = None,
-) -> Iterator[None]:  # fmt: skip
+    command: list[str],
+    probe: str,
+    *,
+    ready_timeout: float,
+    stop_timeout: float = 20,
+    env: dict[str, str] | None = None,
+    log: Path | None = None,
+) -> Iterator[None]:
     out = log.open("w") if log else subprocess.DEVNULL
     process = subprocess.Popen(
         command, env={**os.environ, **(env or {})}, stdout=out, stderr=subprocess.STDOUT

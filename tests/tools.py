@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from mlship.launch import installed
+from mlship.ship.launch import installed
 
 
 def tool(name: str) -> str:

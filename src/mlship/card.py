@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from mlship.config import Task
+from mlship.config.params import Task
 from mlship.errors import InputError
 from mlship.files import read_json, write_json
 

@@ -42,9 +42,16 @@ class NoVerdictError(MlshipError):
     exit_code = 4
 
 
-CONNECTION_HINTS = ("connection refused", "max retries exceeded", "failed to establish",
-                    "name or service not known", "timed out", "unable to connect",
-                    "temporarily unavailable", "connecterror")  # fmt: skip
+CONNECTION_HINTS = (
+    "connection refused",
+    "max retries exceeded",
+    "failed to establish",
+    "name or service not known",
+    "timed out",
+    "unable to connect",
+    "temporarily unavailable",
+    "connecterror",
+)
 
 
 def looks_unreachable(error: BaseException) -> bool:

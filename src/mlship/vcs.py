@@ -26,8 +26,9 @@ def git_state(cwd: Path | None = None) -> GitState:
     records DVC rewrites); 'unknown' outside a git checkout."""
     try:
         head = _git("rev-parse", "HEAD", cwd=cwd)
-        status = _git("status", "--porcelain", "--untracked-files=no", "--", ".",
-                      *PIPELINE_RECORDS, cwd=cwd)  # fmt: skip
+        status = _git(
+            "status", "--porcelain", "--untracked-files=no", "--", ".", *PIPELINE_RECORDS, cwd=cwd
+        )
     except OSError:
         return GitState(sha="unknown", dirty=False)
     if head.returncode != 0 or status.returncode != 0:

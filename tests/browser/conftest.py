@@ -16,8 +16,14 @@ from tests.conftest import REPO
 SCREENSHOTS = REPO / "reports" / "screenshots"
 CHROMIUM = os.environ.get("MLSHIP_CHROMIUM", "/usr/bin/chromium")
 # no background traffic: this machine's network is closed, and a test must not depend on it
-FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--no-first-run", "--disable-sync"]  # fmt: skip
+FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
 
 
 @pytest.fixture(scope="package")  # closed after these tests: Playwright's sync API keeps an

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from mlship.artifacts import save_model
-from mlship.train import fit
+from mlship.pipeline.artifacts import save_model
+from mlship.pipeline.train import fit
 from tests.conftest import make_params, text_frame
 from tests.serving.conftest import card_for
 from tests.serving.live import running_server
@@ -44,18 +44,22 @@ def test_the_form_returns_a_prediction(model_dir: Path, open_page: Any) -> None:
 @pytest.fixture(scope="module")
 def tabular_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tabular model whose card carries an example row, with its training profile."""
-    from mlship import drift
     from mlship.card import PROFILE_FILE, ModelCard
+    from mlship.monitor import drift
     from tests.unit.test_train import TABULAR, tabular_frame
 
     folder = tmp_path_factory.mktemp("tabular")
     params = make_params(train={"model": {"kind": "gradient_boosting", "max_iter": 20}}, **TABULAR)
     frame = tabular_frame()
-    card = ModelCard.model_validate({
-        "name": "penguins", "target": "species", "classes": ["a", "b", "c"],
-        "features": {"categorical": ["island"], "numeric": ["mass"]},
-        "example": {"island": "north", "mass": 29.5},
-    })  # fmt: skip
+    card = ModelCard.model_validate(
+        {
+            "name": "penguins",
+            "target": "species",
+            "classes": ["a", "b", "c"],
+            "features": {"categorical": ["island"], "numeric": ["mass"]},
+            "example": {"island": "north", "mass": 29.5},
+        }
+    )
     model = fit(params, frame)
     save_model(model, card, folder)
     drift.profile(frame, params.data, list(model.predict(frame))).save(folder / PROFILE_FILE)
@@ -91,8 +95,12 @@ def test_the_page_is_behind_the_token(model_dir: Path, open_page: Any) -> None:
         assert refused.page.goto(f"{url}/").status == 401
         # given the page itself fetched with the token, the form sends the one typed into it
         page = open_page()
-        page.page.route(f"{url}/", lambda route: route.continue_(
-            headers={**route.request.headers, "authorization": f"Bearer {TOKEN}"}))  # fmt: skip
+        page.page.route(
+            f"{url}/",
+            lambda route: route.continue_(
+                headers={**route.request.headers, "authorization": f"Bearer {TOKEN}"}
+            ),
+        )
         assert page.page.goto(f"{url}/").status == 200
         page.page.fill("#review", "stale and bland, awful")
         page.page.fill("#token", "wrong")

@@ -25,8 +25,12 @@ REGRESSION = {
 
 def _check(open_page: Any, report: Any, screenshot: str, plots: int) -> Any:
     page = open_page()
-    page.page.route("**/*", lambda route: route.abort() if not route.request.url.startswith(
-        "file://") else route.continue_())  # fmt: skip
+    page.page.route(
+        "**/*",
+        lambda route: (
+            route.abort() if not route.request.url.startswith("file://") else route.continue_()
+        ),
+    )
     page.page.goto(report.as_uri())
     svgs = page.page.locator(".plot svg")
     assert svgs.count() == plots
@@ -42,15 +46,27 @@ def _check(open_page: Any, report: Any, screenshot: str, plots: int) -> Any:
 def test_a_classifier_against_its_champion(project: Project, open_page: Any) -> None:
     # given a champion and a candidate judged against it
     project.run_pipeline(project.params())
-    gate(project.params(), project.settings, project.paths, project.dvc_file,
-         project.params_file, stale=lambda _: [])  # fmt: skip
+    gate(
+        project.params(),
+        project.settings,
+        project.paths,
+        project.dvc_file,
+        project.params_file,
+        stale=lambda _: [],
+    )
     register(project.settings, project.paths, project.dvc_file)
     promote(project.settings, {}, approver="ana")
     noisy = text_frame(20)
     noisy["score"] = noisy["score"].sample(frac=1.0, random_state=3).to_numpy()
     project.run_pipeline(project.params(gate={"min_accuracy": 0.0, "min_macro_f1": 0.0}), noisy)
-    gate(project.params(gate={"min_accuracy": 0.0, "min_macro_f1": 0.0}), project.settings,
-         project.paths, project.dvc_file, project.params_file, stale=lambda _: [])  # fmt: skip
+    gate(
+        project.params(gate={"min_accuracy": 0.0, "min_macro_f1": 0.0}),
+        project.settings,
+        project.paths,
+        project.dvc_file,
+        project.params_file,
+        stale=lambda _: [],
+    )
     # when the report is written and opened
     report = html_report(project.settings, project.paths, "great")
     # then the verdict leads, both models' curves are drawn, and the failing criteria show
@@ -67,8 +83,18 @@ def test_a_regressor(project: Project, open_page: Any) -> None:
     project.run_pipeline(
         params, frame, test_rows=frame.head(12).assign(review=lambda f: f.review + " !")
     )
-    gate(params, project.settings, project.paths, project.dvc_file, project.params_file,
-         stale=lambda _: [])  # fmt: skip
-    page = _check(open_page, html_report(project.settings, project.paths, None),
-                  "report-regression.png", plots=2)  # fmt: skip
+    gate(
+        params,
+        project.settings,
+        project.paths,
+        project.dvc_file,
+        project.params_file,
+        stale=lambda _: [],
+    )
+    page = _check(
+        open_page,
+        html_report(project.settings, project.paths, None),
+        "report-regression.png",
+        plots=2,
+    )
     assert "Errors on the test set" in page.content()

@@ -33,16 +33,23 @@ STAND_IN_FOR = {  # every action the workflows use, but checkout -> its stand-in
 }
 # long: act masks every substring of the log that equals a secret
 TOKEN = "ghs_act_test_token_0123456789abcdefghijklmnopqrstuvwxyz"
-GIT_IDENTITY = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.invalid",
-                "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.invalid"}  # fmt: skip
+GIT_IDENTITY = {
+    "GIT_AUTHOR_NAME": "t",
+    "GIT_AUTHOR_EMAIL": "t@example.invalid",
+    "GIT_COMMITTER_NAME": "t",
+    "GIT_COMMITTER_EMAIL": "t@example.invalid",
+}
 
 
 def copy_repository(destination: Path, branch: str, example: str | None = DEFAULT_EXAMPLE) -> None:
     """The tracked files as they are now, with an example's params and code over the team's
     own (unless `example` is None), committed on `branch` in a fresh repository whose
     origin/main is that commit (the pull request's comment diffs against origin/main)."""
-    listed = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True,
-                            check=True).stdout.decode().split("\0")  # fmt: skip
+    listed = (
+        subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True, check=True)
+        .stdout.decode()
+        .split("\0")
+    )
     for name in filter(None, listed):
         source = REPO / name
         if source.is_file():
@@ -53,8 +60,12 @@ def copy_repository(destination: Path, branch: str, example: str | None = DEFAUL
     git = hermetic_env() | GIT_IDENTITY
     subprocess.run(["git", "init", "-q", "-b", branch], cwd=destination, env=git, check=True)
     commit(destination)
-    subprocess.run(["git", "update-ref", "refs/remotes/origin/main", "HEAD"], cwd=destination,
-                   env=git, check=True)  # fmt: skip
+    subprocess.run(
+        ["git", "update-ref", "refs/remotes/origin/main", "HEAD"],
+        cwd=destination,
+        env=git,
+        check=True,
+    )
 
 
 def commit(repo: Path) -> None:
@@ -98,10 +109,19 @@ def act(
     `env` reaches every step (act's --env wins over the workflow's own `env`); `variables`
     are the repository's `vars`."""
     artifacts, stand_in_log = repo.parent / "artifacts", repo.parent / "stand-ins.log"
-    env = {**env, "ACT_ARTIFACTS": str(artifacts),
-           "ACT_STAND_IN_LOG": str(stand_in_log)}  # fmt: skip
-    command = [tool("act"), event_name, "-W", workflow, "-e", str(event),
-               "-P", "ubuntu-24.04=-self-hosted", "-s", f"GITHUB_TOKEN={TOKEN}"]  # fmt: skip
+    env = {**env, "ACT_ARTIFACTS": str(artifacts), "ACT_STAND_IN_LOG": str(stand_in_log)}
+    command = [
+        tool("act"),
+        event_name,
+        "-W",
+        workflow,
+        "-e",
+        str(event),
+        "-P",
+        "ubuntu-24.04=-self-hosted",
+        "-s",
+        f"GITHUB_TOKEN={TOKEN}",
+    ]
     for name, value in variables.items():
         command += ["--var", f"{name}={value}"]
     for name, value in env.items():
@@ -115,8 +135,15 @@ def act(
     workdirs = Path(process_env["HOME"]) / ".cache" / "act"
     before = set(workdirs.iterdir()) if workdirs.is_dir() else set()
     try:
-        done = subprocess.run(command, cwd=repo, env=process_env, capture_output=True,
-                              stdin=subprocess.DEVNULL, text=True, timeout=timeout)  # fmt: skip
+        done = subprocess.run(
+            command,
+            cwd=repo,
+            env=process_env,
+            capture_output=True,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            timeout=timeout,
+        )
     finally:
         for left in (set(workdirs.iterdir()) if workdirs.is_dir() else set()) - before:
             shutil.rmtree(left, ignore_errors=True)

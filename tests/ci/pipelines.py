@@ -14,9 +14,9 @@ from typing import Any
 
 import yaml
 
-from mlship.delivery import APPROVE, RETRAIN, STAGES, scheduled_stages
+from mlship.ship.delivery import APPROVE, RETRAIN, STEPS, scheduled_steps
 
-STAGE_NAMES = {stage.name for stage in (*STAGES, *scheduled_stages())}
+STAGE_NAMES = {stage.name for stage in (*STEPS, *scheduled_steps())}
 SETUP_COMMANDS = {"make pull"}  # restores a release's pipeline outputs before production
 Stages = list[tuple[str, str | None]]
 
@@ -39,9 +39,10 @@ def github_jobs_in_order(workflow: dict[str, Any]) -> list[str]:
     ordered: list[str] = []
     while len(ordered) < len(jobs):
         ready = [
-            name for name, job in jobs.items() if name not in ordered
-            and set(_as_list(job.get("needs"))) <= set(ordered)
-        ]  # fmt: skip
+            name
+            for name, job in jobs.items()
+            if name not in ordered and set(_as_list(job.get("needs"))) <= set(ordered)
+        ]
         if not ready:
             raise PipelineError("jobs' `needs` form a cycle")
         ordered.append(ready[0])
@@ -75,7 +76,7 @@ def github_stages(path: Path) -> Stages:
 
 
 def cloudbuild_stages(path: Path) -> Stages:
-    """Stage steps run `make` as their entrypoint; the approval step runs the trigger whose
+    """Step steps run `make` as their entrypoint; the approval step runs the trigger whose
     approvalConfig holds the production build (checked by the tests)."""
     found: Stages = []
     for step in yaml.safe_load(path.read_text(encoding="utf-8"))["steps"]:
@@ -164,8 +165,11 @@ def _statement_start(head: list[tuple[str, str]]) -> int:
             depth += 1
         elif kind in ("RPAREN", "RBRACK"):
             depth -= 1
-        elif depth == 0 and kind.endswith("IDENTIFIER") and (i == 0 or head[i - 1][0] not in (
-            "DOT", "ASSIGN", "COLON", "COMMA")):  # fmt: skip
+        elif (
+            depth == 0
+            and kind.endswith("IDENTIFIER")
+            and (i == 0 or head[i - 1][0] not in ("DOT", "ASSIGN", "COLON", "COMMA"))
+        ):
             start = i
     return start
 

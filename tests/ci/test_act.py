@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from mlship.delivery import pull_request_stages
+from mlship.ship.delivery import pull_request_steps
 from tests.ci.act import STAND_IN_FOR, TOKEN, act, copy_repository, uses
 from tests.conftest import REPO
 from tests.fake_api import FakeApi, fake_api
@@ -43,15 +43,27 @@ def test_ci_yml_runs_the_stages_in_order_and_comments_on_the_pull_request(
     repo.mkdir()
     copy_repository(repo, branch="feature")
     event = tmp_path / "event.json"
-    event.write_text(json.dumps({"pull_request": {"number": 7, "base": {"ref": "main"}},
-                                 "repository": {"full_name": "acme/shop"}}))  # fmt: skip
-    run = act(repo, "pull_request", event, ".github/workflows/ci.yml", env={
-        "GITHUB_API_URL": api.url,
-        "GITHUB_REPOSITORY": "acme/shop",
-    })  # fmt: skip
+    event.write_text(
+        json.dumps(
+            {
+                "pull_request": {"number": 7, "base": {"ref": "main"}},
+                "repository": {"full_name": "acme/shop"},
+            }
+        )
+    )
+    run = act(
+        repo,
+        "pull_request",
+        event,
+        ".github/workflows/ci.yml",
+        env={
+            "GITHUB_API_URL": api.url,
+            "GITHUB_REPOSITORY": "acme/shop",
+        },
+    )
 
     # the stages ran in the file's order, each passing; the test stage ran the project's checks
-    assert run.succeeded() == [stage.command for stage in pull_request_stages()]
+    assert run.succeeded() == [stage.command for stage in pull_request_steps()]
     assert "pytest tests/project" in run.log and " passed" in run.log
     # the gate's comment reached the pull request, and the reports the artifact
     posted = [r for r in api.requests if r.method == "POST"]

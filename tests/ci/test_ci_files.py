@@ -122,9 +122,10 @@ def test_cd_workflow_uses_workload_identity_and_a_production_environment() -> No
     assert cd["jobs"]["production"]["environment"]["name"] == "production"
     assert cd["jobs"]["production"]["needs"] == "delivery"
     cached = [
-        s["with"]["path"] for s in cd["jobs"]["delivery"]["steps"]
+        s["with"]["path"]
+        for s in cd["jobs"]["delivery"]["steps"]
         if s.get("uses", "").startswith("actions/cache")
-    ]  # fmt: skip
+    ]
     assert ".dvc/cache" in cached and "~/.cache/uv" in cached
     assert any(s.get("with", {}).get("cache") == "pip" for s in cd["jobs"]["delivery"]["steps"])
     login = next(s for s in cd["jobs"]["delivery"]["steps"] if "login-action" in s.get("uses", ""))
@@ -158,8 +159,13 @@ def test_jenkins_options_hold_one_build_at_a_time_with_a_bounded_history(
     assert [t[1] for t in pipeline.children[0].head] == ["agent", "none"]
     options = next(c for c in pipeline.children if pipelines.call_name(c) == "options")
     words = {value for _, value in options.tokens()}
-    assert {"disableConcurrentBuilds", "buildDiscarder", "logRotator", "timestamps",
-            "timeout"} <= words  # fmt: skip
+    assert {
+        "disableConcurrentBuilds",
+        "buildDiscarder",
+        "logRotator",
+        "timestamps",
+        "timeout",
+    } <= words
 
 
 def test_jenkins_publishes_junit_always_and_mails_failures_to_the_people_involved(
@@ -170,7 +176,7 @@ def test_jenkins_publishes_junit_always_and_mails_failures_to_the_people_involve
     assert any(word == "junit" for _, word in always[0].tokens())
     pipeline_post = [
         c for c in _only(jenkins, "pipeline").children if pipelines.call_name(c) == "post"
-    ]  # fmt: skip
+    ]
     outcomes = {pipelines.call_name(c) for c in pipeline_post[0].children}
     assert outcomes == {"failure", "fixed", "unstable"}
     for outcome in pipeline_post[0].children:
@@ -234,11 +240,27 @@ def test_the_smtp_notifier_mails_failures_with_its_password_in_secret_manager() 
 # Cloud Build's own substitutions (https://cloud.google.com/build/docs/configuring-builds/
 # substitute-variable-values): the built-ins, and those a GitHub pull-request trigger adds
 BUILT_IN_SUBSTITUTIONS = {
-    "PROJECT_ID", "PROJECT_NUMBER", "BUILD_ID", "LOCATION", "TRIGGER_NAME", "COMMIT_SHA",
-    "REVISION_ID", "SHORT_SHA", "REPO_NAME", "REPO_FULL_NAME", "BRANCH_NAME", "TAG_NAME",
-    "REF_NAME", "TRIGGER_BUILD_CONFIG_PATH", "SERVICE_ACCOUNT_EMAIL", "SERVICE_ACCOUNT",
-    "_HEAD_BRANCH", "_BASE_BRANCH", "_HEAD_REPO_URL", "_PR_NUMBER",
-}  # fmt: skip
+    "PROJECT_ID",
+    "PROJECT_NUMBER",
+    "BUILD_ID",
+    "LOCATION",
+    "TRIGGER_NAME",
+    "COMMIT_SHA",
+    "REVISION_ID",
+    "SHORT_SHA",
+    "REPO_NAME",
+    "REPO_FULL_NAME",
+    "BRANCH_NAME",
+    "TAG_NAME",
+    "REF_NAME",
+    "TRIGGER_BUILD_CONFIG_PATH",
+    "SERVICE_ACCOUNT_EMAIL",
+    "SERVICE_ACCOUNT",
+    "_HEAD_BRANCH",
+    "_BASE_BRANCH",
+    "_HEAD_REPO_URL",
+    "_PR_NUMBER",
+}
 # $NAME or ${NAME}, not $$NAME (an escaped dollar: the shell's variable)
 SUBSTITUTION = re.compile(r"(?<!\$)(?:\$\$)*\$(?:\{([A-Za-z0-9_]+)\}|([A-Za-z0-9_]+))")
 
@@ -258,8 +280,11 @@ def substitution_problems(config: dict[str, Any]) -> list[str]:
     """What Cloud Build would refuse: an undeclared user substitution or an unknown built-in,
     a key outside ^_[A-Z0-9_]+$, a waitFor naming no earlier step."""
     declared = set(config.get("substitutions", {}))
-    problems = [f"substitution key {key!r} does not match ^_[A-Z0-9_]+$"
-                for key in declared if not re.fullmatch(r"_[A-Z0-9_]+", key)]  # fmt: skip
+    problems = [
+        f"substitution key {key!r} does not match ^_[A-Z0-9_]+$"
+        for key in declared
+        if not re.fullmatch(r"_[A-Z0-9_]+", key)
+    ]
     for text in _strings(config):
         for braced, plain in SUBSTITUTION.findall(text):
             name = braced or plain
@@ -309,8 +334,9 @@ def test_the_substitution_check_finds_each_kind_of_mistake() -> None:
 
 def _groovy_lint(*paths: Path) -> subprocess.CompletedProcess[str]:
     command = [tool("npm-groovy-lint"), "--noserver", "--failon", "error", "--output", "txt"]
-    return subprocess.run([*command, *map(str, paths)], capture_output=True, text=True,
-                          cwd=REPO, timeout=300)  # fmt: skip
+    return subprocess.run(
+        [*command, *map(str, paths)], capture_output=True, text=True, cwd=REPO, timeout=300
+    )
 
 
 def test_the_jenkinsfiles_have_no_groovy_lint_error() -> None:

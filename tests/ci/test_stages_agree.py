@@ -1,4 +1,4 @@
-"""GitHub Actions, Jenkins and Cloud Build run exactly src/mlship/delivery.py's stages, in
+"""GitHub Actions, Jenkins and Cloud Build run exactly src/mlship/ship/delivery.py's stages, in
 order, each as its one command; and the comparison itself catches a drifted file."""
 
 from __future__ import annotations
@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mlship.delivery import (
-    STAGES,
-    Stage,
+from mlship.ship.delivery import (
+    STEPS,
+    Step,
     after_approval,
     before_approval,
-    pull_request_stages,
-    scheduled_stages,
+    pull_request_steps,
+    scheduled_steps,
 )
 from tests.ci import pipelines
 from tests.conftest import REPO
@@ -24,35 +24,44 @@ WORKFLOWS = REPO / ".github" / "workflows"
 CLOUDBUILD = REPO / ".ci" / "cloudbuild"
 
 
-def expected(stages: tuple[Stage, ...]) -> pipelines.Stages:
+def expected(stages: tuple[Step, ...]) -> pipelines.Stages:
     return [(s.name, s.command) for s in stages]
 
 
 def test_the_stage_list_is_the_issue_order_with_one_approval() -> None:
-    names = [s.name for s in STAGES]
+    names = [s.name for s in STEPS]
     assert names == [
-        "test", "train", "gate", "register", "build", "push", "loadtest",
-        "deploy-staging", "approve", "deploy-production", "promote",
-    ]  # fmt: skip
-    assert [s.name for s in STAGES if s.command is None] == ["approve"]
+        "test",
+        "train",
+        "gate",
+        "register",
+        "build",
+        "push",
+        "loadtest",
+        "deploy-staging",
+        "approve",
+        "deploy-production",
+        "promote",
+    ]
+    assert [s.name for s in STEPS if s.command is None] == ["approve"]
     # every command is one make target the Makefile declares
     makefile = (REPO / "Makefile").read_text()
-    for stage in STAGES:
+    for stage in STEPS:
         if stage.command:
             target = stage.command.split()[1]
             assert f"\n{target}:" in makefile, f"{stage.name}: no `{target}` target"
 
 
 def test_github_pull_requests_run_the_stages_up_to_the_gate() -> None:
-    assert pipelines.github_stages(WORKFLOWS / "ci.yml") == expected(pull_request_stages())
+    assert pipelines.github_stages(WORKFLOWS / "ci.yml") == expected(pull_request_steps())
 
 
 def test_github_main_runs_every_stage_with_the_approval_on_the_production_job() -> None:
-    assert pipelines.github_stages(WORKFLOWS / "cd.yml") == expected(STAGES)
+    assert pipelines.github_stages(WORKFLOWS / "cd.yml") == expected(STEPS)
 
 
 def test_jenkins_runs_every_stage_and_pull_requests_stop_after_the_gate() -> None:
-    assert pipelines.jenkins_stages(REPO / "Jenkinsfile") == expected(STAGES)
+    assert pipelines.jenkins_stages(REPO / "Jenkinsfile") == expected(STEPS)
     root = pipelines.groovy_blocks(
         pipelines.groovy_leaves((REPO / "Jenkinsfile").read_text(encoding="utf-8"))
     )
@@ -66,17 +75,17 @@ def test_jenkins_runs_every_stage_and_pull_requests_stop_after_the_gate() -> Non
             main_only |= {
                 pipelines.jenkins_stage_name(s) for s in stage.find("stage") if s in leaves
             }
-    assert main_only == {s.name for s in STAGES if not s.on_pull_request}
+    assert main_only == {s.name for s in STEPS if not s.on_pull_request}
 
 
 def test_cloud_build_main_runs_up_to_the_approval_then_production_runs_the_rest() -> None:
-    approve = [(s.name, s.command) for s in STAGES if s.name == "approve"]
+    approve = [(s.name, s.command) for s in STEPS if s.name == "approve"]
     assert pipelines.cloudbuild_stages(REPO / "cloudbuild.yaml") == (
         expected(before_approval()) + approve
     )
     assert pipelines.cloudbuild_stages(CLOUDBUILD / "production.yaml") == expected(after_approval())
     assert pipelines.cloudbuild_stages(CLOUDBUILD / "pull-request.yaml") == expected(
-        pull_request_stages()
+        pull_request_steps()
     )
 
 
@@ -104,7 +113,7 @@ def test_cloud_build_approval_runs_the_trigger_that_requires_approval() -> None:
 
 
 def test_the_scheduled_path_is_monitor_then_the_delivery_in_every_ci() -> None:
-    scheduled = expected(scheduled_stages())
+    scheduled = expected(scheduled_steps())
     assert scheduled == [("monitor", "make monitor"), ("retrain", None)]
     assert pipelines.github_stages(WORKFLOWS / "ct.yml") == scheduled
     assert pipelines.jenkins_stages(REPO / ".ci" / "jenkins" / "ct.Jenkinsfile") == scheduled
@@ -179,17 +188,19 @@ def test_a_drifted_workflow_is_caught(tmp_path: Path, change: str) -> None:
         found = pipelines.github_stages(path)
     except pipelines.PipelineError:
         return  # a stray `make` outside a stage is caught while reading
-    assert found != expected(STAGES)
+    assert found != expected(STEPS)
 
 
 def test_a_drifted_jenkinsfile_is_caught(tmp_path: Path) -> None:
     source = (REPO / "Jenkinsfile").read_text(encoding="utf-8")
-    swapped = source.replace("sh 'make image'", "sh 'make TMP'").replace(
-        "sh 'make push'", "sh 'make image'"
-    ).replace("sh 'make TMP'", "sh 'make push'")  # fmt: skip
+    swapped = (
+        source.replace("sh 'make image'", "sh 'make TMP'")
+        .replace("sh 'make push'", "sh 'make image'")
+        .replace("sh 'make TMP'", "sh 'make push'")
+    )
     path = tmp_path / "Jenkinsfile"
     path.write_text(swapped)
-    assert pipelines.jenkins_stages(path) != expected(STAGES)
+    assert pipelines.jenkins_stages(path) != expected(STEPS)
 
 
 def test_a_cloud_build_step_running_make_outside_a_stage_is_caught(tmp_path: Path) -> None:
@@ -208,6 +219,6 @@ def test_the_docs_stage_table_is_the_stage_list() -> None:
     table = itertools.takewhile(lambda line: line.startswith("|"), lines[start + 2 :])
     rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in table]
     documented = [(row[0], row[1].strip("`") if row[1].startswith("`") else None) for row in rows]
-    assert documented == expected(STAGES)
+    assert documented == expected(STEPS)
     pull_requests = [row[0] for row in rows if row[2] == "yes"]
-    assert pull_requests == [s.name for s in pull_request_stages()]
+    assert pull_requests == [s.name for s in pull_request_steps()]

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 import yaml
 
-from mlship import supply_chain
 from mlship.errors import InputError
+from mlship.ship import supply_chain
 from tests.conftest import REPO
 from tests.tools import tool
 from tests.unit.test_k8s import VARIANTS, render
@@ -36,8 +36,11 @@ def trivy() -> str:
 def _scan(trivy: str, cache: Path, *args: str) -> list[dict[str, Any]]:
     done = subprocess.run(
         [trivy, *args, "--quiet", "--format", "json", "--cache-dir", str(cache)],
-        capture_output=True, text=True, timeout=300, cwd=REPO,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     results: list[dict[str, Any]] = json.loads(done.stdout).get("Results") or []
     return results
@@ -57,8 +60,11 @@ def _config(trivy: str, cache: Path, target: Path, *extra: str) -> set[tuple[str
 def test_only_the_listed_misconfigurations_exist_and_each_listed_one_does(
     trivy: str, tmp_path: Path
 ) -> None:
-    listed = {(path, entry["id"]) for entry in yaml.safe_load(IGNORE_FILE.read_text())
-              ["misconfigurations"] for path in entry["paths"]}  # fmt: skip
+    listed = {
+        (path, entry["id"])
+        for entry in yaml.safe_load(IGNORE_FILE.read_text())["misconfigurations"]
+        for path in entry["paths"]
+    }
     assert _config(trivy, tmp_path, Path()) == listed  # no stale entry in the ignore file
     assert _config(trivy, tmp_path, Path(), "--ignorefile", str(IGNORE_FILE)) == set()
 
@@ -81,15 +87,22 @@ def test_every_rendered_kubernetes_variant_passes(trivy: str, tmp_path: Path) ->
 def test_the_repository_holds_no_secret(trivy: str, tmp_path: Path) -> None:
     skips = [arg for folder in NOT_SHIPPED if folder != "k8s" for arg in ("--skip-dirs", folder)]
     results = _scan(trivy, tmp_path, "fs", "--scanners", "secret", *skips, ".")
-    assert [(r["Target"], [s["RuleID"] for s in r["Secrets"]]) for r in results
-            if r.get("Secrets")] == []  # fmt: skip
+    assert [
+        (r["Target"], [s["RuleID"] for s in r["Secrets"]]) for r in results if r.get("Secrets")
+    ] == []
 
 
 def test_the_scans_find_what_they_look_for(trivy: str, tmp_path: Path) -> None:
     """A root Dockerfile, a privileged pod and a leaked key are each caught."""
     (tmp_path / "Dockerfile").write_text("FROM debian:bookworm-slim\nRUN true\n")
-    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": {"containers": [
-        {"name": "c", "image": "r/i:1", "securityContext": {"privileged": True}}]}}  # fmt: skip
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "p"},
+        "spec": {
+            "containers": [{"name": "c", "image": "r/i:1", "securityContext": {"privileged": True}}]
+        },
+    }
     (tmp_path / "pod.yaml").write_text(yaml.safe_dump(pod))
     found = {check for _, check in _config(trivy, tmp_path / "cache", tmp_path)}
     assert {"DS002", "KSV017"} <= found

@@ -22,18 +22,28 @@ TAG = "mlship-agent:test"
 def test_the_agent_runs_the_makefile_as_an_unprivileged_user(engine: Any) -> None:
     base = os.environ.get("MLSHIP_BASE_IMAGE", "python:3.11-slim-bookworm")
     engine.images.build(
-        path=str(REPO / ".ci"), dockerfile="agent.Dockerfile", tag=TAG, network_mode="host",
-        buildargs={"BASE_IMAGE": base, "GOOGLE_CLOUD_CLI": "false"}, rm=True, pull=False,
-    )  # fmt: skip
+        path=str(REPO / ".ci"),
+        dockerfile="agent.Dockerfile",
+        tag=TAG,
+        network_mode="host",
+        buildargs={"BASE_IMAGE": base, "GOOGLE_CLOUD_CLI": "false"},
+        rm=True,
+        pull=False,
+    )
     try:
         script = (
             "make --version | head -1 && git --version && python3 -m venv /tmp/venv"
             " && python3 -m pip cache dir && make -s help"
         )
         output = engine.containers.run(
-            TAG, ["bash", "-c", script], user="4242:4242", remove=True, network_mode="none",
-            volumes={str(REPO): {"bind": "/src", "mode": "ro"}}, working_dir="/src",
-        ).decode()  # fmt: skip
+            TAG,
+            ["bash", "-c", script],
+            user="4242:4242",
+            remove=True,
+            network_mode="none",
+            volumes={str(REPO): {"bind": "/src", "mode": "ro"}},
+            working_dir="/src",
+        ).decode()
     finally:
         remove_image(engine, TAG)
     assert "GNU Make" in output and "git version" in output

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from mlship.delivery import STAGES
+from mlship.ship.delivery import STEPS
 from tests.ci.act import STAND_INS, TOKEN, act, commit, copy_repository
 from tests.conftest import REPO
 from tests.e2e.conftest import remove_image
@@ -52,11 +52,17 @@ def test_cd_yml_delivers_to_staging_then_production_with_the_approvers_name(
     config.write_text(config.read_text().replace("../dvc-remote", str(tmp_path / "dvc-remote")))
     commit(repo)
     event = tmp_path / "event.json"
-    event.write_text(json.dumps({"ref": "refs/heads/main",
-                                 "repository": {"full_name": "acme/shop"}}))  # fmt: skip
+    event.write_text(
+        json.dumps({"ref": "refs/heads/main", "repository": {"full_name": "acme/shop"}})
+    )
     github = FakeGitHub(TOKEN)
-    github.approvals = [{"state": "approved", "user": {"login": "release-manager"},
-                         "environments": [{"name": "production"}]}]  # fmt: skip
+    github.approvals = [
+        {
+            "state": "approved",
+            "user": {"login": "release-manager"},
+            "environments": [{"name": "production"}],
+        }
+    ]
     store = tmp_path / "mlflow"
     store.mkdir()
     release = tmp_path / "artifacts" / "release"
@@ -68,7 +74,10 @@ def test_cd_yml_delivers_to_staging_then_production_with_the_approvers_name(
         ):
             github.url = api.url
             run = act(
-                repo, "push", event, ".github/workflows/cd.yml",
+                repo,
+                "push",
+                event,
+                ".github/workflows/cd.yml",
                 variables=VARIABLES | {"MLFLOW_TRACKING_URI": url},
                 env={
                     "GITHUB_API_URL": api.url,
@@ -82,7 +91,7 @@ def test_cd_yml_delivers_to_staging_then_production_with_the_approvers_name(
                 },
                 path_first=(FAKE_KUBECTL, STAND_INS / "bin"),
                 timeout=2400,
-            )  # fmt: skip
+            )
             assert run.artifacts / "release" == release
             _check_delivery(run.succeeded(), run.stand_in_log.read_text(), release, tmp_path, url)
     finally:
@@ -95,8 +104,8 @@ def test_cd_yml_delivers_to_staging_then_production_with_the_approvers_name(
 def _check_delivery(
     ran: list[str], stand_ins: str, release: Path, tmp_path: Path, tracking_uri: str
 ) -> None:
-    # every stage, in delivery.STAGES' order, across the two jobs
-    assert ran == [stage.command for stage in STAGES if stage.command is not None]
+    # every stage, in delivery.STEPS' order, across the two jobs
+    assert ran == [stage.command for stage in STEPS if stage.command is not None]
     # the Google auth's token reached the docker login; each job got the cluster's credentials
     assert (
         f"login oauth2accesstoken@europe-west4-docker.pkg.dev with stand-in-token-for-{ACCOUNT}"
@@ -113,8 +122,10 @@ def _check_delivery(
     assert any((tmp_path / "dvc-remote").rglob("*")), "dvc push stored nothing"
     assert built["pushed"] and built["references"][0].endswith("-m1")
     # both environments run the image, and the model moved to @champion with its approver
-    for report_file in (reports / "deploy-staging.json",
-                        release.parent / "production" / "deploy-production.json"):  # fmt: skip
+    for report_file in (
+        reports / "deploy-staging.json",
+        release.parent / "production" / "deploy-production.json",
+    ):
         report = json.loads(report_file.read_text())
         assert report["ok"] and report["image"] == built["references"][0], report
     cluster = json.loads((tmp_path / "cluster.json").read_text())
@@ -128,5 +139,5 @@ def _check_delivery(
     assert champion.tags["mlship.gate"] == "passed"
     assert champion.tags["mlship.deployed.production"] == built["references"][0]
     # and the version names the pushed image by digest and its SBOM by sha256
-    assert champion.tags["mlship.image"].endswith(f"@{built['digest']}")
+    assert champion.tags["mlship.ship.image"].endswith(f"@{built['digest']}")
     assert champion.tags["mlship.sbom_sha256"] == built["sbom_sha256"]

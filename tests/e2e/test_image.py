@@ -13,21 +13,33 @@ from typing import Any
 import httpx
 import pytest
 
-from mlship import launch
+from mlship.ship import launch
 from tests.e2e.conftest import REGISTRY, checkout, commit, remove_image, run
 from tests.integration.conftest import BIN
 
 pytestmark = pytest.mark.docker
 # many minutes, four service calls and an international plan: a customer about to leave
 CUSTOMER = {
-    "state": "NJ", "area_code": "area_code_415", "international_plan": "yes",
-    "voice_mail_plan": "no", "account_length": 100, "number_vmail_messages": 0,
-    "total_day_minutes": 320.0, "total_day_calls": 100, "total_day_charge": 54.4,
-    "total_eve_minutes": 250.0, "total_eve_calls": 100, "total_eve_charge": 21.25,
-    "total_night_minutes": 200.0, "total_night_calls": 100, "total_night_charge": 9.0,
-    "total_intl_minutes": 15.0, "total_intl_calls": 2, "total_intl_charge": 4.05,
+    "state": "NJ",
+    "area_code": "area_code_415",
+    "international_plan": "yes",
+    "voice_mail_plan": "no",
+    "account_length": 100,
+    "number_vmail_messages": 0,
+    "total_day_minutes": 320.0,
+    "total_day_calls": 100,
+    "total_day_charge": 54.4,
+    "total_eve_minutes": 250.0,
+    "total_eve_calls": 100,
+    "total_eve_charge": 21.25,
+    "total_night_minutes": 200.0,
+    "total_night_calls": 100,
+    "total_night_charge": 9.0,
+    "total_intl_minutes": 15.0,
+    "total_intl_calls": 2,
+    "total_intl_charge": 4.05,
     "number_customer_service_calls": 4,
-}  # fmt: skip
+}
 
 
 @pytest.fixture(scope="module")

@@ -22,9 +22,14 @@ class Workspace:
 
     def run(self, *command: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            command, cwd=self.root, env=self.env, capture_output=True, text=True,
-            timeout=timeout, check=False,
-        )  # fmt: skip
+            command,
+            cwd=self.root,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
 
     def repro(self, *flags: str) -> str:
         done = self.run(str(BIN / "dvc"), "repro", *flags)

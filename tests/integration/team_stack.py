@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from mlship.launch import free_port
+from mlship.ship.launch import free_port
 from tests.processes import running
 from tests.tools import tool
 
@@ -36,9 +36,11 @@ class S3:
     def env(self) -> dict[str, str]:
         """What boto3 (MLflow) and s3fs (DVC) read."""
         return {
-            "AWS_ACCESS_KEY_ID": self.key, "AWS_SECRET_ACCESS_KEY": self.secret,
-            "MLFLOW_S3_ENDPOINT_URL": self.endpoint, "AWS_DEFAULT_REGION": "us-east-1",
-        }  # fmt: skip
+            "AWS_ACCESS_KEY_ID": self.key,
+            "AWS_SECRET_ACCESS_KEY": self.secret,
+            "MLFLOW_S3_ENDPOINT_URL": self.endpoint,
+            "AWS_DEFAULT_REGION": "us-east-1",
+        }
 
 
 def _wait_for_port(port: int, timeout: float = 60) -> None:
@@ -82,19 +84,56 @@ def _cluster(initdb: Path, folder: Path) -> Iterator[str]:
         shutil.chown(folder, "postgres", "postgres")
         shutil.chown(folder / "password", "postgres", "postgres")
     data, port = folder / "data", free_port()
-    subprocess.run(_as_postgres([str(initdb), "-D", str(data), "-U", "mlship", "--pwfile",
-                                 str(folder / "password"), "--auth-host=scram-sha-256",
-                                 "--auth-local=trust", "-E", "UTF8"]),
-                   check=True, capture_output=True)  # fmt: skip
-    server = [str(POSTGRES_BIN / "postgres"), "-D", str(data), "-p", str(port),
-              "-k", str(folder), "-c", "listen_addresses=127.0.0.1"]  # fmt: skip
+    subprocess.run(
+        _as_postgres(
+            [
+                str(initdb),
+                "-D",
+                str(data),
+                "-U",
+                "mlship",
+                "--pwfile",
+                str(folder / "password"),
+                "--auth-host=scram-sha-256",
+                "--auth-local=trust",
+                "-E",
+                "UTF8",
+            ]
+        ),
+        check=True,
+        capture_output=True,
+    )
+    server = [
+        str(POSTGRES_BIN / "postgres"),
+        "-D",
+        str(data),
+        "-p",
+        str(port),
+        "-k",
+        str(folder),
+        "-c",
+        "listen_addresses=127.0.0.1",
+    ]
     log = (folder / "postgres.log").open("w")
     process = subprocess.Popen(_as_postgres(server), stdout=log, stderr=subprocess.STDOUT)
     try:
         _wait_for_port(port)
-        subprocess.run(_as_postgres([str(POSTGRES_BIN / "createdb"), "-h", str(folder), "-p",
-                                     str(port), "-U", "mlship", "mlflow"]),
-                       check=True, capture_output=True)  # fmt: skip
+        subprocess.run(
+            _as_postgres(
+                [
+                    str(POSTGRES_BIN / "createdb"),
+                    "-h",
+                    str(folder),
+                    "-p",
+                    str(port),
+                    "-U",
+                    "mlship",
+                    "mlflow",
+                ]
+            ),
+            check=True,
+            capture_output=True,
+        )
         yield f"postgresql+psycopg2://mlship:{password}@127.0.0.1:{port}/mlflow"
     finally:
         process.terminate()  # runuser passes SIGTERM on: postgres's smart shutdown
@@ -111,8 +150,18 @@ def s3_server(folder: Path, *buckets: str) -> Iterator[S3]:
     for bucket in buckets:
         (folder / bucket).mkdir(parents=True)
     port, key, secret = free_port(), f"mlship-{secrets.token_hex(8)}", secrets.token_hex(24)
-    command = [tool("rclone"), "serve", "s3", str(folder), "--addr", f"127.0.0.1:{port}",
-               "--auth-key", f"{key},{secret}", "--config", "/dev/null"]  # fmt: skip
+    command = [
+        tool("rclone"),
+        "serve",
+        "s3",
+        str(folder),
+        "--addr",
+        f"127.0.0.1:{port}",
+        "--auth-key",
+        f"{key},{secret}",
+        "--config",
+        "/dev/null",
+    ]
     log = (folder.parent / "rclone.log").open("w")
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
     try:
@@ -132,11 +181,28 @@ def mlflow_server(
     neither the folder nor the object store's keys (the server gets them in `env`)."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    command = [str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
-               "--workers", "1", "--backend-store-uri", backend,
-               "--artifacts-destination", artifacts]  # fmt: skip
+    command = [
+        str(BIN / "mlflow"),
+        "server",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+        "--backend-store-uri",
+        backend,
+        "--artifacts-destination",
+        artifacts,
+    ]
     # the GenAI job consumers (six processes) are not needed to track runs
     env = {**env, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-    with running(command, f"{url}/health", ready_timeout=180, stop_timeout=30, env=env,
-                 log=folder / "mlflow-server.log"):  # fmt: skip
+    with running(
+        command,
+        f"{url}/health",
+        ready_timeout=180,
+        stop_timeout=30,
+        env=env,
+        log=folder / "mlflow-server.log",
+    ):
         yield url

@@ -14,10 +14,10 @@ import pandas as pd
 import pytest
 import yaml
 
-from mlship.features import feature_frame
-from mlship.launch import local_server
+from mlship.pipeline.features import feature_frame
 from mlship.serving.model import data_params, load_directory
 from mlship.serving.protocols import check_columns
+from mlship.ship.launch import local_server
 from tests.conftest import REPO
 from tests.integration.conftest import BIN, Workspace
 
@@ -52,10 +52,14 @@ def _complete_row(space: Workspace, columns: list[str]) -> dict[str, Any]:
 def _v2_inputs(card: dict[str, Any], row: dict[str, Any]) -> list[dict[str, Any]]:
     features = card["features"]
     return [
-        {"name": c, "shape": [1], "datatype": "FP64" if c in features["numeric"] else "BYTES",
-         "data": [row[c] if c in features["numeric"] else str(row[c])]}
+        {
+            "name": c,
+            "shape": [1],
+            "datatype": "FP64" if c in features["numeric"] else "BYTES",
+            "data": [row[c] if c in features["numeric"] else str(row[c])],
+        }
         for c in features["text"] + features["categorical"] + features["numeric"]
-    ]  # fmt: skip
+    ]
 
 
 def _served_paths_match_the_pipeline(space: Workspace) -> None:
@@ -69,11 +73,18 @@ def _served_paths_match_the_pipeline(space: Workspace) -> None:
     expected = model.predict_proba(frame) if served.has_probabilities else model.predict(frame)
     for size in (1, 100, len(test)):  # single rows, the small path, one large batch
         stop = min(len(test), 300) if size == 1 else len(test)
-        found = [served.predict({c: v[i : i + size] for c, v in columns.items()})
-                 for i in range(0, stop, size)]  # fmt: skip
-        got = np.concatenate([f.probabilities if f.probabilities is not None
-                              else (f.values if f.values is not None else f.labels)
-                              for f in found])  # fmt: skip
+        found = [
+            served.predict({c: v[i : i + size] for c, v in columns.items()})
+            for i in range(0, stop, size)
+        ]
+        got = np.concatenate(
+            [
+                f.probabilities
+                if f.probabilities is not None
+                else (f.values if f.values is not None else f.labels)
+                for f in found
+            ]
+        )
         want = np.asarray(expected)[: len(got)]
         if got.dtype.kind in "fc":
             assert np.abs(got - want.astype(float)).max() <= 1e-6, (served.scoring_path, size)
@@ -105,8 +116,9 @@ def test_the_example_runs_the_whole_local_chain(workspace: Workspace, example: s
     with local_server(workspace.root / "models", workers=1) as url:
         one = httpx.post(f"{url}/predict", json=row).json()
         mlflow = httpx.post(f"{url}/invocations", json={"dataframe_records": [row, row]}).json()
-        v2 = httpx.post(f"{url}/v2/models/{card['name']}/infer",
-                        json={"inputs": _v2_inputs(card, row)}).json()  # fmt: skip
+        v2 = httpx.post(
+            f"{url}/v2/models/{card['name']}/infer", json={"inputs": _v2_inputs(card, row)}
+        ).json()
         outputs = {o["name"]: o for o in v2["outputs"]}
         if task == "classification":
             assert one["label"] in card["classes"] and 0 < one["confidence"] <= 1
@@ -118,9 +130,18 @@ def test_the_example_runs_the_whole_local_chain(workspace: Workspace, example: s
             assert outputs["prediction"]["datatype"] == "FP64"
             assert outputs["prediction"]["data"] == [pytest.approx(one["prediction"])]
         # and a short load test against it passes its (loose) budget
-        _edit(workspace, "loadtest", {"users": 4, "spawn_rate": 4, "duration_seconds": 3,
-                                      "min_requests": 20, "max_p95_ms": 2000,
-                                      "max_p99_ms": 5000})  # fmt: skip
+        _edit(
+            workspace,
+            "loadtest",
+            {
+                "users": 4,
+                "spawn_rate": 4,
+                "duration_seconds": 3,
+                "min_requests": 20,
+                "max_p95_ms": 2000,
+                "max_p99_ms": 5000,
+            },
+        )
         code, output = _mlship(workspace, "loadtest", "--url", url)
         assert code == 0, output
 

@@ -14,10 +14,12 @@ from tests.integration.conftest import BIN, Workspace
 pytestmark = pytest.mark.integration
 
 GITHUB = {
-    "GITHUB_ACTIONS": "true", "GITHUB_ACTOR": "release-manager",
-    "GITHUB_SERVER_URL": "https://github.com", "GITHUB_REPOSITORY": "acme/penguins",
+    "GITHUB_ACTIONS": "true",
+    "GITHUB_ACTOR": "release-manager",
+    "GITHUB_SERVER_URL": "https://github.com",
+    "GITHUB_REPOSITORY": "acme/penguins",
     "GITHUB_RUN_ID": "7",
-}  # fmt: skip
+}
 
 
 def _mlship(space: Workspace, *args: str, env: dict[str, str] | None = None) -> tuple[int, str]:

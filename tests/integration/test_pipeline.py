@@ -99,8 +99,14 @@ def test_a_tabular_multiclass_dataset_by_params_alone(workspace: Workspace) -> N
     # and a short load test against a local server runs and reports (a loose budget: this
     # checks the mechanism; speed is measured in benchmarks/, not asserted on a busy CI box)
     params = yaml.safe_load((workspace.root / "params.yaml").read_text())
-    params["loadtest"] = {"users": 4, "spawn_rate": 4, "duration_seconds": 4, "min_requests": 20,
-                          "max_p95_ms": 2000, "max_p99_ms": 5000}  # fmt: skip
+    params["loadtest"] = {
+        "users": 4,
+        "spawn_rate": 4,
+        "duration_seconds": 4,
+        "min_requests": 20,
+        "max_p95_ms": 2000,
+        "max_p99_ms": 5000,
+    }
     (workspace.root / "params.yaml").write_text(yaml.safe_dump(params))
     done = workspace.run(str(BIN / "mlship"), "loadtest", "--target", "local")
     assert done.returncode == 0, done.stdout + done.stderr

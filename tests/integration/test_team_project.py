@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mlship.delivery import STAGES
+from mlship.ship.delivery import STEPS
 from tests.ci.act import GIT_IDENTITY, commit, copy_repository
 from tests.conftest import hermetic_env
 
@@ -35,8 +35,16 @@ def _run(repo: Path, *command: str, timeout: int = 900) -> subprocess.CompletedP
             "DOCKER_HOST": "unix:///nonexistent/docker.sock",
         }
     )
-    return subprocess.run(command, cwd=repo, env=env, capture_output=True, text=True,
-                          stdin=subprocess.DEVNULL, timeout=timeout, check=False)  # fmt: skip
+    return subprocess.run(
+        command,
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def _make(repo: Path, *targets: str) -> subprocess.CompletedProcess[str]:
@@ -84,7 +92,7 @@ def test_a_team_s_own_project_goes_through_and_stays_honest(tmp_path: Path) -> N
     assert card["name"] == "diamond-prices" and card["code"] == ["gemstones"]
 
     # and each CI file's test stage passes on the team's project
-    test_stage = next(stage for stage in STAGES if stage.name == "test")
+    test_stage = next(stage for stage in STEPS if stage.name == "test")
     assert test_stage.command == "make check"
     checked = _make(repo, "check")
     assert checked.returncode == 0, checked.stdout[-4000:] + checked.stderr[-4000:]

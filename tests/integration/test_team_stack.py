@@ -22,8 +22,14 @@ from tests.integration.team_stack import mlflow_server, postgres, s3_server
 from tests.serving.live import running_server
 
 pytestmark = [pytest.mark.integration, pytest.mark.mlflow_server]
-ROW = {"island": "Biscoe", "sex": "female", "bill_length_mm": 45.1, "bill_depth_mm": 14.5,
-       "flipper_length_mm": 215.0, "body_mass_g": 5000.0}  # fmt: skip
+ROW = {
+    "island": "Biscoe",
+    "sex": "female",
+    "bill_length_mm": 45.1,
+    "bill_depth_mm": 14.5,
+    "flipper_length_mm": 215.0,
+    "body_mass_g": 5000.0,
+}
 
 
 def _ok(space: Workspace, *command: str) -> str:
@@ -93,8 +99,14 @@ def test_the_chain_on_postgresql_and_s3(workspace: Workspace, tmp_path: Path) ->
 
         # given a server following @champion through the team server
         env = {"MLFLOW_TRACKING_URI": tracking, "MLSHIP_RELOAD_SECONDS": "1"}
-        with running_server("--model", "models:/penguins@champion", "--workers", "1",
-                            env=env, log=tmp_path / "serve.log") as url:  # fmt: skip
+        with running_server(
+            "--model",
+            "models:/penguins@champion",
+            "--workers",
+            "1",
+            env=env,
+            log=tmp_path / "serve.log",
+        ) as url:
             # then it serves the first release
             assert _served_version(url, str(first.version))["version"] == str(first.version)
             answer = httpx.post(f"{url}/predict", json=ROW)

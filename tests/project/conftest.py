@@ -16,9 +16,9 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from mlship import data
-from mlship.config import Params, load_params
-from mlship.train import fit
+from mlship.config.params import Params, load_params
+from mlship.pipeline import data
+from mlship.pipeline.train import fit
 from tests.conftest import REPO
 
 SAMPLE_ROWS = 1000  # train rows the checks fit on; the test sample is a quarter of it
@@ -58,10 +58,11 @@ def _sample(frame: pd.DataFrame, rows: int, params: Params) -> pd.DataFrame:
         return frame.sample(rows, random_state=params.data.seed)
     share = rows / len(frame)
     kept = [
-        group.sample(min(len(group), max(5, round(len(group) * share))),
-                     random_state=params.data.seed)
+        group.sample(
+            min(len(group), max(5, round(len(group) * share))), random_state=params.data.seed
+        )
         for _, group in frame.groupby(params.data.target)
-    ]  # fmt: skip
+    ]
     return pd.concat(kept).sort_index()
 
 

@@ -10,11 +10,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mlship import artifacts
-from mlship.config import Params
-from mlship.features import feature_frame
-from mlship.importing import untracked_code
+from mlship.config.params import Params
 from mlship.paths import stage_dependencies
+from mlship.pipeline import artifacts
+from mlship.pipeline.features import feature_frame
+from mlship.pipeline.importing import untracked_code
 from mlship.serving.model import load_directory
 from mlship.serving.protocols import check_columns
 from mlship.stages.pipeline import describe, named_code
@@ -62,9 +62,12 @@ def test_the_model_answers_every_row_with_the_task_s_output(
 
 
 def test_the_saved_model_loads_under_the_trust_list_and_answers_the_same(
-    params: Params, fitted: Any, train_sample: pd.DataFrame, test_sample: pd.DataFrame,
+    params: Params,
+    fitted: Any,
+    train_sample: pd.DataFrame,
+    test_sample: pd.DataFrame,
     tmp_path: Path,
-) -> None:  # fmt: skip
+) -> None:
     card = describe(params, params.name, fitted, train_sample, 0.0)  # refuses untrusted types
     artifacts.save_model(fitted, card, tmp_path)
     loaded = artifacts.load_model(tmp_path, card)
@@ -72,22 +75,31 @@ def test_the_saved_model_loads_under_the_trust_list_and_answers_the_same(
 
 
 def test_the_server_gives_the_pipeline_s_answers(
-    params: Params, fitted: Any, train_sample: pd.DataFrame, test_sample: pd.DataFrame,
+    params: Params,
+    fitted: Any,
+    train_sample: pd.DataFrame,
+    test_sample: pd.DataFrame,
     tmp_path: Path,
-) -> None:  # fmt: skip
-    artifacts.save_model(fitted, describe(params, params.name, fitted, train_sample, 0.0),
-                         tmp_path)  # fmt: skip
+) -> None:
+    artifacts.save_model(fitted, describe(params, params.name, fitted, train_sample, 0.0), tmp_path)
     served = load_directory(tmp_path)
     served.warm()  # keeps only the fast paths that reproduce the pipeline on checking rows
-    columns = {c: [None if pd.isna(v) else v for v in test_sample[c]]
-               for c in served.features.columns}  # fmt: skip
+    columns = {
+        c: [None if pd.isna(v) else v for v in test_sample[c]] for c in served.features.columns
+    }
     check_columns(served.features, columns, "test", len(test_sample))
     expected = _answers(fitted, test_sample, params)
     for size in (1, len(test_sample)):  # single rows, then one batch
-        found = [served.predict({c: v[i : i + size] for c, v in columns.items()})
-                 for i in range(0, min(len(test_sample), 50 if size == 1 else len(test_sample)),
-                                size)]  # fmt: skip
-        got = np.concatenate([f.probabilities if f.probabilities is not None
-                              else (f.values if f.values is not None else f.labels)
-                              for f in found])  # fmt: skip
+        found = [
+            served.predict({c: v[i : i + size] for c, v in columns.items()})
+            for i in range(0, min(len(test_sample), 50 if size == 1 else len(test_sample)), size)
+        ]
+        got = np.concatenate(
+            [
+                f.probabilities
+                if f.probabilities is not None
+                else (f.values if f.values is not None else f.labels)
+                for f in found
+            ]
+        )
         _assert_same(got, expected[: len(got)], served.scoring_path)

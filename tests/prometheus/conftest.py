@@ -10,7 +10,7 @@ import httpx
 import pytest
 import yaml
 
-from mlship.launch import free_port
+from mlship.ship.launch import free_port
 from tests.processes import running
 from tests.tools import tool
 
@@ -34,20 +34,28 @@ def prometheus(tmp_path: Path) -> Callable[[list[Scrape]], AbstractContextManage
         port = free_port()
         config = {
             "global": {"scrape_interval": "1s", "scrape_timeout": "1s"},
-            "scrape_configs": [{
-                "job_name": "mlship",
-                "static_configs": [{"targets": [t["target"]],
-                                    "labels": {k: v for k, v in t.items() if k != "target"}}
-                                   for t in targets],
-            }],
-        }  # fmt: skip
+            "scrape_configs": [
+                {
+                    "job_name": "mlship",
+                    "static_configs": [
+                        {
+                            "targets": [t["target"]],
+                            "labels": {k: v for k, v in t.items() if k != "target"},
+                        }
+                        for t in targets
+                    ],
+                }
+            ],
+        }
         (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
-        command = [tool("prometheus"), f"--config.file={tmp_path / 'prometheus.yml'}",
-                   f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-                   f"--web.listen-address=127.0.0.1:{port}"]  # fmt: skip
+        command = [
+            tool("prometheus"),
+            f"--config.file={tmp_path / 'prometheus.yml'}",
+            f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ]
         url = f"http://127.0.0.1:{port}"
-        with running(command, f"{url}/-/ready", ready_timeout=60,
-                     log=tmp_path / "prometheus.log"):  # fmt: skip
+        with running(command, f"{url}/-/ready", ready_timeout=60, log=tmp_path / "prometheus.log"):
             yield RealPrometheus(url)
 
     return start

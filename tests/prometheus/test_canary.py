@@ -18,9 +18,16 @@ from pathlib import Path
 import httpx
 import pytest
 
-from mlship.artifacts import save_model
-from mlship.rollout import CanaryBudget, DeployReport, Kubectl, Prometheus, Target, canary_deploy
-from mlship.train import fit
+from mlship.pipeline.artifacts import save_model
+from mlship.pipeline.train import fit
+from mlship.ship.rollout import (
+    CanaryBudget,
+    DeployReport,
+    Kubectl,
+    Prometheus,
+    Target,
+    canary_deploy,
+)
 from tests.conftest import make_params, text_frame
 from tests.prometheus.conftest import RealPrometheus, Scrape
 from tests.serving.conftest import card_for
@@ -75,22 +82,44 @@ def _canary_on(
 ) -> tuple[DeployReport, list[collections.Counter[int]]]:
     with ExitStack() as stack:
         healthy = stack.enter_context(running_server("--model", str(model_dir)))
-        broken = stack.enter_context(running_server(
-            "--model", "models:/absent@champion", probe="/health",
-            env={"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/empty.db"},
-        ))  # fmt: skip
+        broken = stack.enter_context(
+            running_server(
+                "--model",
+                "models:/absent@champion",
+                probe="/health",
+                env={"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/empty.db"},
+            )
+        )
         sent = [stack.enter_context(load(url)) for url in (healthy, broken)]
         canary, stable = (healthy, broken) if canary_is_healthy else (broken, healthy)
-        real = stack.enter_context(prometheus([
-            {"target": canary.removeprefix("http://"), "namespace": TARGET.namespace,
-             "pod": "mlship-canary-7d9f8-x2k4q"},
-            {"target": stable.removeprefix("http://"), "namespace": TARGET.namespace,
-             "pod": "mlship-6c5b7-q8w2m"},
-        ]))  # fmt: skip
+        real = stack.enter_context(
+            prometheus(
+                [
+                    {
+                        "target": canary.removeprefix("http://"),
+                        "namespace": TARGET.namespace,
+                        "pod": "mlship-canary-7d9f8-x2k4q",
+                    },
+                    {
+                        "target": stable.removeprefix("http://"),
+                        "namespace": TARGET.namespace,
+                        "pod": "mlship-6c5b7-q8w2m",
+                    },
+                ]
+            )
+        )
         _scraped(real, "mlship-canary-7d9f8-x2k4q")
         _scraped(real, "mlship-6c5b7-q8w2m")
-        report = canary_deploy(Kubectl(TARGET.namespace), TARGET, "staging", IMAGE, "7",
-                               Prometheus(real.url), BUDGET, 30)  # fmt: skip
+        report = canary_deploy(
+            Kubectl(TARGET.namespace),
+            TARGET,
+            "staging",
+            IMAGE,
+            "7",
+            Prometheus(real.url),
+            BUDGET,
+            30,
+        )
     return report, sent
 
 

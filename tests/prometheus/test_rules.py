@@ -24,8 +24,9 @@ def _promtool_folder(folder: Path, groups: dict[str, Any]) -> Path:
 
 
 def _promtool(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([tool("promtool"), *map(str, args)], capture_output=True, text=True,
-                          timeout=120)  # fmt: skip
+    return subprocess.run(
+        [tool("promtool"), *map(str, args)], capture_output=True, text=True, timeout=120
+    )
 
 
 def test_the_rules_load_and_every_alert_fires_and_stays_quiet_as_tested(tmp_path: Path) -> None:
@@ -37,8 +38,11 @@ def test_the_rules_load_and_every_alert_fires_and_stays_quiet_as_tested(tmp_path
     assert tested.returncode == 0, tested.stdout + tested.stderr
 
     alerts = {rule["alert"] for group in groups["groups"] for rule in group["rules"]}
-    cases = [case for test in yaml.safe_load(UNIT_TESTS.read_text())["tests"]
-             for case in test["alert_rule_test"]]  # fmt: skip
+    cases = [
+        case
+        for test in yaml.safe_load(UNIT_TESTS.read_text())["tests"]
+        for case in test["alert_rule_test"]
+    ]
     assert {case["alertname"] for case in cases if case["exp_alerts"]} == alerts  # each fires
     assert {case["alertname"] for case in cases if not case["exp_alerts"]} == alerts  # and not
 

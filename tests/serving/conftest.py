@@ -9,24 +9,26 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from mlship.artifacts import save_model
 from mlship.card import ModelCard
-from mlship.config import Settings
+from mlship.config.settings import Settings
+from mlship.pipeline.artifacts import save_model
+from mlship.pipeline.train import fit
 from mlship.serving.app import create_app
-from mlship.train import fit
 from tests.conftest import make_params, text_frame
 
 
 def card_for(classes: list[str]) -> ModelCard:
-    return ModelCard.model_validate({
-        "name": "mlship-model",
-        "features": {"text": ["review"]},
-        "target": "score",
-        "classes": classes,
-        "git": {"sha": "abc123"},
-        "mlflow": {"run_id": "run-1"},
-        "trained_at": "2026-01-01T00:00:00+00:00",
-    })  # fmt: skip
+    return ModelCard.model_validate(
+        {
+            "name": "mlship-model",
+            "features": {"text": ["review"]},
+            "target": "score",
+            "classes": classes,
+            "git": {"sha": "abc123"},
+            "mlflow": {"run_id": "run-1"},
+            "trained_at": "2026-01-01T00:00:00+00:00",
+        }
+    )
 
 
 @pytest.fixture(scope="session")

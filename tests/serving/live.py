@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from mlship.launch import free_port
+from mlship.ship.launch import free_port
 from tests.processes import running
 
 BIN = Path(sys.executable).parent

@@ -9,8 +9,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from mlship.batch.local import score_file
 from mlship.errors import InputError
-from mlship.serving.batch import score_file
 from mlship.serving.model import load_directory
 from tests.conftest import text_frame
 
@@ -23,9 +23,10 @@ def big(tmp_path_factory: pytest.TempPathFactory) -> pd.DataFrame:
     return frame.assign(review=frame.review + " and a longer tail of words to read " * 3)
 
 
-@pytest.mark.parametrize(("source", "target"), [("in.csv", "out.csv"),
-                                                ("in.parquet", "out.parquet"),
-                                                ("in.jsonl", "out.csv")])  # fmt: skip
+@pytest.mark.parametrize(
+    ("source", "target"),
+    [("in.csv", "out.csv"), ("in.parquet", "out.parquet"), ("in.jsonl", "out.csv")],
+)
 def test_every_row_is_scored_in_chunks_with_progress(
     big: pd.DataFrame, model_dir: Path, tmp_path: Path, source: str, target: str
 ) -> None:
@@ -40,8 +41,11 @@ def test_every_row_is_scored_in_chunks_with_progress(
     seen: list[int] = []
     done = score_file(model_dir, "m", str(path), tmp_path / target, 1200, seen.append)
     assert done.rows == 5000 and seen == [1200, 2400, 3600, 4800, 5000]
-    scored = pd.read_csv(tmp_path / target) if target.endswith(".csv") else pd.read_parquet(
-        tmp_path / target)  # fmt: skip
+    scored = (
+        pd.read_csv(tmp_path / target)
+        if target.endswith(".csv")
+        else pd.read_parquet(tmp_path / target)
+    )
     served = load_directory(model_dir, "m")
     expected = served.predict({"review": rows.review.tolist()}).labels
     assert scored["label"].tolist() == list(expected)

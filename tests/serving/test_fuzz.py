@@ -13,10 +13,10 @@ import schemathesis
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, settings
 
-from mlship.artifacts import save_model
-from mlship.config import Settings
+from mlship.config.settings import Settings
+from mlship.pipeline.artifacts import save_model
+from mlship.pipeline.train import fit
 from mlship.serving.app import create_app
-from mlship.train import fit
 from tests.conftest import make_params, text_frame
 from tests.serving.conftest import card_for, wait_ready
 from tests.serving.live import running_server

@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from mlship.artifacts import save_model
 from mlship.card import ModelCard
-from mlship.config import Settings
+from mlship.config.settings import Settings
+from mlship.pipeline.artifacts import save_model
+from mlship.pipeline.train import fit
 from mlship.serving.app import create_app
-from mlship.train import fit
 from tests.conftest import make_params
 from tests.serving.conftest import wait_ready
 from tests.unit.test_train import TABULAR, tabular_frame
@@ -36,65 +36,160 @@ def _text(tensor: str = '"data": ["x"]', **extra: str) -> str:
 
 
 TEXT_CASES: list[tuple[str, str, dict[str, Any], int, str]] = [
-    ("JSON nested 5,000 deep", "/predict",
-     {"content": "[" * 5000 + "]" * 5000, "headers": JSON}, 422, "nested deeper than 32"),
-    ("an integer of 5,000 digits", "/predict",
-     {"content": '{"review": "x", "n": ' + "9" * 5000 + "}", "headers": JSON}, 422,
-     "invalid JSON"),
+    (
+        "JSON nested 5,000 deep",
+        "/predict",
+        {"content": "[" * 5000 + "]" * 5000, "headers": JSON},
+        422,
+        "nested deeper than 32",
+    ),
+    (
+        "an integer of 5,000 digits",
+        "/predict",
+        {"content": '{"review": "x", "n": ' + "9" * 5000 + "}", "headers": JSON},
+        422,
+        "invalid JSON",
+    ),
     ("NaN as the V2 id", V2, {"content": _text(id="NaN")}, 400, "NaN is not a JSON number"),
     ("1e999 as the V2 id", V2, {"content": _text(id="1e999")}, 400, "number is infinity"),
     ("an object as the V2 id", V2, {"content": _text(id='{"a": 1}')}, 400, "id: expected text"),
     ("V2 outputs not a list", V2, {"content": _text(outputs="5")}, 400, "outputs: expected"),
-    ("V2 outputs of bare names", V2, {"content": _text(outputs='["label"]')}, 400,
-     "outputs[0]: expected an object"),
-    ("an unknown V2 output", V2, {"content": _text(outputs='[{"name": "logits"}]')}, 400,
-     "unknown output"),
-    ("V2 parameters a list", V2, {"content": _text('"data": ["x"], "parameters": [1]')}, 400,
-     "parameters: expected an object"),
-    ("binary_data_size text", V2,
-     {"content": _text('"parameters": {"binary_data_size": "x"}')}, 400, "expected a size"),
-    ("binary_data_size past the data", V2,
-     {"content": _text('"parameters": {"binary_data_size": 10}')}, 400, "binary bytes are left"),
-    ("a BYTES element longer than its data", V2,
-     {"content": _text('"parameters": {"binary_data_size": 6}').encode() + b"\xff\x00\x00\x00ab",
-      "headers": {"inference-header-content-length": str(len(_text(
-          '"parameters": {"binary_data_size": 6}')))}}, 400, "declares 255 bytes"),
-    ("dataframe_split columns that are numbers", "/invocations",
-     {"json": {"dataframe_split": {"columns": [1], "data": [["a"]]}}}, 400,
-     "expected column names"),
-    ("dataframe_split columns that are lists", "/invocations",
-     {"json": {"dataframe_split": {"columns": [["x"]], "data": [["a"]]}}}, 400,
-     "expected column names"),
-    ("a CSV field over the csv limit", "/invocations",
-     {"content": "review\n" + "x" * 200_000 + "\n", "headers": CSV}, 400, "field larger than"),
-    ("invalid UTF-8 in CSV", "/invocations",
-     {"content": b"review\n\xff\xfe bad\n", "headers": CSV}, 400, "not valid UTF-8"),
-    ("a repeated CSV header", "/invocations",
-     {"content": "review,review\na,b\n", "headers": CSV}, 400, "more than once"),
-    ("MLflow params not an object", "/invocations",
-     {"json": {"inputs": ["x"], "params": [1]}}, 400, "params: expected an object"),
-]  # fmt: skip
+    (
+        "V2 outputs of bare names",
+        V2,
+        {"content": _text(outputs='["label"]')},
+        400,
+        "outputs[0]: expected an object",
+    ),
+    (
+        "an unknown V2 output",
+        V2,
+        {"content": _text(outputs='[{"name": "logits"}]')},
+        400,
+        "unknown output",
+    ),
+    (
+        "V2 parameters a list",
+        V2,
+        {"content": _text('"data": ["x"], "parameters": [1]')},
+        400,
+        "parameters: expected an object",
+    ),
+    (
+        "binary_data_size text",
+        V2,
+        {"content": _text('"parameters": {"binary_data_size": "x"}')},
+        400,
+        "expected a size",
+    ),
+    (
+        "binary_data_size past the data",
+        V2,
+        {"content": _text('"parameters": {"binary_data_size": 10}')},
+        400,
+        "binary bytes are left",
+    ),
+    (
+        "a BYTES element longer than its data",
+        V2,
+        {
+            "content": _text('"parameters": {"binary_data_size": 6}').encode()
+            + b"\xff\x00\x00\x00ab",
+            "headers": {
+                "inference-header-content-length": str(
+                    len(_text('"parameters": {"binary_data_size": 6}'))
+                )
+            },
+        },
+        400,
+        "declares 255 bytes",
+    ),
+    (
+        "dataframe_split columns that are numbers",
+        "/invocations",
+        {"json": {"dataframe_split": {"columns": [1], "data": [["a"]]}}},
+        400,
+        "expected column names",
+    ),
+    (
+        "dataframe_split columns that are lists",
+        "/invocations",
+        {"json": {"dataframe_split": {"columns": [["x"]], "data": [["a"]]}}},
+        400,
+        "expected column names",
+    ),
+    (
+        "a CSV field over the csv limit",
+        "/invocations",
+        {"content": "review\n" + "x" * 200_000 + "\n", "headers": CSV},
+        400,
+        "field larger than",
+    ),
+    (
+        "invalid UTF-8 in CSV",
+        "/invocations",
+        {"content": b"review\n\xff\xfe bad\n", "headers": CSV},
+        400,
+        "not valid UTF-8",
+    ),
+    (
+        "a repeated CSV header",
+        "/invocations",
+        {"content": "review,review\na,b\n", "headers": CSV},
+        400,
+        "more than once",
+    ),
+    (
+        "MLflow params not an object",
+        "/invocations",
+        {"json": {"inputs": ["x"], "params": [1]}},
+        400,
+        "params: expected an object",
+    ),
+]
 NUMERIC_CASES: list[tuple[str, str, dict[str, Any], int, str]] = [
-    ("Infinity in a number field", "/predict",
-     {"content": '{"island": "north", "mass": Infinity}', "headers": JSON}, 422,
-     "Infinity is not a JSON number"),
-    ("1e999 in a number field", "/predict",
-     {"content": '{"island": "north", "mass": 1e999}', "headers": JSON}, 422,
-     "number is infinity"),
-    ("an integer too large for a float", "/predict",
-     {"content": '{"island": "north", "mass": ' + "9" * 400 + "}", "headers": JSON}, 422,
-     "number is infinity"),
-    ("inf in a CSV number", "/invocations",
-     {"content": "island,mass\nnorth,inf\n", "headers": CSV}, 400, "expected a finite number"),
-]  # fmt: skip
+    (
+        "Infinity in a number field",
+        "/predict",
+        {"content": '{"island": "north", "mass": Infinity}', "headers": JSON},
+        422,
+        "Infinity is not a JSON number",
+    ),
+    (
+        "1e999 in a number field",
+        "/predict",
+        {"content": '{"island": "north", "mass": 1e999}', "headers": JSON},
+        422,
+        "number is infinity",
+    ),
+    (
+        "an integer too large for a float",
+        "/predict",
+        {"content": '{"island": "north", "mass": ' + "9" * 400 + "}", "headers": JSON},
+        422,
+        "number is infinity",
+    ),
+    (
+        "inf in a CSV number",
+        "/invocations",
+        {"content": "island,mass\nnorth,inf\n", "headers": CSV},
+        400,
+        "expected a finite number",
+    ),
+]
 
 
 @pytest.fixture(scope="module")
 def clients(tmp_path_factory: pytest.TempPathFactory, model_dir: Path) -> Iterator[dict[str, Any]]:
     tabular = tmp_path_factory.mktemp("tabular")
     params = make_params(train={"model": {"kind": "gradient_boosting", "max_iter": 20}}, **TABULAR)
-    card = ModelCard.model_validate({"features": {"categorical": ["island"], "numeric": ["mass"]},
-                                     "target": "species", "classes": ["a", "b", "c"]})  # fmt: skip
+    card = ModelCard.model_validate(
+        {
+            "features": {"categorical": ["island"], "numeric": ["mass"]},
+            "target": "species",
+            "classes": ["a", "b", "c"],
+        }
+    )
     save_model(fit(params, tabular_frame()), card, tabular)
     with (
         TestClient(create_app(str(model_dir), Settings()), raise_server_exceptions=False) as text,

@@ -70,13 +70,15 @@ def test_concurrent_requests_are_batched_and_answered_right(model_dir: Path, wor
         assert [a.json()["label"] for a in answers] == ["other", "great"] * 100
         metrics = httpx.get(f"{url}/metrics").text
     scored = sum(
-        float(line.split()[-1]) for line in metrics.splitlines()
+        float(line.split()[-1])
+        for line in metrics.splitlines()
         if line.startswith("batch_rows_sum")
-    )  # fmt: skip
+    )
     calls = sum(
-        float(line.split()[-1]) for line in metrics.splitlines()
+        float(line.split()[-1])
+        for line in metrics.splitlines()
         if line.startswith("batch_rows_count")
-    )  # fmt: skip
+    )
     assert scored >= 200  # every row scored, across all processes (plus warm-ups: not counted)
     assert calls < scored  # and several requests shared a model call
 
@@ -88,10 +90,20 @@ def test_a_busy_port_is_an_error_not_shared(model_dir: Path) -> None:
     with running_server("--model", str(model_dir)) as url:
         port = url.rsplit(":", 1)[1]
         second = subprocess.run(
-            [str(Path(sys.executable).parent / "mlship"), "serve", "--model", str(model_dir),
-             "--host", "127.0.0.1", "--port", port],
-            capture_output=True, text=True, timeout=60,
-        )  # fmt: skip
+            [
+                str(Path(sys.executable).parent / "mlship"),
+                "serve",
+                "--model",
+                str(model_dir),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                port,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
     assert second.returncode == 2
     assert f"cannot listen on 127.0.0.1:{port}" in second.stderr
 
@@ -104,8 +116,10 @@ def test_bad_flags_are_named(model_dir: Path, tmp_path: Path) -> None:
     runner = CliRunner()
     missing = runner.invoke(app, ["serve", "--model", str(tmp_path / "nope")])
     assert missing.exit_code == 2 and "no such model directory" in missing.stderr
-    mode = runner.invoke(app, ["serve", "--model", str(model_dir), "--challenger", "x",
-                               "--challenger-mode", "mirror"])  # fmt: skip
+    mode = runner.invoke(
+        app,
+        ["serve", "--model", str(model_dir), "--challenger", "x", "--challenger-mode", "mirror"],
+    )
     assert mode.exit_code == 2 and "--challenger-mode" in mode.stderr
 
 

@@ -14,8 +14,25 @@ def _exposition(registry: CollectorRegistry) -> list[str]:
 
 
 def test_observe_many_matches_observe_one_value_at_a_time() -> None:
-    values = np.array([-1e7, -5.0, -0.0, 0.0, 0.01, 2.5, 2.50001, 1e6, 2e6, 12345.6, 3.0, 3.0,
-                       np.nan, np.inf, -np.inf])  # fmt: skip
+    values = np.array(
+        [
+            -1e7,
+            -5.0,
+            -0.0,
+            0.0,
+            0.01,
+            2.5,
+            2.50001,
+            1e6,
+            2e6,
+            12345.6,
+            3.0,
+            3.0,
+            np.nan,
+            np.inf,
+            -np.inf,
+        ]
+    )
     one, many = CollectorRegistry(), CollectorRegistry()
     by_one = Histogram("v", "v", ["m"], buckets=VALUE_BUCKETS, registry=one).labels("a")
     by_many = Histogram("v", "v", ["m"], buckets=VALUE_BUCKETS, registry=many).labels("a")

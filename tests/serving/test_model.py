@@ -11,12 +11,12 @@ import pandas as pd
 import pytest
 from sklearn.feature_extraction.text import TfidfVectorizer
 
-from mlship.artifacts import load_model
 from mlship.card import ModelCard
-from mlship.features import feature_frame
+from mlship.pipeline.artifacts import load_model
+from mlship.pipeline.features import feature_frame
+from mlship.pipeline.train import fit
 from mlship.serving import fastpath
 from mlship.serving.model import ServedModel, load_directory
-from mlship.train import fit
 from tests.conftest import make_params
 from tests.unit.test_train import REGRESSION, TABULAR, regression_frame, tabular_frame
 
@@ -73,11 +73,17 @@ def test_tabular_tree_models_are_compiled_for_small_batches() -> None:
 
 
 def test_regression_forests_are_compiled_too() -> None:
-    forest = {"kind": "estimator", "class": "sklearn.ensemble.RandomForestRegressor",
-              "params": {"n_estimators": 10}}  # fmt: skip
+    forest = {
+        "kind": "estimator",
+        "class": "sklearn.ensemble.RandomForestRegressor",
+        "params": {"n_estimators": 10},
+    }
     params = make_params(train={"model": forest}, **REGRESSION)
-    card = {"task": "regression", "features": {"categorical": ["island"], "numeric": ["mass"]},
-            "target": "weight"}  # fmt: skip
+    card = {
+        "task": "regression",
+        "features": {"categorical": ["island"], "numeric": ["mass"]},
+        "target": "weight",
+    }
     frame = regression_frame()
     served = _served(params, frame, card)
     assert served.scoring_path.startswith("tabular direct + treelite")
@@ -98,12 +104,22 @@ def test_a_path_that_answers_differently_is_refused_and_named(
     card = {"features": {"categorical": ["island"], "numeric": ["mass"]}, "target": "species"}
     served = _served(params, tabular_frame(), card)
     assert served.scoring_path == "tabular direct + HistGradientBoostingClassifier"
-    assert "tabular direct + treelite: answers differ from the pipeline's" in (
-        served.info()["not_used"])  # fmt: skip
+    assert (
+        "tabular direct + treelite: answers differ from the pipeline's"
+        in (served.info()["not_used"])
+    )
 
 
-TEXTS = ["Great taste, would buy again!", "stale and bland", "", "Café crème: très BON bon bon",
-         "item 7 arrived broken", "ünïcödé Straße", "great great great", "a b c"]  # fmt: skip
+TEXTS = [
+    "Great taste, would buy again!",
+    "stale and bland",
+    "",
+    "Café crème: très BON bon bon",
+    "item 7 arrived broken",
+    "ünïcödé Straße",
+    "great great great",
+    "a b c",
+]
 
 
 @pytest.mark.parametrize(

@@ -12,12 +12,12 @@ import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from mlship import drift
-from mlship.artifacts import save_model
 from mlship.card import PROFILE_FILE, RegistryInfo
-from mlship.config import DataParams
-from mlship.sink import FEEDBACK_PREFIX, INPUTS_PREFIX, read_rows
-from mlship.train import fit
+from mlship.config.params import DataParams
+from mlship.monitor import drift
+from mlship.monitor.sink import FEEDBACK_PREFIX, INPUTS_PREFIX, read_rows
+from mlship.pipeline.artifacts import save_model
+from mlship.pipeline.train import fit
 from tests.conftest import make_params, text_frame
 from tests.serving.conftest import card_for, make_client
 
@@ -158,7 +158,7 @@ def test_the_bandit_moves_traffic_to_the_version_with_better_feedback(
     watched_dir: Path, tmp_path: Path
 ) -> None:
     from mlship.choices import ChallengerMode
-    from mlship.config import Settings
+    from mlship.config.settings import Settings
     from mlship.serving.app import create_app
     from mlship.serving.plane import Challenger
     from tests.serving.conftest import wait_ready
@@ -172,8 +172,9 @@ def test_the_bandit_moves_traffic_to_the_version_with_better_feedback(
         for _ in range(60):  # the truth is what the champion (trained on true labels) says
             for truth, text in texts.items():
                 answer = client.post("/predict", json={"review": text})
-                client.post("/feedback", json={"request_id": answer.headers["x-request-id"],
-                                                "label": truth})  # fmt: skip
+                client.post(
+                    "/feedback", json={"request_id": answer.headers["x-request-id"], "label": truth}
+                )
         _eventually(lambda: client.get("/model").json()["bandit"]["challenger_share"] == 0.05)
         described = client.get("/model").json()
         assert described["challenger_mode"] == "bandit"

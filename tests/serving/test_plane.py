@@ -11,11 +11,11 @@ import pandas as pd
 import pytest
 
 from mlship.choices import ChallengerMode
-from mlship.config import Settings
+from mlship.config.settings import Settings
+from mlship.serving.errors import ModelRefusedError
 from mlship.serving.metrics import Metrics
 from mlship.serving.model import ServedModel, load_directory
 from mlship.serving.plane import Challenger, DataPlane, Siblings
-from mlship.serving.protocols import BadRequestError
 
 
 def _loader(model_dir: Path) -> object:
@@ -55,11 +55,12 @@ def test_with_several_processes_ready_waits_for_every_one(model_dir: Path, tmp_p
 
     async def scenario() -> None:
         siblings = Siblings(tmp_path, count=2)
-        plane = DataPlane("1", Settings(), Metrics(), loader=_loader(model_dir),
-                          siblings=siblings)  # fmt: skip
+        plane = DataPlane("1", Settings(), Metrics(), loader=_loader(model_dir), siblings=siblings)
         await _started(plane)
-        assert plane.readiness() == (503, {"status": "loading", "processes_ready": 1,
-                                           "processes": 2})  # fmt: skip
+        assert plane.readiness() == (
+            503,
+            {"status": "loading", "processes_ready": 1, "processes": 2},
+        )
         (tmp_path / "12345").touch()  # the other process has loaded its model
         assert plane.readiness()[0] == 200
         await plane.stop()
@@ -78,12 +79,14 @@ def test_a_champion_that_cannot_load_is_not_ready(model_dir: Path) -> None:
     asyncio.run(scenario())
 
 
-@pytest.mark.parametrize(("mode", "answers"), [(ChallengerMode.split, "2"),
-                                                (ChallengerMode.shadow, "1")])  # fmt: skip
+@pytest.mark.parametrize(
+    ("mode", "answers"), [(ChallengerMode.split, "2"), (ChallengerMode.shadow, "1")]
+)
 def test_challenger_routing(model_dir: Path, mode: ChallengerMode, answers: str) -> None:
     async def scenario() -> None:
-        plane = DataPlane("1", Settings(), Metrics(), Challenger("2", mode, weight=1.0),
-                          loader=_loader(model_dir))  # fmt: skip
+        plane = DataPlane(
+            "1", Settings(), Metrics(), Challenger("2", mode, weight=1.0), loader=_loader(model_dir)
+        )
         await _started(plane)
         for _ in range(200):
             if plane.challenger is not None and plane.challenger.ready:
@@ -131,7 +134,7 @@ def test_one_poisoned_request_fails_alone_in_a_burst(model_dir: Path) -> None:
 
     answers = asyncio.run(scenario())
     failed = [a for a in answers if isinstance(a, Exception)]
-    assert len(failed) == 1 and isinstance(failed[0], BadRequestError)
+    assert len(failed) == 1 and isinstance(failed[0], ModelRefusedError)
     assert "cannot score this input: cannot score 'poison'" in failed[0].message
     assert all(a[1].labels.tolist() == ["great"] for a in answers if not isinstance(a, Exception))
 

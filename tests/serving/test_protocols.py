@@ -133,15 +133,24 @@ def test_v2_infer_echoes_the_id(client: TestClient) -> None:
 @pytest.mark.parametrize(
     ("request_body", "status", "message"),
     [
-        ({"inputs": [{"name": "review", "shape": [2], "datatype": "BYTES", "data": [GOOD]}]},
-         400, "needs 2 values"),
-        ({"inputs": [{"name": "review", "shape": [1], "datatype": "TEXT", "data": [GOOD]}]},
-         400, "datatype"),
-        ({"inputs": [{"name": "body", "shape": [1], "datatype": "BYTES", "data": [GOOD]}]},
-         400, "unknown field(s) ['body']"),
+        (
+            {"inputs": [{"name": "review", "shape": [2], "datatype": "BYTES", "data": [GOOD]}]},
+            400,
+            "needs 2 values",
+        ),
+        (
+            {"inputs": [{"name": "review", "shape": [1], "datatype": "TEXT", "data": [GOOD]}]},
+            400,
+            "datatype",
+        ),
+        (
+            {"inputs": [{"name": "body", "shape": [1], "datatype": "BYTES", "data": [GOOD]}]},
+            400,
+            "unknown field(s) ['body']",
+        ),
         ({"outputs": []}, 400, "'inputs' list"),
     ],
-)  # fmt: skip
+)
 def test_v2_errors(client: TestClient, request_body: object, status: int, message: str) -> None:
     answer = client.post("/v2/models/mlship-model/infer", json=request_body)
     assert answer.status_code == status

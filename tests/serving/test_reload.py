@@ -11,11 +11,12 @@ import httpx
 import mlflow
 import pytest
 
-from mlship import drift, registry
-from mlship.config import Settings
-from mlship.features import feature_frame
-from mlship.launch import free_port
-from mlship.train import fit
+from mlship.config.settings import Settings
+from mlship.monitor import drift
+from mlship.pipeline.features import feature_frame
+from mlship.pipeline.train import fit
+from mlship.registry import runs, versions
+from mlship.ship.launch import free_port
 from tests.conftest import make_params, text_frame
 from tests.processes import running
 from tests.serving.conftest import card_for
@@ -32,18 +33,18 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, list[str]]:
     uri = f"sqlite:///{folder}/mlflow.db"
     settings = Settings(tracking_uri=uri, model_name=NAME)  # type: ignore[call-arg]
     params = make_params()
-    versions = []
+    registered = []
     for rows in (20, 25):
         frame = text_frame(rows)
         pipeline = fit(params, frame)
         example = feature_frame(frame.head(2), params.data)
         card = card_for(["great", "other"])
         profile = drift.profile(frame, params.data, None).model_dump(mode="json")
-        run = registry.log_training(settings, card, pipeline, example, profile)
-        versions.append(
-            registry.register(settings, run.run_id, run.model_uri, {"mlship.gate": "passed"})
+        run = runs.log_training(settings, card, pipeline, example, profile)
+        registered.append(
+            versions.register(settings, run.run_id, run.model_uri, {"mlship.gate": "passed"})
         )
-    return uri, versions
+    return uri, registered
 
 
 def _wait_for(check: Callable[[], bool], timeout: float = 30) -> None:
@@ -87,8 +88,11 @@ def test_follows_the_alias_and_survives_a_broken_version(
         error = httpx.get(f"{url}/model").json()["reload_error"]
         assert error["version"] == str(broken.version) and error["retry_in_seconds"] >= 1.0
         time.sleep(1.5)  # three polls
-        failures = [line for line in httpx.get(f"{url}/metrics").text.splitlines()
-                    if line.startswith("model_reload_failures_total{")]  # fmt: skip
+        failures = [
+            line
+            for line in httpx.get(f"{url}/metrics").text.splitlines()
+            if line.startswith("model_reload_failures_total{")
+        ]
         assert failures and float(failures[0].split()[-1]) <= 2.0
 
         # when the alias returns to the version being served / then the error clears
@@ -106,8 +110,16 @@ def test_a_server_started_on_a_broken_version_recovers_when_the_alias_is_fixed(
     client.set_registered_model_alias(NAME, "starting", broken.version)
     env = {"MLSHIP_TRACKING_URI": uri, "MLSHIP_RELOAD_SECONDS": "1"}
     port = free_port()
-    command = [str(BIN / "mlship"), "serve", "--host", "127.0.0.1", "--port", str(port),
-               "--model", f"models:/{NAME}@starting"]  # fmt: skip
+    command = [
+        str(BIN / "mlship"),
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--model",
+        f"models:/{NAME}@starting",
+    ]
     url = f"http://127.0.0.1:{port}"
     # given a server whose alias points at a version that cannot load: not ready
     with running(command, f"{url}/health", ready_timeout=90, env=env):
@@ -131,13 +143,21 @@ def _predictions_by_version(metrics: str) -> dict[str, float]:
 def test_champion_and_challenger(store: tuple[str, list[str]], mode: str) -> None:
     uri, (first, second) = store
     args = (
-        "--model", f"models:/{NAME}/{first}", "--challenger", f"models:/{NAME}/{second}",
-        "--challenger-mode", mode, "--challenger-weight", "1.0",
-    )  # fmt: skip
+        "--model",
+        f"models:/{NAME}/{first}",
+        "--challenger",
+        f"models:/{NAME}/{second}",
+        "--challenger-mode",
+        mode,
+        "--challenger-weight",
+        "1.0",
+    )
     with running_server(*args, env={"MLSHIP_TRACKING_URI": uri}) as url:
         _wait_for(lambda: all(m.get("version") for m in httpx.get(f"{url}/model").json()["models"]))
-        versions = {httpx.post(f"{url}/predict", json={"review": "tasty"}).json()["version"]
-                    for _ in range(10)}  # fmt: skip
+        answered_by = {
+            httpx.post(f"{url}/predict", json={"review": "tasty"}).json()["version"]
+            for _ in range(10)
+        }
         if mode == "shadow":  # the shadow scoring finishes after the answers
             _wait_for(
                 lambda: (
@@ -146,8 +166,8 @@ def test_champion_and_challenger(store: tuple[str, list[str]], mode: str) -> Non
             )
         counted = _predictions_by_version(httpx.get(f"{url}/metrics").text)
     if mode == "shadow":  # the champion answers; the challenger scores every request too
-        assert versions == {first}
+        assert answered_by == {first}
         assert counted == {first: 10.0, second: 10.0}
     else:  # with weight 1.0 the challenger answers everything
-        assert versions == {second}
+        assert answered_by == {second}
         assert counted == {second: 10.0}

@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from mlship.artifacts import save_model
 from mlship.card import ModelCard
-from mlship.config import Settings
+from mlship.config.settings import Settings
+from mlship.pipeline.artifacts import save_model
+from mlship.pipeline.train import fit
 from mlship.serving.app import create_app
-from mlship.train import fit
 from tests.conftest import make_params
 from tests.serving.conftest import wait_ready
 from tests.unit.test_train import TABULAR, tabular_frame
@@ -28,15 +28,21 @@ def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
     """Island is optional (params.yaml optional_columns); mass and depth are required."""
     folder = tmp_path_factory.mktemp("penguins")
     frame = tabular_frame().assign(depth=lambda f: f["mass"] / 10)
-    data = {**TABULAR["data"], "numeric_columns": ["mass", "depth"],
-            "optional_columns": ["island"]}  # fmt: skip
-    params = make_params(train={"model": {"kind": "gradient_boosting", "max_iter": 20}},
-                         data=data)  # fmt: skip
-    card = ModelCard.model_validate({
-        "name": "penguins", "target": "species", "classes": ["a", "b", "c"], "example": EXAMPLE,
-        "features": {"categorical": ["island"], "numeric": ["mass", "depth"],
-                     "optional": ["island"]},
-    })  # fmt: skip
+    data = {**TABULAR["data"], "numeric_columns": ["mass", "depth"], "optional_columns": ["island"]}
+    params = make_params(train={"model": {"kind": "gradient_boosting", "max_iter": 20}}, data=data)
+    card = ModelCard.model_validate(
+        {
+            "name": "penguins",
+            "target": "species",
+            "classes": ["a", "b", "c"],
+            "example": EXAMPLE,
+            "features": {
+                "categorical": ["island"],
+                "numeric": ["mass", "depth"],
+                "optional": ["island"],
+            },
+        }
+    )
     save_model(fit(params, frame), card, folder)
     with TestClient(create_app(str(folder), Settings()), raise_server_exceptions=False) as served:
         wait_ready(served)
@@ -44,11 +50,17 @@ def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
 
 
 def _v2(**columns: Any) -> dict[str, Any]:
-    return {"inputs": [
-        {"name": name, "shape": [1], "data": [value],
-         "datatype": "BYTES" if isinstance(value, str) else "FP64"}
-        for name, value in columns.items()
-    ]}  # fmt: skip
+    return {
+        "inputs": [
+            {
+                "name": name,
+                "shape": [1],
+                "data": [value],
+                "datatype": "BYTES" if isinstance(value, str) else "FP64",
+            }
+            for name, value in columns.items()
+        ]
+    }
 
 
 def test_plain_predict_names_every_missing_field(client: TestClient) -> None:
@@ -75,8 +87,10 @@ def test_an_optional_field_may_be_left_out_or_null(client: TestClient) -> None:
 
 
 def test_mlflow_scoring_refuses_a_missing_field_in_its_error_shape(client: TestClient) -> None:
-    for body in ({"dataframe_records": [{"island": "north", "mass": 10.0}]},
-                 {"dataframe_split": {"columns": ["mass"], "data": [[10.0]]}}):  # fmt: skip
+    for body in (
+        {"dataframe_records": [{"island": "north", "mass": 10.0}]},
+        {"dataframe_split": {"columns": ["mass"], "data": [[10.0]]}},
+    ):
         answer = client.post("/invocations", json=body)
         assert answer.status_code == 422, answer.text
         message = "input: missing required field(s) ['depth']"

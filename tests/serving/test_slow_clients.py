@@ -15,8 +15,11 @@ import pytest
 from tests.serving.live import running_server
 
 pytestmark = pytest.mark.integration
-LIMITS = {"MLSHIP_HEAD_TIMEOUT_SECONDS": "1", "MLSHIP_BODY_TIMEOUT_SECONDS": "1",
-          "MLSHIP_KEEP_ALIVE_SECONDS": "1"}  # fmt: skip
+LIMITS = {
+    "MLSHIP_HEAD_TIMEOUT_SECONDS": "1",
+    "MLSHIP_BODY_TIMEOUT_SECONDS": "1",
+    "MLSHIP_KEEP_ALIVE_SECONDS": "1",
+}
 
 
 def _connect(url: str) -> socket.socket:
@@ -46,8 +49,10 @@ def test_silent_trickling_and_stalled_clients_are_cut_off(model_dir: Path) -> No
         assert _read_all(trickle)[1] < 5
         # a body that stops half-way: 408 naming the deadline
         stalled = _connect(url)
-        stalled.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                        b"Content-Length: 100\r\n\r\n" + b'{"review": "')  # fmt: skip
+        stalled.sendall(
+            b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 100\r\n\r\n" + b'{"review": "'
+        )
         answer, waited = _read_all(stalled)
         assert answer.startswith(b"HTTP/1.1 408") and b"did not arrive within 1 s" in answer
         assert waited < 5

@@ -17,8 +17,14 @@ LOCAL = {"MLSHIP_APPROVER": "ana"}
 
 
 def _gate(project: Project, **sections: dict[str, object]) -> object:
-    return gate(project.params(**sections), project.settings, project.paths, project.dvc_file,
-                project.params_file, stale=lambda _: [])  # fmt: skip
+    return gate(
+        project.params(**sections),
+        project.settings,
+        project.paths,
+        project.dvc_file,
+        project.params_file,
+        stale=lambda _: [],
+    )
 
 
 def test_a_first_model_passes_on_thresholds_and_the_contract(project: Project) -> None:
@@ -56,8 +62,14 @@ def test_a_weaker_candidate_fails_against_the_champion(project: Project) -> None
 def test_stale_or_missing_inputs_are_refused(project: Project) -> None:
     project.run_pipeline(project.params())
     with pytest.raises(InputError, match=r"stale: these stages differ from dvc\.lock: train"):
-        gate(project.params(), project.settings, project.paths, project.dvc_file,
-             project.params_file, stale=lambda _: ["train"])  # fmt: skip
+        gate(
+            project.params(),
+            project.settings,
+            project.paths,
+            project.dvc_file,
+            project.params_file,
+            stale=lambda _: ["train"],
+        )
     project.paths.metrics.unlink()
     with pytest.raises(InputError, match=r"evaluate\.json: not found"):
         _gate(project)

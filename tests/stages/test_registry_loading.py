@@ -11,8 +11,8 @@ import mlflow.sklearn
 import pytest
 
 from mlship.errors import InputError
-from mlship.registry import load_version
-from mlship.train import fit
+from mlship.pipeline.train import fit
+from mlship.registry.loading import load_version
 from tests.conftest import make_params, text_frame
 from tests.serving.conftest import card_for
 
@@ -23,9 +23,11 @@ def _register(store: str, serialization: str) -> str:
     with mlflow.start_run() as run:
         mlflow.log_dict(card_for(["great", "other"]).as_json(), "model_card.json")
         logged = mlflow.sklearn.log_model(
-            model, name="model", serialization_format=serialization,
+            model,
+            name="model",
+            serialization_format=serialization,
             pip_requirements=["scikit-learn"],
-        )  # fmt: skip
+        )
     assert run.info.run_id
     return str(mlflow.register_model(logged.model_uri, "reviews").version)
 

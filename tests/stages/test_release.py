@@ -13,16 +13,24 @@ from mlship.stages.release import promote, register, rollback
 from tests.conftest import Project
 
 GITHUB = {
-    "GITHUB_ACTIONS": "true", "GITHUB_ACTOR": "release-manager",
-    "GITHUB_SERVER_URL": "https://github.com", "GITHUB_REPOSITORY": "acme/reviews",
+    "GITHUB_ACTIONS": "true",
+    "GITHUB_ACTOR": "release-manager",
+    "GITHUB_SERVER_URL": "https://github.com",
+    "GITHUB_REPOSITORY": "acme/reviews",
     "GITHUB_RUN_ID": "7",
-}  # fmt: skip
+}
 
 
 def _gated(project: Project) -> None:
     project.run_pipeline(project.params())
-    gate(project.params(), project.settings, project.paths, project.dvc_file,
-         project.params_file, stale=lambda _: [])  # fmt: skip
+    gate(
+        project.params(),
+        project.settings,
+        project.paths,
+        project.dvc_file,
+        project.params_file,
+        stale=lambda _: [],
+    )
 
 
 def test_register_promote_and_roll_back(project: Project) -> None:
@@ -58,14 +66,24 @@ def test_register_refuses_a_failed_edited_or_outdated_gate(project: Project) -> 
     # given a gate that failed (thresholds no model meets)
     project.run_pipeline(project.params())
     strict = project.params(gate={"min_accuracy": 1.0, "max_log_loss": 1e-9})
-    assert not gate(strict, project.settings, project.paths, project.dvc_file,
-                    project.params_file, stale=lambda _: []).passed  # fmt: skip
+    assert not gate(
+        strict,
+        project.settings,
+        project.paths,
+        project.dvc_file,
+        project.params_file,
+        stale=lambda _: [],
+    ).passed
     report = json.loads(project.paths.gate_json.read_text())
     with pytest.raises(CheckError, match="the gate did not pass"):
         register(project.settings, project.paths, project.dvc_file)
     # when its report is edited into a pass / then register sees it is not the gate's record
-    forged = {**report, "passed": True, "failed": [],
-              "criteria": [{**c, "passed": True} for c in report["criteria"]]}  # fmt: skip
+    forged = {
+        **report,
+        "passed": True,
+        "failed": [],
+        "criteria": [{**c, "passed": True} for c in report["criteria"]],
+    }
     project.paths.gate_json.write_text(json.dumps(forged))
     with pytest.raises(CheckError, match="not the passing report the gate recorded"):
         register(project.settings, project.paths, project.dvc_file)

@@ -44,15 +44,23 @@ def gemstones(project: Project, monkeypatch: pytest.MonkeyPatch) -> Project:
 
 
 def _custom(project: Project) -> object:
-    return project.params(train={"model": {"kind": "custom", "factory": "gemstones.pricing:build",
-                                           "params": {"C": 2.0}}})  # fmt: skip
+    return project.params(
+        train={
+            "model": {"kind": "custom", "factory": "gemstones.pricing:build", "params": {"C": 2.0}}
+        }
+    )
 
 
 def test_a_factory_outside_the_train_stage_s_dependencies_is_refused(gemstones: Project) -> None:
     params = _custom(gemstones)
     with pytest.raises(InputError) as refused:
-        pipeline.train(params, gemstones.settings, gemstones.paths.train,  # type: ignore[arg-type]
-                       gemstones.paths.model_dir, tracked_code=("src/mlship", "model"))  # fmt: skip
+        pipeline.train(
+            params,
+            gemstones.settings,
+            gemstones.paths.train,  # type: ignore[arg-type]
+            gemstones.paths.model_dir,
+            tracked_code=("src/mlship", "model"),
+        )
     message = str(refused.value)
     assert "outside the train stage's dependencies in dvc.yaml: gemstones (gemstones)" in message
     assert (
@@ -66,8 +74,13 @@ def test_a_factory_in_a_declared_dependency_trains_and_travels_with_the_model(
 ) -> None:
     params = _custom(gemstones)
     paths = gemstones.paths
-    card = pipeline.train(params, gemstones.settings, paths.train,  # type: ignore[arg-type]
-                          paths.model_dir, tracked_code=("model", "gemstones"))  # fmt: skip
+    card = pipeline.train(
+        params,
+        gemstones.settings,
+        paths.train,  # type: ignore[arg-type]
+        paths.model_dir,
+        tracked_code=("model", "gemstones"),
+    )
     assert card.code == ("gemstones",)
     assert card.name == "reviews"
     assert (gemstones.paths.model_dir / "code" / "gemstones" / "pricing.py").is_file()

@@ -1,16 +1,19 @@
 import pytest
 
-from mlship.approval import approval_from_env
 from mlship.errors import InputError
+from mlship.ship.ci.approval import approval_from_env
 
 AT = "2026-01-01T00:00:00+00:00"
 
 
 def test_github_actions_records_the_actor_and_the_run() -> None:
     env = {
-        "GITHUB_ACTIONS": "true", "GITHUB_ACTOR": "octocat", "GITHUB_SERVER_URL": "https://github.com",
-        "GITHUB_REPOSITORY": "acme/reviews", "GITHUB_RUN_ID": "42",
-    }  # fmt: skip
+        "GITHUB_ACTIONS": "true",
+        "GITHUB_ACTOR": "octocat",
+        "GITHUB_SERVER_URL": "https://github.com",
+        "GITHUB_REPOSITORY": "acme/reviews",
+        "GITHUB_RUN_ID": "42",
+    }
     approval = approval_from_env(env, None, AT)
     assert (approval.approver, approval.via) == ("octocat", "github-actions")
     assert approval.url == "https://github.com/acme/reviews/actions/runs/42"
@@ -25,8 +28,10 @@ def test_jenkins_takes_the_input_steps_submitter() -> None:
     }
     approval = approval_from_env(env, None, AT)
     assert (approval.approver, approval.via, approval.url) == (
-        "release-lead", "jenkins", "https://ci/job/1/"
-    )  # fmt: skip
+        "release-lead",
+        "jenkins",
+        "https://ci/job/1/",
+    )
 
 
 def test_cloud_build_needs_an_explicit_approver() -> None:

@@ -6,12 +6,12 @@ import skops.io as sio
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer
 
-from mlship.artifacts import load_model, save_model
 from mlship.card import Features, ModelCard
-from mlship.config import Params
+from mlship.config.params import Params
 from mlship.errors import InputError
-from mlship.features import feature_frame
-from mlship.train import fit
+from mlship.pipeline.artifacts import load_model, save_model
+from mlship.pipeline.features import feature_frame
+from mlship.pipeline.train import fit
 from mlship.vcs import git_state
 from tests.conftest import text_frame
 
@@ -23,8 +23,9 @@ def shout(values: object) -> object:
 def test_model_round_trips_through_skops(tmp_path: Path, params: Params) -> None:
     frame = text_frame(10)
     pipeline = fit(params, frame)
-    card = ModelCard(features=Features(text=("review",)), target="score",
-                     classes=("great", "other"))  # fmt: skip
+    card = ModelCard(
+        features=Features(text=("review",)), target="score", classes=("great", "other")
+    )
     save_model(pipeline, card, tmp_path)
     loaded = load_model(tmp_path)
     features = feature_frame(frame, params.data)

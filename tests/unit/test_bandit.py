@@ -13,8 +13,9 @@ def _quality(successes: int, rows: int) -> Quality:
     return Quality(rows, successes, successes / rows if rows else None, None)
 
 
-def _simulate(bandit: Bandit, champion_rate: float, challenger_rate: float,
-              seed: int) -> list[float]:  # fmt: skip
+def _simulate(
+    bandit: Bandit, champion_rate: float, challenger_rate: float, seed: int
+) -> list[float]:
     """Rounds of 200 requests routed by the bandit's share, each answer right with its
     version's rate; the posteriors are updated after each round."""
     rng = np.random.default_rng(seed)
@@ -50,8 +51,10 @@ def test_a_seed_reproduces_the_run_and_equal_versions_share_on_average() -> None
     first = _simulate(Bandit(floor=0.05, cap=0.95, seed=7), 0.75, 0.75, seed=5)
     assert first == _simulate(Bandit(floor=0.05, cap=0.95, seed=7), 0.75, 0.75, seed=5)
     # one run may settle on either version; over runs neither is favoured
-    runs = [np.mean(_simulate(Bandit(floor=0.05, cap=0.95, seed=7), 0.75, 0.75, seed=s))
-            for s in range(5, 12)]  # fmt: skip
+    runs = [
+        np.mean(_simulate(Bandit(floor=0.05, cap=0.95, seed=7), 0.75, 0.75, seed=s))
+        for s in range(5, 12)
+    ]
     assert 0.35 < float(np.mean(runs)) < 0.65
 
 
@@ -59,5 +62,4 @@ def test_with_no_feedback_both_start_even() -> None:
     bandit = Bandit(floor=0.05, cap=0.95, seed=0)
     assert bandit.share == 0.5
     assert abs(bandit.update(None, None) - 0.5) < 0.02
-    assert bandit.describe()["posteriors"]["challenger"] == {"alpha": 1.0, "beta": 1.0,
-                                                             "mean": 0.5}  # fmt: skip
+    assert bandit.describe()["posteriors"]["challenger"] == {"alpha": 1.0, "beta": 1.0, "mean": 0.5}

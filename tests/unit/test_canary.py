@@ -10,7 +10,7 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
-from mlship.rollout import (
+from mlship.ship.rollout import (
     CanaryBudget,
     DeployReport,
     Kubectl,
@@ -63,8 +63,16 @@ def cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Cluster:
 def _canary(cluster: Cluster, prometheus: FakePrometheus, scenario: str = "ok") -> DeployReport:
     cluster.monkeypatch.setenv("FAKE_KUBECTL_SCENARIO", scenario)
     target = Target("mlship-staging")
-    return canary_deploy(Kubectl(target.namespace), target, "staging", IMAGE, "7",
-                         Prometheus(prometheus.url), BUDGET, 30)  # fmt: skip
+    return canary_deploy(
+        Kubectl(target.namespace),
+        target,
+        "staging",
+        IMAGE,
+        "7",
+        Prometheus(prometheus.url),
+        BUDGET,
+        30,
+    )
 
 
 def _state(cluster: Cluster) -> dict[str, Any]:
@@ -80,9 +88,11 @@ def test_healthy_steps_promote_the_image_to_stable(
     assert state["weights"] == [[90, 10], [50, 50], [0, 100], [100, 0]]
     assert state["revisions"][-1] == IMAGE and state["canary"] is None
     assert [s.name for s in report.steps][-4:] == [
-        "canary 100%", "promote to stable", "stable rollout",
+        "canary 100%",
+        "promote to stable",
+        "stable rollout",
         "all traffic to stable, canary removed",
-    ]  # fmt: skip
+    ]
     assert all('pod=~"mlship-canary-.*"' in q for q in prometheus.queries)
 
 
@@ -132,10 +142,17 @@ def test_a_canary_that_never_rolls_out_is_removed(
 
 
 def test_the_canary_manifest_never_overlaps_stable() -> None:
-    stable = {"metadata": {"name": "mlship", "labels": {"a": "b"}}, "spec": {
-        "replicas": 3, "selector": {"matchLabels": {"track": "stable"}},
-        "template": {"metadata": {"labels": {"track": "stable"}},
-                     "spec": {"containers": [{"name": "server", "image": "old"}]}}}}  # fmt: skip
+    stable = {
+        "metadata": {"name": "mlship", "labels": {"a": "b"}},
+        "spec": {
+            "replicas": 3,
+            "selector": {"matchLabels": {"track": "stable"}},
+            "template": {
+                "metadata": {"labels": {"track": "stable"}},
+                "spec": {"containers": [{"name": "server", "image": "old"}]},
+            },
+        },
+    }
     made = canary_manifest(stable, IMAGE, "server")
     assert made["metadata"]["name"] == "mlship-canary" and made["spec"]["replicas"] == 1
     assert made["spec"]["selector"]["matchLabels"]["track"] == "canary"
@@ -145,10 +162,20 @@ def test_the_canary_manifest_never_overlaps_stable() -> None:
 
 @pytest.mark.parametrize(
     ("answer", "said"),
-    [((500, {"status": "error"}), "HTTPStatusError"),
-     ((200, {"status": "success", "data": {"resultType": "vector",
-                                           "result": [{"value": [0, "abc"]}]}}), "no number")],
-)  # fmt: skip
+    [
+        ((500, {"status": "error"}), "HTTPStatusError"),
+        (
+            (
+                200,
+                {
+                    "status": "success",
+                    "data": {"resultType": "vector", "result": [{"value": [0, "abc"]}]},
+                },
+            ),
+            "no number",
+        ),
+    ],
+)
 def test_prometheus_failing_mid_rollout_ends_cleaned_up_on_stable(
     cluster: Cluster, prometheus: FakePrometheus, answer: tuple[int, Any], said: str
 ) -> None:

@@ -27,12 +27,16 @@ def _ingest(folder: Path, raw: dict[str, Any]) -> Any:
         app,
         [
             "ingest",
-            "--params", str(params),
-            "--train-out", str(folder / "out/train.parquet"),
-            "--test-out", str(folder / "out/test.parquet"),
-            "--report", str(folder / "out/ingest.json"),
+            "--params",
+            str(params),
+            "--train-out",
+            str(folder / "out/train.parquet"),
+            "--test-out",
+            str(folder / "out/test.parquet"),
+            "--report",
+            str(folder / "out/ingest.json"),
         ],
-    )  # fmt: skip
+    )
 
 
 def _gzipped(frame: pd.DataFrame) -> bytes:
@@ -119,11 +123,19 @@ def test_unlearnable_labels_fail_the_contract_and_training(
     validated = runner.invoke(
         app,
         [
-            "validate", "--params", str(tmp_path / "params.yaml"),
-            "--train", str(out / "train.parquet"), "--test", str(out / "test.parquet"),
-            "--report-json", str(out / "validate.json"), "--report-md", str(out / "validate.md"),
+            "validate",
+            "--params",
+            str(tmp_path / "params.yaml"),
+            "--train",
+            str(out / "train.parquet"),
+            "--test",
+            str(out / "test.parquet"),
+            "--report-json",
+            str(out / "validate.json"),
+            "--report-md",
+            str(out / "validate.md"),
         ],
-    )  # fmt: skip
+    )
     assert validated.exit_code == 1, validated.output
     assert f"train.score: {rule}" in validated.stderr
     assert (out / "validate.md").read_text().startswith("# Data contract: FAILED")
@@ -131,10 +143,15 @@ def test_unlearnable_labels_fail_the_contract_and_training(
     trained = runner.invoke(
         app,
         [
-            "train", "--params", str(tmp_path / "params.yaml"),
-            "--train", str(out / "train.parquet"), "--model-dir", str(tmp_path / "models"),
+            "train",
+            "--params",
+            str(tmp_path / "params.yaml"),
+            "--train",
+            str(out / "train.parquet"),
+            "--model-dir",
+            str(tmp_path / "models"),
         ],
-    )  # fmt: skip
+    )
     assert trained.exit_code == 2, trained.output
     assert "target column 'score'" in trained.stderr
     assert not (tmp_path / "models").exists()
@@ -143,9 +160,20 @@ def test_unlearnable_labels_fail_the_contract_and_training(
 def test_missing_params_file_and_missing_flag(tmp_path: Path) -> None:
     result = runner.invoke(
         app,
-        ["validate", "--params", str(tmp_path / "nope.yaml"), "--train", "a", "--test", "b",
-         "--report-json", "c", "--report-md", "d"],
-    )  # fmt: skip
+        [
+            "validate",
+            "--params",
+            str(tmp_path / "nope.yaml"),
+            "--train",
+            "a",
+            "--test",
+            "b",
+            "--report-json",
+            "c",
+            "--report-md",
+            "d",
+        ],
+    )
     assert result.exit_code == 2
     assert "nope.yaml: params file not found" in result.stderr
     assert runner.invoke(app, ["train"]).exit_code == 2  # a required flag is missing
@@ -170,8 +198,9 @@ def test_image_build_names_a_missing_engine(
     # --skip-without-engine, exit 0 and why
     failed = runner.invoke(app, ["image", "build"])
     assert failed.exit_code == 3
-    assert ("no Docker engine is reachable at unix:///nonexistent/docker.sock (nothing listens "
-            "there)") in failed.stderr  # fmt: skip
+    assert (
+        "no Docker engine is reachable at unix:///nonexistent/docker.sock (nothing listens there)"
+    ) in failed.stderr
     skipped = runner.invoke(app, ["image", "build", "--skip-without-engine"])
     assert skipped.exit_code == 0
     assert "image step not run" in skipped.stderr
@@ -197,7 +226,7 @@ class _Engine:
 def test_a_base_image_that_cannot_be_pulled_skips_the_image_with_a_hint(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    from mlship import image
+    from mlship.ship import image
 
     monkeypatch.chdir(tmp_path)
     _write_params(tmp_path, raw_params())
@@ -219,9 +248,16 @@ def test_train_names_a_missing_column(tmp_path: Path) -> None:
     text_frame(5).rename(columns={"review": "text"}).to_parquet(split)
     result = runner.invoke(
         app,
-        ["train", "--params", str(params), "--train", str(split),
-         "--model-dir", str(tmp_path / "models")],
-    )  # fmt: skip
+        [
+            "train",
+            "--params",
+            str(params),
+            "--train",
+            str(split),
+            "--model-dir",
+            str(tmp_path / "models"),
+        ],
+    )
     assert result.exit_code == 2
     assert "missing declared column(s) review" in result.stderr
     assert not (tmp_path / "models").exists()
@@ -230,8 +266,10 @@ def test_train_names_a_missing_column(tmp_path: Path) -> None:
 def test_deploy_refuses_bad_flags_and_unpushed_images(tmp_path: Path) -> None:
     assert runner.invoke(app, ["deploy", "--env", "qa"]).exit_code == 2
     built = tmp_path / "image.json"
-    built.write_text('{"id": "sha256:1", "references": ["r/mlship:0123456789ab-m3"], '
-                     '"labels": {}, "size_bytes": 1, "pushed": false}')  # fmt: skip
+    built.write_text(
+        '{"id": "sha256:1", "references": ["r/mlship:0123456789ab-m3"], '
+        '"labels": {}, "size_bytes": 1, "pushed": false}'
+    )
     dvc = write_dvc_file(tmp_path, image_json=built)
     result = runner.invoke(app, ["deploy", "--env", "staging", "--dvc-file", str(dvc)])
     assert result.exit_code == 2 and "was not pushed" in result.stderr
@@ -248,15 +286,26 @@ def test_canary_needs_prometheus(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     (model / "model_card.json").write_text('{"features": {"text": ["review"]}, "target": "s"}')
     text_frame(2).to_parquet(tmp_path / "test.parquet")
     dvc = write_dvc_file(tmp_path, model_dir=model, test=tmp_path / "test.parquet")
-    result = runner.invoke(app, ["deploy", "--env", "staging", "--canary", "--dvc-file", str(dvc),
-                                 "--image", "r/mlship:0123456789ab-m3"])  # fmt: skip
+    result = runner.invoke(
+        app,
+        [
+            "deploy",
+            "--env",
+            "staging",
+            "--canary",
+            "--dvc-file",
+            str(dvc),
+            "--image",
+            "r/mlship:0123456789ab-m3",
+        ],
+    )
     assert result.exit_code == 2 and "--prometheus-url" in result.stderr
 
 
 def test_score_writes_every_row_with_its_label(tmp_path: Path) -> None:
-    from mlship.artifacts import save_model
     from mlship.card import Features, ModelCard
-    from mlship.train import fit
+    from mlship.pipeline.artifacts import save_model
+    from mlship.pipeline.train import fit
     from tests.conftest import make_params
 
     model = tmp_path / "model"
@@ -266,16 +315,41 @@ def test_score_writes_every_row_with_its_label(tmp_path: Path) -> None:
     rows.to_csv(tmp_path / "in.csv", index=False)
     out = tmp_path / "out.csv"
     source = str(tmp_path / "in.csv")
-    result = runner.invoke(app, ["score", "--model", str(model), "--input", source,
-                                 "--output", str(out), "--chunk-rows", "4"])  # fmt: skip
+    result = runner.invoke(
+        app,
+        [
+            "score",
+            "--model",
+            str(model),
+            "--input",
+            source,
+            "--output",
+            str(out),
+            "--chunk-rows",
+            "4",
+        ],
+    )
     assert result.exit_code == 0, result.stderr
     scored = pd.read_csv(out)
     assert len(scored) == 6 and list(scored.columns[-4:]) == [
-        "label", "confidence", "proba_great", "proba_other"
-    ]  # fmt: skip
+        "label",
+        "confidence",
+        "proba_great",
+        "proba_other",
+    ]
     assert (scored["label"] == scored["score"]).all()
     rows.assign(review=[1, 2, 3, 4, 5, 6]).to_csv(tmp_path / "bad.csv", index=False)
-    bad = runner.invoke(app, ["score", "--model", str(model), "--input", str(tmp_path / "bad.csv"),
-                              "--output", str(tmp_path / "x.csv")])  # fmt: skip
+    bad = runner.invoke(
+        app,
+        [
+            "score",
+            "--model",
+            str(model),
+            "--input",
+            str(tmp_path / "bad.csv"),
+            "--output",
+            str(tmp_path / "x.csv"),
+        ],
+    )
     assert bad.exit_code == 2 and "review: expected text" in bad.stderr
     assert not (tmp_path / "x.csv").exists()

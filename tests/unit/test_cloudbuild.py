@@ -11,8 +11,8 @@ import pytest
 from google.auth.credentials import AnonymousCredentials
 from typer.testing import CliRunner
 
-from mlship import cloudbuild
 from mlship.cli import app
+from mlship.ship.ci import cloudbuild
 from tests.fake_api import Answer, FakeApi, Request, fake_api
 
 PARENT = "/v1/projects/acme/locations/europe-west1"
@@ -31,14 +31,20 @@ class FakeCloudBuild:
             if run.group(1) != "mlship-production":
                 return 404, {"error": {"code": 404, "message": "trigger not found"}}, {}
             build = {
-                "id": f"b{len(self.builds)}", "status": "PENDING",
-                "substitutions": {"TRIGGER_NAME": run.group(1),
-                                  **request.body["source"].get("substitutions", {})},
+                "id": f"b{len(self.builds)}",
+                "status": "PENDING",
+                "substitutions": {
+                    "TRIGGER_NAME": run.group(1),
+                    **request.body["source"].get("substitutions", {}),
+                },
                 "approval": {"state": "PENDING"},
-            }  # fmt: skip
+            }
             self.builds[build["id"]] = build
-            return 200, {"name": "operations/run", "metadata": {"@type": METADATA,
-                                                                "build": build}}, {}  # fmt: skip
+            return (
+                200,
+                {"name": "operations/run", "metadata": {"@type": METADATA, "build": build}},
+                {},
+            )
         one = re.fullmatch(rf"{PARENT}/builds/(\w+)(:approve)?(\?.*)?", request.path)
         if one and one.group(1) in self.builds:
             build = self.builds[one.group(1)]
@@ -70,8 +76,17 @@ def test_submit_runs_the_trigger_and_the_build_waits_for_approval(
     fake: tuple[FakeCloudBuild, FakeApi],
 ) -> None:
     state, api = fake
-    result = CliRunner().invoke(app, ["cloudbuild", "submit", "--trigger", "mlship-production",
-                                      "--substitution", "_RELEASE_SHA=abc123"])  # fmt: skip
+    result = CliRunner().invoke(
+        app,
+        [
+            "cloudbuild",
+            "submit",
+            "--trigger",
+            "mlship-production",
+            "--substitution",
+            "_RELEASE_SHA=abc123",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert result.stdout.strip() == "b1"
     sent = api.requests[-1]
@@ -86,8 +101,12 @@ def test_approve_records_the_decision_and_the_approver_is_read_back(
     fake: tuple[FakeCloudBuild, FakeApi],
 ) -> None:
     state, _ = fake
-    assert CliRunner().invoke(app, ["cloudbuild", "submit", "--trigger",
-                                    "mlship-production"]).exit_code == 0  # fmt: skip
+    assert (
+        CliRunner()
+        .invoke(app, ["cloudbuild", "submit", "--trigger", "mlship-production"])
+        .exit_code
+        == 0
+    )
     result = CliRunner().invoke(app, ["cloudbuild", "approve", "b1", "--comment", "release 7"])
     assert result.exit_code == 0, result.output
     assert state.builds["b1"]["approval"]["result"]["comment"] == "release 7"
@@ -129,12 +148,17 @@ def test_promote_in_cloud_build_records_the_builds_approver(
 ) -> None:
     import os
 
-    from mlship.approval import recorded_approver
-    from mlship.config import Settings
+    from mlship.config.settings import Settings
+    from mlship.ship.ci.approval import recorded_approver
 
     state, _ = fake
-    state.builds["b9"] = {"id": "b9", "approval": {"state": "APPROVED", "result": {
-        "decision": "APPROVED", "approverAccount": "rm@acme.example"}}}  # fmt: skip
+    state.builds["b9"] = {
+        "id": "b9",
+        "approval": {
+            "state": "APPROVED",
+            "result": {"decision": "APPROVED", "approverAccount": "rm@acme.example"},
+        },
+    }
     monkeypatch.setenv("MLSHIP_CI", "cloud-build")
     monkeypatch.setenv("BUILD_ID", "b9")
     monkeypatch.delenv("GITHUB_ACTIONS", raising=False)

@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from mlship.lockfile import read_lock
+from mlship.ship.lockfile import read_lock
 from tests.conftest import REPO
 from tests.integration.team_stack import POSTGRES_BIN
 from tests.tools import tool
@@ -24,14 +24,19 @@ IMAGE = "registry.internal/mlship:0123456789ab-m7"
 
 def _compose_config(cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     command = [tool("docker-compose"), "-f", str(COMPOSE / "docker-compose.yml"), "config"]
-    return subprocess.run(command, capture_output=True, text=True, cwd=cwd,
-                          env={"PATH": "/usr/bin:/bin", **env})  # fmt: skip
+    return subprocess.run(
+        command, capture_output=True, text=True, cwd=cwd, env={"PATH": "/usr/bin:/bin", **env}
+    )
 
 
 def _config(tmp_path: Path) -> dict[str, Any]:
     """The file as docker-compose resolves it, with the variables it requires set."""
-    env = {"POSTGRES_PASSWORD": "p", "MINIO_ROOT_USER": "u", "MINIO_ROOT_PASSWORD": "s",
-           "MLSHIP_IMAGE": IMAGE}  # fmt: skip
+    env = {
+        "POSTGRES_PASSWORD": "p",
+        "MINIO_ROOT_USER": "u",
+        "MINIO_ROOT_PASSWORD": "s",
+        "MLSHIP_IMAGE": IMAGE,
+    }
     done = _compose_config(tmp_path, env)
     assert done.returncode == 0, done.stderr
     config: dict[str, Any] = yaml.safe_load(done.stdout)
@@ -51,8 +56,15 @@ def _version(command: list[str]) -> str:
 
 def test_the_stack_resolves_with_every_service_pinned(tmp_path: Path) -> None:
     services = _config(tmp_path)["services"]
-    assert set(services) == {"postgres", "minio", "buckets", "mlflow", "mlship", "prometheus",
-                             "grafana"}  # fmt: skip
+    assert set(services) == {
+        "postgres",
+        "minio",
+        "buckets",
+        "mlflow",
+        "mlship",
+        "prometheus",
+        "grafana",
+    }
     for name, service in services.items():
         assert ":" in service["image"] and _tag(service["image"]) != "latest", name
     assert services["mlship"]["image"] == IMAGE

@@ -4,14 +4,17 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mlship.config import Params, Settings, load_params, parse_params
+from mlship.config.params import Params, load_params, parse_params
+from mlship.config.settings import Settings
 from mlship.errors import InputError
+from mlship.pipeline.importing import check_imports
 from tests.conftest import REPO, raw_params
 
 
 def _error_for(raw: object) -> str:
+    """What reading params.yaml says: parsing, then what it names by import path."""
     with pytest.raises(InputError) as caught:
-        parse_params(raw, Path("params.yaml"))
+        check_imports(parse_params(raw, Path("params.yaml")), Path("params.yaml"))
     return str(caught.value)
 
 
@@ -21,7 +24,9 @@ def test_every_example_s_params_parse(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.chdir(path.parent)
         monkeypatch.setattr(sys, "path", list(sys.path))
         # when parsed / then it is valid
-        assert isinstance(load_params(path), Params), path
+        params = load_params(path)
+        check_imports(params, path)  # its factory or class imports and fits the task
+        assert isinstance(params, Params), path
         for name in [n for n in sys.modules if n == "model" or n.startswith("model.")]:
             monkeypatch.delitem(sys.modules, name)  # the next example has a `model` of its own
 
@@ -101,10 +106,12 @@ def test_settings_treat_empty_variables_as_unset(monkeypatch: pytest.MonkeyPatch
     assert settings.registry == "127.0.0.1:5001"
 
 
-REGRESSION = {"data": {"task": "regression", "positive_label": None},
-              "validate": {"labels": None},
-              "train": {"model": {"kind": "estimator", "class": "sklearn.linear_model.Ridge"}},
-              "gate": {"min_accuracy": None, "min_macro_f1": None, "max_rmse": 1.0}}  # fmt: skip
+REGRESSION = {
+    "data": {"task": "regression", "positive_label": None},
+    "validate": {"labels": None},
+    "train": {"model": {"kind": "estimator", "class": "sklearn.linear_model.Ridge"}},
+    "gate": {"min_accuracy": None, "min_macro_f1": None, "max_rmse": 1.0},
+}
 FOREST = "sklearn.ensemble.RandomForestClassifier"
 
 
@@ -113,43 +120,61 @@ def _estimator(cls: str, **params: object) -> dict[str, object]:
 
 
 def _regression(**sections: dict[str, object]) -> dict[str, object]:
-    merged = {name: {**REGRESSION.get(name, {}), **sections.get(name, {})}
-              for name in {*REGRESSION, *sections}}  # fmt: skip
+    merged = {
+        name: {**REGRESSION.get(name, {}), **sections.get(name, {})}
+        for name in {*REGRESSION, *sections}
+    }
     return raw_params(**merged)
 
 
 @pytest.mark.parametrize(
     ("raw", "expected"),
     [
-        (raw_params(train=_estimator("sklearn.ensemble.RandomForestClasifier")),
-         "train.model: class 'sklearn.ensemble.RandomForestClasifier' does not import"),
+        (
+            raw_params(train=_estimator("sklearn.ensemble.RandomForestClasifier")),
+            "train.model: class 'sklearn.ensemble.RandomForestClasifier' does not import",
+        ),
         (raw_params(train=_estimator("nosuchpackage.Model")), "does not import"),
         (raw_params(train=_estimator("json.JSONDecoder")), "not a scikit-learn-compatible"),
-        (raw_params(train=_estimator(FOREST, n_estimatorz=10)),
-         "params.n_estimatorz: not a parameter of RandomForestClassifier"),
-        (raw_params(train=_estimator("sklearn.ensemble.RandomForestRegressor")),
-         "is not a classifier, but data.task is classification"),
+        (
+            raw_params(train=_estimator(FOREST, n_estimatorz=10)),
+            "params.n_estimatorz: not a parameter of RandomForestClassifier",
+        ),
+        (
+            raw_params(train=_estimator("sklearn.ensemble.RandomForestRegressor")),
+            "is not a classifier, but data.task is classification",
+        ),
         (_regression(train=_estimator(FOREST)), "is not a regressor, but data.task is regression"),
-        (_regression(train={"model": {"kind": "logistic_regression"}}),
-         "'logistic_regression' is a classifier, but data.task is regression"),
-        (raw_params(train={"model": {"kind": "custom", "factory": "model.nowhere:build"}}),
-         "'model.nowhere:build' does not import"),
-        (raw_params(train={"model": {"kind": "custom", "factory": "model.churn"}}),
-         "expected module:function"),
+        (
+            _regression(train={"model": {"kind": "logistic_regression"}}),
+            "'logistic_regression' is a classifier, but data.task is regression",
+        ),
+        (
+            raw_params(train={"model": {"kind": "custom", "factory": "model.nowhere:build"}}),
+            "'model.nowhere:build' does not import",
+        ),
+        (
+            raw_params(train={"model": {"kind": "custom", "factory": "model.churn"}}),
+            "expected module:function",
+        ),
         (_regression(gate={"max_rmse": None}), "gate.max_rmse or gate.max_mae is required"),
         (raw_params(gate={"min_macro_f1": None}), "gate.min_macro_f1 is required"),
         (raw_params(gate={"max_rmse": 3.0}), "gate.max_rmse does not apply to classification"),
         (_regression(gate={"min_class_recall": 0.5}), "does not apply to regression"),
-        (_regression(gate={"champion": {"metrics": ["accuracy"]}}),
-         "'accuracy' does not apply to regression"),
+        (
+            _regression(gate={"champion": {"metrics": ["accuracy"]}}),
+            "'accuracy' does not apply to regression",
+        ),
         (_regression(validate={"labels": ["a"]}), "validate.labels lists classes"),
         (_regression(data={"positive_label": "great"}), "positive_label is for classification"),
         ({k: v for k, v in raw_params().items() if k != "name"}, "name: Field required"),
         (raw_params(name="My Model"), "name: String should match pattern"),
-        (raw_params(data={"optional_columns": ["review"]}),
-         "optional_columns: 'review' is not one of the categorical or numeric columns"),
+        (
+            raw_params(data={"optional_columns": ["review"]}),
+            "optional_columns: 'review' is not one of the categorical or numeric columns",
+        ),
     ],
-)  # fmt: skip
+)
 def test_bring_your_own_model_errors_name_the_key(raw: object, expected: str) -> None:
     assert expected in _error_for(raw)
 

@@ -2,8 +2,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlship.config import DataParams, ValidateParams
-from mlship.contract import breach_message, check_contract, contract_markdown, contract_report
+from mlship.config.params import DataParams, ValidateParams
+from mlship.pipeline.contract import (
+    breach_message,
+    check_contract,
+    contract_markdown,
+    contract_report,
+)
 from tests.conftest import make_params, text_frame
 
 
@@ -86,18 +91,20 @@ def test_reports_carry_the_verdict_and_every_failure() -> None:
 
 def test_the_target_must_fit_the_task() -> None:
     # given a numeric target with many distinct values, declared as classes
-    numbers = pd.DataFrame({"review": [f"r {i}" for i in range(120)],
-                            "score": [str(i * 1.5) for i in range(120)]})  # fmt: skip
+    numbers = pd.DataFrame(
+        {"review": [f"r {i}" for i in range(120)], "score": [str(i * 1.5) for i in range(120)]}
+    )
     params = make_params(validate={"labels": None})
     checks = check_contract(numbers, numbers.head(10), params.data, params.validate_)
     discrete = next(c for c in checks if c.rule == "target_discrete" and c.where == "train.score")
     assert not discrete.passed and "set data.task: regression" in discrete.detail
     # given text values in a regression target
     regression = make_params(
-        data={"task": "regression", "positive_label": None}, validate={"labels": None},
+        data={"task": "regression", "positive_label": None},
+        validate={"labels": None},
         train={"model": {"kind": "estimator", "class": "sklearn.linear_model.Ridge"}},
         gate={"min_accuracy": None, "min_macro_f1": None, "max_rmse": 1.0},
-    )  # fmt: skip
+    )
     checks = check_contract(text_frame(5), text_frame(2), regression.data, regression.validate_)
     numeric = next(c for c in checks if c.rule == "target_numeric" and c.where == "train.score")
     assert not numeric.passed and "set data.task: classification" in numeric.detail

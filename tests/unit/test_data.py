@@ -4,10 +4,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlship import data
-from mlship.config import Params
+from mlship.config.params import Params
 from mlship.errors import InputError
 from mlship.files import read_table
+from mlship.pipeline import data
 from tests.conftest import make_params, text_frame
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from mlship.rollout import DeployReport, Kubectl, Target, deploy, expected_version
+from mlship.ship.rollout import DeployReport, Kubectl, Target, deploy, expected_version
 
 FAKE = Path(__file__).resolve().parents[1] / "fake_kubectl"
 IMAGE = "127.0.0.1:5001/mlship:0123456789ab-m7"
@@ -63,9 +63,11 @@ def test_a_good_rollout_records_what_ran_and_is_smoke_tested(cluster: Cluster) -
     assert report.ok and not report.rolled_back
     assert (report.previous_image, report.previous_revision) == ("old", "1")
     assert [call[:2] for call in cluster.calls] == [
-        ["get", "deployment/mlship"], ["set", "image"], ["rollout", "status"],
+        ["get", "deployment/mlship"],
+        ["set", "image"],
+        ["rollout", "status"],
         ["run", cluster.calls[3][1]],
-    ]  # fmt: skip
+    ]
     assert cluster.calls[1] == ["set", "image", "deployment/mlship", f"server={IMAGE}"]
     assert "--timeout=30s" in cluster.calls[2]
     assert f"--image={IMAGE}" in cluster.calls[3]
@@ -179,8 +181,10 @@ def test_the_cli_records_the_deployed_image_on_the_model_version(
     monkeypatch.setenv("FAKE_KUBECTL_SCENARIO", "ok")
     image = "127.0.0.1:5001/mlship:0123456789ab-m1"
     # when deployed
-    result = CliRunner().invoke(app, ["deploy", "--env", "staging", "--image", image,
-                                      "--dvc-file", str(folder / "dvc.yaml")])  # fmt: skip
+    result = CliRunner().invoke(
+        app,
+        ["deploy", "--env", "staging", "--image", image, "--dvc-file", str(folder / "dvc.yaml")],
+    )
     # then the version records where it runs, and the report says deployed
     assert result.exit_code == 0, result.stderr
     tags = client.get_model_version("reviews", "1").tags
@@ -190,11 +194,15 @@ def test_the_cli_records_the_deployed_image_on_the_model_version(
     # when the rollout fails / then exit 1 and the report says it was rolled back
     cluster.monkeypatch.setenv("FAKE_KUBECTL_SCENARIO", "rollout-timeout")
     second = image.replace("-m1", "-m2")
-    failed = CliRunner().invoke(app, ["deploy", "--env", "staging", "--image", second,
-                                      "--dvc-file", str(folder / "dvc.yaml")])  # fmt: skip
+    failed = CliRunner().invoke(
+        app,
+        ["deploy", "--env", "staging", "--image", second, "--dvc-file", str(folder / "dvc.yaml")],
+    )
     assert failed.exit_code == 1 and f"rolled back: verified on {image}" in failed.stderr
     # when the cluster does not answer / then exit 3, nothing changed
     cluster.monkeypatch.setenv("FAKE_KUBECTL_SCENARIO", "unreachable")
-    down = CliRunner().invoke(app, ["deploy", "--env", "staging", "--image", second,
-                                    "--dvc-file", str(folder / "dvc.yaml")])  # fmt: skip
+    down = CliRunner().invoke(
+        app,
+        ["deploy", "--env", "staging", "--image", second, "--dvc-file", str(folder / "dvc.yaml")],
+    )
     assert down.exit_code == 3 and "the cluster did not answer" in down.stderr

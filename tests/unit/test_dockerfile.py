@@ -9,8 +9,9 @@ DOCKERFILE = (REPO / "Dockerfile").read_text()
 
 
 def test_hadolint_passes() -> None:
-    done = subprocess.run([tool("hadolint"), str(REPO / "Dockerfile")], capture_output=True,
-                          text=True)  # fmt: skip
+    done = subprocess.run(
+        [tool("hadolint"), str(REPO / "Dockerfile")], capture_output=True, text=True
+    )
     assert done.returncode == 0, done.stdout + done.stderr
 
 
@@ -38,8 +39,8 @@ def test_the_server_imports_without_the_pipeline_only_libraries() -> None:
     code = (
         "import sys\n"
         f"for name in {blocked!r}: sys.modules[name] = None\n"
-        "import mlship.cli, mlship.serving.app, mlship.serving.plane, mlship.serving.batch\n"
-        "from mlship.config import Settings\n"
+        "import mlship.cli, mlship.serving.app, mlship.serving.plane, mlship.batch.local\n"
+        "from mlship.config.settings import Settings\n"
         "from mlship.serving.app import create_app\n"
         "create_app('models', Settings(monitor_sink='/tmp/mlship-sink-check'))\n"
     )

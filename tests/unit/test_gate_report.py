@@ -2,17 +2,23 @@ from pathlib import Path
 
 from junitparser import Failure, JUnitXml
 
-from mlship.criteria import Criterion
-from mlship.gate_report import gate_json, gate_junit, gate_markdown, params_diff
+from mlship.gate.criteria import Criterion
+from mlship.reports.gate_report import gate_json, gate_junit, gate_markdown, params_diff
 
 CRITERIA = [
     Criterion("threshold", "accuracy >= 0.8", True, "accuracy = 0.8500 >= 0.8", 0.85, 0.8),
     Criterion(
-        "champion", "macro_f1 non-inferior (margin 0.01) to champion", False,
+        "champion",
+        "macro_f1 non-inferior (margin 0.01) to champion",
+        False,
         "macro_f1: candidate 0.7000 vs champion v3 0.7500, difference -0.0500",
-        0.70, -0.01, 0.75, (-0.08, -0.02), None,
+        0.70,
+        -0.01,
+        0.75,
+        (-0.08, -0.02),
+        None,
     ),
-]  # fmt: skip
+]
 CONTEXT = {"candidate_run_id": "abc", "git_sha": "0123456789abcdef", "champion_version": "3"}
 METRICS = {"confusion_matrix": {"labels": ["a", "b"], "matrix": [[5, 1], [2, 7]]}}
 
@@ -50,10 +56,17 @@ def test_markdown_without_champion_or_base() -> None:
 
 def test_a_pass_worse_than_the_champion_and_a_dirty_tree_are_flagged() -> None:
     within_margin = Criterion(
-        "champion", "accuracy non-inferior (margin 0.02) to champion", True,
-        "accuracy: candidate 0.8400 vs champion v3 0.8500", 0.84, -0.02, 0.85, (-0.018, -0.002),
-        None, difference=-0.01,
-    )  # fmt: skip
+        "champion",
+        "accuracy non-inferior (margin 0.02) to champion",
+        True,
+        "accuracy: candidate 0.8400 vs champion v3 0.8500",
+        0.84,
+        -0.02,
+        0.85,
+        (-0.018, -0.002),
+        None,
+        difference=-0.01,
+    )
     context = {**CONTEXT, "git_dirty": True, "model_name": "reviews"}
     text = gate_markdown([CRITERIA[0], within_margin], METRICS, None, context)
     assert "| ⚠️ | accuracy non-inferior" in text and "| ✅ | accuracy >= 0.8" in text
@@ -72,5 +85,7 @@ def test_params_diff_shows_changed_added_and_removed_keys() -> None:
     base = {"train": {"model": {"C": 1.0, "kind": "lr"}}, "old": 1}
     current = {"train": {"model": {"C": 8.0, "kind": "lr"}}, "new": 2}
     assert params_diff(base, current) == [
-        ("new", "—", 2), ("old", 1, "—"), ("train.model.C", 1.0, 8.0),
-    ]  # fmt: skip
+        ("new", "—", 2),
+        ("old", 1, "—"),
+        ("train.model.C", 1.0, 8.0),
+    ]

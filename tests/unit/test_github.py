@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from mlship import github
 from mlship.cli import app
 from mlship.errors import CheckError, InputError
+from mlship.ship.ci import github
 from tests.conftest import REPO
 from tests.fake_api import Answer, FakeApi, Request, fake_api
 
@@ -34,8 +34,9 @@ class FakeGitHub:
     def answer(self, request: Request) -> Answer:
         if request.headers.get("Authorization") != f"Bearer {self.token}":
             return 401, {"message": "Bad credentials"}, {}
-        listing = re.fullmatch(r"/repos/acme/shop/issues/7/comments\?per_page=100(&page=(\d+))?",
-                               request.path)  # fmt: skip
+        listing = re.fullmatch(
+            r"/repos/acme/shop/issues/7/comments\?per_page=100(&page=(\d+))?", request.path
+        )
         if request.method == "GET" and listing:
             page = int(listing.group(2) or 1)
             chunk = self.comments[(page - 1) * PAGE : page * PAGE]
@@ -154,8 +155,8 @@ def test_promote_records_the_reviewer_of_the_production_environment(
 ) -> None:
     import os
 
-    from mlship.approval import recorded_approver
-    from mlship.config import Settings
+    from mlship.config.settings import Settings
+    from mlship.ship.ci.approval import recorded_approver
 
     state, api = fake
     state.approvals = [

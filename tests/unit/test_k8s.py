@@ -19,8 +19,14 @@ from tests.conftest import REPO
 
 K8S = REPO / "k8s"
 KUBERNETES_VERSION = "1.33.0"  # GKE's regular channel at the time of writing
-CRD_KINDS = {"PodMonitoring", "Rules", "ServiceMonitor", "PrometheusRule", "VirtualService",
-             "DestinationRule"}  # fmt: skip
+CRD_KINDS = {
+    "PodMonitoring",
+    "Rules",
+    "ServiceMonitor",
+    "PrometheusRule",
+    "VirtualService",
+    "DestinationRule",
+}
 
 
 def render(tmp_path: Path, *components: str, base: str = "base") -> list[dict[str, Any]]:
@@ -29,14 +35,22 @@ def render(tmp_path: Path, *components: str, base: str = "base") -> list[dict[st
     if kubectl is None:
         pytest.fail("kubectl is required (its built-in kustomize renders the manifests)")
     rel = os.path.relpath(K8S, tmp_path)
-    (tmp_path / "kustomization.yaml").write_text(yaml.safe_dump({
-        "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
-        "resources": [f"{rel}/{base}"], "components": [f"{rel}/components/{c}" for c in components],
-    }))  # fmt: skip
+    (tmp_path / "kustomization.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "kustomize.config.k8s.io/v1beta1",
+                "kind": "Kustomization",
+                "resources": [f"{rel}/{base}"],
+                "components": [f"{rel}/components/{c}" for c in components],
+            }
+        )
+    )
     done = subprocess.run(
         [kubectl, "kustomize", "--load-restrictor", "LoadRestrictionsNone", str(tmp_path)],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     return [d for d in yaml.safe_load_all(done.stdout) if d]
 
@@ -101,8 +115,11 @@ def test_the_pod_is_locked_down_and_probed(rendered: tuple[str, list[dict[str, A
     assert pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
     container = pod["containers"][0]
     security = container["securityContext"]
-    assert security == {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
-                        "capabilities": {"drop": ["ALL"]}}  # fmt: skip
+    assert security == {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
     assert container["livenessProbe"]["httpGet"]["path"] == "/health"
     assert container["readinessProbe"]["httpGet"]["path"] == "/ready"
     assert container["startupProbe"]["httpGet"]["path"] == "/health"
@@ -119,8 +136,10 @@ def test_autoscaling_and_ingress_limits() -> None:
     assert kinds == {"Resource", "Pods"}
     ingress = yaml.safe_load((K8S / "base/ingress.yaml").read_text())
     annotations = ingress["metadata"]["annotations"]
-    assert {"nginx.ingress.kubernetes.io/limit-rps",
-            "nginx.ingress.kubernetes.io/limit-connections"} <= set(annotations)  # fmt: skip
+    assert {
+        "nginx.ingress.kubernetes.io/limit-rps",
+        "nginx.ingress.kubernetes.io/limit-connections",
+    } <= set(annotations)
     assert ingress["spec"]["tls"][0]["secretName"]
 
 
@@ -181,8 +200,10 @@ def test_batch_scoring_runs_mlship_score_locked_down(tmp_path: Path) -> None:
     job = by_kind(docs, "CronJob")["spec"]["jobTemplate"]["spec"]["template"]["spec"]
     container = job["containers"][0]
     assert container["command"][:2] == ["mlship", "score"]
-    assert container["image"] == by_kind(docs, "Deployment")["spec"]["template"]["spec"][
-        "containers"][0]["image"]  # the same image as the server  # fmt: skip
+    assert (
+        container["image"]
+        == by_kind(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["image"]
+    )  # the same image as the server
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     claim = job["volumes"][0]["persistentVolumeClaim"]["claimName"]
     assert claim == by_kind(docs, "PersistentVolumeClaim")["metadata"]["name"]

@@ -6,7 +6,7 @@ import pytest
 
 from mlship.card import Features, ModelCard
 from mlship.errors import InputError
-from mlship.lockfile import extra_requirements, read_lock
+from mlship.ship.lockfile import extra_requirements, read_lock
 from tests.conftest import REPO
 
 CARD = ModelCard(features=Features(numeric=("x",)), target="y")
@@ -26,8 +26,9 @@ def test_a_lightgbm_model_adds_lightgbm_at_the_trained_version_only() -> None:
     extra = extra_requirements(card, REPO / "requirements-serve.lock", REPO / "requirements.lock")
     # numpy and scipy, which LightGBM needs, are in the server's lock already
     assert [pin.name for pin in extra] == ["lightgbm"]
-    assert extra_requirements(CARD, REPO / "requirements-serve.lock",
-                              REPO / "requirements.lock") == []  # fmt: skip
+    assert (
+        extra_requirements(CARD, REPO / "requirements-serve.lock", REPO / "requirements.lock") == []
+    )
 
 
 def test_an_unpinned_or_other_version_is_refused() -> None:
@@ -41,8 +42,8 @@ def test_an_unpinned_or_other_version_is_refused() -> None:
 def test_a_wheel_linking_openmp_asks_the_image_for_libgomp1(tmp_path: Path) -> None:
     import zipfile
 
-    from mlship.image import system_packages
-    from mlship.lockfile import Pin
+    from mlship.ship.image import system_packages
+    from mlship.ship.lockfile import Pin
 
     with zipfile.ZipFile(tmp_path / "fastboost-1.0-py3-none-manylinux_2_28_x86_64.whl", "w") as w:
         w.writestr("fastboost/lib.so", b"\x7fELF...libgomp.so.1\x00...")
@@ -55,16 +56,19 @@ def test_a_wheel_linking_openmp_asks_the_image_for_libgomp1(tmp_path: Path) -> N
 
 def test_only_the_wheels_the_locks_pin_are_staged(tmp_path: Path) -> None:
     from mlship.errors import CheckError
-    from mlship.image import locked_wheels
+    from mlship.ship.image import locked_wheels
 
     lock = tmp_path / "requirements.lock"
     lock.write_text("pyyaml==6.0.2 \\\n    --hash=sha256:ab\nnumpy==2.0 \\\n    --hash=sha256:cd\n")
     cache = tmp_path / "wheels"
     cache.mkdir()
-    names = ["PyYAML-6.0.2-cp311-cp311-manylinux_2_17_x86_64.whl",  # the name as published
-             "numpy-2.0.0-cp311-cp311-manylinux_2_28_x86_64.whl",  # 2.0 == 2.0.0
-             "numpy-1.26.4-cp311-cp311-manylinux_2_28_x86_64.whl",  # another model's
-             "lightgbm-4.6.0-py3-none-manylinux_2_28_x86_64.whl", "not-a-wheel.whl"]  # fmt: skip
+    names = [
+        "PyYAML-6.0.2-cp311-cp311-manylinux_2_17_x86_64.whl",  # the name as published
+        "numpy-2.0.0-cp311-cp311-manylinux_2_28_x86_64.whl",  # 2.0 == 2.0.0
+        "numpy-1.26.4-cp311-cp311-manylinux_2_28_x86_64.whl",  # another model's
+        "lightgbm-4.6.0-py3-none-manylinux_2_28_x86_64.whl",
+        "not-a-wheel.whl",
+    ]
     for name in names:
         (cache / name).touch()
     extra = tmp_path / "requirements-extra.lock"

@@ -8,8 +8,8 @@ import pytest
 from scipy.stats import wilcoxon
 from sklearn.metrics import balanced_accuracy_score, f1_score
 
-from mlship import paired
-from mlship.config import ChampionParams
+from mlship.config.params import ChampionParams
+from mlship.gate import paired
 from tests.unit.test_gate import _pair
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mlship import plots
+from mlship.reports import plots
 
 
 def test_latency_percentiles_are_drawn_in_numeric_order() -> None:

@@ -11,17 +11,43 @@ from pathlib import Path
 
 import pytest
 
-from mlship import supply_chain
 from mlship.errors import ServiceError
+from mlship.ship import supply_chain
 
-SBOM = {"bomFormat": "CycloneDX", "specVersion": "1.6", "version": 1, "components": [
-    {"type": "library", "name": "requests", "version": "2.0.0",
-     "purl": "pkg:pypi/requests@2.0.0", "bom-ref": "pkg:pypi/requests@2.0.0"}]}  # fmt: skip
-REPORT = {"SchemaVersion": 2, "Results": [
-    {"Target": "Python", "Class": "lang-pkgs", "Type": "python-pkg", "Vulnerabilities": [
-        {"VulnerabilityID": "CVE-2018-18074", "PkgName": "requests", "InstalledVersion": "2.0.0",
-         "FixedVersion": "2.20.0", "Severity": "HIGH"}]},
-    {"Target": "debian", "Class": "os-pkgs"}]}  # fmt: skip
+SBOM = {
+    "bomFormat": "CycloneDX",
+    "specVersion": "1.6",
+    "version": 1,
+    "components": [
+        {
+            "type": "library",
+            "name": "requests",
+            "version": "2.0.0",
+            "purl": "pkg:pypi/requests@2.0.0",
+            "bom-ref": "pkg:pypi/requests@2.0.0",
+        }
+    ],
+}
+REPORT = {
+    "SchemaVersion": 2,
+    "Results": [
+        {
+            "Target": "Python",
+            "Class": "lang-pkgs",
+            "Type": "python-pkg",
+            "Vulnerabilities": [
+                {
+                    "VulnerabilityID": "CVE-2018-18074",
+                    "PkgName": "requests",
+                    "InstalledVersion": "2.0.0",
+                    "FixedVersion": "2.20.0",
+                    "Severity": "HIGH",
+                }
+            ],
+        },
+        {"Target": "debian", "Class": "os-pkgs"},
+    ],
+}
 
 
 @pytest.fixture

@@ -5,8 +5,8 @@ import pandas as pd
 import pytest
 
 from mlship.errors import InputError
-from mlship.features import feature_frame
-from mlship.train import fit
+from mlship.pipeline.features import feature_frame
+from mlship.pipeline.train import fit
 from tests.conftest import make_params, text_frame
 
 
@@ -117,8 +117,11 @@ def regression_frame(rows: int = 80) -> pd.DataFrame:
 
 
 def test_any_estimator_by_import_path_with_the_seed_as_random_state() -> None:
-    forest = {"kind": "estimator", "class": "sklearn.ensemble.RandomForestClassifier",
-              "params": {"n_estimators": 5}}  # fmt: skip
+    forest = {
+        "kind": "estimator",
+        "class": "sklearn.ensemble.RandomForestClassifier",
+        "params": {"n_estimators": 5},
+    }
     params = make_params(train={"model": forest}, **TABULAR)
     pipeline = fit(params, tabular_frame())
     assert pipeline.named_steps["model"].random_state == params.data.seed

@@ -11,8 +11,9 @@ from tests.conftest import hermetic_env
 
 
 def _git(repo: Path, *args: str) -> None:
-    subprocess.run(["git", *args], cwd=repo, env=hermetic_env() | GIT_IDENTITY, check=True,
-                   capture_output=True)  # fmt: skip
+    subprocess.run(
+        ["git", *args], cwd=repo, env=hermetic_env() | GIT_IDENTITY, check=True, capture_output=True
+    )
 
 
 def test_only_changes_to_code_and_params_make_the_tree_dirty(tmp_path: Path) -> None:

@@ -48,10 +48,18 @@ class UsageFeatures(TransformerMixin, BaseEstimator):
 def build(params: dict[str, Any], features: Features) -> Pipeline:
     """Usage features, categories as ordinal codes (LightGBM splits on them), then LightGBM."""
     encode = ColumnTransformer(
-        [("categories", OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1,
-                                       encoded_missing_value=-1), list(features.categorical))],
-        remainder="passthrough", verbose_feature_names_out=False,
-    )  # fmt: skip
+        [
+            (
+                "categories",
+                OrdinalEncoder(
+                    handle_unknown="use_encoded_value", unknown_value=-1, encoded_missing_value=-1
+                ),
+                list(features.categorical),
+            )
+        ],
+        remainder="passthrough",
+        verbose_feature_names_out=False,
+    )
     return Pipeline(
         [
             ("usage", UsageFeatures()),

@@ -14,10 +14,12 @@ from pathlib import Path
 from typing import Annotated, NoReturn
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 
-from mlship.config import Params, Settings, load_params
+from mlship.config.params import Params, load_params
+from mlship.config.settings import Settings
 from mlship.errors import InputError, MlshipError
 from mlship.paths import PipelinePaths
 
@@ -42,22 +44,23 @@ DEFAULT_PARAMS = Path("params.yaml")
 DEFAULT_DVC_FILE = Path("dvc.yaml")
 
 
-def fail(error: Exception, code: int) -> NoReturn:
+def fail(error: MlshipError) -> NoReturn:
+    """Say what went wrong and exit with the error's code: the one place errors become exit
+    codes (mlship.errors has the table)."""
     console.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
-    raise typer.Exit(code)
+    raise typer.Exit(error.exit_code)
 
 
 @contextmanager
-def stage(name: str) -> Iterator[None]:
-    """Run a stage: show progress, map errors to exit codes, report the time taken."""
+def running(name: str) -> Iterator[None]:
+    """Run a command's work: show progress, turn an MlshipError into its exit code, report the
+    time taken."""
     start = time.perf_counter()
     try:
         with console.status(f"[bold]{name}[/] ..."):
             yield
     except MlshipError as error:
-        fail(error, error.exit_code)
-    except ValueError as error:  # a library's complaint about a value we passed on
-        fail(InputError(f"{name}: {error}"), InputError.exit_code)
+        fail(error)
     console.print(f"[green]✓[/] {name} ({time.perf_counter() - start:.1f} s)")
 
 
@@ -70,23 +73,28 @@ def env_settings(params: Params | None = None) -> Settings:
     MLSHIP_MODEL_NAME names it."""
     try:
         settings = Settings()
-    except ValueError as error:
-        fail(InputError(f"environment: {error}"), InputError.exit_code)
+    except ValidationError as error:
+        fail(InputError(f"environment: {error}"))
     return settings if params is None else settings.named(params)
 
 
 def read_params(path: Path) -> Params:
+    """params.yaml parsed, and what it names by import path checked (exit 2 naming the key)."""
+    from mlship.pipeline.importing import check_imports
+
     try:
-        return load_params(path)
+        params = load_params(path)
+        check_imports(params, path)
+        return params
     except InputError as error:
-        fail(error, error.exit_code)
+        fail(error)
 
 
 def read_paths(dvc_file: Path) -> PipelinePaths:
     try:
         return PipelinePaths.read(dvc_file)
     except InputError as error:
-        fail(error, error.exit_code)
+        fail(error)
 
 
 @app.callback()

@@ -16,7 +16,7 @@ from mlship.cli.common import (
     console,
     env_settings,
     read_params,
-    stage,
+    running,
 )
 from mlship.errors import CheckError
 
@@ -32,7 +32,7 @@ def ingest(
     from mlship.stages import pipeline
 
     params = read_params(params_file)
-    with stage("ingest"):
+    with running("ingest"):
         done = pipeline.ingest(params, train_out, test_out, report)
     console.print(
         f"  train {done.train_rows} rows, test {done.test_rows} rows -> {train_out.parent}"
@@ -51,7 +51,7 @@ def validate(
     from mlship.stages import pipeline
 
     params = read_params(params_file)
-    with stage("validate"):
+    with running("validate"):
         verdict = pipeline.validate(params, train, test, report_json, report_md)
         if not verdict.passed:
             raise CheckError(f"{verdict.breach_message()}\nreport: {report_md}")
@@ -72,7 +72,7 @@ def train(
 
     params = read_params(params_file)
     settings = env_settings(params)
-    with stage("train"):
+    with running("train"):
         tracked = stage_dependencies(dvc_file, "train")
         card = pipeline.train(params, settings, train_data, model_dir, tracked)
     console.print(f"  model -> {model_dir}; MLflow run {card.run_id}")
@@ -100,9 +100,10 @@ def evaluate(
     out = pipeline.EvaluationFiles(
         metrics, latency, predictions, confusion, roc, precision_recall, residuals
     )
-    with stage("evaluate"):
+    with running("evaluate"):
         result = pipeline.evaluate(params, settings, model_dir, test, out)
     m = result.metrics
     shown = ("accuracy", "macro_f1") if "accuracy" in m else ("rmse", "r2")
-    console.print(f"  {', '.join(f'{k} {m[k]:.4f}' for k in shown if m.get(k) is not None)}"
-                  f" -> {metrics}")  # fmt: skip
+    console.print(
+        f"  {', '.join(f'{k} {m[k]:.4f}' for k in shown if m.get(k) is not None)} -> {metrics}"
+    )

@@ -20,13 +20,13 @@ from mlship.cli.common import (
     fail,
     read_params,
     read_paths,
-    stage,
+    running,
 )
 from mlship.errors import CheckError, InputError
 
 
-@app.command()
-def gate(
+@app.command("gate")
+def gate_command(
     dvc_file: DvcFileOption = DEFAULT_DVC_FILE,
     base_ref: Annotated[str, typer.Option(help="the git ref the params diff compares with")] = (
         "main"
@@ -37,13 +37,13 @@ def gate(
 
     Exit 0 on a pass, 1 when a criterion fails, 2 on missing, NaN or stale inputs.
     """
-    from mlship.stages import gate as judging
+    from mlship.stages.gate import gate
 
     params = read_params(params_file)
     settings = env_settings(params)
     paths = read_paths(dvc_file)
-    with stage("gate"):
-        verdict = judging.gate(params, settings, paths, dvc_file, params_file, base_ref)
+    with running("gate"):
+        verdict = gate(params, settings, paths, dvc_file, params_file, base_ref)
         if not verdict.passed:
             raise CheckError(
                 f"gate FAILED on {len(verdict.failed)} of {len(verdict.criteria)} criteria:\n"
@@ -69,7 +69,7 @@ def report(
     params = read_params(params_file)
     settings = env_settings(params)
     paths = read_paths(dvc_file)
-    with stage("report"):
+    with running("report"):
         written = review.html_report(settings, paths, params.data.positive_label)
     console.print(f"  {written} ({written.stat().st_size / 1e3:.0f} kB)")
 
@@ -77,13 +77,13 @@ def report(
 @app.command()
 def summary(dvc_file: DvcFileOption = DEFAULT_DVC_FILE) -> None:
     """Print the outcome of the last pipeline run: metrics, reports, the MLflow run."""
-    from mlship import report
+    from mlship.reports.summary import print_summary
 
     paths = read_paths(dvc_file)
     try:
-        report.print_summary(paths, Console(soft_wrap=True))
+        print_summary(paths, Console(soft_wrap=True))
     except InputError as error:
-        fail(error, error.exit_code)
+        fail(error)
 
 
 @app.command()
@@ -102,7 +102,7 @@ def comment(
     from mlship.stages import review
 
     paths = read_paths(dvc_file)
-    with stage("comment"):
+    with running("comment"):
         published = review.publish(paths, os.environ, base_ref, summary_only)
     if os.environ.get("GITHUB_ACTIONS") != "true":
         typer.echo(published.page)
@@ -119,7 +119,7 @@ def register(
 
     settings = env_settings(read_params(params_file))
     paths = read_paths(dvc_file)
-    with stage("register"):
+    with running("register"):
         version = release.register(settings, paths, dvc_file)
     console.print(f"  {settings.registered_name} version {version} is now @candidate")
 
@@ -141,9 +141,9 @@ def promote(
     from mlship.stages import release
 
     if rollback and version is not None:
-        fail(InputError("--rollback moves to the recorded previous version; drop --version"), 2)
+        fail(InputError("--rollback moves to the recorded previous version; drop --version"))
     settings = env_settings(read_params(params_file))
-    with stage("promote"):
+    with running("promote"):
         if rollback:
             moved = release.rollback(settings, os.environ, approver)
         else:

@@ -18,13 +18,13 @@ from mlship.cli.common import (
     fail,
     note,
     read_params,
-    stage,
+    running,
 )
 from mlship.errors import CheckError, InputError, NoVerdictError
 
 
-@app.command()
-def serve(
+@app.command("serve")
+def serve_command(
     model: Annotated[
         str, typer.Option(help="a model directory, or models:/<name>@<alias> | /<version>")
     ] = "models",
@@ -51,19 +51,18 @@ def serve(
 
     limit_native_threads()  # before scikit-learn and NumPy load, in this and worker processes
     from mlship.serving.plane import Challenger
-    from mlship.serving.runner import ServeOptions
-    from mlship.serving.runner import serve as run
+    from mlship.serving.runner import ServeOptions, serve
 
     if not model.startswith("models:/") and not Path(model).is_dir():
-        fail(InputError(f"{model}: no such model directory (or give a models:/ URI)"), 2)
+        fail(InputError(f"{model}: no such model directory (or give a models:/ URI)"))
     if metrics is not None and not metrics.is_file():
-        fail(InputError(f"--metrics {metrics}: no such file"), InputError.exit_code)
+        fail(InputError(f"--metrics {metrics}: no such file"))
     second = Challenger(challenger, challenger_mode, challenger_weight) if challenger else None
     try:
         options = ServeOptions(model, host, port, workers, second, metrics_file=metrics)
-        run(options, env_settings())
+        serve(options, env_settings())
     except OSError as error:
-        fail(InputError(f"cannot listen on {host}:{port}: {error.strerror}"), 2)
+        fail(InputError(f"cannot listen on {host}:{port}: {error.strerror}"))
 
 
 @app.command()
@@ -80,7 +79,7 @@ def score(
     """Batch scoring: every input row with label, confidence and class probabilities, checked
     like a request to the server (a bad row names its column and index). Read and written
     chunk by chunk: a file larger than memory is fine."""
-    from mlship.serving.batch import score_file
+    from mlship.batch.local import score_file
 
     settings = env_settings()
     started = time.perf_counter()
@@ -89,7 +88,7 @@ def score(
         rate = rows / max(time.perf_counter() - started, 1e-9)
         note(f"{rows:,} rows scored ({rate:,.0f} rows/s)")
 
-    with stage("score"):
+    with running("score"):
         done = score_file(model, settings.model_name, input_path, output_path, chunk_rows, progress)
     console.print(f"  {done.rows} rows scored by {done.model} v{done.version} -> {output_path}")
 
@@ -125,7 +124,7 @@ def drift(
 
     params = read_params(params_file)
     settings = env_settings(params)
-    with stage("drift"):
+    with running("drift"):
         verdict = monitor.drift_check(params, settings, reference, current, out, model)
         if verdict.report.drifted:
             raise CheckError(f"{verdict.report.details()}\nreport: {verdict.written[2]}")
@@ -137,8 +136,8 @@ def drift(
     console.print(f"  {verdict.report.summary}; report: {verdict.written[2]}")
 
 
-@app.command()
-def monitor(
+@app.command("monitor")
+def monitor_command(
     live: Annotated[
         str | None,
         typer.Option(help="the server's sample folder; default: MLSHIP_MONITOR_SINK"),
@@ -156,17 +155,17 @@ def monitor(
     """Should the model be retrained? Drift of the sampled live inputs and answers, and live
     accuracy (or RMSE) from feedback against params.yaml `monitor`. Exit 1 when either
     fails: the scheduled job then retrains through the gated delivery."""
-    from mlship.stages import monitor as watching
+    from mlship.stages.monitor import monitor
 
     params = read_params(params_file)
     settings = env_settings(params)
     where = live or settings.monitor_sink
     if where is None:
         message = "give --live or set MLSHIP_MONITOR_SINK (the folder the server samples to)"
-        fail(InputError(f"monitor: {message}"), InputError.exit_code)
+        fail(InputError(f"monitor: {message}"))
     trained_on = reference or f"models:/{settings.registered_name}@champion"
-    with stage("monitor"):
-        found = watching.monitor(params, settings, trained_on, where, out)
+    with running("monitor"):
+        found = monitor(params, settings, trained_on, where, out)
         console.print(f"  drift: {found.drift.report.summary}")
         console.print(f"  live quality: {found.quality_line}")
         if found.retrain:

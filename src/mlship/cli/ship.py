@@ -21,7 +21,7 @@ from mlship.cli.common import (
     note,
     read_params,
     read_paths,
-    stage,
+    running,
 )
 from mlship.errors import CheckError, InputError, ServiceError
 
@@ -54,11 +54,11 @@ def image_build(
         engine = ship.engine_for_build(settings, note)
     except ServiceError as error:
         if not skip_without_engine:
-            fail(error, error.exit_code)
+            fail(error)
         console.print(f"[yellow]image step not run:[/] {escape(str(error))}")
         note("the run goes on without an image; `make image` tries again")
         return
-    with stage("image build"):
+    with running("image build"):
         built = ship.image_build(
             engine, settings, paths, dvc_file, model_dir, dockerfile, from_registry, note
         )
@@ -71,7 +71,7 @@ def image_push(dvc_file: DvcFileOption = DEFAULT_DVC_FILE) -> None:
     from mlship.stages import ship
 
     paths = read_paths(dvc_file)
-    with stage("image push"):
+    with running("image push"):
         pushed = ship.image_push(env_settings(), paths, note)
     console.print(f"  pushed {', '.join(pushed.references)} ({pushed.digest})")
     console.print(f"  SBOM {paths.sbom} (sha256 {pushed.sbom_sha256}) -> {pushed.sbom_reference}")
@@ -100,11 +100,13 @@ def loadtest(
 
     params = read_params(params_file)
     paths = read_paths(dvc_file)
-    with stage("loadtest"):
+    with running("loadtest"):
         result = ship.run_loadtest(params, paths, model_dir, url, target)
         if result.fallback:
-            console.print(f"  [yellow]image step not run: {escape(result.fallback)}; "
-                          "load-tested a local server instead[/]")  # fmt: skip
+            console.print(
+                f"  [yellow]image step not run: {escape(result.fallback)}; "
+                "load-tested a local server instead[/]"
+            )
         if not result.passed:
             breaches = "; ".join(f"{c.name}: {c.detail}" for c in result.criteria if not c.passed)
             raise CheckError(f"load test over budget: {breaches}\nreport: {paths.loadtest_md}")
@@ -148,13 +150,19 @@ def deploy(
     if canary:
         url = prometheus_url or settings.prometheus_url
         if not url:
-            fail(InputError("--canary needs --prometheus-url or MLSHIP_PROMETHEUS_URL"), 2)
+            fail(InputError("--canary needs --prometheus-url or MLSHIP_PROMETHEUS_URL"))
         options = ship.CanaryOptions(url, settle_seconds)
-    with stage(f"deploy {env.value}"):
+    with running(f"deploy {env.value}"):
         report = ship.deploy(
-            params, settings, paths, env, image_ref,
-            timeout, namespace, options,
-        )  # fmt: skip
+            params,
+            settings,
+            paths,
+            env,
+            image_ref,
+            timeout,
+            namespace,
+            options,
+        )
     if report.expected_version == "local":
         console.print("  (a local model: nothing to record in the registry)")
     console.print(
@@ -179,32 +187,25 @@ def cloudbuild_submit(
 ) -> None:
     """Run a build trigger; prints the build id (stdout) and where to follow it. A trigger
     with approvalConfig starts a build that waits for `mlship cloudbuild approve`."""
-    from mlship import cloudbuild
+    from mlship.stages import release
 
     settings = env_settings()
-    with stage("cloudbuild submit"):
-        substitutions = cloudbuild.parse_substitutions(substitution or [])
-        api, where = cloudbuild.connect(settings)
-        build = cloudbuild.run_trigger(
-            api, where, trigger, branch=branch, sha=sha, substitutions=substitutions
-        )
-    waiting = " (waiting for approval)" if build.approval.state.name == "PENDING" else ""
-    console.print(f"  build {build.id}{waiting}: {where.console_url(build.id)}", soft_wrap=True)
+    with running("cloudbuild submit"):
+        build = release.cloudbuild_submit(settings, trigger, branch, sha, substitution or [])
+    waiting = " (waiting for approval)" if build.waiting_for_approval else ""
+    console.print(f"  build {build.id}{waiting}: {build.url}")
     typer.echo(build.id)
 
 
 @cloudbuild_app.command("pending")
 def cloudbuild_pending() -> None:
     """List the builds waiting for approval."""
-    from mlship import cloudbuild
+    from mlship.stages import release
 
-    settings = env_settings()
-    with stage("cloudbuild pending"):
-        api, where = cloudbuild.connect(settings)
-        builds = cloudbuild.awaiting_approval(api, where)
+    with running("cloudbuild pending"):
+        builds = release.cloudbuild_pending(env_settings())
     for build in builds:
-        trigger = build.substitutions.get("TRIGGER_NAME", build.build_trigger_id)
-        typer.echo(f"{build.id}\t{trigger}\t{build.substitutions.get('_RELEASE_SHA', '')}")
+        typer.echo(f"{build.id}\t{build.trigger}\t{build.release_sha}")
     console.print(f"  {len(builds)} build(s) waiting for approval")
 
 
@@ -215,10 +216,8 @@ def cloudbuild_approve(
     reject: Annotated[bool, typer.Option("--reject", help="reject instead of approve")] = False,
 ) -> None:
     """Approve (or --reject) a build that waits for approval."""
-    from mlship import cloudbuild
+    from mlship.stages import release
 
-    settings = env_settings()
-    with stage("cloudbuild approve"):
-        api, where = cloudbuild.connect(settings)
-        cloudbuild.decide(api, where, build_id, approve=not reject, comment=comment)
+    with running("cloudbuild approve"):
+        release.cloudbuild_decide(env_settings(), build_id, not reject, comment)
     console.print(f"  build {build_id} {'rejected' if reject else 'approved'}")

@@ -12,20 +12,24 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
 from mlship import __version__
-from mlship.config import Settings
+from mlship.config.settings import Settings
 from mlship.serving import openapi
 from mlship.serving.metrics import Metrics
 from mlship.serving.middleware import Gatekeeper, Shortcut
 from mlship.serving.plane import Challenger, DataPlane, Siblings, load_model
 from mlship.serving.routes import feedback, mlflow_scoring, page, plain, probes, v2
 
-PREDICTION_ROUTES = ("/predict", "/invocations", "/v2/models/{name}/infer")
+# every protocol, in the order their routes are tried; a new protocol is one module here
+PROTOCOLS = (probes, page, plain, mlflow_scoring, v2, feedback)
 
 
 def create_app(
-    source: str, settings: Settings, challenger: Challenger | None = None,
-    siblings: Siblings | None = None, metrics_file: Path | None = None,
-) -> FastAPI:  # fmt: skip
+    source: str,
+    settings: Settings,
+    challenger: Challenger | None = None,
+    siblings: Siblings | None = None,
+    metrics_file: Path | None = None,
+) -> FastAPI:
     """The server for the model at `source` (a model directory or a models:/ URI)."""
     metrics = Metrics()
     loader = partial(load_model, metrics_file=metrics_file)
@@ -45,22 +49,28 @@ def assemble(plane: DataPlane, settings: Settings) -> FastAPI:
             await plane.stop()
 
     app = FastAPI(
-        title="mlship model server", version=__version__, lifespan=lifespan,
+        title="mlship model server",
+        version=__version__,
+        lifespan=lifespan,
         description="Plain prediction API, the MLflow scoring protocol and the Open "
         "Inference Protocol V2 for one scikit-learn model.",
-    )  # fmt: skip
-    routers = [
-        module.router(plane) for module in (probes, page, plain, mlflow_scoring, v2, feedback)
-    ]
-    for router in routers:
+    )
+    shortcuts = []
+    for module in PROTOCOLS:
+        router = module.router(plane)
         app.include_router(router)
-    shortcuts = [
-        Shortcut(method, route.path_regex, route.endpoint)
-        for router in routers
-        for route in router.routes
-        if isinstance(route, APIRoute) and route.path in PREDICTION_ROUTES
-        for method in route.methods or ()
-    ]
+        # a protocol's prediction routes are scored by the middleware directly (it declares
+        # them beside its routes: one that is not found there is an error, not a slow path)
+        predicting = getattr(module, "PREDICTION_ROUTES", ())
+        found = [r for r in router.routes if isinstance(r, APIRoute) and r.path in predicting]
+        missing = set(predicting) - {route.path for route in found}
+        if missing:
+            raise RuntimeError(f"{module.__name__}: no route for {sorted(missing)}")
+        shortcuts += [
+            Shortcut(method, route.path_regex, route.endpoint)
+            for route in found
+            for method in route.methods or ()
+        ]
     document = openapi.describe(
         app, lambda: (plane.model.features, plane.model.card.example) if plane.model else None
     )

@@ -68,9 +68,11 @@ class Bandit:
 
     def describe(self) -> dict[str, Any]:
         return {
-            "challenger_share": round(self.share, 4), "floor": self.floor, "cap": self.cap,
+            "challenger_share": round(self.share, 4),
+            "floor": self.floor,
+            "cap": self.cap,
             "posteriors": {
                 role: {"alpha": p.alpha, "beta": p.beta, "mean": round(p.mean, 4)}
                 for role, p in (("champion", self.champion), ("challenger", self.challenger))
             },
-        }  # fmt: skip
+        }

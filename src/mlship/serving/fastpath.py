@@ -34,8 +34,8 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler, normalize
 
 from mlship.card import Features
-from mlship.config import DataParams
-from mlship.features import feature_frame
+from mlship.config.params import DataParams
+from mlship.pipeline.features import feature_frame
 
 log = logging.getLogger("mlship.serve")
 Columns = dict[str, list[Any]]
@@ -97,9 +97,13 @@ def tfidf(vectorizer: TfidfVectorizer) -> Callable[[list[str]], sparse.csr_matri
             indices += [i for i in map(get, analyze(text)) if i is not None]
             starts.append(len(indices))
         counts = sparse.csr_matrix(
-            (np.ones(len(indices), dtype=vectorizer.dtype), np.asarray(indices, dtype=np.int32),
-             np.asarray(starts, dtype=np.int32)), shape=(len(texts), width),
-        )  # fmt: skip
+            (
+                np.ones(len(indices), dtype=vectorizer.dtype),
+                np.asarray(indices, dtype=np.int32),
+                np.asarray(starts, dtype=np.int32),
+            ),
+            shape=(len(texts), width),
+        )
         counts.sum_duplicates()  # repeated terms: counted, and the indices sorted
         if vectorizer.binary:
             counts.data.fill(1)
@@ -127,10 +131,13 @@ def _categorical(step: Any) -> tuple[str, OneHotEncoder] | None:
         return None
     impute, encode = step.steps[0][1], step.steps[1][1]
     plain = (
-        isinstance(impute, SimpleImputer) and impute.strategy == "constant"
-        and isinstance(encode, OneHotEncoder) and encode.drop is None
-        and encode.handle_unknown == "ignore" and not getattr(encode, "_infrequent_enabled", True)
-    )  # fmt: skip
+        isinstance(impute, SimpleImputer)
+        and impute.strategy == "constant"
+        and isinstance(encode, OneHotEncoder)
+        and encode.drop is None
+        and encode.handle_unknown == "ignore"
+        and not getattr(encode, "_infrequent_enabled", True)
+    )
     return (str(impute.fill_value), encode) if plain else None
 
 
@@ -140,9 +147,11 @@ def _numeric(step: Any) -> tuple[np.ndarray, StandardScaler] | None:
         return None
     impute, scale = step.steps[0][1], step.steps[1][1]
     plain = (
-        isinstance(impute, SimpleImputer) and impute.strategy in ("mean", "median")
-        and isinstance(scale, StandardScaler) and not impute.add_indicator
-    )  # fmt: skip
+        isinstance(impute, SimpleImputer)
+        and impute.strategy in ("mean", "median")
+        and isinstance(scale, StandardScaler)
+        and not impute.add_indicator
+    )
     return (np.asarray(impute.statistics_, dtype=float), scale) if plain else None
 
 

@@ -59,8 +59,14 @@ class Outcome:
 
 
 class FeedbackStore:
-    def __init__(self, path: str, keep_seconds: float, max_answers: int, window: int,
-                 tolerance: float | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        path: str,
+        keep_seconds: float,
+        max_answers: int,
+        window: int,
+        tolerance: float | None = None,
+    ) -> None:
         self.path = path
         self.keep_seconds = keep_seconds
         self.max_answers = max_answers
@@ -69,8 +75,7 @@ class FeedbackStore:
         self._pending: list[tuple[str, str, str, str, float]] = []
         # one connection, used by one thread at a time under the lock
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(path, timeout=5.0, isolation_level=None,
-                                   check_same_thread=False)  # fmt: skip
+        self._db = sqlite3.connect(path, timeout=5.0, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=OFF")  # losing the last answers in a crash is fine
         self._db.executescript(SCHEMA)
@@ -117,15 +122,18 @@ class FeedbackStore:
             db.execute("DELETE FROM answers WHERE at < ?", (time.time() - self.keep_seconds,))
             db.execute(
                 "DELETE FROM answers WHERE at < (SELECT at FROM answers ORDER BY at DESC "
-                "LIMIT 1 OFFSET ?)", (self.max_answers,)
-            )  # fmt: skip
+                "LIMIT 1 OFFSET ?)",
+                (self.max_answers,),
+            )
 
     def record(self, request_id: str, truths: list[Any], classification: bool) -> Outcome:
         """Score the remembered answer against the truth (run in a thread)."""
         self.flush()
         with self._transaction() as db:
-            found = db.execute("SELECT model, version, answers, at FROM answers "
-                               "WHERE request_id = ?", (request_id,)).fetchone()  # fmt: skip
+            found = db.execute(
+                "SELECT model, version, answers, at FROM answers WHERE request_id = ?",
+                (request_id,),
+            ).fetchone()
         if found is None or found[3] < time.time() - self.keep_seconds:
             raise UnknownRequestError(
                 f"no answer is remembered for request id {request_id!r}: unknown, or older "
@@ -150,22 +158,28 @@ class FeedbackStore:
             correct = sum(abs(e) <= limit for e in errors) if limit is not None else 0
         with self._transaction() as db:
             # a repeated feedback for a request replaces the earlier one
-            db.execute("INSERT OR REPLACE INTO outcomes VALUES (?, ?, ?, ?, ?, ?, ?)",
-                       (request_id, model, version, len(answers), correct, squared,
-                        time.time()))  # fmt: skip
+            db.execute(
+                "INSERT OR REPLACE INTO outcomes VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (request_id, model, version, len(answers), correct, squared, time.time()),
+            )
         return Outcome(model, version, answers, truths)
 
     def quality(self, model: str) -> dict[str, Quality]:
         """Per version, over its latest `window` feedbacks (run in a thread)."""
         with self._transaction() as db:
-            versions = [v for (v,) in db.execute(
-                "SELECT DISTINCT version FROM outcomes WHERE model = ?", (model,))]  # fmt: skip
+            versions = [
+                v
+                for (v,) in db.execute(
+                    "SELECT DISTINCT version FROM outcomes WHERE model = ?", (model,)
+                )
+            ]
             found: dict[str, Quality] = {}
             for version in versions:
                 rows = db.execute(
                     "SELECT rows, correct, squared_error FROM outcomes WHERE model = ? "
-                    "AND version = ? ORDER BY at DESC LIMIT ?", (model, version, self.window),
-                ).fetchall()  # fmt: skip
+                    "AND version = ? ORDER BY at DESC LIMIT ?",
+                    (model, version, self.window),
+                ).fetchall()
                 found[version] = _quality(rows)
         return found
 

@@ -30,77 +30,120 @@ class Metrics:
         self.registry = CollectorRegistry()
         r = self.registry
         self.predictions = Counter(
-            "predictions", "Prediction requests by model and outcome",
-            ["model", "version", "status"], registry=r,
-        )  # fmt: skip
+            "predictions",
+            "Prediction requests by model and outcome",
+            ["model", "version", "status"],
+            registry=r,
+        )
         self.rows = Counter("predicted_rows", "Rows scored", ["model", "version"], registry=r)
         self.latency = Histogram(
-            "prediction_latency_seconds", "Time to score a request, queueing included",
-            ["model", "version"], buckets=LATENCY_BUCKETS, registry=r,
-        )  # fmt: skip
+            "prediction_latency_seconds",
+            "Time to score a request, queueing included",
+            ["model", "version"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
         self.classes = Counter(
             "predicted_class", "Predicted labels", ["model", "version", "label"], registry=r
         )
         self.values = Histogram(
-            "predicted_value", "Predicted values (regression)", ["model", "version"],
-            buckets=VALUE_BUCKETS, registry=r,
-        )  # fmt: skip
-        self.requests = Counter(
-            "http_requests", "HTTP requests by route and status", ["route", "method", "status"],
+            "predicted_value",
+            "Predicted values (regression)",
+            ["model", "version"],
+            buckets=VALUE_BUCKETS,
             registry=r,
-        )  # fmt: skip
+        )
+        self.requests = Counter(
+            "http_requests",
+            "HTTP requests by route and status",
+            ["route", "method", "status"],
+            registry=r,
+        )
         self.in_flight = Gauge(
-            "http_requests_in_flight", "Requests being served", registry=r,
+            "http_requests_in_flight",
+            "Requests being served",
+            registry=r,
             multiprocess_mode="livesum",
-        )  # fmt: skip
+        )
         self.model_info = Gauge(
-            "model_info", "The served model (value 1)", ["model", "version", "alias", "git_sha"],
-            registry=r, multiprocess_mode="liveall",
-        )  # fmt: skip
+            "model_info",
+            "The served model (value 1)",
+            ["model", "version", "alias", "git_sha"],
+            registry=r,
+            multiprocess_mode="liveall",
+        )
         self.reload_failures = Counter(
-            "model_reload_failures", "Failed attempts to load a new model version",
-            ["model", "version"], registry=r,
-        )  # fmt: skip
+            "model_reload_failures",
+            "Failed attempts to load a new model version",
+            ["model", "version"],
+            registry=r,
+        )
         self.batch_rows = Histogram(
-            "batch_rows", "Rows per model call (micro-batching)",
-            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024), registry=r,
-        )  # fmt: skip
+            "batch_rows",
+            "Rows per model call (micro-batching)",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024),
+            registry=r,
+        )
 
         # after deployment (serving/monitor.py): computed in each process from its own sample
         # or the shared feedback file; with several processes the largest value is shown
         self.drift = Gauge(
-            "feature_drift", "Drift of sampled inputs (and answers: feature=\"prediction\") "
+            "feature_drift",
+            'Drift of sampled inputs (and answers: feature="prediction") '
             "from the training data: statistic psi, ks, chi2 or p_value",
-            ["model", "version", "feature", "statistic"], registry=r, multiprocess_mode="max",
-        )  # fmt: skip
+            ["model", "version", "feature", "statistic"],
+            registry=r,
+            multiprocess_mode="max",
+        )
         self.drifted = Gauge(
-            "feature_drifted", "1 when the feature's drift is significant and large",
-            ["model", "version", "feature"], registry=r, multiprocess_mode="max",
-        )  # fmt: skip
+            "feature_drifted",
+            "1 when the feature's drift is significant and large",
+            ["model", "version", "feature"],
+            registry=r,
+            multiprocess_mode="max",
+        )
         self.window_rows = Gauge(
-            "monitor_window_rows", "Sampled rows the drift gauges are computed on",
-            ["model", "version"], registry=r, multiprocess_mode="max",
-        )  # fmt: skip
+            "monitor_window_rows",
+            "Sampled rows the drift gauges are computed on",
+            ["model", "version"],
+            registry=r,
+            multiprocess_mode="max",
+        )
         self.live_accuracy = Gauge(
-            "live_accuracy", "Accuracy over the latest feedback (classification)",
-            ["model", "version"], registry=r, multiprocess_mode="max",
-        )  # fmt: skip
+            "live_accuracy",
+            "Accuracy over the latest feedback (classification)",
+            ["model", "version"],
+            registry=r,
+            multiprocess_mode="max",
+        )
         self.live_rmse = Gauge(
-            "live_rmse", "RMSE over the latest feedback (regression)", ["model", "version"],
-            registry=r, multiprocess_mode="max",
-        )  # fmt: skip
+            "live_rmse",
+            "RMSE over the latest feedback (regression)",
+            ["model", "version"],
+            registry=r,
+            multiprocess_mode="max",
+        )
         self.live_rows = Gauge(
-            "live_feedback_rows", "Rows the live quality gauges are computed on",
-            ["model", "version"], registry=r, multiprocess_mode="max",
-        )  # fmt: skip
+            "live_feedback_rows",
+            "Rows the live quality gauges are computed on",
+            ["model", "version"],
+            registry=r,
+            multiprocess_mode="max",
+        )
         self.bandit_share = Gauge(
-            "bandit_share", "Share of requests the bandit sends to each version",
-            ["model", "version", "role"], registry=r, multiprocess_mode="max",
-        )  # fmt: skip
+            "bandit_share",
+            "Share of requests the bandit sends to each version",
+            ["model", "version", "role"],
+            registry=r,
+            multiprocess_mode="max",
+        )
         self.bandit_mean = Gauge(
-            "bandit_posterior_mean", "Mean of each version's Beta posterior of success",
-            ["model", "version", "role"], registry=r, multiprocess_mode="max",
-        )  # fmt: skip
+            "bandit_posterior_mean",
+            "Mean of each version's Beta posterior of success",
+            ["model", "version", "role"],
+            registry=r,
+            multiprocess_mode="max",
+        )
 
     def count_answers(self, model: str, version: str, scores: Scores) -> None:
         """The class mix (classification) or the value distribution (regression)."""

@@ -19,7 +19,7 @@ import orjson
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response
 
-from mlship.config import Settings
+from mlship.config.settings import Settings
 from mlship.serving import monitor
 from mlship.serving.metrics import Metrics
 
@@ -27,8 +27,16 @@ access_log = logging.getLogger("mlship.access")
 log = logging.getLogger("mlship.serve")
 
 # probes, metrics and the API description stay open when a token is set
-OPEN_PATHS = {"/health", "/ready", "/metrics", "/v2", "/v2/health/live", "/v2/health/ready",
-              "/docs", "/openapi.json"}  # fmt: skip
+OPEN_PATHS = {
+    "/health",
+    "/ready",
+    "/metrics",
+    "/v2",
+    "/v2/health/live",
+    "/v2/health/ready",
+    "/docs",
+    "/openapi.json",
+}
 V2_MODEL_ROUTE = re.compile(r"^/v2/models/[^/]+(/ready|/infer)?$")
 
 
@@ -70,9 +78,12 @@ class Shortcut:
 
 class Gatekeeper:
     def __init__(
-        self, app: Any, settings: Settings, metrics: Metrics,
+        self,
+        app: Any,
+        settings: Settings,
+        metrics: Metrics,
         shortcuts: list[Shortcut] | None = None,
-    ) -> None:  # fmt: skip
+    ) -> None:
         self.app = app
         self.token = settings.api_token.get_secret_value().encode() if settings.api_token else None
         self.max_body = settings.max_body_bytes
@@ -97,8 +108,10 @@ class Gatekeeper:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message["headers"] = [*message.get("headers", []),
-                                      (b"x-request-id", request_id.encode("latin-1"))]  # fmt: skip
+                message["headers"] = [
+                    *message.get("headers", []),
+                    (b"x-request-id", request_id.encode("latin-1")),
+                ]
             await send(message)
 
         self.metrics.in_flight.inc()
@@ -119,10 +132,18 @@ class Gatekeeper:
             if access_log.isEnabledFor(logging.INFO):
                 ms = round((time.perf_counter() - started) * 1e3, 2)
                 client = (scope.get("client") or ("", 0))[0]
-                access_log.info(orjson.dumps({
-                    "request_id": request_id, "method": method, "path": path, "status": status,
-                    "ms": ms, "client": client,
-                }).decode())  # fmt: skip
+                access_log.info(
+                    orjson.dumps(
+                        {
+                            "request_id": request_id,
+                            "method": method,
+                            "path": path,
+                            "status": status,
+                            "ms": ms,
+                            "client": client,
+                        }
+                    ).decode()
+                )
 
     async def _dispatch(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         for shortcut in self.shortcuts:
@@ -190,9 +211,13 @@ class Gatekeeper:
         payload = json.dumps(body).encode()
         await send(
             {
-                "type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"),
-                            (b"content-length", str(len(payload)).encode()), *(extra or [])],
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(payload)).encode()),
+                    *(extra or []),
+                ],
             }
-        )  # fmt: skip
+        )
         await send({"type": "http.response.body", "body": payload})

@@ -16,15 +16,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mlship import artifacts, files
+from mlship import files
 from mlship.card import METRICS_FILE, PROFILE_FILE, Features, MlflowInfo, ModelCard
-from mlship.config import DataParams
-from mlship.drift import Profile
+from mlship.config.params import DataParams
 from mlship.errors import InputError
-from mlship.features import feature_frame
+from mlship.monitor.drift import Profile
+from mlship.pipeline import artifacts
+from mlship.pipeline.features import feature_frame
+from mlship.registry.loading import load_version, parse_models_uri, resolve_version
 from mlship.serving import fastpath
 
-MODELS_SCHEME = "models:/"
 log = logging.getLogger("mlship.serve")
 Columns = dict[str, list[Any]]
 Transform = Callable[[Columns], Any]  # checked columns -> the final estimator's input
@@ -53,10 +54,13 @@ class Scores:
 def data_params(card: ModelCard) -> DataParams:
     """The card's columns as the DataParams that feature_frame types them by."""
     return DataParams(
-        task=card.task, source="-", text_columns=card.features.text,
-        categorical_columns=card.features.categorical, numeric_columns=card.features.numeric,
+        task=card.task,
+        source="-",
+        text_columns=card.features.text,
+        categorical_columns=card.features.categorical,
+        numeric_columns=card.features.numeric,
         target=card.target,
-    )  # fmt: skip
+    )
 
 
 @dataclass(frozen=True)
@@ -175,8 +179,9 @@ class ServedModel:
         native = fastpath.native_estimate(estimator, self.has_probabilities)
         compiled = fastpath.linear_estimate(estimator) if self.has_probabilities else None
         if compiled is None:
-            treelite = fastpath.treelite_estimate(estimator, self.has_probabilities,
-                                                  self.classification)  # fmt: skip
+            treelite = fastpath.treelite_estimate(
+                estimator, self.has_probabilities, self.classification
+            )
             if isinstance(treelite, str):
                 refused.append(treelite)
             else:
@@ -234,8 +239,11 @@ def _finite(numbers: np.ndarray) -> np.ndarray:
 
 def _same(first: Scores, second: Scores) -> bool:
     """The same answers: labels equal, numbers within fastpath.TOLERANCE."""
-    pairs = ((first.probabilities, second.probabilities), (first.values, second.values),
-             (first.labels, second.labels))  # fmt: skip
+    pairs = (
+        (first.probabilities, second.probabilities),
+        (first.values, second.values),
+        (first.labels, second.labels),
+    )
     for a, b in pairs:
         if a is None or b is None:
             if a is not b:
@@ -271,42 +279,8 @@ def load_directory(
     )
 
 
-def parse_models_uri(uri: str) -> tuple[str, str | None, str | None]:
-    """models:/name@alias -> (name, alias, None); models:/name/3 -> (name, None, "3")."""
-    rest = uri.removeprefix(MODELS_SCHEME)
-    if "@" in rest:
-        name, alias = rest.split("@", 1)
-        if name and alias:
-            return name, alias, None
-    elif "/" in rest:
-        name, version = rest.split("/", 1)
-        if name and version.isdigit():
-            return name, None, version
-    raise InputError(f"{uri}: expected models:/<name>@<alias> or models:/<name>/<version>")
-
-
-def resolve_version(tracking_uri: str, uri: str) -> str:
-    """The registry version a models:/ URI points at now."""
-    import mlflow
-    from mlflow.exceptions import MlflowException
-
-    from mlship.registry import mlflow_failure
-
-    name, alias, version = parse_models_uri(uri)
-    client = mlflow.MlflowClient(tracking_uri=tracking_uri)
-    try:
-        if alias is not None:
-            return str(client.get_model_version_by_alias(name, alias).version)
-    except MlflowException as error:
-        raise mlflow_failure(error, uri) from error
-    assert version is not None
-    return version
-
-
 def load_registry(tracking_uri: str, uri: str) -> ServedModel:
     """The version a models:/ URI points at, loaded safely (see registry.load_version)."""
-    from mlship.registry import load_version
-
     name, alias, _ = parse_models_uri(uri)
     version = resolve_version(tracking_uri, uri)
     loaded = load_version(tracking_uri, name, version)

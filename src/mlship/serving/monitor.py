@@ -26,14 +26,15 @@ from typing import Any
 import orjson
 import pandas as pd
 
-from mlship import drift
-from mlship.config import MonitorParams, Settings
+from mlship.config.params import MonitorParams
+from mlship.config.settings import Settings
 from mlship.errors import InputError
+from mlship.monitor import drift
+from mlship.monitor.sink import ANSWER, AT, FEEDBACK_PREFIX, INPUTS_PREFIX, LABEL, REQUEST_ID
+from mlship.monitor.sink import VERSION as VERSION_COLUMN
 from mlship.serving.feedback import FeedbackStore, Quality
 from mlship.serving.metrics import Metrics
 from mlship.serving.model import Columns, Scores, ServedModel
-from mlship.sink import ANSWER, AT, FEEDBACK_PREFIX, INPUTS_PREFIX, LABEL, REQUEST_ID
-from mlship.sink import VERSION as VERSION_COLUMN
 
 log = logging.getLogger("mlship.serve")
 # a large request adds its first rows only: the event loop stays quick, and one client's big
@@ -85,8 +86,13 @@ class Monitor:
         if path is None:  # one worker: a file of its own, removed at close
             self.scratch = Path(tempfile.mkdtemp(prefix="mlship-feedback-"))
             path = str(self.scratch / "feedback.sqlite")
-        self.store = FeedbackStore(path, settings.feedback_seconds, settings.feedback_max_answers,
-                                   settings.feedback_window, settings.bandit_tolerance)  # fmt: skip
+        self.store = FeedbackStore(
+            path,
+            settings.feedback_seconds,
+            settings.feedback_max_answers,
+            settings.feedback_window,
+            settings.bandit_tolerance,
+        )
 
     def close(self) -> None:
         """Write the answers still pending (in a shared or configured file, a feedback may
@@ -126,21 +132,37 @@ class Monitor:
             row = {name: columns[name][i] for name in names}
             window.rows.append((row, answers[i]))
             if self.settings.monitor_sink:
-                self.sink_lines.append(orjson.dumps({
-                    **row, ANSWER: answers[i], VERSION_COLUMN: model.version,
-                    REQUEST_ID: request, AT: now,
-                }))  # fmt: skip
+                self.sink_lines.append(
+                    orjson.dumps(
+                        {
+                            **row,
+                            ANSWER: answers[i],
+                            VERSION_COLUMN: model.version,
+                            REQUEST_ID: request,
+                            AT: now,
+                        }
+                    )
+                )
         window.added += min(rows, SAMPLED_ROWS_PER_REQUEST)
 
-    def feedback_line(self, request: str, version: str, answers: list[Any],
-                      truths: list[Any]) -> None:  # fmt: skip
+    def feedback_line(
+        self, request: str, version: str, answers: list[Any], truths: list[Any]
+    ) -> None:
         if self.settings.monitor_sink:
             now = time.time()
             for answer, truth in zip(answers, truths, strict=True):
-                self.sink_lines.append(orjson.dumps({
-                    ANSWER: answer, LABEL: truth, VERSION_COLUMN: version, REQUEST_ID: request,
-                    AT: now, "_feedback": True,
-                }))  # fmt: skip
+                self.sink_lines.append(
+                    orjson.dumps(
+                        {
+                            ANSWER: answer,
+                            LABEL: truth,
+                            VERSION_COLUMN: version,
+                            REQUEST_ID: request,
+                            AT: now,
+                            "_feedback": True,
+                        }
+                    )
+                )
 
     # --- every interval, in a thread --------------------------------------------------
 

@@ -47,8 +47,10 @@ def _value(features: Features | None, column: str, example: dict[str, Any]) -> S
     if features is not None and column in features.numeric:
         schema: Schema = {"type": ["number", "null"], "description": "numeric; null: missing"}
     elif features is not None and column in features.categorical:
-        schema = {"type": ["string", "integer", "boolean", "null"],
-                  "description": "a category; null: missing"}  # fmt: skip
+        schema = {
+            "type": ["string", "integer", "boolean", "null"],
+            "description": "a category; null: missing",
+        }
     else:
         schema = {"type": "string", "description": "text"}
     if example.get(column) is not None:
@@ -92,15 +94,23 @@ def mlflow_body(features: Features | None, example: dict[str, Any] | None = None
             "data": {"type": "array", "items": {"type": "array"}},
         },
     }
-    formats = {"dataframe_split": split, "dataframe_records": records, "instances": records,
-               "inputs": records}  # fmt: skip
+    formats = {
+        "dataframe_split": split,
+        "dataframe_records": records,
+        "instances": records,
+        "inputs": records,
+    }
     return {
         "oneOf": [
-            {"type": "object", "required": [key], "additionalProperties": False,
-             "properties": {key: body, "params": {"type": "object"}}}
+            {
+                "type": "object",
+                "required": [key],
+                "additionalProperties": False,
+                "properties": {key: body, "params": {"type": "object"}},
+            }
             for key, body in formats.items()
         ]
-    }  # fmt: skip
+    }
 
 
 def v2_body(features: Features | None) -> Schema:
@@ -108,15 +118,18 @@ def v2_body(features: Features | None) -> Schema:
         "type": "object",
         "required": ["name", "shape", "datatype"],
         "properties": {
-            "name": {"type": "string", "enum": list(features.columns)} if features
+            "name": {"type": "string", "enum": list(features.columns)}
+            if features
             else {"type": "string"},
             "shape": {"type": "array", "items": {"type": "integer", "minimum": 0}},
             "datatype": {"type": "string", "enum": sorted(V2_TYPES)},
             "data": {"type": "array"},
-            "parameters": {"type": "object",
-                           "properties": {"binary_data_size": {"type": "integer", "minimum": 0}}},
+            "parameters": {
+                "type": "object",
+                "properties": {"binary_data_size": {"type": "integer", "minimum": 0}},
+            },
         },
-    }  # fmt: skip
+    }
     return {
         "type": "object",
         "required": ["inputs"],
@@ -125,15 +138,25 @@ def v2_body(features: Features | None) -> Schema:
             "id": {"type": "string"},
             "parameters": {"type": "object"},
             "inputs": {"type": "array", "items": tensor},
-            "outputs": {"type": "array", "items": {"type": "object", "required": ["name"],
-                        "properties": {"name": {"type": "string"}}}},
+            "outputs": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["name"],
+                    "properties": {"name": {"type": "string"}},
+                },
+            },
         },
-    }  # fmt: skip
+    }
 
 
 def request_body(schemas: dict[str, Schema]) -> dict[str, Any]:
-    return {"requestBody": {"required": True, "content": {
-        media: {"schema": schema} for media, schema in schemas.items()}}}  # fmt: skip
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {media: {"schema": schema} for media, schema in schemas.items()},
+        }
+    }
 
 
 def describe(
@@ -147,8 +170,9 @@ def describe(
             return app.openapi_schema
         loaded = features()
         known, example = loaded if loaded is not None else (None, {})
-        document = get_openapi(title=app.title, version=app.version,
-                               description=app.description, routes=app.routes)  # fmt: skip
+        document = get_openapi(
+            title=app.title, version=app.version, description=app.description, routes=app.routes
+        )
         bodies = {
             ("/predict", "application/json"): predict_body(known, example),
             ("/invocations", "application/json"): mlflow_body(known, example),

@@ -15,22 +15,15 @@ from pathlib import Path
 from typing import Any
 
 from mlship.choices import ChallengerMode
-from mlship.config import Settings
+from mlship.config.settings import Settings
+from mlship.registry.loading import MODELS_SCHEME, resolve_version
 from mlship.serving.bandit import Bandit
 from mlship.serving.batching import MicroBatcher
+from mlship.serving.errors import ModelRefusedError
 from mlship.serving.feedback import FeedbackStore
 from mlship.serving.metrics import Metrics
-from mlship.serving.model import (
-    MODELS_SCHEME,
-    Columns,
-    Scores,
-    ServedModel,
-    load_directory,
-    load_registry,
-    resolve_version,
-)
+from mlship.serving.model import Columns, Scores, ServedModel, load_directory, load_registry
 from mlship.serving.monitor import Monitor
-from mlship.serving.protocols import BadRequestError
 
 log = logging.getLogger("mlship.serve")
 # what a model raises for an input it cannot score; anything else is the server's fault
@@ -104,16 +97,23 @@ class Slot:
 
     def describe(self) -> dict[str, Any]:
         entry = self.model.info() if self.model else {"source": self.source, "loaded": False}
-        return entry | {"role": self.role, "reload_error": self.reload_error,
-                        "last_checked": self.last_checked}  # fmt: skip
+        return entry | {
+            "role": self.role,
+            "reload_error": self.reload_error,
+            "last_checked": self.last_checked,
+        }
 
 
 class DataPlane:
     def __init__(
-        self, source: str, settings: Settings, metrics: Metrics,
-        challenger: Challenger | None = None, loader: Loader = load_model,
+        self,
+        source: str,
+        settings: Settings,
+        metrics: Metrics,
+        challenger: Challenger | None = None,
+        loader: Loader = load_model,
         siblings: Siblings | None = None,
-    ) -> None:  # fmt: skip
+    ) -> None:
         self.settings = settings
         self.siblings = siblings
         self._all_ready = siblings is None
@@ -233,9 +233,12 @@ class DataPlane:
         _freeze()
         slot.model = model
         slot.batcher = MicroBatcher(
-            slot.score, self.settings.batch_max_rows, self.settings.batch_wait_ms / 1e3,
-            on_batch=self.metrics.batch_rows.observe, chunk_rows=self.settings.batch_chunk_rows,
-        )  # fmt: skip
+            slot.score,
+            self.settings.batch_max_rows,
+            self.settings.batch_wait_ms / 1e3,
+            on_batch=self.metrics.batch_rows.observe,
+            chunk_rows=self.settings.batch_chunk_rows,
+        )
         slot.batcher.start()
         self._show(model)
         log.info("serving %s %s v%s from %s", slot.role, model.name, model.version, slot.source)
@@ -272,11 +275,21 @@ class DataPlane:
             except Exception as error:  # keep serving whatever went wrong with the new one
                 wait = self.settings.reload_seconds * 2 ** (failures + 1)
                 retry_at[version] = (time.monotonic() + wait, failures + 1)
-                slot.reload_error = {"error": str(error), "at": time.time(), "version": version,
-                                     "retry_in_seconds": wait}  # fmt: skip
+                slot.reload_error = {
+                    "error": str(error),
+                    "at": time.time(),
+                    "version": version,
+                    "retry_in_seconds": wait,
+                }
                 self.metrics.reload_failures.labels(current.name, current.version).inc()
-                log.warning("reload of %s v%s failed; still serving v%s, retrying in %.0f s: %s",
-                            slot.source, version, current.version, wait, error)  # fmt: skip
+                log.warning(
+                    "reload of %s v%s failed; still serving v%s, retrying in %.0f s: %s",
+                    slot.source,
+                    version,
+                    current.version,
+                    wait,
+                    error,
+                )
                 continue
             self._show(current, serving=False)
             slot.model = fresh  # atomic: the next batch uses the new model
@@ -301,8 +314,11 @@ class DataPlane:
         if not self._all_ready and siblings is not None:
             ready = siblings.ready()
             if ready < siblings.count:
-                return 503, {"status": "loading", "processes_ready": ready,
-                             "processes": siblings.count}  # fmt: skip
+                return 503, {
+                    "status": "loading",
+                    "processes_ready": ready,
+                    "processes": siblings.count,
+                }
             self._all_ready = True
         return 200, {"status": "ready", "model": model.name, "version": model.version}
 
@@ -363,7 +379,7 @@ class DataPlane:
         except MODEL_REFUSALS as error:  # validated input the model cannot score: the client's
             metrics.predictions.labels(name, version, "refused").inc()
             log.info("%s v%s could not score a request: %s", name, version, error)
-            raise BadRequestError(f"the model cannot score this input: {error}"[:500]) from error
+            raise ModelRefusedError(f"the model cannot score this input: {error}"[:500]) from error
         except Exception:
             metrics.predictions.labels(name, version, "error").inc()
             raise

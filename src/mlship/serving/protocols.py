@@ -2,7 +2,7 @@
 
 Every protocol ends in the same shape, `Columns` (column name -> list of values), checked
 against the model's declared features, so the three routes share one validation and one
-batcher. Errors raise BadRequestError naming the field; each route renders it in its
+batcher. Errors raise InvalidRequestError naming the field; each route renders it in its
 protocol's error shape. Nothing a client sends may raise anything else: JSON is parsed with
 limits (nesting depth, no NaN/Infinity literals, Python's limit on integer digits), every
 optional field's type is checked, numbers must be finite, text must be valid UTF-8.
@@ -21,6 +21,7 @@ import numpy as np
 import orjson
 
 from mlship.card import Features
+from mlship.serving.errors import InvalidRequestError, MissingFieldsError, TooLargeError
 from mlship.serving.model import Columns
 
 MAX_DEPTH = 32  # JSON nesting: deep enough for any protocol here, far from recursion limits
@@ -30,27 +31,12 @@ _PLAIN_NUMBERS = frozenset({int, float, type(None)})  # None: a missing value
 MISSING: Any = type("Missing", (), {"__repr__": lambda self: "MISSING"})()
 
 
-class BadRequestError(Exception):
-    def __init__(self, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.message = message
-        self.status = status
-
-
-class MissingFieldsError(BadRequestError):
-    """Required feature columns the request left out (422: the request is well-formed)."""
-
-    def __init__(self, where: str, missing: list[str]) -> None:
-        super().__init__(f"{where}: missing required field(s) {missing}", 422)
-        self.missing = missing
-
-
 def _no_constant(name: str) -> NoReturn:
-    raise BadRequestError(f"invalid JSON: {name} is not a JSON number; send finite numbers")
+    raise InvalidRequestError(f"invalid JSON: {name} is not a JSON number; send finite numbers")
 
 
 def parse_json(body: bytes) -> Any:
-    """JSON with limits; BadRequestError names what is wrong. orjson parses (several times
+    """JSON with limits; InvalidRequestError names what is wrong. orjson parses (several times
     faster than the standard library, and it refuses NaN, Infinity and depth past 1024 by
     itself); a body it refuses is parsed again by the standard library only to say why."""
     try:
@@ -61,18 +47,18 @@ def parse_json(body: bytes) -> Any:
     return payload
 
 
-def _why_not_json(body: bytes, refused: Exception) -> BadRequestError:
+def _why_not_json(body: bytes, refused: Exception) -> InvalidRequestError:
     if "depth limit" in str(refused):
-        return BadRequestError(f"invalid JSON: nested deeper than {MAX_DEPTH} levels")
+        return InvalidRequestError(f"invalid JSON: nested deeper than {MAX_DEPTH} levels")
     try:
         json.loads(body, parse_constant=_no_constant)
-    except BadRequestError as error:
+    except InvalidRequestError as error:
         return error
     except RecursionError:
-        return BadRequestError(f"invalid JSON: nested deeper than {MAX_DEPTH} levels")
+        return InvalidRequestError(f"invalid JSON: nested deeper than {MAX_DEPTH} levels")
     except (ValueError, UnicodeDecodeError) as error:  # JSONDecodeError, too many digits
-        return BadRequestError(f"invalid JSON: {error}")
-    return BadRequestError(f"invalid JSON: {refused}")
+        return InvalidRequestError(f"invalid JSON: {error}")
+    return InvalidRequestError(f"invalid JSON: {refused}")
 
 
 def _check_depth(payload: Any) -> None:
@@ -81,7 +67,7 @@ def _check_depth(payload: Any) -> None:
         item, depth = pending.pop()
         if isinstance(item, dict | list):
             if depth > MAX_DEPTH:
-                raise BadRequestError(f"invalid JSON: nested deeper than {MAX_DEPTH} levels")
+                raise InvalidRequestError(f"invalid JSON: nested deeper than {MAX_DEPTH} levels")
             children = item.values() if isinstance(item, dict) else item
             kinds = set(map(type, children))  # one C-speed pass: a list of scalars ends here
             if dict in kinds or list in kinds:
@@ -90,30 +76,32 @@ def _check_depth(payload: Any) -> None:
 
 def _number(value: Any, where: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise BadRequestError(f"{where}: expected a number, got {value!r}"[:300])
+        raise InvalidRequestError(f"{where}: expected a number, got {value!r}"[:300])
     try:
         number = float(value)
     except OverflowError as error:
-        raise BadRequestError(f"{where}: the number is too large") from error
+        raise InvalidRequestError(f"{where}: the number is too large") from error
     if math.isinf(number):
-        raise BadRequestError(f"{where}: expected a finite number, got {number}")
+        raise InvalidRequestError(f"{where}: expected a finite number, got {number}")
     return number  # NaN (from CSV or binary data) reads as a missing value
 
 
 def _value(features: Features, column: str, value: Any, where: str) -> Any:
-    """One feature value in the type the model expects, or BadRequestError naming it."""
+    """One feature value in the type the model expects, or InvalidRequestError naming it."""
     if value is MISSING:
         if column not in features.optional:
             raise MissingFieldsError(where, [column])
         value = None
     if column in features.text:
         if not isinstance(value, str):
-            raise BadRequestError(f"{where}.{column}: expected text, got {type(value).__name__}")
+            raise InvalidRequestError(
+                f"{where}.{column}: expected text, got {type(value).__name__}"
+            )
         return value
     if column in features.categorical:
         if value is None or isinstance(value, str | int | bool):
             return value if value is None else str(value)
-        raise BadRequestError(
+        raise InvalidRequestError(
             f"{where}.{column}: expected a category (text), got {type(value).__name__}"
         )
     if value is None:
@@ -128,25 +116,26 @@ def check_columns(features: Features, columns: Columns, where: str, max_rows: in
     count."""
     unknown = sorted(set(columns) - set(features.columns))
     if unknown:
-        raise BadRequestError(
+        raise InvalidRequestError(
             f"{where}: unknown field(s) {unknown[:20]}; expected {list(features.columns)}"
         )
     # left out of the request, or out of every record (records_to_columns marks gaps MISSING;
     # all() stops at the first value, so a present column costs one look)
     missing = [
-        c for c in features.columns
+        c
+        for c in features.columns
         if c not in features.optional and (c not in columns or _all_missing(columns[c]))
-    ]  # fmt: skip
+    ]
     if missing:
         raise MissingFieldsError(where, missing)
     lengths = {len(values) for values in columns.values()}
     if len(lengths) != 1:
-        raise BadRequestError(f"{where}: columns have different lengths {sorted(lengths)}")
+        raise InvalidRequestError(f"{where}: columns have different lengths {sorted(lengths)}")
     rows = lengths.pop()
     if rows == 0:
-        raise BadRequestError(f"{where}: no rows")
+        raise InvalidRequestError(f"{where}: no rows")
     if rows > max_rows:
-        raise BadRequestError(f"{rows} rows exceed the limit of {max_rows} per request", 413)
+        raise TooLargeError(f"{rows} rows exceed the limit of {max_rows} per request")
     for column in features.columns:
         if column not in columns:  # an optional field left out: a missing value
             columns[column] = [None if column in features.categorical else math.nan] * rows
@@ -193,7 +182,7 @@ def records_to_columns(features: Features, records: Any, where: str) -> Columns:
     """A list of objects as columns: the features and any other field a record names, MISSING
     where a record leaves one out (check_columns then judges the fields and values)."""
     if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
-        raise BadRequestError(f"{where}: expected a list of objects")
+        raise InvalidRequestError(f"{where}: expected a list of objects")
     names = list(dict.fromkeys([*features.columns, *(n for record in records for n in record)]))
     return {name: [record.get(name, MISSING) for record in records] for name in names}
 
@@ -215,31 +204,36 @@ MLFLOW_FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
 
 def mlflow_json(features: Features, payload: Any) -> Columns:
     if not isinstance(payload, dict):
-        raise BadRequestError("expected a JSON object with one of " + ", ".join(MLFLOW_FORMATS))
+        raise InvalidRequestError("expected a JSON object with one of " + ", ".join(MLFLOW_FORMATS))
     given = [key for key in MLFLOW_FORMATS if key in payload]
     extra = sorted(set(payload) - set(MLFLOW_FORMATS) - {"params"})
     if len(given) != 1 or extra:
-        raise BadRequestError(
-            "the request must have exactly one of " + ", ".join(MLFLOW_FORMATS)
+        raise InvalidRequestError(
+            "the request must have exactly one of "
+            + ", ".join(MLFLOW_FORMATS)
             + f" (and optionally params); got {sorted(payload)[:20]}"
-        )  # fmt: skip
+        )
     if not isinstance(payload.get("params", {}), dict):
-        raise BadRequestError("params: expected an object")
+        raise InvalidRequestError("params: expected an object")
     key = given[0]
     body = payload[key]
     if key == "dataframe_split":
         if not isinstance(body, dict) or "columns" not in body or "data" not in body:
-            raise BadRequestError("dataframe_split: expected an object with 'columns' and 'data'")
+            raise InvalidRequestError(
+                "dataframe_split: expected an object with 'columns' and 'data'"
+            )
         names, data = body["columns"], body["data"]
         if not isinstance(names, list) or not isinstance(data, list):
-            raise BadRequestError("dataframe_split: 'columns' and 'data' must be lists")
+            raise InvalidRequestError("dataframe_split: 'columns' and 'data' must be lists")
         if not all(isinstance(name, str) for name in names):
-            raise BadRequestError("dataframe_split.columns: expected column names (text)")
+            raise InvalidRequestError("dataframe_split.columns: expected column names (text)")
         if len(set(names)) != len(names):
-            raise BadRequestError("dataframe_split.columns: a column is named more than once")
+            raise InvalidRequestError("dataframe_split.columns: a column is named more than once")
         for i, row in enumerate(data):
             if not isinstance(row, list) or len(row) != len(names):
-                raise BadRequestError(f"dataframe_split.data[{i}]: expected {len(names)} values")
+                raise InvalidRequestError(
+                    f"dataframe_split.data[{i}]: expected {len(names)} values"
+                )
         return {name: [row[j] for row in data] for j, name in enumerate(names)}
     if key == "dataframe_records":
         return records_to_columns(features, body, key)
@@ -252,7 +246,7 @@ def mlflow_json(features: Features, payload: Any) -> Columns:
         return records_to_columns(features, body, key)
     if isinstance(body, list) and len(features.columns) == 1:
         return {features.columns[0]: body}
-    raise BadRequestError(f"{key}: expected a list of objects or an object of columns")
+    raise InvalidRequestError(f"{key}: expected a list of objects or an object of columns")
 
 
 def mlflow_csv(body: bytes) -> Columns:
@@ -260,7 +254,7 @@ def mlflow_csv(body: bytes) -> Columns:
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as error:
-        raise BadRequestError(
+        raise InvalidRequestError(
             f"text/csv: not valid UTF-8 (byte {error.start}): {error.reason}"
         ) from error
     reader = csv.reader(io.StringIO(text))
@@ -268,14 +262,14 @@ def mlflow_csv(body: bytes) -> Columns:
         header = next(reader)
         rows = list(reader)
     except StopIteration as error:
-        raise BadRequestError("text/csv: empty body") from error
+        raise InvalidRequestError("text/csv: empty body") from error
     except csv.Error as error:  # e.g. a field over csv.field_size_limit()
-        raise BadRequestError(f"text/csv: line {reader.line_num}: {error}") from error
+        raise InvalidRequestError(f"text/csv: line {reader.line_num}: {error}") from error
     if len(set(header)) != len(header):
-        raise BadRequestError(f"text/csv: the header names a column more than once: {header}")
+        raise InvalidRequestError(f"text/csv: the header names a column more than once: {header}")
     for i, row in enumerate(rows):
         if len(row) != len(header):
-            raise BadRequestError(
+            raise InvalidRequestError(
                 f"text/csv: row {i + 1} has {len(row)} values, header has {len(header)}"
             )
     columns: Columns = {name: [row[j] for row in rows] for j, name in enumerate(header)}
@@ -291,7 +285,7 @@ def csv_numbers(features: Features, columns: Columns) -> Columns:
                 try:
                     parsed.append(float(cell) if cell != "" else None)
                 except ValueError as error:
-                    raise BadRequestError(
+                    raise InvalidRequestError(
                         f"text/csv: {column}[{i}]: not a number: {cell[:50]!r}"
                     ) from error
             columns[column] = parsed
@@ -304,8 +298,16 @@ def csv_numbers(features: Features, columns: Columns) -> Columns:
 # --- Open Inference Protocol V2 -------------------------------------------------------------
 
 V2_TYPES = {"BYTES", "FP64", "FP32", "INT64", "INT32", "INT16", "INT8", "UINT8", "BOOL"}
-V2_FORMATS = {"FP64": "d", "FP32": "f", "INT64": "q", "INT32": "i", "INT16": "h", "INT8": "b",
-              "UINT8": "B", "BOOL": "?"}  # fmt: skip
+V2_FORMATS = {
+    "FP64": "d",
+    "FP32": "f",
+    "INT64": "q",
+    "INT32": "i",
+    "INT16": "h",
+    "INT8": "b",
+    "UINT8": "B",
+    "BOOL": "?",
+}
 
 
 def _unpack_bytes(buffer: bytes, where: str) -> list[str]:
@@ -313,17 +315,17 @@ def _unpack_bytes(buffer: bytes, where: str) -> list[str]:
     values, offset = [], 0
     while offset < len(buffer):
         if offset + 4 > len(buffer):
-            raise BadRequestError(f"{where}: truncated BYTES element")
+            raise InvalidRequestError(f"{where}: truncated BYTES element")
         (length,) = struct.unpack_from("<I", buffer, offset)
         offset += 4
         if offset + length > len(buffer):
-            raise BadRequestError(
+            raise InvalidRequestError(
                 f"{where}: a BYTES element declares {length} bytes, {len(buffer) - offset} are left"
             )
         try:
             values.append(buffer[offset : offset + length].decode("utf-8"))
         except UnicodeDecodeError as error:
-            raise BadRequestError(f"{where}: a BYTES element is not valid UTF-8") from error
+            raise InvalidRequestError(f"{where}: a BYTES element is not valid UTF-8") from error
         offset += length
     return values
 
@@ -332,7 +334,9 @@ def _unpack_numbers(buffer: bytes, datatype: str, where: str) -> list[float]:
     code = V2_FORMATS[datatype]
     size = struct.calcsize(code)
     if len(buffer) % size:
-        raise BadRequestError(f"{where}: binary data is not a whole number of {datatype} values")
+        raise InvalidRequestError(
+            f"{where}: binary data is not a whole number of {datatype} values"
+        )
     return [float(v) for v in struct.unpack(f"<{len(buffer) // size}{code}", buffer)]
 
 
@@ -343,10 +347,10 @@ def split_v2_body(body: bytes, header_length: str | None) -> tuple[Any, bytes]:
         json_part, binary = body, b""
     else:
         if not header_length.isdigit():
-            raise BadRequestError("Inference-Header-Content-Length is not a whole number")
+            raise InvalidRequestError("Inference-Header-Content-Length is not a whole number")
         size = int(header_length)
         if not 0 < size <= len(body):
-            raise BadRequestError("Inference-Header-Content-Length is out of range")
+            raise InvalidRequestError("Inference-Header-Content-Length is out of range")
         json_part, binary = body[:size], body[size:]
     return parse_json(json_part), binary
 
@@ -356,27 +360,27 @@ def _optional_object(tensor: dict[str, Any], key: str, where: str) -> dict[str, 
     if found is None:
         return {}
     if not isinstance(found, dict):
-        raise BadRequestError(f"{where}.{key}: expected an object")
+        raise InvalidRequestError(f"{where}.{key}: expected an object")
     return found
 
 
 def v2_request(payload: Any) -> tuple[str | None, list[str] | None]:
     """The request's optional `id` (echoed) and requested output names; checked types."""
     if not isinstance(payload, dict) or not isinstance(payload.get("inputs"), list):
-        raise BadRequestError("expected an object with an 'inputs' list")
+        raise InvalidRequestError("expected an object with an 'inputs' list")
     request_id = payload.get("id")
     if request_id is not None and not isinstance(request_id, str):
-        raise BadRequestError("id: expected text")
+        raise InvalidRequestError("id: expected text")
     _optional_object(payload, "parameters", "request")
     outputs = payload.get("outputs")
     if outputs is None:
         return request_id, None
     if not isinstance(outputs, list):
-        raise BadRequestError("outputs: expected a list of objects with a name")
+        raise InvalidRequestError("outputs: expected a list of objects with a name")
     names = []
     for i, output in enumerate(outputs):
         if not isinstance(output, dict) or not isinstance(output.get("name"), str):
-            raise BadRequestError(f"outputs[{i}]: expected an object with a name")
+            raise InvalidRequestError(f"outputs[{i}]: expected an object with a name")
         _optional_object(output, "parameters", f"outputs[{i}]")
         names.append(output["name"])
     return request_id, names
@@ -389,44 +393,47 @@ def v2_columns(features: Features, payload: Any, binary: bytes) -> Columns:
     for i, tensor in enumerate(payload["inputs"]):
         where = f"inputs[{i}]"
         if not isinstance(tensor, dict):
-            raise BadRequestError(f"{where}: expected an object")
+            raise InvalidRequestError(f"{where}: expected an object")
         name, datatype, shape = tensor.get("name"), tensor.get("datatype"), tensor.get("shape")
         if not isinstance(name, str):
-            raise BadRequestError(f"{where}.name: required")
+            raise InvalidRequestError(f"{where}.name: required")
         if name in columns:
-            raise BadRequestError(f"{where}.name: input {name!r} is given more than once")
+            raise InvalidRequestError(f"{where}.name: input {name!r} is given more than once")
         if datatype not in V2_TYPES:
-            raise BadRequestError(f"{where}.datatype: expected one of {sorted(V2_TYPES)}")
+            raise InvalidRequestError(f"{where}.datatype: expected one of {sorted(V2_TYPES)}")
         if not isinstance(shape, list) or not all(
             isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
         ):
-            raise BadRequestError(f"{where}.shape: expected a list of non-negative integers")
+            raise InvalidRequestError(f"{where}.shape: expected a list of non-negative integers")
         count = math.prod(shape)
         size = _optional_object(tensor, "parameters", where).get("binary_data_size")
         if size is not None:
             if isinstance(size, bool) or not isinstance(size, int) or size < 0:
-                raise BadRequestError(f"{where}.parameters.binary_data_size: expected a size")
+                raise InvalidRequestError(f"{where}.parameters.binary_data_size: expected a size")
             if offset + size > len(binary):
-                raise BadRequestError(
+                raise InvalidRequestError(
                     f"{where}.parameters.binary_data_size: {size} bytes, but only "
                     f"{len(binary) - offset} binary bytes are left"
                 )
             chunk = binary[offset : offset + size]
             offset += size
             values: list[Any] = (
-                _unpack_bytes(chunk, where) if datatype == "BYTES"
+                _unpack_bytes(chunk, where)
+                if datatype == "BYTES"
                 else _unpack_numbers(chunk, datatype, where)
-            )  # fmt: skip
+            )
         else:
             data = tensor.get("data")
             if not isinstance(data, list):
-                raise BadRequestError(f"{where}.data: required (a list)")
+                raise InvalidRequestError(f"{where}.data: required (a list)")
             values = _flatten(data)
         if len(values) != count:
-            raise BadRequestError(f"{where}: shape {shape} needs {count} values, got {len(values)}")
+            raise InvalidRequestError(
+                f"{where}: shape {shape} needs {count} values, got {len(values)}"
+            )
         columns[name] = values
     if offset != len(binary):
-        raise BadRequestError(f"{len(binary) - offset} binary bytes follow the last input")
+        raise InvalidRequestError(f"{len(binary) - offset} binary bytes follow the last input")
     return columns
 
 

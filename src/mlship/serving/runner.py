@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from types import FrameType
 
-from mlship.config import Settings
+from mlship.config.settings import Settings
 from mlship.serving.app import create_app  # imports scikit-learn: see mlship.serving.threads
 from mlship.serving.http import DeadlineProtocol
 from mlship.serving.plane import Challenger, Siblings

@@ -19,10 +19,12 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from mlship import artifacts, contract, data, files, gate_report, registry, vcs
+from mlship import files, vcs
 from mlship.card import MODEL_FILE, ModelCard
-from mlship.config import BehaviourParams, Params, Settings
-from mlship.criteria import (
+from mlship.config.params import BehaviourParams, Params
+from mlship.config.settings import Settings
+from mlship.errors import InputError
+from mlship.gate.criteria import (
     Answer,
     Criterion,
     behaviour_criteria,
@@ -30,11 +32,13 @@ from mlship.criteria import (
     contract_criterion,
     threshold_criteria,
 )
-from mlship.dvc_repo import stale_stages
-from mlship.errors import InputError
-from mlship.evaluate import Evaluation, evaluate_model, measure_latency
-from mlship.features import feature_frame
 from mlship.paths import PipelinePaths
+from mlship.pipeline import artifacts, contract, data
+from mlship.pipeline.dvc_repo import stale_stages
+from mlship.pipeline.evaluate import Evaluation, evaluate_model, measure_latency
+from mlship.pipeline.features import feature_frame
+from mlship.registry import runs, versions
+from mlship.reports import gate_report
 from mlship.stages.pipeline import read_split
 
 StaleStages = Callable[[Path], list[str]]
@@ -56,17 +60,23 @@ class GateResult:
 
 
 def gate(
-    params: Params, settings: Settings, paths: PipelinePaths, dvc_file: Path, params_file: Path,
-    base_ref: str = "main", stale: StaleStages = stale_stages,
-) -> GateResult:  # fmt: skip
+    params: Params,
+    settings: Settings,
+    paths: PipelinePaths,
+    dvc_file: Path,
+    params_file: Path,
+    base_ref: str = "main",
+    stale: StaleStages = stale_stages,
+) -> GateResult:
     """Judge the candidate in paths.model_dir; InputError on missing, NaN, stale or edited
     inputs."""
     outdated = stale(dvc_file)
     if outdated:
         raise InputError(
             "the evaluation is stale: these stages differ from dvc.lock: "
-            + ", ".join(outdated) + "; run `dvc repro` first"
-        )  # fmt: skip
+            + ", ".join(outdated)
+            + "; run `dvc repro` first"
+        )
     card = ModelCard.load(paths.model_dir)
     run_id = card.require_run_id(paths.model_dir)
     model = artifacts.load_model(paths.model_dir, card)
@@ -78,16 +88,21 @@ def gate(
     criteria = threshold_criteria(metrics, latency, params.gate, task)
     if params.gate.behaviour is not None:
         criteria += behaviour(model, test, params, params.gate.behaviour)
-    champion = registry.alias_version(settings, registry.CHAMPION)
+    champion = versions.alias_version(settings, versions.CHAMPION)
     champion_version = None if champion is None else str(champion.version)
     paths.champion_predictions.unlink(missing_ok=True)  # never a stale champion's answers
     if champion_version is not None:
         answers = scored.predictions
         rival = score_champion(settings, champion_version, test, params)
         criteria += champion_criteria(
-            answers["actual"].to_numpy(), answers["predicted"].to_numpy(),
-            rival["predicted"].to_numpy(), list(card.classes), params.gate, champion_version, task,
-        )  # fmt: skip
+            answers["actual"].to_numpy(),
+            answers["predicted"].to_numpy(),
+            rival["predicted"].to_numpy(),
+            list(card.classes),
+            params.gate,
+            champion_version,
+            task,
+        )
         files.write_with(paths.champion_predictions, lambda temp: rival.to_csv(temp, index=False))
     criteria.append(contract_criterion(recheck_contract(params, paths)))
 
@@ -110,7 +125,7 @@ def gate(
     files.write_with(paths.gate_junit, lambda temp: gate_report.gate_junit(criteria, temp))
     # the verdict is recorded on the run: `register` and `promote` trust that, not a file
     passed = all(c.passed for c in criteria)
-    registry.record_gate(settings, run_id, files.sha256(paths.gate_json), passed)
+    runs.record_gate(settings, run_id, files.sha256(paths.gate_json), passed)
     return GateResult(criteria, champion_version, paths.gate_md)
 
 
@@ -143,7 +158,7 @@ def score_champion(
 ) -> pd.DataFrame:
     """The champion's answers on this test split, per row: its predicted label or value, and
     its class probabilities when it has them (for the run report's curves)."""
-    model = registry.load_version_model(settings, version)
+    model = versions.load_version_model(settings, version)
     regression = params.data.task == "regression"
     try:
         features = feature_frame(test, params.data)

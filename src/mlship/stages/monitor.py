@@ -14,15 +14,19 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mlship import artifacts, data, drift, files, registry
+from mlship import files
 from mlship.card import PROFILE_FILE, ModelCard
-from mlship.config import Params, Settings
-from mlship.drift import DriftReport, Profile
-from mlship.drift_report import write_reports
+from mlship.config.params import Params
+from mlship.config.settings import Settings
 from mlship.errors import InputError
-from mlship.features import feature_frame
-from mlship.serving.model import MODELS_SCHEME
-from mlship.sink import ANSWER, FEEDBACK_PREFIX, INPUTS_PREFIX, LABEL, VERSION, read_rows
+from mlship.monitor import drift
+from mlship.monitor.drift import DriftReport, Profile
+from mlship.monitor.sink import ANSWER, FEEDBACK_PREFIX, INPUTS_PREFIX, LABEL, VERSION, read_rows
+from mlship.pipeline import artifacts, data
+from mlship.pipeline.features import feature_frame
+from mlship.registry import loading
+from mlship.registry.loading import MODELS_SCHEME
+from mlship.reports.drift_report import write_reports
 
 
 def reference_profile(
@@ -32,7 +36,7 @@ def reference_profile(
     directory (its profile.json), a saved profile (.json), or a data file profiled here
     (with the model's answers when a model is given)."""
     if location.startswith(MODELS_SCHEME):
-        return registry.version_profile(settings.tracking_uri, location)
+        return loading.version_profile(settings.tracking_uri, location)
     path = Path(location)
     if path.is_dir() and (path / PROFILE_FILE).is_file():
         return Profile.load(path / PROFILE_FILE)
@@ -54,9 +58,13 @@ class DriftVerdict:
 
 
 def drift_check(
-    params: Params, settings: Settings, reference: str, current: str, out: Path,
+    params: Params,
+    settings: Settings,
+    reference: str,
+    current: str,
+    out: Path,
     model_dir: Path | None,
-) -> DriftVerdict:  # fmt: skip
+) -> DriftVerdict:
     """Compare current rows with the reference; write JSON, Markdown, HTML and JUnit.
     The answers are compared too when a model is given or the rows carry the server's."""
     model = None
@@ -66,8 +74,9 @@ def drift_check(
     rows = read_rows(current, INPUTS_PREFIX)
     missing = [c for c in params.data.feature_columns if c not in rows.columns]
     if missing:
-        raise InputError(f"{current}: no column {missing[0]!r}; it has: "
-                         f"{', '.join(map(str, rows.columns))}")  # fmt: skip
+        raise InputError(
+            f"{current}: no column {missing[0]!r}; it has: {', '.join(map(str, rows.columns))}"
+        )
     if model is not None:
         answers: list[Any] | None = _answers(model, rows, params)
     else:
@@ -156,8 +165,9 @@ class MonitorVerdict:
         return bool(self.reason)
 
 
-def monitor(params: Params, settings: Settings, reference: str, live: str, out: Path
-            ) -> MonitorVerdict:  # fmt: skip
+def monitor(
+    params: Params, settings: Settings, reference: str, live: str, out: Path
+) -> MonitorVerdict:
     """Drift of the sampled live inputs and answers, and live quality from feedback;
     monitor.json records both and whether to retrain."""
     found = drift_check(params, settings, reference, live, out, None)
@@ -168,8 +178,13 @@ def monitor(params: Params, settings: Settings, reference: str, live: str, out: 
     else:
         quality = live_quality(params, feedback)
     verdict = MonitorVerdict(found, quality)
-    files.write_json(out / "monitor.json", {
-        "retrain": verdict.retrain, "reason": verdict.reason, "drift": found.report.summary,
-        "live_quality": None if quality is None else asdict(quality),
-    })  # fmt: skip
+    files.write_json(
+        out / "monitor.json",
+        {
+            "retrain": verdict.retrain,
+            "reason": verdict.reason,
+            "drift": found.report.summary,
+            "live_quality": None if quality is None else asdict(quality),
+        },
+    )
     return verdict

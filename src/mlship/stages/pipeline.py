@@ -12,16 +12,20 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mlship import artifacts, contract, data, drift, files, registry
+from mlship import files
 from mlship.card import PROFILE_FILE, DataInfo, GitInfo, MlflowInfo, ModelCard
-from mlship.config import CustomModelParams, EstimatorParams, Params, Settings
-from mlship.contract import Check
+from mlship.config.params import CustomModelParams, EstimatorParams, Params
+from mlship.config.settings import Settings
 from mlship.errors import InputError
-from mlship.evaluate import Evaluation, evaluate_model, measure_latency
-from mlship.features import feature_frame
-from mlship.importing import local_package, package_path, project_packages, untracked_code
+from mlship.monitor import drift
 from mlship.paths import PipelinePaths
-from mlship.train import features_of, fit
+from mlship.pipeline import artifacts, contract, data
+from mlship.pipeline.contract import Check
+from mlship.pipeline.evaluate import Evaluation, evaluate_model, measure_latency
+from mlship.pipeline.features import feature_frame
+from mlship.pipeline.importing import local_package, package_path, project_packages, untracked_code
+from mlship.pipeline.train import features_of, fit
+from mlship.registry import runs
 from mlship.vcs import git_state
 
 
@@ -133,8 +137,10 @@ def example_row(frame: pd.DataFrame, params: Params) -> dict[str, Any]:
     row = (complete if len(complete) else features).head(1)
     if row.empty:
         return {}
-    return {str(c): (None if pd.isna(v) else v.item() if hasattr(v, "item") else v)
-            for c, v in row.iloc[0].items()}  # fmt: skip
+    return {
+        str(c): (None if pd.isna(v) else v.item() if hasattr(v, "item") else v)
+        for c, v in row.iloc[0].items()
+    }
 
 
 def describe(
@@ -169,9 +175,12 @@ def describe(
 
 
 def train(
-    params: Params, settings: Settings, train_data: Path, model_dir: Path,
+    params: Params,
+    settings: Settings,
+    train_data: Path,
+    model_dir: Path,
     tracked_code: tuple[str, ...] | None = None,
-) -> ModelCard:  # fmt: skip
+) -> ModelCard:
     """Fit the declared model, check its types against the trust policy, log it to MLflow,
     save it (skops) with its model card, the team's code it needs and the profile of its
     training data (drift's reference). With `tracked_code` (the train stage's deps), the
@@ -190,8 +199,7 @@ def train(
     answers = model.predict(feature_frame(frame, params.data))
     reference = drift.profile(frame, params.data, np.asarray(answers).tolist())
     example = feature_frame(frame.head(3), params.data)
-    logged = registry.log_training(settings, card, model, example,
-                                   reference.model_dump(mode="json"))  # fmt: skip
+    logged = runs.log_training(settings, card, model, example, reference.model_dump(mode="json"))
     card = card.updated(
         mlflow=MlflowInfo(
             run_id=logged.run_id,
@@ -216,13 +224,27 @@ class EvaluationFiles:
     residuals: Path  # regression's plot; empty for classification
 
     def all(self) -> list[Path]:
-        return [self.metrics, self.latency, self.predictions, self.confusion, self.roc,
-                self.precision_recall, self.residuals]  # fmt: skip
+        return [
+            self.metrics,
+            self.latency,
+            self.predictions,
+            self.confusion,
+            self.roc,
+            self.precision_recall,
+            self.residuals,
+        ]
 
     @classmethod
     def of(cls, paths: PipelinePaths) -> EvaluationFiles:
-        return cls(paths.metrics, paths.latency, paths.predictions, paths.confusion, paths.roc,
-                   paths.precision_recall, paths.residuals)  # fmt: skip
+        return cls(
+            paths.metrics,
+            paths.latency,
+            paths.predictions,
+            paths.confusion,
+            paths.roc,
+            paths.precision_recall,
+            paths.residuals,
+        )
 
 
 def evaluate(
@@ -242,7 +264,7 @@ def evaluate(
     files.write_json(out.roc, {"roc": result.roc})
     files.write_json(out.precision_recall, {"precision_recall": result.precision_recall})
     files.write_json(out.residuals, {"residuals": result.residuals})
-    registry.log_evaluation(settings, run_id, result.scalars() | timing_scalars(timing), out.all())
+    runs.log_evaluation(settings, run_id, result.scalars() | timing_scalars(timing), out.all())
     return result
 
 

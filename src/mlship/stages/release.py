@@ -10,22 +10,25 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mlship import artifacts, files, registry
-from mlship.approval import Approval, approval
+from mlship import files
 from mlship.card import ModelCard
-from mlship.config import Settings
+from mlship.config.settings import Settings
 from mlship.errors import CheckError, InputError
 from mlship.paths import PipelinePaths
+from mlship.pipeline import artifacts
+from mlship.registry import runs, versions
+from mlship.ship.ci import cloudbuild
+from mlship.ship.ci.approval import Approval, approval
 
 GATE_PASSED = "passed"
 
 
 def gate_record_holds(settings: Settings, run_id: str, report: bytes) -> bool:
     """Whether `report` is the gate.json the gate recorded on the run, and a pass."""
-    tags = registry.run_tags(settings, run_id)
-    if tags.get(registry.GATE_PASSED_TAG) != "true":
+    tags = runs.run_tags(settings, run_id)
+    if tags.get(runs.GATE_PASSED_TAG) != "true":
         return False
-    if tags.get(registry.GATE_DIGEST_TAG) != hashlib.sha256(report).hexdigest():
+    if tags.get(runs.GATE_DIGEST_TAG) != hashlib.sha256(report).hexdigest():
         return False
     parsed = json.loads(report)
     return bool(
@@ -67,29 +70,33 @@ def register(settings: Settings, paths: PipelinePaths, dvc_file: Path) -> str:
     Returns the version."""
     report, card = require_gate_pass(settings, paths, dvc_file)
     run_id = card.require_run_id(paths.model_dir)
-    registry.log_artifacts(settings, run_id, [paths.gate_json, paths.gate_md, paths.gate_junit],
-                           "gate")  # fmt: skip
+    runs.log_artifacts(settings, run_id, [paths.gate_json, paths.gate_md, paths.gate_junit], "gate")
     ingest = files.read_json(paths.ingest_report)
     model_uri = card.mlflow.model_uri if card.mlflow else None
     if not model_uri:
         raise InputError(f"{paths.model_dir}: the model card has no MLflow model URI")
-    return registry.register(settings, run_id, model_uri, {
-        "mlship.git_sha": card.git.sha,
-        "mlship.dvc_lock_sha256": report["dvc_lock_sha256"],
-        "mlship.model_sha256": report["model_sha256"],
-        "mlship.data_train_digest": ingest["digest"]["train"],
-        "mlship.data_test_digest": ingest["digest"]["test"],
-        "mlship.gate": GATE_PASSED,
-        "mlship.gate_report": f"runs:/{run_id}/gate/gate.md",
-        "mlship.gate_champion": str(report.get("champion_version") or "none"),
-    })  # fmt: skip
+    return versions.register(
+        settings,
+        run_id,
+        model_uri,
+        {
+            "mlship.git_sha": card.git.sha,
+            "mlship.dvc_lock_sha256": report["dvc_lock_sha256"],
+            "mlship.model_sha256": report["model_sha256"],
+            "mlship.data_train_digest": ingest["digest"]["train"],
+            "mlship.data_test_digest": ingest["digest"]["test"],
+            "mlship.gate": GATE_PASSED,
+            "mlship.reports.gate_report": f"runs:/{run_id}/gate/gate.md",
+            "mlship.gate_champion": str(report.get("champion_version") or "none"),
+        },
+    )
 
 
 def require_gate_record(settings: Settings, version: str) -> None:
     """A version is promoted only when its run carries the gate's passing report (logged by
     register) matching the verdict and digest the gate recorded: a tag alone is not enough."""
-    run_id = registry.version_run_id(settings, version)
-    report = registry.run_artifact(settings, run_id, registry.GATE_ARTIFACT)
+    run_id = versions.version_run_id(settings, version)
+    report = runs.run_artifact(settings, run_id, runs.GATE_ARTIFACT)
     if report is None or not gate_record_holds(settings, run_id, report):
         raise CheckError(
             f"version {version} has no passing gate record on its run {run_id}; not promoting"
@@ -104,14 +111,16 @@ class Promotion:
 
 
 def promote(
-    settings: Settings, env: Mapping[str, str], version: str | None = None,
+    settings: Settings,
+    env: Mapping[str, str],
+    version: str | None = None,
     approver: str | None = None,
-) -> Promotion:  # fmt: skip
+) -> Promotion:
     """Move @champion to `version` (default @candidate), which must have passed the gate."""
     who = approval(env, settings, approver, artifacts.utc_now())
-    current = registry.alias_version(settings, registry.CHAMPION)
+    current = versions.alias_version(settings, versions.CHAMPION)
     if version is None:
-        candidate = registry.alias_version(settings, registry.CANDIDATE)
+        candidate = versions.alias_version(settings, versions.CANDIDATE)
         if candidate is None:
             raise InputError(f"{settings.registered_name} has no @candidate; run `mlship register`")
         version = str(candidate.version)
@@ -119,7 +128,7 @@ def promote(
     previous = None if current is None else str(current.version)
     if previous == version:
         raise InputError(f"version {version} is already @champion")
-    registry.move_champion(
+    versions.move_champion(
         settings, version, {**who.tags(), "mlship.previous_champion": previous or "none"}
     )
     return Promotion(version, previous, who)
@@ -128,15 +137,69 @@ def promote(
 def rollback(settings: Settings, env: Mapping[str, str], approver: str | None = None) -> Promotion:
     """Move @champion back to the version it replaced, recording who did it."""
     who = approval(env, settings, approver, artifacts.utc_now())
-    current = registry.alias_version(settings, registry.CHAMPION)
+    current = versions.alias_version(settings, versions.CHAMPION)
     if current is None:
         raise InputError(f"{settings.registered_name} has no @champion to roll back")
-    target = registry.version_tags(settings, str(current.version)).get(
+    target = versions.version_tags(settings, str(current.version)).get(
         "mlship.previous_champion", "none"
     )
     if target == "none":
         raise InputError(f"version {current.version} records no previous champion to roll back to")
-    registry.move_champion(settings, target, {
-        **who.tags("mlship.rolled_back"), "mlship.rolled_back_from": str(current.version),
-    })  # fmt: skip
+    versions.move_champion(
+        settings,
+        target,
+        {
+            **who.tags("mlship.rolled_back"),
+            "mlship.rolled_back_from": str(current.version),
+        },
+    )
     return Promotion(target, str(current.version), who)
+
+
+# --- Cloud Build: the promotion's approval where the delivery runs on Cloud Build ---------
+
+
+@dataclass(frozen=True)
+class StartedBuild:
+    id: str
+    waiting_for_approval: bool
+    url: str
+
+
+@dataclass(frozen=True)
+class PendingBuild:
+    id: str
+    trigger: str
+    release_sha: str
+
+
+def cloudbuild_submit(
+    settings: Settings, trigger: str, branch: str | None, sha: str | None, substitution: list[str]
+) -> StartedBuild:
+    """Run a build trigger (one with approvalConfig starts a build that waits)."""
+    substitutions = cloudbuild.parse_substitutions(substitution)
+    api, where = cloudbuild.connect(settings)
+    build = cloudbuild.run_trigger(
+        api, where, trigger, branch=branch, sha=sha, substitutions=substitutions
+    )
+    waiting = build.approval.state.name == "PENDING"
+    return StartedBuild(str(build.id), waiting, where.console_url(build.id))
+
+
+def cloudbuild_pending(settings: Settings) -> list[PendingBuild]:
+    """The builds waiting for approval."""
+    api, where = cloudbuild.connect(settings)
+    return [
+        PendingBuild(
+            str(build.id),
+            str(build.substitutions.get("TRIGGER_NAME", build.build_trigger_id)),
+            str(build.substitutions.get("_RELEASE_SHA", "")),
+        )
+        for build in cloudbuild.awaiting_approval(api, where)
+    ]
+
+
+def cloudbuild_decide(settings: Settings, build_id: str, approve: bool, comment: str) -> None:
+    """Approve or reject a build waiting for approval, with a comment."""
+    api, where = cloudbuild.connect(settings)
+    cloudbuild.decide(api, where, build_id, approve=approve, comment=comment)

@@ -9,11 +9,15 @@ from pathlib import Path
 
 import pandas as pd
 
-from mlship import dvc_repo, files, github, registry, report
+from mlship import files
 from mlship.card import ModelCard
-from mlship.config import Settings
-from mlship.html_report import RunFacts, render
+from mlship.config.settings import Settings
 from mlship.paths import PipelinePaths
+from mlship.pipeline import dvc_repo
+from mlship.registry import runs
+from mlship.reports.html_report import RunFacts, render
+from mlship.reports.summary import run_markdown
+from mlship.ship.ci import github
 
 
 @dataclass(frozen=True)
@@ -31,14 +35,14 @@ def publish(
     page. In GitHub Actions: the job summary and, on a pull request, one comment updated in
     place. Elsewhere nothing is posted (the caller prints the page)."""
     if env.get("GITHUB_ACTIONS") != "true":
-        page = report.run_markdown(paths, dvc_repo.metrics_diff(base_ref), base_ref)
+        page = run_markdown(paths, dvc_repo.metrics_diff(base_ref), base_ref)
         return Published(page, False, None, "not in GitHub Actions: printed only")
     run_url = "{}/{}/actions/runs/{}#artifacts".format(
         env.get("GITHUB_SERVER_URL", "https://github.com"),
         env.get("GITHUB_REPOSITORY", ""),
         env.get("GITHUB_RUN_ID", ""),
     )
-    page = report.run_markdown(paths, dvc_repo.metrics_diff(base_ref), base_ref, run_url)
+    page = run_markdown(paths, dvc_repo.metrics_diff(base_ref), base_ref, run_url)
     summary_file = env.get("GITHUB_STEP_SUMMARY")
     if summary_file:
         with Path(summary_file).open("a", encoding="utf-8") as out:
@@ -74,5 +78,5 @@ def html_report(settings: Settings, paths: PipelinePaths, positive_label: str | 
     )
     files.write_text(paths.report_html, render(facts))
     if card.run_id is not None:
-        registry.log_artifacts(settings, card.run_id, [paths.report_html], "report")
+        runs.log_artifacts(settings, card.run_id, [paths.report_html], "report")
     return paths.report_html

@@ -10,26 +10,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mlship import (
-    artifacts,
-    files,
-    gate_report,
-    image,
-    launch,
-    loadtest,
-    lockfile,
-    registry,
-    rollout,
-    supply_chain,
-    vcs,
-)
-from mlship.card import ModelCard, RegistryInfo
+from mlship import files, vcs
+from mlship.card import MlflowInfo, ModelCard, RegistryInfo
 from mlship.choices import Environment, LoadTarget
-from mlship.config import Params, Settings
-from mlship.criteria import Criterion
+from mlship.config.params import Params
+from mlship.config.settings import Settings
 from mlship.errors import CheckError, InputError, ServiceError, looks_unreachable
+from mlship.gate.criteria import Criterion
 from mlship.paths import PipelinePaths
-from mlship.serving.model import load_registry
+from mlship.pipeline import artifacts
+from mlship.registry import loading, versions
+from mlship.reports import gate_report
+from mlship.ship import image, launch, loadtest, lockfile, rollout, supply_chain
 from mlship.stages.pipeline import read_split
 
 Progress = Callable[[str], None]
@@ -44,9 +36,15 @@ def engine_for_build(settings: Settings, progress: Progress) -> Any:
 
 
 def image_build(
-    client: Any, settings: Settings, paths: PipelinePaths, dvc_file: Path, model_dir: Path,
-    dockerfile: Path, from_registry: str | None, progress: Progress,
-) -> image.ImageRecord:  # fmt: skip
+    client: Any,
+    settings: Settings,
+    paths: PipelinePaths,
+    dvc_file: Path,
+    model_dir: Path,
+    dockerfile: Path,
+    from_registry: str | None,
+    progress: Progress,
+) -> image.ImageRecord:
     """Build <registry>/<name>:<gitsha>-m<version> and :<gitsha> with OCI labels, the model
     in `model_dir` (or the registry's @from_registry) baked in."""
     with tempfile.TemporaryDirectory(prefix="mlship-image-") as scratch:
@@ -70,40 +68,52 @@ def image_build(
         image.download_wheels(locks if extra else locks[:1], WHEEL_CACHE, Path.cwd())
         lock = dvc_file.with_suffix(".lock")
         plan = image.plan(
-            settings.registry, settings.image_repository, settings.registered_name,
-            vcs.git_state().sha, card, files.sha256(lock) if lock.is_file() else "",
-            vcs.remote_url(), artifacts.utc_now(), settings.base_image,
+            settings.registry,
+            settings.image_repository,
+            settings.registered_name,
+            vcs.git_state().sha,
+            card,
+            files.sha256(lock) if lock.is_file() else "",
+            vcs.remote_url(),
+            artifacts.utc_now(),
+            settings.base_image,
             image.system_packages(extra, WHEEL_CACHE),
-        )  # fmt: skip
+        )
         build_context = context / "context"
         build_context.mkdir()
         image.stage_context(build_context, dockerfile, locks, model_dir, WHEEL_CACHE, card, metrics)
         image_id = image.build(client, build_context, plan, progress)
     record = image.ImageRecord(
-        id=image_id, references=plan.references, labels=plan.build_args,
+        id=image_id,
+        references=plan.references,
+        labels=plan.build_args,
         size_bytes=int(client.images.get(image_id).attrs.get("Size", 0)),
-    )  # fmt: skip
+    )
     record.save(paths.image_json)
     return record
 
 
 def stage_registry_model(settings: Settings, alias: str, folder: Path) -> ModelCard:
     """The registry's @alias version as a model directory; returns its card."""
-    served = load_registry(settings.tracking_uri, f"models:/{settings.registered_name}@{alias}")
-    mlflow = served.card.mlflow.model_copy(update={"tracking_uri": settings.tracking_uri}) if (
-        served.card.mlflow) else None  # fmt: skip
-    card = served.card.updated(
-        registry=RegistryInfo(name=served.name, version=served.version, alias=alias),
-        mlflow=mlflow,
+    uri = f"models:/{settings.registered_name}@{alias}"
+    version = loading.resolve_version(settings.tracking_uri, uri)
+    loaded = loading.load_version(settings.tracking_uri, settings.registered_name, version)
+    mlflow = (loaded.card.mlflow or MlflowInfo(run_id=loaded.run_id)).model_copy(
+        update={"run_id": loaded.run_id, "tracking_uri": settings.tracking_uri}
     )
-    artifacts.save_model(served.model, card, folder)
+    card = loaded.card.updated(
+        registry=RegistryInfo(name=settings.registered_name, version=version, alias=alias),
+        mlflow=mlflow,
+        metrics=loaded.metrics,
+    )
+    artifacts.save_model(loaded.model, card, folder)
     return card
 
 
 def with_registered_version(settings: Settings, card: ModelCard, progress: Progress) -> ModelCard:
     """The card with the registry version `mlship register` gave this model's run, so the
     image tag, its labels and the server's /model name that version."""
-    version = registry.registered_version(settings, card.run_id) if card.run_id else None
+    version = versions.registered_version(settings, card.run_id) if card.run_id else None
     if version is None:
         progress("this model is not registered (`mlship register`): tagged as local")
         return card
@@ -127,22 +137,31 @@ def image_push(settings: Settings, paths: PipelinePaths, progress: Progress) -> 
         findings = supply_chain.scan_vulnerabilities(
             paths.sbom, settings.scan_severity, paths.vulnerabilities
         )
-    pushed = built.model_copy(update={
-        "pushed": True, "digest": digest, "sbom_sha256": sbom_sha256, "sbom_reference": attached,
-        "vulnerabilities": None if findings is None else len(findings),
-    })  # fmt: skip
+    pushed = built.model_copy(
+        update={
+            "pushed": True,
+            "digest": digest,
+            "sbom_sha256": sbom_sha256,
+            "sbom_reference": attached,
+            "vulnerabilities": None if findings is None else len(findings),
+        }
+    )
     pushed.save(paths.image_json)
     version = built.labels.get("MODEL_VERSION", "local")
     if version != "local":
-        tags = {"mlship.image": pinned, "mlship.sbom_sha256": sbom_sha256}
+        tags = {"mlship.ship.image": pinned, "mlship.sbom_sha256": sbom_sha256}
         if findings is not None:
             tags["mlship.vulnerabilities"] = str(len(findings))
-        registry.tag_version(settings, version, tags)
+        versions.tag_version(settings, version, tags)
     if findings:
-        listed = "; ".join(f"{f.id} ({f.severity}) in {f.package} {f.installed}, fixed in "
-                           f"{f.fixed}" for f in findings[:10])  # fmt: skip
-        raise CheckError(f"{len(findings)} fixable {settings.scan_severity} vulnerabilities in "
-                         f"{pinned}: {listed}; all of them in {paths.vulnerabilities}")  # fmt: skip
+        listed = "; ".join(
+            f"{f.id} ({f.severity}) in {f.package} {f.installed}, fixed in {f.fixed}"
+            for f in findings[:10]
+        )
+        raise CheckError(
+            f"{len(findings)} fixable {settings.scan_severity} vulnerabilities in "
+            f"{pinned}: {listed}; all of them in {paths.vulnerabilities}"
+        )
     return pushed
 
 
@@ -162,9 +181,12 @@ class LoadtestResult:
 
 
 def run_loadtest(
-    params: Params, paths: PipelinePaths, model_dir: Path, url: str | None = None,
+    params: Params,
+    paths: PipelinePaths,
+    model_dir: Path,
+    url: str | None = None,
     target: LoadTarget = LoadTarget.auto,
-) -> LoadtestResult:  # fmt: skip
+) -> LoadtestResult:
     """Locust for a bounded time against `url`, the built image, or a local server; the
     budget in params.yaml decides; reports are written whatever the verdict."""
     fallback = None
@@ -192,14 +214,20 @@ def run_loadtest(
         stats = loadtest.run_locust(url, rows_file, params.loadtest, scratch, paths.loadtest_html)
         summary = loadtest.aggregate(stats)
     criteria = loadtest.budget_criteria(summary, params.loadtest)
-    files.write_json(paths.loadtest_json, {
-        "passed": all(c.passed for c in criteria), "target": described, "summary": summary,
-        "budget": params.loadtest.model_dump(), "criteria": [c.__dict__ for c in criteria],
-    })  # fmt: skip
+    files.write_json(
+        paths.loadtest_json,
+        {
+            "passed": all(c.passed for c in criteria),
+            "target": described,
+            "summary": summary,
+            "budget": params.loadtest.model_dump(),
+            "criteria": [c.__dict__ for c in criteria],
+        },
+    )
     files.write_text(paths.loadtest_md, loadtest.markdown(summary, criteria, described))
     files.write_with(
         paths.loadtest_junit,
-        lambda temp: gate_report.gate_junit(criteria, temp, "mlship.loadtest"),
+        lambda temp: gate_report.gate_junit(criteria, temp, "mlship.ship.loadtest"),
     )
     return LoadtestResult(described, summary, criteria, fallback)
 
@@ -229,10 +257,15 @@ class CanaryOptions:
 
 
 def deploy(
-    params: Params, settings: Settings, paths: PipelinePaths, env: Environment,
-    image_ref: str | None, timeout: int, namespace: str | None,
+    params: Params,
+    settings: Settings,
+    paths: PipelinePaths,
+    env: Environment,
+    image_ref: str | None,
+    timeout: int,
+    namespace: str | None,
     canary: CanaryOptions | None,
-) -> rollout.DeployReport:  # fmt: skip
+) -> rollout.DeployReport:
     """Roll the image out (or step a canary); write the report; record a success on the
     registered model version. CheckError when it failed, saying whether it was undone."""
     if image_ref is None:
@@ -256,9 +289,15 @@ def deploy(
             params.loadtest.max_failure_ratio, params.loadtest.max_p99_ms, canary.settle_seconds
         )
         report = rollout.canary_deploy(
-            kubectl, target, env.value, image_ref, version,
-            rollout.Prometheus(canary.prometheus_url), budget, timeout,
-        )  # fmt: skip
+            kubectl,
+            target,
+            env.value,
+            image_ref,
+            version,
+            rollout.Prometheus(canary.prometheus_url),
+            budget,
+            timeout,
+        )
     else:
         report = rollout.deploy(kubectl, target, env.value, image_ref, version, row, timeout)
     out = paths.deploy_report(env.value)
@@ -268,17 +307,24 @@ def deploy(
         failed = "; ".join(f"{s.name}: {s.detail}" for s in report.steps if not s.ok)
         if report.previous_image is None:  # it could not even read what runs
             if looks_unreachable(Exception(failed)):
-                raise ServiceError(f"deploy to {env.value}: the cluster did not answer "
-                                   f"(nothing was changed): {failed}")  # fmt: skip
+                raise ServiceError(
+                    f"deploy to {env.value}: the cluster did not answer "
+                    f"(nothing was changed): {failed}"
+                )
             raise CheckError(f"deploy to {env.value} failed (nothing was changed): {failed}")
         outcome = (
-            f"rolled back: verified on {report.previous_image}" if report.rolled_back
+            f"rolled back: verified on {report.previous_image}"
+            if report.rolled_back
             else f"NOT verified back on {report.previous_image}: act now"
-        )  # fmt: skip
+        )
         raise CheckError(f"deploy to {env.value} failed ({outcome}): {failed}")
     if version != "local":
-        registry.tag_version(settings, version, {
-            f"mlship.deployed.{env.value}": image_ref,
-            f"mlship.deployed.{env.value}.at": artifacts.utc_now(),
-        })  # fmt: skip
+        versions.tag_version(
+            settings,
+            version,
+            {
+                f"mlship.deployed.{env.value}": image_ref,
+                f"mlship.deployed.{env.value}.at": artifacts.utc_now(),
+            },
+        )
     return report

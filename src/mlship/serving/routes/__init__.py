@@ -1,10 +1,16 @@
 """One router per protocol, each a function of the data plane: probes and model information,
-the plain prediction API, MLflow's scoring protocol, the Open Inference Protocol V2."""
+the plain prediction API, MLflow's scoring protocol, the Open Inference Protocol V2, and
+feedback. Each protocol module declares `PREDICTION_ROUTES` (the paths the middleware
+scores directly) and `STATUS` (its status code for each kind of request error)."""
 
 from typing import Any
 
 import orjson
 from fastapi.responses import JSONResponse
+
+from mlship.serving.errors import RequestError
+
+Status = dict[type[RequestError], int]
 
 
 class Json(JSONResponse):
@@ -12,3 +18,11 @@ class Json(JSONResponse):
 
     def render(self, content: Any) -> bytes:
         return orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+def status_of(error: RequestError, status: Status) -> int:
+    """The protocol's status for this error: its own kind's, or the nearest parent's."""
+    for kind in type(error).__mro__:
+        if kind in status:
+            return status[kind]
+    return 400

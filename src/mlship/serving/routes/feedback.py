@@ -15,9 +15,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from mlship.serving import openapi, protocols
+from mlship.serving.errors import InvalidRequestError
 from mlship.serving.feedback import FeedbackMismatchError, UnknownRequestError
 from mlship.serving.plane import DataPlane
-from mlship.serving.protocols import BadRequestError
 from mlship.serving.routes import Json
 
 MAX_ID = 128
@@ -37,33 +37,38 @@ RETRY_SECONDS = 0.5
 
 
 def truths(payload: Any, classification: bool) -> tuple[str, list[Any]]:
-    """(request id, the true label or value per row), or BadRequestError naming the field."""
+    """(request id, the true label or value per row), or InvalidRequestError naming the field."""
     if not isinstance(payload, dict):
-        raise BadRequestError("expected a JSON object with request_id and label or value")
+        raise InvalidRequestError("expected a JSON object with request_id and label or value")
     request_id = payload.get("request_id")
     if not isinstance(request_id, str) or not 0 < len(request_id) <= MAX_ID:
-        raise BadRequestError(f"request_id: expected the X-Request-ID of an answer "
-                              f"(a string of 1 to {MAX_ID} characters)")  # fmt: skip
+        raise InvalidRequestError(
+            f"request_id: expected the X-Request-ID of an answer "
+            f"(a string of 1 to {MAX_ID} characters)"
+        )
     one, many = ("label", "labels") if classification else ("value", "values")
-    wrong = [k for k in ("label", "labels", "value", "values") if k in payload
-             and k not in (one, many)]  # fmt: skip
+    wrong = [
+        k for k in ("label", "labels", "value", "values") if k in payload and k not in (one, many)
+    ]
     if wrong:
         task = "classifier" if classification else "regressor"
-        raise BadRequestError(f"{wrong[0]}: this model is a {task}; send {one!r} or {many!r}")
+        raise InvalidRequestError(f"{wrong[0]}: this model is a {task}; send {one!r} or {many!r}")
     given = [k for k in (one, many) if k in payload]
     if len(given) != 1:
-        raise BadRequestError(f"send exactly one of {one!r} (one row) or {many!r} (a list)")
+        raise InvalidRequestError(f"send exactly one of {one!r} (one row) or {many!r} (a list)")
     found = [payload[one]] if given[0] == one else payload[many]
     if not isinstance(found, list) or not found:
-        raise BadRequestError(f"{many}: expected a non-empty list")
+        raise InvalidRequestError(f"{many}: expected a non-empty list")
     for i, truth in enumerate(found):
         field = one if given[0] == one else f"{many}[{i}]"
         if isinstance(truth, bool):
-            raise BadRequestError(f"{field}: expected a class label or a number, not true/false")
+            raise InvalidRequestError(
+                f"{field}: expected a class label or a number, not true/false"
+            )
         if classification and not isinstance(truth, str | int):
-            raise BadRequestError(f"{field}: expected a class label")
+            raise InvalidRequestError(f"{field}: expected a class label")
         if not classification and not (isinstance(truth, int | float) and math.isfinite(truth)):
-            raise BadRequestError(f"{field}: expected a finite number")
+            raise InvalidRequestError(f"{field}: expected a finite number")
     return request_id, [str(t) if classification else float(t) for t in found]
 
 
@@ -71,10 +76,11 @@ def router(plane: DataPlane) -> APIRouter:
     routes = APIRouter()
 
     @routes.post(
-        "/feedback", tags=["model"],
+        "/feedback",
+        tags=["model"],
         responses=openapi.responses(openapi.ERROR_DETAIL, 401, 404, 408, 413, 422, 503),
         openapi_extra=openapi.request_body({"application/json": BODY}),
-    )  # fmt: skip
+    )
     async def feedback(request: Request) -> Response:
         """The true label (or value) of an answered request, named by its X-Request-ID;
         answers are remembered for MLSHIP_FEEDBACK_SECONDS."""
@@ -82,13 +88,15 @@ def router(plane: DataPlane) -> APIRouter:
         if model is None:
             return Json({"detail": "the model is not loaded yet"}, status_code=503)
         if store is None:
-            return Json({"detail": "feedback is off on this server (MLSHIP_FEEDBACK_SECONDS=0)"},
-                        status_code=404)  # fmt: skip
+            return Json(
+                {"detail": "feedback is off on this server (MLSHIP_FEEDBACK_SECONDS=0)"},
+                status_code=404,
+            )
         try:
             request_id, given = truths(
                 protocols.parse_json(await request.body()), model.classification
             )
-        except BadRequestError as error:
+        except InvalidRequestError as error:
             return Json({"detail": error.message}, status_code=422)
         try:
             try:
@@ -105,7 +113,13 @@ def router(plane: DataPlane) -> APIRouter:
         except FeedbackMismatchError as error:
             return Json({"detail": str(error)}, status_code=422)
         plane.monitor.feedback_line(request_id, outcome.version, outcome.answers, given)
-        return Json({"request_id": request_id, "model": outcome.model,
-                     "version": outcome.version, "rows": len(given)})  # fmt: skip
+        return Json(
+            {
+                "request_id": request_id,
+                "model": outcome.model,
+                "version": outcome.version,
+                "rows": len(given),
+            }
+        )
 
     return routes

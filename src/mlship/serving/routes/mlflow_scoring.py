@@ -7,9 +7,12 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from mlship.serving import openapi, protocols
+from mlship.serving.errors import MissingFieldsError, RequestError, TooLargeError
 from mlship.serving.plane import DataPlane
-from mlship.serving.protocols import BadRequestError
-from mlship.serving.routes import Json
+from mlship.serving.routes import Json, Status, status_of
+
+PREDICTION_ROUTES = ("/invocations",)
+STATUS: Status = {RequestError: 400, MissingFieldsError: 422, TooLargeError: 413}
 
 
 def _error(message: str, status: int = 400) -> Json:
@@ -20,11 +23,13 @@ def router(plane: DataPlane) -> APIRouter:
     routes = APIRouter()
 
     @routes.post(
-        "/invocations", tags=["mlflow"],
+        "/invocations",
+        tags=["mlflow"],
         responses=openapi.responses(openapi.ERROR_MLFLOW, 400, 401, 408, 413, 415, 422, 503),
-        openapi_extra=openapi.request_body({"application/json": openapi.mlflow_body(None),
-                                            "text/csv": {"type": "string"}}),
-    )  # fmt: skip
+        openapi_extra=openapi.request_body(
+            {"application/json": openapi.mlflow_body(None), "text/csv": {"type": "string"}}
+        ),
+    )
     async def invocations(request: Request) -> Response:
         """MLflow's scoring protocol: JSON with one of dataframe_split, dataframe_records,
         instances or inputs (+ optional params), or text/csv."""
@@ -43,12 +48,13 @@ def router(plane: DataPlane) -> APIRouter:
             else:
                 return _error(
                     f"content type {content_type or '(none)'!r} is not supported; "
-                    "use application/json or text/csv", 415,
-                )  # fmt: skip
+                    "use application/json or text/csv",
+                    415,
+                )
             rows = protocols.check_columns(model.features, columns, "input", plane.max_rows)
             _, scores = await plane.score(columns, rows)
-        except BadRequestError as error:
-            return _error(error.message, error.status)
+        except RequestError as error:
+            return _error(error.message, status_of(error, STATUS))
         answers = scores.values if scores.values is not None else scores.labels
         assert answers is not None
         return Json({"predictions": answers if scores.values is not None else answers.tolist()})

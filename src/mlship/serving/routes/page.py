@@ -11,8 +11,8 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import HTMLResponse
 
-from mlship.drift import OTHER
-from mlship.features import MISSING_CATEGORY
+from mlship.monitor.drift import OTHER
+from mlship.pipeline.features import MISSING_CATEGORY
 from mlship.serving import fastpath
 from mlship.serving.model import ServedModel
 from mlship.serving.plane import DataPlane
@@ -68,9 +68,11 @@ form.addEventListener('submit', async (event) => {
 """
 
 
-NO_METRICS = ("<tr><td>none given: a model directory carries its evaluation once baked into "
-              "an image; `mlship serve --metrics metrics/evaluate.json` (as `make serve` does) "
-              "shows the pipeline's</td></tr>")  # fmt: skip
+NO_METRICS = (
+    "<tr><td>none given: a model directory carries its evaluation once baked into "
+    "an image; `mlship serve --metrics metrics/evaluate.json` (as `make serve` does) "
+    "shows the pipeline's</td></tr>"
+)
 
 
 def _e(value: Any) -> str:
@@ -85,15 +87,20 @@ def _field(name: str, kind: str, example: Any, choices: list[str], optional: boo
     value = "" if example is None else _e(example)
     required = "" if optional else " required"
     if kind == "text":
-        return label + (f"<textarea id='{_e(name)}' name='{_e(name)}' rows=3{required}>"
-                        f"{value}</textarea>")  # fmt: skip
+        return label + (
+            f"<textarea id='{_e(name)}' name='{_e(name)}' rows=3{required}>{value}</textarea>"
+        )
     if kind == "numeric":
-        return label + (f"<input id='{_e(name)}' name='{_e(name)}' type=number step=any "
-                        f"value='{value}'{required}>")  # fmt: skip
-    options = "".join(f"<option value='{_e(c)}'>" for c in choices)
-    return (label + f"<input id='{_e(name)}' name='{_e(name)}' list='{_e(name)}-known' "
+        return label + (
+            f"<input id='{_e(name)}' name='{_e(name)}' type=number step=any "
             f"value='{value}'{required}>"
-            f"<datalist id='{_e(name)}-known'>{options}</datalist>")  # fmt: skip
+        )
+    options = "".join(f"<option value='{_e(c)}'>" for c in choices)
+    return (
+        label + f"<input id='{_e(name)}' name='{_e(name)}' list='{_e(name)}-known' "
+        f"value='{value}'{required}>"
+        f"<datalist id='{_e(name)}-known'>{options}</datalist>"
+    )
 
 
 def _choices(model: ServedModel, column: str, fitted: dict[str, Any]) -> list[str]:
@@ -118,12 +125,14 @@ def _metric(value: Any) -> str:
 def render(model: ServedModel, token_required: bool) -> str:
     info = model.info()
     fitted = fastpath.fitted_columns(model.model)
-    fields = [(c, kind) for kind in ("text", "categorical", "numeric")
-              for c in info["features"][kind]]  # fmt: skip
+    fields = [
+        (c, kind) for kind in ("text", "categorical", "numeric") for c in info["features"][kind]
+    ]
     metrics = "".join(
         f"<tr><td>{_e(k)}</td><td class=num>{_metric(v)}</td></tr>"
-        for k, v in sorted(info["metrics"].items()) if not isinstance(v, dict | list)
-    )  # fmt: skip
+        for k, v in sorted(info["metrics"].items())
+        if not isinstance(v, dict | list)
+    )
     optional = set(model.features.optional)
     columns = "".join(
         f"<tr><td>{_e(c)}</td><td>{kind}{' (optional)' if c in optional else ''}</td></tr>"
@@ -135,8 +144,10 @@ def render(model: ServedModel, token_required: bool) -> str:
         for c, kind in fields
     )
     if token_required:
-        inputs += ("<label for=token>bearer token</label>"
-                   "<input id=token name=token type=password autocomplete=off>")  # fmt: skip
+        inputs += (
+            "<label for=token>bearer token</label>"
+            "<input id=token name=token type=password autocomplete=off>"
+        )
     about = [_e(part) for part in (info["task"], info["estimator"]) if part] + [
         f"alias {_e(info['alias'] or '—')}",
         f"git <code>{_e(str(info['git_sha'])[:12])}</code>",
@@ -165,15 +176,22 @@ def render(model: ServedModel, token_required: bool) -> str:
 def router(plane: DataPlane) -> APIRouter:
     routes = APIRouter()
 
-    @routes.get("/", tags=["model"], response_class=HTMLResponse,
-                responses={401: {"description": "a bearer token is required"},
-                           503: {"description": "the model is not loaded yet"}})  # fmt: skip
+    @routes.get(
+        "/",
+        tags=["model"],
+        response_class=HTMLResponse,
+        responses={
+            401: {"description": "a bearer token is required"},
+            503: {"description": "the model is not loaded yet"},
+        },
+    )
     async def page() -> HTMLResponse:
         """A page for people: the served model and a form to try a prediction."""
         model = plane.model
         if model is None:
-            return HTMLResponse("<!doctype html><title>loading</title><p>The model is loading.",
-                                status_code=503)  # fmt: skip
+            return HTMLResponse(
+                "<!doctype html><title>loading</title><p>The model is loading.", status_code=503
+            )
         return HTMLResponse(render(model, plane.settings.api_token is not None))
 
     return routes

@@ -8,20 +8,29 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from mlship.serving import openapi, protocols
+from mlship.serving.errors import MissingFieldsError, ModelRefusedError, RequestError, TooLargeError
 from mlship.serving.model import Scores
 from mlship.serving.plane import DataPlane
-from mlship.serving.protocols import BadRequestError
-from mlship.serving.routes import Json
+from mlship.serving.routes import Json, Status, status_of
+
+PREDICTION_ROUTES = ("/predict",)
+STATUS: Status = {
+    RequestError: 422,
+    MissingFieldsError: 422,
+    ModelRefusedError: 422,
+    TooLargeError: 413,
+}
 
 
 def router(plane: DataPlane) -> APIRouter:
     routes = APIRouter()
 
     @routes.post(
-        "/predict", tags=["predict"],
+        "/predict",
+        tags=["predict"],
         responses=openapi.responses(openapi.ERROR_DETAIL, 401, 408, 413, 422, 503),
         openapi_extra=openapi.request_body({"application/json": openapi.predict_body(None)}),
-    )  # fmt: skip
+    )
     async def predict(request: Request) -> Response:
         """One object or a list of objects whose fields are the model's feature columns.
         Answers label, confidence and class probabilities (classification) or prediction
@@ -35,9 +44,8 @@ def router(plane: DataPlane) -> APIRouter:
             )
             rows = protocols.check_columns(model.features, columns, "body", plane.max_rows)
             scored_by, scores = await plane.score(columns, rows)
-        except BadRequestError as error:
-            status = 422 if error.status == 400 else error.status
-            return Json({"detail": error.message}, status_code=status)
+        except RequestError as error:
+            return Json({"detail": error.message}, status_code=status_of(error, STATUS))
         answers = plain_answers(scored_by.classes, scores)
         meta = {"model": scored_by.name, "version": scored_by.version}
         return Json({**answers[0], **meta} if single else {"predictions": answers, **meta})

@@ -10,10 +10,16 @@ from fastapi.responses import Response
 
 from mlship import __version__
 from mlship.serving import openapi, protocols
+from mlship.serving.errors import RequestError, TooLargeError
 from mlship.serving.model import Scores, ServedModel
 from mlship.serving.plane import DataPlane
-from mlship.serving.protocols import BadRequestError
-from mlship.serving.routes import Json
+from mlship.serving.routes import Json, Status, status_of
+
+PREDICTION_ROUTES = ("/v2/models/{name}/infer",)
+STATUS: Status = {
+    RequestError: 400,
+    TooLargeError: 413,
+}  # a missing input too: V2's errors are 400s
 
 
 def _error(message: str, status: int = 400) -> Json:
@@ -57,15 +63,19 @@ def router(plane: DataPlane) -> APIRouter:
         else:
             outputs = [{"name": "label", "datatype": "BYTES", "shape": [-1]}]
             if found.has_probabilities:
-                outputs.append({"name": "probabilities", "datatype": "FP64",
-                                "shape": [-1, len(found.classes)]})  # fmt: skip
+                outputs.append(
+                    {"name": "probabilities", "datatype": "FP64", "shape": [-1, len(found.classes)]}
+                )
         return Json(
             {
-                "name": found.name, "versions": [found.version], "platform": "scikit-learn",
-                "inputs": inputs, "outputs": outputs,
+                "name": found.name,
+                "versions": [found.version],
+                "platform": "scikit-learn",
+                "inputs": inputs,
+                "outputs": outputs,
                 "parameters": {"task": found.card.task, "classes": list(found.classes)},
             }
-        )  # fmt: skip
+        )
 
     @routes.get(
         "/v2/models/{name}/ready", responses=openapi.responses(openapi.ERROR_V2, 401, 404, 503)
@@ -95,8 +105,8 @@ def router(plane: DataPlane) -> APIRouter:
             columns = protocols.v2_columns(found.features, payload, binary)
             rows = protocols.check_columns(found.features, columns, "inputs", plane.max_rows)
             scored_by, scores = await plane.score(columns, rows)
-        except BadRequestError as error:  # the protocol's errors are 400s, a missing input too
-            return _error(error.message, 400 if error.status == 422 else error.status)
+        except RequestError as error:
+            return _error(error.message, status_of(error, STATUS))
         outputs = v2_outputs(scored_by.classes, scores, rows)
         if wanted:
             known = [o["name"] for o in outputs]
@@ -104,8 +114,11 @@ def router(plane: DataPlane) -> APIRouter:
             if unknown:
                 return _error(f"outputs: unknown output(s) {unknown[:5]}; this model has {known}")
             outputs = [o for o in outputs if o["name"] in wanted]
-        answer: dict[str, Any] = {"model_name": scored_by.name, "model_version": scored_by.version,
-                                  "outputs": outputs}  # fmt: skip
+        answer: dict[str, Any] = {
+            "model_name": scored_by.name,
+            "model_version": scored_by.version,
+            "outputs": outputs,
+        }
         if request_id is not None:
             answer["id"] = request_id
         return Json(answer)
@@ -115,12 +128,25 @@ def router(plane: DataPlane) -> APIRouter:
 
 def v2_outputs(classes: tuple[str, ...], scores: Scores, rows: int) -> list[dict[str, Any]]:
     if scores.values is not None:
-        return [{"name": "prediction", "datatype": "FP64", "shape": [rows],
-                 "data": scores.values.round(6)}]  # fmt: skip
+        return [
+            {
+                "name": "prediction",
+                "datatype": "FP64",
+                "shape": [rows],
+                "data": scores.values.round(6),
+            }
+        ]
     assert scores.labels is not None
-    outputs = [{"name": "label", "datatype": "BYTES", "shape": [rows],
-                "data": scores.labels.tolist()}]  # fmt: skip
+    outputs = [
+        {"name": "label", "datatype": "BYTES", "shape": [rows], "data": scores.labels.tolist()}
+    ]
     if scores.probabilities is not None:
-        outputs.append({"name": "probabilities", "datatype": "FP64", "shape": [rows, len(classes)],
-                        "data": scores.probabilities.round(6).ravel()})  # fmt: skip
+        outputs.append(
+            {
+                "name": "probabilities",
+                "datatype": "FP64",
+                "shape": [rows, len(classes)],
+                "data": scores.probabilities.round(6).ravel(),
+            }
+        )
     return outputs

@@ -32,9 +32,20 @@ class Volume(TransformerMixin, BaseEstimator):
 
 def build(params: dict[str, Any], features: Features) -> Pipeline:
     encode = ColumnTransformer(
-        [("categories", OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1),
-          list(features.categorical))],
-        remainder="passthrough", verbose_feature_names_out=False,
-    )  # fmt: skip
-    return Pipeline([("volume", Volume()), ("encode", encode),
-                     ("model", HistGradientBoostingRegressor(**params))])  # fmt: skip
+        [
+            (
+                "categories",
+                OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1),
+                list(features.categorical),
+            )
+        ],
+        remainder="passthrough",
+        verbose_feature_names_out=False,
+    )
+    return Pipeline(
+        [
+            ("volume", Volume()),
+            ("encode", encode),
+            ("model", HistGradientBoostingRegressor(**params)),
+        ]
+    )

@@ -1,0 +1,1 @@
+"""Batch scoring: files of rows scored with the served model."""

@@ -1,0 +1,128 @@
+"""Where the pipeline runs: the environment (MLSHIP_* variables and MLflow's standard one)
+read into Settings, frozen."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from mlship.config.params import MODEL_NAME_PATTERN, Params
+from mlship.errors import InputError
+
+DEFAULT_TRACKING_URI = "sqlite:///mlruns/mlflow.db"
+
+
+class Settings(BaseSettings):
+    """Where the pipeline runs. Read from MLSHIP_* variables (and MLflow's standard one)."""
+
+    # env_ignore_empty: CI systems export unset secrets and variables as empty strings
+    model_config = SettingsConfigDict(
+        env_prefix="MLSHIP_",
+        extra="ignore",
+        frozen=True,
+        populate_by_name=True,
+        env_ignore_empty=True,
+    )
+
+    tracking_uri: str = Field(
+        default=DEFAULT_TRACKING_URI,
+        validation_alias=AliasChoices("MLSHIP_TRACKING_URI", "MLFLOW_TRACKING_URI"),
+    )
+    experiment: str = "mlship"
+    model_name: str | None = Field(
+        default=None, pattern=MODEL_NAME_PATTERN, description="overrides params.yaml's `name`"
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # images
+    registry: str = Field(default="127.0.0.1:5001", description="where images are pushed")
+    image_name: str | None = Field(default=None, description="default: the model's name")
+    base_image: str = "python:3.11-slim-bookworm"
+    scan_vulnerabilities: bool = Field(
+        default=False,
+        description="`mlship image push` fails on fixable vulnerabilities "
+        "(trivy's database must be reachable: the cloud CIs turn it on)",
+    )
+    scan_severity: str = Field(
+        default="HIGH,CRITICAL",
+        pattern=r"^(LOW|MEDIUM|HIGH|CRITICAL)(,(LOW|MEDIUM|HIGH|CRITICAL))*$",
+    )
+    prometheus_url: str | None = Field(
+        default=None, description="Prometheus query API for canary checks"
+    )
+    # Google Cloud Build (`mlship cloudbuild`)
+    gcp_project: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("MLSHIP_GCP_PROJECT", "GOOGLE_CLOUD_PROJECT", "PROJECT_ID"),
+    )
+    gcp_region: str = Field(default="global", description="the Cloud Build region")
+    cloudbuild_endpoint: str | None = Field(
+        default=None, description="another Cloud Build API endpoint, e.g. a private one"
+    )
+    # serving
+    api_token: SecretStr | None = Field(
+        default=None, description="when set, prediction routes need `Authorization: Bearer`"
+    )
+    max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+    max_request_rows: int = Field(default=2000, ge=1)
+    batch_max_rows: int = Field(default=2048, ge=1)
+    batch_wait_ms: float = Field(default=0.0, ge=0.0, le=100.0)
+    batch_chunk_rows: int = Field(
+        default=256, ge=1, description="larger requests are scored in chunks of this many rows"
+    )
+    reload_seconds: float = Field(default=30.0, ge=0.5)
+    # slow clients: a request head, a body, an idle kept-alive connection each get this long
+    head_timeout_seconds: float = Field(default=10.0, gt=0.0, le=300.0)
+    body_timeout_seconds: float = Field(default=30.0, gt=0.0, le=600.0)
+    keep_alive_seconds: float = Field(default=5.0, gt=0.0, le=300.0)
+    # after deployment (serving/monitor.py)
+    monitor_sample_rate: float = Field(
+        default=0.1,
+        ge=0.0,
+        le=1.0,
+        description="share of requests whose rows feed the drift gauges and the sink",
+    )
+    monitor_window_rows: int = Field(default=2000, ge=10, description="sampled rows kept")
+    monitor_interval_seconds: float = Field(default=30.0, gt=0.0, le=3600.0)
+    monitor_sink: str | None = Field(
+        default=None,
+        description="a folder (path or fsspec URL) for JSONL files of the "
+        "sampled rows and the feedback, which `mlship monitor` reads",
+    )
+    monitor_seed: int | None = Field(default=None, description="fixes sampling and the bandit")
+    feedback_seconds: float = Field(
+        default=3600.0, ge=0.0, description="answers are kept this long for POST /feedback; 0: off"
+    )
+    feedback_max_answers: int = Field(default=200_000, ge=1)
+    feedback_window: int = Field(
+        default=1000, ge=1, description="the latest feedbacks the live gauges and bandit use"
+    )
+    feedback_db: str | None = Field(
+        default=None, description="the SQLite file the workers share; default: a temporary one"
+    )
+    bandit_floor: float = Field(default=0.05, ge=0.0, le=0.5, description="least share per arm")
+    bandit_cap: float = Field(
+        default=0.95, ge=0.0, le=1.0, description="most share the challenger can get"
+    )
+    bandit_tolerance: float | None = Field(
+        default=None, gt=0.0, description="regression: an error within it is a bandit success"
+    )
+    max_connections: int = Field(
+        default=1000, ge=1, description="per process; beyond it new requests get 503"
+    )
+
+    def named(self, params: Params) -> Settings:
+        """These settings with params.yaml's model name, unless MLSHIP_MODEL_NAME set one."""
+        return self if self.model_name else self.model_copy(update={"model_name": params.name})
+
+    @property
+    def registered_name(self) -> str:
+        """The model's name in the registry (params.yaml's `name`, or MLSHIP_MODEL_NAME)."""
+        if self.model_name is None:
+            raise InputError("no model name: set `name` in params.yaml (or MLSHIP_MODEL_NAME)")
+        return self.model_name
+
+    @property
+    def image_repository(self) -> str:
+        return self.image_name or self.registered_name

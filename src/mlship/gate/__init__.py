@@ -1,0 +1,1 @@
+"""The gate's judgement: criteria over metrics, paired statistics against the champion."""

@@ -1,0 +1,2 @@
+"""The MLflow tracking server and model registry: runs, versions and aliases, and loading
+a registered version safely."""

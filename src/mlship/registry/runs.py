@@ -1,0 +1,204 @@
+"""MLflow tracking: one run per training, resumed by evaluate; the gate's record on it.
+MLflow is imported lazily: it takes seconds to import and most commands never need it."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mlship.card import CARD_FILE, PROFILE_FILE, ModelCard
+from mlship.config.params import flatten
+from mlship.config.settings import Settings
+from mlship.errors import InputError, ServiceError, looks_unreachable
+from mlship.pipeline.artifacts import TRUSTED_TYPES
+
+log = logging.getLogger("mlship.registry")
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+LOCAL_ARTIFACTS = Path("mlruns/artifacts")
+MODEL_ARTIFACT = "model"
+PYFUNC_REQUIREMENTS = ("scikit-learn", "skops", "pandas", "numpy", "scipy")
+
+
+def mlflow_failure(error: Exception, what: str) -> InputError | ServiceError:
+    """An MLflow error as ours: an unreachable tracking server is a service failure (exit
+    3); anything else is bad input (exit 2)."""
+    message = getattr(error, "message", None) or str(error)
+    if looks_unreachable(error):
+        return ServiceError(f"{what}: MLflow did not answer: {message}")
+    return InputError(f"{what}: {message}")
+
+
+def start_tracking(settings: Settings) -> str:
+    """Point MLflow at the configured store and experiment; returns the experiment id."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    uri = settings.tracking_uri
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        # the embedded default: a relative sqlite file; its folder must exist
+        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(uri)
+    try:
+        experiment = mlflow.get_experiment_by_name(settings.experiment)
+        if experiment is not None:
+            return str(experiment.experiment_id)
+        location = LOCAL_ARTIFACTS.resolve().as_uri() if uri.startswith("sqlite:") else None
+        return str(mlflow.create_experiment(settings.experiment, artifact_location=location))
+    except MlflowException as error:
+        raise mlflow_failure(error, f"MLflow tracking store {uri!r}") from error
+
+
+def tracking_client(settings: Settings) -> Any:
+    """An MlflowClient on the configured store (created and selected first)."""
+    import mlflow
+
+    start_tracking(settings)
+    return mlflow.MlflowClient()
+
+
+def _pip_requirements(card: ModelCard) -> list[str]:
+    from importlib import metadata
+
+    pinned = {name: metadata.version(name) for name in PYFUNC_REQUIREMENTS}
+    return [f"{name}=={version}" for name, version in sorted((pinned | card.requirements).items())]
+
+
+@dataclass(frozen=True)
+class LoggedRun:
+    experiment_id: str
+    run_id: str
+    model_uri: str
+
+
+def log_training(
+    settings: Settings,
+    card: ModelCard,
+    model: Any,
+    example: pd.DataFrame,
+    profile: dict[str, Any],
+) -> LoggedRun:
+    """Log params, the model card, the training data's profile and the model (signature +
+    input example)."""
+    import mlflow
+    import mlflow.sklearn
+    from mlflow.exceptions import MlflowException
+    from mlflow.models import infer_signature
+
+    experiment_id = start_tracking(settings)
+    try:
+        with mlflow.start_run(experiment_id=experiment_id) as run:
+            mlflow.set_tags({"mlship.stage": "train", "mlship.git_sha": card.git.sha})
+            mlflow.log_params(flatten(card.params))
+            mlflow.log_dict(card.as_json(), CARD_FILE)
+            mlflow.log_dict(profile, PROFILE_FILE)
+            signature = infer_signature(example, model.predict(example))
+            logged = mlflow.sklearn.log_model(
+                model,
+                name=MODEL_ARTIFACT,
+                signature=signature,
+                input_example=example,
+                pip_requirements=_pip_requirements(card),
+                skops_trusted_types=[*TRUSTED_TYPES, *card.trusted_types],
+                code_paths=[str(Path.cwd() / package) for package in card.code] or None,
+            )
+    except MlflowException as error:
+        raise mlflow_failure(
+            error, f"MLflow at {settings.tracking_uri!r}: logging the run"
+        ) from error
+    return LoggedRun(experiment_id, str(run.info.run_id), str(logged.model_uri))
+
+
+def log_evaluation(
+    settings: Settings, run_id: str, metrics: dict[str, float], artifacts: list[Path]
+) -> None:
+    """Add evaluation metrics and report files to the training run."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    start_tracking(settings)
+    try:
+        with mlflow.start_run(run_id=run_id):
+            mlflow.set_tag("mlship.evaluated", "true")
+            mlflow.log_metrics(metrics)
+            for path in artifacts:
+                mlflow.log_artifact(str(path), artifact_path="evaluation")
+    except MlflowException as error:
+        raise mlflow_failure(
+            error, f"MLflow run {run_id} (from the model card) at {settings.tracking_uri!r}"
+        ) from error
+
+
+def log_artifacts(settings: Settings, run_id: str, paths: list[Path], folder: str) -> None:
+    """Attach report files to a run, under `folder`."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    start_tracking(settings)
+    try:
+        with mlflow.start_run(run_id=run_id):
+            for path in paths:
+                mlflow.log_artifact(str(path), artifact_path=folder)
+    except MlflowException as error:
+        raise mlflow_failure(error, f"MLflow run {run_id}: attaching {folder} files") from error
+
+
+GATE_PASSED_TAG = "mlship.gate.passed"
+GATE_DIGEST_TAG = "mlship.gate.sha256"
+GATE_ARTIFACT = "gate/gate.json"
+
+
+def record_gate(settings: Settings, run_id: str, digest: str, passed: bool) -> None:
+    """What the gate decided about this run, and the sha256 of the report that says so."""
+    from mlflow.exceptions import MlflowException
+
+    client = tracking_client(settings)
+    try:
+        client.set_tag(run_id, GATE_PASSED_TAG, "true" if passed else "false")
+        client.set_tag(run_id, GATE_DIGEST_TAG, digest)
+    except MlflowException as error:
+        raise mlflow_failure(error, f"MLflow run {run_id}: recording the gate") from error
+
+
+def run_tags(settings: Settings, run_id: str) -> dict[str, str]:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return dict(tracking_client(settings).get_run(run_id).data.tags)
+    except MlflowException as error:
+        raise mlflow_failure(error, f"MLflow run {run_id}") from error
+
+
+def run_artifact(settings: Settings, run_id: str, path: str) -> bytes | None:
+    """The bytes of one artifact of a run, or None when the run has none there."""
+    import tempfile
+
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    start_tracking(settings)
+    try:
+        with tempfile.TemporaryDirectory() as folder:
+            local = mlflow.artifacts.download_artifacts(
+                run_id=run_id,
+                artifact_path=path,
+                dst_path=folder,
+                tracking_uri=settings.tracking_uri,
+            )
+            return Path(local).read_bytes()
+    except (MlflowException, OSError):
+        return None
+
+
+def run_link(tracking_uri: str, experiment_id: str, run_id: str) -> str:
+    """Where a person finds the run: the server's page, or how to open the local store."""
+    if tracking_uri.startswith(("http://", "https://")):
+        return f"{tracking_uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
+    return f"run {run_id} in {tracking_uri} (browse: mlflow ui --backend-store-uri {tracking_uri})"
+
+
+# --- the model registry: aliases `candidate` and `champion`, never the deprecated stages --

@@ -1,0 +1,166 @@
+"""The gate's reports: JSON for machines, Markdown for the pull-request comment, JUnit XML
+for CI dashboards (one test case per criterion, failure messages carrying the numbers)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from junitparser import Failure, JUnitXml, TestCase, TestSuite
+
+from mlship.config.params import flatten
+from mlship.gate.criteria import Criterion
+
+GROUP_TITLES = {
+    "threshold": "Thresholds",
+    "champion": "Against the champion",
+    "behaviour": "Behaviour",
+    "contract": "Data contract",
+}
+
+
+def gate_json(criteria: list[Criterion], context: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "passed": all(c.passed for c in criteria),
+        "failed": [c.name for c in criteria if not c.passed],
+        "criteria": [asdict(c) for c in criteria],
+        **context,
+    }
+
+
+def _cell(value: float | None) -> str:
+    return "" if value is None else f"{value:.4f}"
+
+
+def _interval(c: Criterion) -> str:
+    return "" if c.interval is None else f"[{c.interval[0]:+.4f}, {c.interval[1]:+.4f}]"
+
+
+def gate_markdown(
+    criteria: list[Criterion],
+    metrics: dict[str, Any],
+    params_diff: list[tuple[str, Any, Any]] | None,
+    context: dict[str, Any],
+) -> str:
+    passed = all(c.passed for c in criteria)
+    failed = sum(not c.passed for c in criteria)
+    lines = [
+        "<!-- mlship-gate -->",
+        f"## mlship gate: {'✅ PASSED' if passed else f'❌ FAILED ({failed} criteria)'}",
+        "",
+        f"Candidate: `{context.get('model_name', 'the model')}` from MLflow run "
+        f"`{context['candidate_run_id']}`, git `{context['git_sha'][:12]}`"
+        + (
+            " ⚠️ with uncommitted changes (not reproducible from that commit)"
+            if context.get("git_dirty")
+            else ""
+        )
+        + ". "
+        + (
+            f"Champion: version {context['champion_version']}."
+            if context.get("champion_version")
+            else "No champion of this name yet: the first model under it, judged on "
+            "thresholds, behaviour and the data contract."
+        ),
+        "",
+        "| | criterion | candidate | champion | threshold | interval | p-value | detail |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for c in criteria:
+        p_value = "" if c.p_value is None else f"{c.p_value:.4g}"
+        mark = "❌" if not c.passed else "⚠️" if c.worse_than_champion else "✅"
+        lines.append(
+            f"| {mark} | {c.name} | {_cell(c.value)} | {_cell(c.champion)} "
+            f"| {_cell(c.limit)} | {_interval(c)} | {p_value} | {c.detail.replace('|', '/')} |"
+        )
+    if any(c.passed and c.worse_than_champion for c in criteria):
+        lines += ["", "⚠️ passed within the margin, but worse than the champion."]
+    lines += (
+        _confusion(metrics["confusion_matrix"])
+        if "confusion_matrix" in metrics
+        else (_errors(metrics))
+    )
+    trusted = context.get("trusted_types") or []
+    if trusted:
+        lines += [
+            "Types trusted beyond the built-in list (`train.trusted_types`): "
+            + ", ".join(f"`{name}`" for name in trusted),
+            "",
+        ]
+    base = context.get("base_ref", "main")
+    if params_diff is None:
+        lines.append(f"Params diff: no `{base}` to compare with.")
+    elif not params_diff:
+        lines.append(f"Params: unchanged from `{base}`.")
+    else:
+        lines += [
+            f"<details open><summary>Params changed from <code>{base}</code></summary>",
+            "",
+            f"| key | {base} | this change |",
+            "|---|---|---|",
+        ]
+        lines += [
+            f"| `{key}` | `{_short(old)}` | `{_short(new)}` |" for key, old, new in params_diff
+        ]
+        lines += ["", "</details>"]
+    return "\n".join(lines) + "\n"
+
+
+def _confusion(confusion: dict[str, Any]) -> list[str]:
+    labels = confusion["labels"]
+    lines = [
+        "",
+        "<details><summary>Confusion matrix (rows: actual, columns: predicted)</summary>",
+        "",
+        "| actual \\ predicted | " + " | ".join(labels) + " |",
+        "|---" * (len(labels) + 1) + "|",
+    ]
+    for label, row in zip(labels, confusion["matrix"], strict=True):
+        lines.append(f"| **{label}** | " + " | ".join(str(n) for n in row) + " |")
+    return [*lines, "", "</details>", ""]
+
+
+def _errors(metrics: dict[str, Any]) -> list[str]:
+    shown = ("rmse", "mae", "r2", "mape", "median_absolute_error", "max_error", "target_mean")
+    return [
+        "",
+        "<details><summary>Errors on the test set</summary>",
+        "",
+        "| " + " | ".join(shown) + " |",
+        "|---" * len(shown) + "|",
+        "| " + " | ".join(_cell(metrics.get(k)) for k in shown) + " |",
+        "",
+        "</details>",
+        "",
+    ]
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = str(value).replace("|", "/").replace("`", "'")
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def gate_junit(criteria: list[Criterion], path: Path, suite_name: str = "mlship.gate") -> None:
+    """Write one <testsuite> with a <testcase> per criterion to `path`."""
+    suite = TestSuite(suite_name)
+    for c in criteria:
+        case = TestCase(c.name, classname=f"{suite_name}.{c.group}", time=0.0)
+        if not c.passed:
+            case.result = [Failure(message=c.detail, type_="GateCriterionFailed")]
+            case.result[0].text = c.detail
+        case.system_out = c.detail
+        suite.add_testcase(case)
+    suite.update_statistics()  # type: ignore[no-untyped-call]
+    xml = JUnitXml()
+    xml.add_testsuite(suite)
+    xml.write(str(path), pretty=True)
+
+
+def params_diff(base: dict[str, Any], current: dict[str, Any]) -> list[tuple[str, Any, Any]]:
+    old, new = flatten(base), flatten(current)
+    return [
+        (key, old.get(key, "—"), new.get(key, "—"))
+        for key in sorted(old.keys() | new.keys())
+        if old.get(key) != new.get(key)
+    ]

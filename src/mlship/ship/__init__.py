@@ -1,0 +1,1 @@
+"""Shipping: the image, its supply chain, the load test, the rollout, the delivery every CI runs."""

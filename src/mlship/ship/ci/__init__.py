@@ -1,0 +1,1 @@
+"""The CI systems: GitHub Actions, Jenkins, Cloud Build (approvals, comments, builds)."""

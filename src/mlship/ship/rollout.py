@@ -1,0 +1,459 @@
+"""Roll a new image out with kubectl: set image, wait for the rollout, smoke-test through
+the Service from inside the cluster, and undo the rollout on any failure.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from mlship.errors import InputError, ServiceError
+
+# Runs inside a pod of the same image (python3, no curl): ready, one known request, /model.
+SMOKE_SCRIPT = """
+import json, sys, urllib.request
+base, row = sys.argv[1], json.loads(sys.argv[2])
+def get(path):
+    with urllib.request.urlopen(base + path, timeout=10) as answer:
+        return answer.status, json.loads(answer.read())
+ready = get("/ready")[0] == 200
+request = urllib.request.Request(base + "/predict", data=json.dumps(row).encode(),
+                                 headers={"Content-Type": "application/json"})
+with urllib.request.urlopen(request, timeout=10) as answer:
+    prediction = json.loads(answer.read())
+print(json.dumps({"ready": ready, "prediction": prediction, "model": get("/model")[1]}))
+"""
+
+
+@dataclass(frozen=True)
+class Target:
+    namespace: str
+    deployment: str = "mlship"
+    container: str = "server"
+    service: str = "mlship"
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    ok: bool
+    detail: str
+
+
+@dataclass
+class DeployReport:
+    """What a deploy did. `rolled_back` is true only when the cluster was verified back on
+    `previous_image`, the image recorded before anything was changed."""
+
+    environment: str
+    image: str
+    expected_version: str
+    previous_image: str | None = None
+    previous_revision: str | None = None
+    steps: list[Step] = field(default_factory=list)
+    rolled_back: bool = False
+
+    def step(self, name: str, done: subprocess.CompletedProcess[str]) -> bool:
+        self.steps.append(Step(name, done.returncode == 0, _output(done)))
+        return done.returncode == 0
+
+    @property
+    def ok(self) -> bool:
+        return all(step.ok for step in self.steps) and not self.rolled_back
+
+    def as_json(self) -> dict[str, Any]:
+        return {**asdict(self), "ok": self.ok}
+
+    def markdown(self) -> str:
+        verdict = "deployed" if self.ok else ("ROLLED BACK" if self.rolled_back else "FAILED")
+        lines = [
+            f"## mlship deploy to {self.environment}: {verdict}",
+            "",
+            f"Image `{self.image}`, expected model version {self.expected_version}; "
+            f"before: `{self.previous_image}` (revision {self.previous_revision}).",
+            "",
+            "| | step | detail |",
+            "|---|---|---|",
+        ]
+        lines += [f"| {'✅' if s.ok else '❌'} | {s.name} | {s.detail} |" for s in self.steps]
+        return "\n".join(lines) + "\n"
+
+
+class Kubectl:
+    def __init__(self, namespace: str, binary: str = "kubectl", timeout: float = 120) -> None:
+        self.namespace = namespace
+        self.binary = binary
+        self.timeout = timeout  # seconds for a call that does not say; a hung call ends here
+
+    def __call__(
+        self, *args: str, timeout: float | None = None, stdin: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        try:
+            return subprocess.run(
+                [self.binary, "--namespace", self.namespace, *args],
+                capture_output=True,
+                text=True,
+                timeout=timeout or self.timeout,
+                check=False,
+                input=stdin,
+            )
+        except FileNotFoundError as error:
+            raise InputError(f"{self.binary}: not found on PATH") from error
+        except subprocess.TimeoutExpired:
+            return subprocess.CompletedProcess(args, 124, "", f"kubectl {args[0]} timed out")
+
+
+def expected_version(image: str) -> str | None:
+    """The model version in an image tag made by `mlship image build` (<sha>-m<version>)."""
+    match = re.search(r":[0-9a-f]+-m([0-9]+|local)$", image)
+    return match.group(1) if match else None
+
+
+def _output(done: subprocess.CompletedProcess[str]) -> str:
+    """The last line kubectl printed, for the report."""
+    text = done.stdout.strip() or done.stderr.strip()
+    return text.splitlines()[-1] if text else f"exit {done.returncode}"
+
+
+def smoke(kubectl: Kubectl, target: Target, image: str, row: dict[str, Any], version: str) -> Step:
+    """One short-lived pod of the same image calls the Service: /ready, /predict, /model."""
+    pod = f"{target.deployment}-smoke-{uuid.uuid4().hex[:8]}"
+    security = {
+        "runAsNonRoot": True,
+        "runAsUser": 10001,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    overrides = {"spec": {"securityContext": security}}
+    done = kubectl(
+        "run",
+        pod,
+        f"--image={image}",
+        "--restart=Never",
+        "--rm",
+        "-i",
+        "--quiet",
+        f"--overrides={json.dumps(overrides)}",
+        "--command",
+        "--",
+        "python3",
+        "-c",
+        SMOKE_SCRIPT,
+        f"http://{target.service}",
+        json.dumps(row),
+        timeout=180,
+    )
+    if done.returncode != 0:
+        return Step("smoke", False, f"smoke pod failed: {_output(done)}")
+    try:
+        answer = json.loads(done.stdout.strip().splitlines()[-1])
+    except (json.JSONDecodeError, IndexError):
+        return Step("smoke", False, f"smoke pod printed no result: {_output(done)}")
+    served = str(answer.get("model", {}).get("version"))
+    prediction = answer.get("prediction", {})
+    said = prediction.get("label", prediction.get("prediction"))  # classification | regression
+    if not answer.get("ready"):
+        return Step("smoke", False, "/ready did not answer 200")
+    if said is None:
+        return Step("smoke", False, f"/predict gave no label or prediction: {prediction}")
+    if served != version:
+        return Step("smoke", False, f"/model serves version {served}, expected {version}")
+    return Step("smoke", True, f"/ready ok, /predict -> {said}, /model version {served}")
+
+
+@dataclass(frozen=True)
+class Running:
+    """What a Deployment runs: its container's image and its revision."""
+
+    image: str
+    revision: str
+
+
+def running(kubectl: Kubectl, target: Target, deployment: str | None = None) -> Running | str:
+    """The Deployment's image and revision, or what kubectl said when it could not tell."""
+    done = kubectl("get", f"deployment/{deployment or target.deployment}", "-o", "json")
+    if done.returncode != 0:
+        return _output(done)
+    try:
+        found = json.loads(done.stdout)
+        containers = found["spec"]["template"]["spec"]["containers"]
+        image = next(c["image"] for c in containers if c["name"] == target.container)
+        revision = (
+            found["metadata"].get("annotations", {}).get("deployment.kubernetes.io/revision", "?")
+        )
+    except (ValueError, KeyError, TypeError, StopIteration):
+        return f"no container {target.container!r} in deployment/{target.deployment}"
+    return Running(str(image), str(revision))
+
+
+def restore(kubectl: Kubectl, target: Target, report: DeployReport, rollout_timeout_s: int) -> None:
+    """Put the recorded image back (not "one revision back": a re-deploy of the running
+    image makes no revision, so undo would go further back) and verify it runs."""
+    resource = f"deployment/{target.deployment}"
+    assert report.previous_image is not None
+    now = running(kubectl, target)
+    if not isinstance(now, Running) or now.image != report.previous_image:
+        put_back = kubectl("set", "image", resource, f"{target.container}={report.previous_image}")
+        if not report.step("restore recorded image", put_back):
+            return
+    settled = kubectl(
+        "rollout",
+        "status",
+        resource,
+        f"--timeout={rollout_timeout_s}s",
+        timeout=rollout_timeout_s + 30,
+    )
+    after = running(kubectl, target)
+    back = (
+        settled.returncode == 0
+        and isinstance(after, Running)
+        and (after.image == report.previous_image)
+    )
+    report.rolled_back = back
+    seen = after.image if isinstance(after, Running) else after
+    report.steps.append(Step("verify recorded image", back, f"{_output(settled)}; running {seen}"))
+
+
+def deploy(
+    kubectl: Kubectl,
+    target: Target,
+    environment: str,
+    image: str,
+    version: str,
+    row: dict[str, Any],
+    rollout_timeout_s: int,
+) -> DeployReport:
+    """Record what runs, set the image, wait for the rollout, smoke-test; on any failure
+    (an error, a timeout, an exception) put the recorded image back and verify it."""
+    report = DeployReport(environment, image, version)
+    before = running(kubectl, target)
+    if not isinstance(before, Running):
+        report.steps.append(Step("read deployment", False, before))
+        return report  # nothing changed: nothing to undo
+    report.previous_image, report.previous_revision = before.image, before.revision
+    resource = f"deployment/{target.deployment}"
+    wait = ("rollout", "status", resource, f"--timeout={rollout_timeout_s}s")
+    try:
+        changed = report.step(
+            "set image", kubectl("set", "image", resource, f"{target.container}={image}")
+        )
+        if changed and report.step(
+            "rollout status", kubectl(*wait, timeout=rollout_timeout_s + 30)
+        ):
+            report.steps.append(smoke(kubectl, target, image, row, version))
+    except Exception as error:  # whatever went wrong, the cluster must end where it began
+        report.steps.append(Step("deploy", False, f"{type(error).__name__}: {error}"))
+    if all(step.ok for step in report.steps):
+        return report
+    restore(kubectl, target, report, rollout_timeout_s)
+    return report
+
+
+# --- canary: Istio weights 10 -> 50 -> 100, Prometheus checks between steps ----------------
+
+CANARY_STEPS = (10, 50, 100)
+
+
+@dataclass(frozen=True)
+class CanaryBudget:
+    max_error_ratio: float
+    max_p99_ms: float
+    settle_seconds: float
+
+
+class Prometheus:
+    """The query API of Prometheus (GKE Managed Prometheus exposes the same one)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url.rstrip("/")
+
+    def value(self, query: str) -> float | None:
+        import httpx
+
+        try:
+            answer = httpx.get(f"{self.url}/api/v1/query", params={"query": query}, timeout=10)
+            answer.raise_for_status()
+            result = answer.json()["data"]["result"]
+            number = float(result[0]["value"][1]) if result else None
+        except httpx.HTTPError as error:
+            raise ServiceError(f"Prometheus at {self.url}: {error}") from error
+        except (KeyError, IndexError, TypeError, ValueError) as error:
+            raise InputError(f"Prometheus at {self.url} answered no number: {error}") from error
+        if number is None or number != number:  # no series, or NaN: no traffic to judge
+            return None
+        return number
+
+
+def canary_queries(namespace: str, deployment: str) -> tuple[str, str]:
+    """(the error ratio of the canary's scoring requests, their p99 latency) in PromQL.
+    Probes and scrapes are left out (they would dilute the ratio of a canary that gets a
+    small share of traffic); a canary that never failed has no 5xx series, hence `or
+    vector(0)`: without it the ratio is empty and a healthy canary reads as no traffic."""
+    pods = f'namespace="{namespace}",pod=~"{deployment}-canary-.*"'
+    scored = f'{pods},route=~"/predict|/invocations|/v2/models/.+/infer"'
+    errors = (
+        f'(sum(rate(http_requests_total{{{scored},status=~"5.."}}[2m])) or vector(0))'
+        f" / sum(rate(http_requests_total{{{scored}}}[2m]))"
+    )
+    p99 = (
+        "histogram_quantile(0.99, sum by (le) "
+        f"(rate(prediction_latency_seconds_bucket{{{pods}}}[2m])))"
+    )
+    return errors, p99
+
+
+def canary_manifest(stable: dict[str, Any], image: str, container: str) -> dict[str, Any]:
+    """A one-replica copy of the stable Deployment, labelled track=canary, on the new image."""
+    name = f"{stable['metadata']['name']}-canary"
+    spec = json.loads(json.dumps(stable["spec"]))
+    spec["replicas"] = 1
+    spec["selector"]["matchLabels"]["track"] = "canary"
+    spec["template"]["metadata"]["labels"]["track"] = "canary"
+    for item in spec["template"]["spec"]["containers"]:
+        if item["name"] == container:
+            item["image"] = image
+    labels = {**stable["metadata"].get("labels", {}), "track": "canary"}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "labels": labels},
+        "spec": spec,
+    }
+
+
+def _weights(kubectl: Kubectl, target: Target, canary: int) -> subprocess.CompletedProcess[str]:
+    route = [
+        {"destination": {"host": target.service, "subset": "stable"}, "weight": 100 - canary},
+        {"destination": {"host": target.service, "subset": "canary"}, "weight": canary},
+    ]
+    patch = {"spec": {"http": [{"name": "primary", "route": route}]}}
+    return kubectl(
+        "patch", f"virtualservice/{target.service}", "--type=merge", "-p", json.dumps(patch)
+    )
+
+
+def _rollout_status(
+    kubectl: Kubectl, deployment: str, timeout_s: int
+) -> subprocess.CompletedProcess[str]:
+    return kubectl(
+        "rollout",
+        "status",
+        f"deployment/{deployment}",
+        f"--timeout={timeout_s}s",
+        timeout=timeout_s + 30,
+    )
+
+
+def canary_deploy(
+    kubectl: Kubectl,
+    target: Target,
+    environment: str,
+    image: str,
+    version: str,
+    prometheus: Prometheus,
+    budget: CanaryBudget,
+    rollout_timeout_s: int,
+    sleep: Callable[[float], None] = time.sleep,
+) -> DeployReport:
+    """Canary first; the stable Deployment takes the image only after every step passed.
+    Whatever happens — a breach, Prometheus failing, an exception — all traffic returns to
+    stable, the canary Deployment is deleted, and stable is verified on its recorded image
+    unless the new one was promoted and settled."""
+    report = DeployReport(environment, image, version)
+    got = kubectl("get", f"deployment/{target.deployment}", "-o", "json")
+    before = running(kubectl, target) if got.returncode == 0 else _output(got)
+    if not isinstance(before, Running):
+        report.steps.append(Step("read stable deployment", False, before))
+        return report
+    report.previous_image, report.previous_revision = before.image, before.revision
+    promoted = False
+    try:
+        if _canary_steps(
+            kubectl,
+            target,
+            image,
+            prometheus,
+            budget,
+            rollout_timeout_s,
+            json.loads(got.stdout),
+            report,
+            sleep,
+        ):
+            stable = f"deployment/{target.deployment}"
+            promoted = report.step(
+                "promote to stable", kubectl("set", "image", stable, f"{target.container}={image}")
+            ) and report.step(
+                "stable rollout", _rollout_status(kubectl, target.deployment, rollout_timeout_s)
+            )
+    except Exception as error:  # the cluster must end in a known state whatever happened
+        report.steps.append(Step("canary", False, f"{type(error).__name__}: {error}"))
+    finally:
+        back = _weights(kubectl, target, 0)
+        removed = kubectl("delete", f"deployment/{target.deployment}-canary", "--ignore-not-found")
+        report.steps.append(
+            Step(
+                "all traffic to stable, canary removed",
+                back.returncode == 0 and removed.returncode == 0,
+                f"{_output(back)}; {_output(removed)}",
+            )
+        )
+    if not promoted:
+        restore(kubectl, target, report, rollout_timeout_s)
+    return report
+
+
+def _canary_steps(
+    kubectl: Kubectl,
+    target: Target,
+    image: str,
+    prometheus: Prometheus,
+    budget: CanaryBudget,
+    rollout_timeout_s: int,
+    stable: dict[str, Any],
+    report: DeployReport,
+    sleep: Callable[[float], None],
+) -> bool:
+    """Create the canary and step its traffic share; True when every step passed."""
+    manifest = canary_manifest(stable, image, target.container)
+    if not report.step("create canary", kubectl("apply", "-f", "-", stdin=json.dumps(manifest))):
+        return False
+    canary = f"{target.deployment}-canary"
+    if not report.step("canary rollout", _rollout_status(kubectl, canary, rollout_timeout_s)):
+        return False
+    errors_query, p99_query = canary_queries(target.namespace, target.deployment)
+    for weight in CANARY_STEPS:
+        if not report.step(f"canary {weight}%", _weights(kubectl, target, weight)):
+            return False
+        sleep(budget.settle_seconds)
+        try:
+            errors, p99 = prometheus.value(errors_query), prometheus.value(p99_query)
+        except (InputError, ServiceError) as error:
+            report.steps[-1] = Step(f"canary {weight}%", False, f"cannot judge: {error}")
+            return False
+        ok, detail = judge_canary(errors, p99, budget)
+        report.steps[-1] = Step(f"canary {weight}%", ok, detail)
+        if not ok:
+            return False
+    return True
+
+
+def judge_canary(
+    errors: float | None, p99_seconds: float | None, budget: CanaryBudget
+) -> tuple[bool, str]:
+    """(passed, why) from the canary's error ratio and p99 latency. Errors are judged first:
+    a canary failing every request scores nothing, so its latency is unknown, and that must
+    read as the errors it is, not as missing traffic."""
+    if errors is None:
+        return False, "no canary traffic in Prometheus: cannot judge"
+    ratio = f"error ratio {errors:.4f} (max {budget.max_error_ratio})"
+    if errors > budget.max_error_ratio:
+        return False, ratio
+    if p99_seconds is None:
+        return False, f"{ratio}; no scored request on the canary: cannot judge its latency"
+    within = p99_seconds * 1000 <= budget.max_p99_ms
+    return within, f"{ratio}, p99 {p99_seconds * 1000:.0f} ms (max {budget.max_p99_ms:.0f})"
