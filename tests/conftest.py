@@ -14,6 +14,7 @@ import yaml
 from mlship.config.params import Params, parse_params
 from mlship.config.settings import Settings
 from mlship.paths import PipelinePaths
+from mlship.project import Project as StageProject
 from mlship.stages import pipeline
 
 REPO = Path(__file__).resolve().parents[1]
@@ -122,6 +123,11 @@ class Project:
 
     def params(self, **sections: dict[str, Any]) -> Params:
         return parse_params(raw_params(**sections), self.params_file)
+
+    def stage_inputs(self, params: Params | None = None) -> StageProject:
+        """What the stages after the pipeline read, with these params (default: the base)."""
+        chosen = params if params is not None else self.params()
+        return StageProject(chosen, self.settings, self.paths, self.params_file, self.dvc_file)
 
     def run_pipeline(self, params: Params, train_rows: Any = None, test_rows: Any = None) -> None:
         """ingest -> validate -> train -> evaluate, as `dvc repro` would run them."""

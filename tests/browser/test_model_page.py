@@ -46,7 +46,7 @@ def tabular_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tabular model whose card carries an example row, with its training profile."""
     from mlship.card import PROFILE_FILE, ModelCard
     from mlship.monitor import drift
-    from tests.unit.test_train import TABULAR, tabular_frame
+    from tests.unit.pipeline.test_train import TABULAR, tabular_frame
 
     folder = tmp_path_factory.mktemp("tabular")
     params = make_params(train={"model": {"kind": "gradient_boosting", "max_iter": 20}}, **TABULAR)

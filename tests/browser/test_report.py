@@ -46,25 +46,14 @@ def _check(open_page: Any, report: Any, screenshot: str, plots: int) -> Any:
 def test_a_classifier_against_its_champion(project: Project, open_page: Any) -> None:
     # given a champion and a candidate judged against it
     project.run_pipeline(project.params())
-    gate(
-        project.params(),
-        project.settings,
-        project.paths,
-        project.dvc_file,
-        project.params_file,
-        stale=lambda _: [],
-    )
-    register(project.settings, project.paths, project.dvc_file)
+    gate(project.stage_inputs(project.params()), stale=lambda _: [])
+    register(project.stage_inputs())
     promote(project.settings, {}, approver="ana")
     noisy = text_frame(20)
     noisy["score"] = noisy["score"].sample(frac=1.0, random_state=3).to_numpy()
     project.run_pipeline(project.params(gate={"min_accuracy": 0.0, "min_macro_f1": 0.0}), noisy)
     gate(
-        project.params(gate={"min_accuracy": 0.0, "min_macro_f1": 0.0}),
-        project.settings,
-        project.paths,
-        project.dvc_file,
-        project.params_file,
+        project.stage_inputs(project.params(gate={"min_accuracy": 0.0, "min_macro_f1": 0.0})),
         stale=lambda _: [],
     )
     # when the report is written and opened
@@ -83,14 +72,7 @@ def test_a_regressor(project: Project, open_page: Any) -> None:
     project.run_pipeline(
         params, frame, test_rows=frame.head(12).assign(review=lambda f: f.review + " !")
     )
-    gate(
-        params,
-        project.settings,
-        project.paths,
-        project.dvc_file,
-        project.params_file,
-        stale=lambda _: [],
-    )
+    gate(project.stage_inputs(params), stale=lambda _: [])
     page = _check(
         open_page,
         html_report(project.settings, project.paths, None),

@@ -17,7 +17,7 @@ from mlship.ship.delivery import pull_request_steps
 from tests.ci.act import STAND_IN_FOR, TOKEN, act, copy_repository, uses
 from tests.conftest import REPO
 from tests.fake_api import FakeApi, fake_api
-from tests.unit.test_github import FakeGitHub
+from tests.unit.ship.ci.test_github import FakeGitHub
 
 pytestmark = pytest.mark.integration
 

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.ci import pipelines
+from mlship.ship.ci import jenkins
 from tests.conftest import REPO
 from tests.tools import tool
 
@@ -136,28 +136,28 @@ def test_cd_workflow_uses_workload_identity_and_a_production_environment() -> No
 
 
 @pytest.fixture(scope="module")
-def jenkins() -> pipelines.Block:
-    return pipelines.groovy_blocks(
-        pipelines.groovy_leaves((REPO / "Jenkinsfile").read_text(encoding="utf-8"))
+def jenkinsfile() -> jenkins.Block:
+    return jenkins.groovy_blocks(
+        jenkins.groovy_leaves((REPO / "Jenkinsfile").read_text(encoding="utf-8"))
     )
 
 
-def _only(root: pipelines.Block, name: str) -> pipelines.Block:
+def _only(root: jenkins.Block, name: str) -> jenkins.Block:
     found = root.find(name)
     assert len(found) == 1, f"{len(found)} `{name}` blocks"
     return found[0]
 
 
-def _stage(root: pipelines.Block, name: str) -> pipelines.Block:
-    return next(s for s in root.find("stage") if pipelines.jenkins_stage_name(s) == name)
+def _stage(root: jenkins.Block, name: str) -> jenkins.Block:
+    return next(s for s in root.find("stage") if jenkins.jenkins_stage_name(s) == name)
 
 
 def test_jenkins_options_hold_one_build_at_a_time_with_a_bounded_history(
-    jenkins: pipelines.Block,
+    jenkinsfile: jenkins.Block,
 ) -> None:
-    pipeline = _only(jenkins, "pipeline")
+    pipeline = _only(jenkinsfile, "pipeline")
     assert [t[1] for t in pipeline.children[0].head] == ["agent", "none"]
-    options = next(c for c in pipeline.children if pipelines.call_name(c) == "options")
+    options = next(c for c in pipeline.children if jenkins.call_name(c) == "options")
     words = {value for _, value in options.tokens()}
     assert {
         "disableConcurrentBuilds",
@@ -169,28 +169,28 @@ def test_jenkins_options_hold_one_build_at_a_time_with_a_bounded_history(
 
 
 def test_jenkins_publishes_junit_always_and_mails_failures_to_the_people_involved(
-    jenkins: pipelines.Block,
+    jenkinsfile: jenkins.Block,
 ) -> None:
-    always = _stage(jenkins, "delivery").find("always")
-    assert always and "reports/junit/*.xml" in pipelines.strings(always[0].tokens())
+    always = _stage(jenkinsfile, "delivery").find("always")
+    assert always and "reports/junit/*.xml" in jenkins.strings(always[0].tokens())
     assert any(word == "junit" for _, word in always[0].tokens())
     pipeline_post = [
-        c for c in _only(jenkins, "pipeline").children if pipelines.call_name(c) == "post"
+        c for c in _only(jenkinsfile, "pipeline").children if jenkins.call_name(c) == "post"
     ]
-    outcomes = {pipelines.call_name(c) for c in pipeline_post[0].children}
+    outcomes = {jenkins.call_name(c) for c in pipeline_post[0].children}
     assert outcomes == {"failure", "fixed", "unstable"}
     for outcome in pipeline_post[0].children:
         assert [w for _, w in outcome.tokens()][1:2] == ["notify"]
-    mail = [w for _, w in jenkins.tokens()]
+    mail = [w for _, w in jenkinsfile.tokens()]
     at = mail.index("emailext")
     call = mail[at : at + 80]
     assert {"culprits", "developers", "requestor", "attachLog", "GATE_SUMMARY"} <= set(call)
 
 
 def test_jenkins_production_approval_is_a_timed_input_for_release_managers_on_no_agent(
-    jenkins: pipelines.Block,
+    jenkinsfile: jenkins.Block,
 ) -> None:
-    approve = _stage(jenkins, "approve")
+    approve = _stage(jenkinsfile, "approve")
     assert not approve.find("agent")  # the pipeline's `agent none`: no executor is held
     timeout = _only(approve, "timeout")
     tokens = timeout.tokens()
@@ -200,11 +200,11 @@ def test_jenkins_production_approval_is_a_timed_input_for_release_managers_on_no
     assert "submitterParameter" in words  # APPROVER, read by `mlship promote`
 
 
-def test_jenkins_secrets_come_through_credentials_bindings(jenkins: pipelines.Block) -> None:
+def test_jenkins_secrets_come_through_credentials_bindings(jenkinsfile: jenkins.Block) -> None:
     for name in ("deploy-staging", "deploy-production", "push", "train"):
-        assert _stage(jenkins, name).find("withCredentials"), name
+        assert _stage(jenkinsfile, name).find("withCredentials"), name
     for group in ("delivery", "production"):
-        words = [w for _, w in _only(_stage(jenkins, group), "agent").tokens()]
+        words = [w for _, w in _only(_stage(jenkinsfile, group), "agent").tokens()]
         assert words[:3] == ["agent", "dockerfile", "filename"]
         assert words[words.index("filename") + 1] == "agent.Dockerfile"
         assert words[words.index("dir") + 1] == ".ci"
@@ -341,7 +341,7 @@ def _groovy_lint(*paths: Path) -> subprocess.CompletedProcess[str]:
 
 def test_the_jenkinsfiles_have_no_groovy_lint_error() -> None:
     """CodeNarc through npm-groovy-lint (a real Groovy compile and Jenkins rule set)."""
-    done = _groovy_lint(REPO / "Jenkinsfile", REPO / ".ci" / "jenkins" / "ct.Jenkinsfile")
+    done = _groovy_lint(REPO / "Jenkinsfile", REPO / ".ci" / "jenkinsfile" / "ct.Jenkinsfile")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
     assert "2 linted files" in re.sub(r"\x1b\[[0-9;]*m", "", done.stdout)
 

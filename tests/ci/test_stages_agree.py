@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from mlship.ship.ci import cloudbuild, github, jenkins
+from mlship.ship.ci.system import PipelineError, Steps
 from mlship.ship.delivery import (
     STEPS,
     Step,
@@ -17,14 +19,13 @@ from mlship.ship.delivery import (
     pull_request_steps,
     scheduled_steps,
 )
-from tests.ci import pipelines
 from tests.conftest import REPO
 
 WORKFLOWS = REPO / ".github" / "workflows"
 CLOUDBUILD = REPO / ".ci" / "cloudbuild"
 
 
-def expected(stages: tuple[Step, ...]) -> pipelines.Stages:
+def expected(stages: tuple[Step, ...]) -> Steps:
     return [(s.name, s.command) for s in stages]
 
 
@@ -53,38 +54,36 @@ def test_the_stage_list_is_the_issue_order_with_one_approval() -> None:
 
 
 def test_github_pull_requests_run_the_stages_up_to_the_gate() -> None:
-    assert pipelines.github_stages(WORKFLOWS / "ci.yml") == expected(pull_request_steps())
+    assert github.read_workflow_steps(WORKFLOWS / "ci.yml") == expected(pull_request_steps())
 
 
 def test_github_main_runs_every_stage_with_the_approval_on_the_production_job() -> None:
-    assert pipelines.github_stages(WORKFLOWS / "cd.yml") == expected(STEPS)
+    assert github.read_workflow_steps(WORKFLOWS / "cd.yml") == expected(STEPS)
 
 
 def test_jenkins_runs_every_stage_and_pull_requests_stop_after_the_gate() -> None:
-    assert pipelines.jenkins_stages(REPO / "Jenkinsfile") == expected(STEPS)
-    root = pipelines.groovy_blocks(
-        pipelines.groovy_leaves((REPO / "Jenkinsfile").read_text(encoding="utf-8"))
+    assert jenkins.read_jenkins_steps(REPO / "Jenkinsfile") == expected(STEPS)
+    root = jenkins.groovy_blocks(
+        jenkins.groovy_leaves((REPO / "Jenkinsfile").read_text(encoding="utf-8"))
     )
     # a stage that pull requests skip says so with `when { branch 'main' }`, on itself or
     # on the group stage around it
-    leaves = pipelines.jenkins_leaf_stages(root)
+    leaves = jenkins.jenkins_leaf_stages(root)
     main_only = set()
     for stage in root.find("stage"):
-        whens = [c for c in stage.children if pipelines.call_name(c) == "when"]
-        if any(pipelines.strings(w.tokens()) == ["main"] for w in whens):
-            main_only |= {
-                pipelines.jenkins_stage_name(s) for s in stage.find("stage") if s in leaves
-            }
+        whens = [c for c in stage.children if jenkins.call_name(c) == "when"]
+        if any(jenkins.strings(w.tokens()) == ["main"] for w in whens):
+            main_only |= {jenkins.jenkins_stage_name(s) for s in stage.find("stage") if s in leaves}
     assert main_only == {s.name for s in STEPS if not s.on_pull_request}
 
 
 def test_cloud_build_main_runs_up_to_the_approval_then_production_runs_the_rest() -> None:
     approve = [(s.name, s.command) for s in STEPS if s.name == "approve"]
-    assert pipelines.cloudbuild_stages(REPO / "cloudbuild.yaml") == (
+    assert cloudbuild.read_build_steps(REPO / "cloudbuild.yaml") == (
         expected(before_approval()) + approve
     )
-    assert pipelines.cloudbuild_stages(CLOUDBUILD / "production.yaml") == expected(after_approval())
-    assert pipelines.cloudbuild_stages(CLOUDBUILD / "pull-request.yaml") == expected(
+    assert cloudbuild.read_build_steps(CLOUDBUILD / "production.yaml") == expected(after_approval())
+    assert cloudbuild.read_build_steps(CLOUDBUILD / "pull-request.yaml") == expected(
         pull_request_steps()
     )
 
@@ -115,9 +114,9 @@ def test_cloud_build_approval_runs_the_trigger_that_requires_approval() -> None:
 def test_the_scheduled_path_is_monitor_then_the_delivery_in_every_ci() -> None:
     scheduled = expected(scheduled_steps())
     assert scheduled == [("monitor", "make monitor"), ("retrain", None)]
-    assert pipelines.github_stages(WORKFLOWS / "ct.yml") == scheduled
-    assert pipelines.jenkins_stages(REPO / ".ci" / "jenkins" / "ct.Jenkinsfile") == scheduled
-    assert pipelines.cloudbuild_stages(CLOUDBUILD / "ct.yaml") == scheduled
+    assert github.read_workflow_steps(WORKFLOWS / "ct.yml") == scheduled
+    assert jenkins.read_jenkins_steps(REPO / ".ci" / "jenkins" / "ct.Jenkinsfile") == scheduled
+    assert cloudbuild.read_build_steps(CLOUDBUILD / "ct.yaml") == scheduled
 
 
 def test_github_retrains_through_the_delivery_workflow_when_monitor_says_so() -> None:
@@ -134,10 +133,10 @@ def test_github_retrains_through_the_delivery_workflow_when_monitor_says_so() ->
 
 def test_jenkins_runs_monitor_on_a_timer_and_starts_the_delivery_job() -> None:
     source = (REPO / ".ci" / "jenkins" / "ct.Jenkinsfile").read_text()
-    root = pipelines.groovy_blocks(pipelines.groovy_leaves(source))
+    root = jenkins.groovy_blocks(jenkins.groovy_leaves(source))
     assert root.find("triggers") and "cron" in [w for _, w in root.find("triggers")[0].tokens()]
-    retrain = next(s for s in root.find("stage") if pipelines.jenkins_stage_name(s) == "retrain")
-    assert "RETRAIN" in pipelines.strings(retrain.tokens())
+    retrain = next(s for s in root.find("stage") if jenkins.jenkins_stage_name(s) == "retrain")
+    assert "RETRAIN" in jenkins.strings(retrain.tokens())
     assert "DELIVERY_JOB" in [w for _, w in retrain.tokens()]
 
 
@@ -185,8 +184,8 @@ def _mutated_workflow(tmp_path: Path, change: str) -> Path:
 def test_a_drifted_workflow_is_caught(tmp_path: Path, change: str) -> None:
     path = _mutated_workflow(tmp_path, change)
     try:
-        found = pipelines.github_stages(path)
-    except pipelines.PipelineError:
+        found = github.read_workflow_steps(path)
+    except PipelineError:
         return  # a stray `make` outside a stage is caught while reading
     assert found != expected(STEPS)
 
@@ -200,7 +199,7 @@ def test_a_drifted_jenkinsfile_is_caught(tmp_path: Path) -> None:
     )
     path = tmp_path / "Jenkinsfile"
     path.write_text(swapped)
-    assert pipelines.jenkins_stages(path) != expected(STEPS)
+    assert jenkins.read_jenkins_steps(path) != expected(STEPS)
 
 
 def test_a_cloud_build_step_running_make_outside_a_stage_is_caught(tmp_path: Path) -> None:
@@ -209,8 +208,8 @@ def test_a_cloud_build_step_running_make_outside_a_stage_is_caught(tmp_path: Pat
     config["steps"].insert(1, stray)
     path = tmp_path / "cloudbuild.yaml"
     path.write_text(yaml.safe_dump(config))
-    with pytest.raises(pipelines.PipelineError, match="outside a named stage"):
-        pipelines.cloudbuild_stages(path)
+    with pytest.raises(PipelineError, match="outside a named step"):
+        cloudbuild.read_build_steps(path)
 
 
 def test_the_docs_stage_table_is_the_stage_list() -> None:

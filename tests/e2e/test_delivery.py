@@ -22,7 +22,7 @@ from tests.conftest import REPO
 from tests.e2e.conftest import remove_image
 from tests.fake_api import fake_api
 from tests.integration.team_stack import mlflow_server
-from tests.unit.test_github import FakeGitHub
+from tests.unit.ship.ci.test_github import FakeGitHub
 
 pytestmark = pytest.mark.docker
 BASE_IMAGE = "python:3.11-slim-bookworm"  # the Dockerfile's default

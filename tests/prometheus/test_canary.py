@@ -32,7 +32,7 @@ from tests.conftest import make_params, text_frame
 from tests.prometheus.conftest import RealPrometheus, Scrape
 from tests.serving.conftest import card_for
 from tests.serving.live import running_server
-from tests.unit.test_deploy import IMAGE, Cluster
+from tests.unit.ship.test_rollout import IMAGE, Cluster
 
 BUDGET = CanaryBudget(max_error_ratio=0.01, max_p99_ms=250, settle_seconds=3)
 TARGET = Target("mlship-staging")

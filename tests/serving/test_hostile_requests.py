@@ -17,7 +17,7 @@ from mlship.pipeline.train import fit
 from mlship.serving.app import create_app
 from tests.conftest import make_params
 from tests.serving.conftest import wait_ready
-from tests.unit.test_train import TABULAR, tabular_frame
+from tests.unit.pipeline.test_train import TABULAR, tabular_frame
 
 V2 = "/v2/models/mlship-model/infer"
 JSON = {"content-type": "application/json"}

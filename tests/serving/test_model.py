@@ -18,7 +18,7 @@ from mlship.pipeline.train import fit
 from mlship.serving import fastpath
 from mlship.serving.model import ServedModel, load_directory
 from tests.conftest import make_params
-from tests.unit.test_train import REGRESSION, TABULAR, regression_frame, tabular_frame
+from tests.unit.pipeline.test_train import REGRESSION, TABULAR, regression_frame, tabular_frame
 
 REVIEWS = ["great taste, would buy again", "stale and bland", "", "item 7 arrived broken"]
 

@@ -17,14 +17,7 @@ LOCAL = {"MLSHIP_APPROVER": "ana"}
 
 
 def _gate(project: Project, **sections: dict[str, object]) -> object:
-    return gate(
-        project.params(**sections),
-        project.settings,
-        project.paths,
-        project.dvc_file,
-        project.params_file,
-        stale=lambda _: [],
-    )
+    return gate(project.stage_inputs(project.params(**sections)), stale=lambda _: [])
 
 
 def test_a_first_model_passes_on_thresholds_and_the_contract(project: Project) -> None:
@@ -45,7 +38,7 @@ def test_a_weaker_candidate_fails_against_the_champion(project: Project) -> None
     # given a champion trained on clean labels
     project.run_pipeline(project.params())
     assert _gate(project).passed
-    register(project.settings, project.paths, project.dvc_file)
+    register(project.stage_inputs())
     promote(project.settings, LOCAL)
     # and a candidate trained on shuffled labels, judged with thresholds it can clear
     noisy = text_frame(20)
@@ -62,14 +55,7 @@ def test_a_weaker_candidate_fails_against_the_champion(project: Project) -> None
 def test_stale_or_missing_inputs_are_refused(project: Project) -> None:
     project.run_pipeline(project.params())
     with pytest.raises(InputError, match=r"stale: these stages differ from dvc\.lock: train"):
-        gate(
-            project.params(),
-            project.settings,
-            project.paths,
-            project.dvc_file,
-            project.params_file,
-            stale=lambda _: ["train"],
-        )
+        gate(project.stage_inputs(project.params()), stale=lambda _: ["train"])
     project.paths.metrics.unlink()
     with pytest.raises(InputError, match=r"evaluate\.json: not found"):
         _gate(project)

@@ -23,21 +23,14 @@ GITHUB = {
 
 def _gated(project: Project) -> None:
     project.run_pipeline(project.params())
-    gate(
-        project.params(),
-        project.settings,
-        project.paths,
-        project.dvc_file,
-        project.params_file,
-        stale=lambda _: [],
-    )
+    gate(project.stage_inputs(project.params()), stale=lambda _: [])
 
 
 def test_register_promote_and_roll_back(project: Project) -> None:
     client = mlflow.MlflowClient(tracking_uri=project.settings.tracking_uri)
     # given two gated models, each registered and promoted
     _gated(project)
-    first = register(project.settings, project.paths, project.dvc_file)
+    first = register(project.stage_inputs())
     assert str(client.get_model_version_by_alias("reviews", "candidate").version) == first
     promoted = promote(project.settings, GITHUB)
     assert (promoted.version, promoted.previous) == (first, None)
@@ -48,7 +41,7 @@ def test_register_promote_and_roll_back(project: Project) -> None:
     with pytest.raises(InputError, match="already @champion"):
         promote(project.settings, GITHUB)
     _gated(project)
-    second = register(project.settings, project.paths, project.dvc_file)
+    second = register(project.stage_inputs())
     assert promote(project.settings, {}, approver="bob").previous == first
     # when rolled back / then the first is champion again and the rollback is recorded
     back = rollback(project.settings, {}, approver="carol")
@@ -66,17 +59,10 @@ def test_register_refuses_a_failed_edited_or_outdated_gate(project: Project) -> 
     # given a gate that failed (thresholds no model meets)
     project.run_pipeline(project.params())
     strict = project.params(gate={"min_accuracy": 1.0, "max_log_loss": 1e-9})
-    assert not gate(
-        strict,
-        project.settings,
-        project.paths,
-        project.dvc_file,
-        project.params_file,
-        stale=lambda _: [],
-    ).passed
+    assert not gate(project.stage_inputs(strict), stale=lambda _: []).passed
     report = json.loads(project.paths.gate_json.read_text())
     with pytest.raises(CheckError, match="the gate did not pass"):
-        register(project.settings, project.paths, project.dvc_file)
+        register(project.stage_inputs())
     # when its report is edited into a pass / then register sees it is not the gate's record
     forged = {
         **report,
@@ -86,12 +72,12 @@ def test_register_refuses_a_failed_edited_or_outdated_gate(project: Project) -> 
     }
     project.paths.gate_json.write_text(json.dumps(forged))
     with pytest.raises(CheckError, match="not the passing report the gate recorded"):
-        register(project.settings, project.paths, project.dvc_file)
+        register(project.stage_inputs())
     # and a report of a pass is refused once dvc.lock changed
     _gated(project)
     (project.root / "dvc.lock").write_text("changed\n")
     with pytest.raises(InputError, match=r"stale: dvc\.lock changed"):
-        register(project.settings, project.paths, project.dvc_file)
+        register(project.stage_inputs())
 
 
 def test_promote_needs_the_gate_record_not_just_a_tag(project: Project) -> None:

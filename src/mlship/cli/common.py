@@ -22,6 +22,7 @@ from mlship.config.params import Params, load_params
 from mlship.config.settings import Settings
 from mlship.errors import InputError, MlshipError
 from mlship.paths import PipelinePaths
+from mlship.project import Project
 
 app = typer.Typer(
     help="mlship: ingest -> validate -> train -> evaluate (DVC, MLflow) -> gate -> register "
@@ -88,6 +89,12 @@ def read_params(path: Path) -> Params:
         return params
     except InputError as error:
         fail(error)
+
+
+def read_project(params_file: Path, dvc_file: Path) -> Project:
+    """params.yaml, the environment's settings named after its model, and dvc.yaml's paths."""
+    params = read_params(params_file)
+    return Project(params, env_settings(params), read_paths(dvc_file), params_file, dvc_file)
 
 
 def read_paths(dvc_file: Path) -> PipelinePaths:

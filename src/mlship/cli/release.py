@@ -20,6 +20,7 @@ from mlship.cli.common import (
     fail,
     read_params,
     read_paths,
+    read_project,
     running,
 )
 from mlship.errors import CheckError, InputError
@@ -39,11 +40,9 @@ def gate_command(
     """
     from mlship.stages.gate import gate
 
-    params = read_params(params_file)
-    settings = env_settings(params)
-    paths = read_paths(dvc_file)
+    project = read_project(params_file, dvc_file)
     with running("gate"):
-        verdict = gate(params, settings, paths, dvc_file, params_file, base_ref)
+        verdict = gate(project, base_ref)
         if not verdict.passed:
             raise CheckError(
                 f"gate FAILED on {len(verdict.failed)} of {len(verdict.criteria)} criteria:\n"
@@ -53,7 +52,7 @@ def gate_command(
     note = (
         ""
         if verdict.champion_version
-        else (f" (no @champion of {settings.registered_name!r} yet: judged without a comparison)")
+        else f" (no @champion of {project.settings.registered_name!r} yet: judged without one)"
     )
     console.print(f"  {len(verdict.criteria)} criteria passed{note}; report: {verdict.report}")
 
@@ -117,11 +116,10 @@ def register(
     """Register the gated model version with provenance tags and alias `candidate`."""
     from mlship.stages import release
 
-    settings = env_settings(read_params(params_file))
-    paths = read_paths(dvc_file)
+    project = read_project(params_file, dvc_file)
     with running("register"):
-        version = release.register(settings, paths, dvc_file)
-    console.print(f"  {settings.registered_name} version {version} is now @candidate")
+        version = release.register(project)
+    console.print(f"  {project.settings.registered_name} version {version} is now @candidate")
 
 
 @app.command()

@@ -21,6 +21,7 @@ from mlship.cli.common import (
     note,
     read_params,
     read_paths,
+    read_project,
     running,
 )
 from mlship.errors import CheckError, InputError, ServiceError
@@ -48,10 +49,9 @@ def image_build(
     """Build <registry>/<name>:<gitsha>-m<version> and :<gitsha> with OCI labels."""
     from mlship.stages import ship
 
-    settings = env_settings(read_params(params_file))
-    paths = read_paths(dvc_file)
+    project = read_project(params_file, dvc_file)
     try:
-        engine = ship.engine_for_build(settings, note)
+        engine = ship.engine_for_build(project.settings, note)
     except ServiceError as error:
         if not skip_without_engine:
             fail(error)
@@ -59,10 +59,9 @@ def image_build(
         note("the run goes on without an image; `make image` tries again")
         return
     with running("image build"):
-        built = ship.image_build(
-            engine, settings, paths, dvc_file, model_dir, dockerfile, from_registry, note
-        )
-    console.print(f"  {built.reference} ({built.size_bytes / 1e6:.0f} MB) -> {paths.image_json}")
+        built = ship.image_build(engine, project, model_dir, dockerfile, from_registry, note)
+    written = project.paths.image_json
+    console.print(f"  {built.reference} ({built.size_bytes / 1e6:.0f} MB) -> {written}")
 
 
 @image_app.command("push")
@@ -143,25 +142,16 @@ def deploy(
     between steps. Exit 0 deployed, 1 failed (rolled back), 2 bad input."""
     from mlship.stages import ship
 
-    params = read_params(params_file)
-    settings = env_settings(params)
-    paths = read_paths(dvc_file)
+    project = read_project(params_file, dvc_file)
     options = None
     if canary:
-        url = prometheus_url or settings.prometheus_url
+        url = prometheus_url or project.settings.prometheus_url
         if not url:
             fail(InputError("--canary needs --prometheus-url or MLSHIP_PROMETHEUS_URL"))
         options = ship.CanaryOptions(url, settle_seconds)
     with running(f"deploy {env.value}"):
         report = ship.deploy(
-            params,
-            settings,
-            paths,
-            env,
-            image_ref,
-            timeout,
-            namespace,
-            options,
+            project, env, image_ref, timeout=timeout, namespace=namespace, canary=options
         )
     if report.expected_version == "local":
         console.print("  (a local model: nothing to record in the registry)")

@@ -37,6 +37,7 @@ from mlship.pipeline import artifacts, contract, data
 from mlship.pipeline.dvc_repo import stale_stages
 from mlship.pipeline.evaluate import Evaluation, evaluate_model, measure_latency
 from mlship.pipeline.features import feature_frame
+from mlship.project import Project
 from mlship.registry import runs, versions
 from mlship.reports import gate_report
 from mlship.stages.pipeline import read_split
@@ -59,17 +60,11 @@ class GateResult:
         return [c for c in self.criteria if not c.passed]
 
 
-def gate(
-    params: Params,
-    settings: Settings,
-    paths: PipelinePaths,
-    dvc_file: Path,
-    params_file: Path,
-    base_ref: str = "main",
-    stale: StaleStages = stale_stages,
-) -> GateResult:
-    """Judge the candidate in paths.model_dir; InputError on missing, NaN, stale or edited
-    inputs."""
+def gate(project: Project, base_ref: str = "main", stale: StaleStages = stale_stages) -> GateResult:
+    """Judge the candidate in the project's model directory; InputError on missing, NaN,
+    stale or edited inputs."""
+    params, settings, paths = project.params, project.settings, project.paths
+    dvc_file, params_file = project.dvc_file, project.params_file
     outdated = stale(dvc_file)
     if outdated:
         raise InputError(

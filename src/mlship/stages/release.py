@@ -16,6 +16,7 @@ from mlship.config.settings import Settings
 from mlship.errors import CheckError, InputError
 from mlship.paths import PipelinePaths
 from mlship.pipeline import artifacts
+from mlship.project import Project
 from mlship.registry import runs, versions
 from mlship.ship.ci import cloudbuild
 from mlship.ship.ci.approval import Approval, approval
@@ -65,9 +66,10 @@ def require_gate_pass(
     return report, card
 
 
-def register(settings: Settings, paths: PipelinePaths, dvc_file: Path) -> str:
+def register(project: Project) -> str:
     """Register the gated model's run once, tag it with its provenance, alias `candidate`.
     Returns the version."""
+    settings, paths, dvc_file = project.settings, project.paths, project.dvc_file
     report, card = require_gate_pass(settings, paths, dvc_file)
     run_id = card.require_run_id(paths.model_dir)
     runs.log_artifacts(settings, run_id, [paths.gate_json, paths.gate_md, paths.gate_junit], "gate")

@@ -19,6 +19,7 @@ from mlship.errors import CheckError, InputError, ServiceError, looks_unreachabl
 from mlship.gate.criteria import Criterion
 from mlship.paths import PipelinePaths
 from mlship.pipeline import artifacts
+from mlship.project import Project
 from mlship.registry import loading, versions
 from mlship.reports import gate_report
 from mlship.ship import image, launch, loadtest, lockfile, rollout, supply_chain
@@ -37,9 +38,7 @@ def engine_for_build(settings: Settings, progress: Progress) -> Any:
 
 def image_build(
     client: Any,
-    settings: Settings,
-    paths: PipelinePaths,
-    dvc_file: Path,
+    project: Project,
     model_dir: Path,
     dockerfile: Path,
     from_registry: str | None,
@@ -47,6 +46,7 @@ def image_build(
 ) -> image.ImageRecord:
     """Build <registry>/<name>:<gitsha>-m<version> and :<gitsha> with OCI labels, the model
     in `model_dir` (or the registry's @from_registry) baked in."""
+    settings, paths, dvc_file = project.settings, project.paths, project.dvc_file
     with tempfile.TemporaryDirectory(prefix="mlship-image-") as scratch:
         context = Path(scratch)
         if from_registry:
@@ -257,17 +257,17 @@ class CanaryOptions:
 
 
 def deploy(
-    params: Params,
-    settings: Settings,
-    paths: PipelinePaths,
+    project: Project,
     env: Environment,
     image_ref: str | None,
+    *,
     timeout: int,
-    namespace: str | None,
-    canary: CanaryOptions | None,
+    namespace: str | None = None,
+    canary: CanaryOptions | None = None,
 ) -> rollout.DeployReport:
     """Roll the image out (or step a canary); write the report; record a success on the
     registered model version. CheckError when it failed, saying whether it was undone."""
+    params, settings, paths = project.params, project.settings, project.paths
     if image_ref is None:
         built = image.ImageRecord.load(paths.image_json)
         if not built.pushed:

@@ -1,4 +1,6 @@
-"""Who approved a promotion, and through which CI, read from the CI's own variables."""
+"""Who approved a promotion, and through which CI: each CI system's adapter (SYSTEMS)
+says whether the run is on it, who its approval record or variables name, and the run's
+address; off any CI, the local user."""
 
 from __future__ import annotations
 
@@ -8,12 +10,16 @@ from dataclasses import dataclass
 
 from mlship.config.settings import Settings
 from mlship.errors import InputError
+from mlship.ship.ci import cloudbuild, github, jenkins
+from mlship.ship.ci.system import CiSystem
+
+SYSTEMS: tuple[CiSystem, ...] = (github.SYSTEM, jenkins.SYSTEM, cloudbuild.SYSTEM)
 
 
 @dataclass(frozen=True)
 class Approval:
     approver: str
-    via: str  # github-actions | jenkins | cloud-build | local
+    via: str  # a CI system's name, or local
     url: str
     at: str
 
@@ -26,33 +32,22 @@ class Approval:
         }
 
 
+def current_system(env: Mapping[str, str]) -> CiSystem | None:
+    return next((system for system in SYSTEMS if system.detect(env)), None)
+
+
 def approval_from_env(env: Mapping[str, str], approver: str | None, at: str) -> Approval:
-    """`approver` when known (the CLI reads it from the CI's approval record: the reviewer
-    of the GitHub `production` environment, the Cloud Build build's approver); otherwise
-    GitHub Actions: the run's triggering actor; Jenkins: the `input` step's submitter,
-    exported as APPROVER (or BUILD_USER_ID); Cloud Build: MLSHIP_APPROVER; elsewhere the
-    local user.
-    """
-    if env.get("GITHUB_ACTIONS") == "true":
-        who = approver or env.get("GITHUB_TRIGGERING_ACTOR") or env.get("GITHUB_ACTOR")
-        url = "{}/{}/actions/runs/{}".format(
-            env.get("GITHUB_SERVER_URL", ""),
-            env.get("GITHUB_REPOSITORY", ""),
-            env.get("GITHUB_RUN_ID", ""),
-        )
-        via = "github-actions"
-    elif env.get("JENKINS_URL"):
-        who = approver or env.get("APPROVER") or env.get("BUILD_USER_ID")
-        url, via = env.get("BUILD_URL", ""), "jenkins"
-    elif env.get("MLSHIP_CI") == "cloud-build":
-        who = approver or env.get("MLSHIP_APPROVER")
-        url = "https://console.cloud.google.com/cloud-build/builds/{}?project={}".format(
-            env.get("BUILD_ID", ""), env.get("PROJECT_ID", "")
-        )
-        via = "cloud-build"
+    """`approver` when known (read from the CI's approval record); otherwise the one the CI's
+    variables name (GitHub: the run's triggering actor; Jenkins: the `input` step's
+    submitter, APPROVER; Cloud Build: MLSHIP_APPROVER); off any CI, MLSHIP_APPROVER or the
+    local user."""
+    system = current_system(env)
+    who: str | None
+    if system is None:
+        who, via, url = approver or env.get("MLSHIP_APPROVER") or getpass.getuser(), "local", ""
     else:
-        who = approver or env.get("MLSHIP_APPROVER") or getpass.getuser()
-        url, via = "", "local"
+        info = system.run_info(env)
+        who, via, url = approver or info.approver, system.name, info.url
     if not who:
         raise InputError(
             f"{via}: cannot tell who approved; pass --approver (or set MLSHIP_APPROVER)"
@@ -61,18 +56,9 @@ def approval_from_env(env: Mapping[str, str], approver: str | None, at: str) -> 
 
 
 def recorded_approver(env: Mapping[str, str], settings: Settings) -> str | None:
-    """Who approved this run, from the CI's own approval record where it keeps one: the
-    reviewer of the GitHub `production` environment, the approver of the Cloud Build build."""
-    from mlship.ship.ci import cloudbuild, github
-
-    if env.get("GITHUB_ACTIONS") == "true" and env.get("GITHUB_TOKEN"):
-        return github.environment_approver(github.Run.from_env(env), github.PRODUCTION)
-    if env.get("MLSHIP_CI") == "cloud-build" and env.get("BUILD_ID") and settings.gcp_project:
-        where = cloudbuild.Location(settings.gcp_project, settings.gcp_region)
-        return cloudbuild.approver(
-            cloudbuild.client(settings.cloudbuild_endpoint), where, env["BUILD_ID"]
-        )
-    return None
+    """Who approved this run, from the CI's own approval record where it keeps one."""
+    system = current_system(env)
+    return None if system is None else system.recorded_approver(env, settings)
 
 
 def approval(env: Mapping[str, str], settings: Settings, approver: str | None, at: str) -> Approval:

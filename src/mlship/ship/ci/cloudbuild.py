@@ -7,12 +7,17 @@ Credentials are Application Default Credentials (Workload Identity in CI,
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
+
+import yaml
 
 from mlship.config.settings import Settings
 from mlship.errors import CheckError, InputError, ServiceError, looks_unreachable
+from mlship.ship.ci.system import STEP_NAMES, RunInfo, Steps, check_stray_make
+from mlship.ship.delivery import APPROVE, RETRAIN
 
 if TYPE_CHECKING:
     from google.cloud.devtools.cloudbuild_v1 import Build, CloudBuildClient
@@ -169,3 +174,50 @@ def approver(api: CloudBuildClient, where: Location, build_id: str) -> str | Non
     if result.decision != cloudbuild_v1.ApprovalResult.Decision.APPROVED:
         return None
     return result.approver_account or None
+
+
+# --- the CI system -------------------------------------------------------------------------
+
+
+class CloudBuild:
+    """A run is on Cloud Build when the build sets MLSHIP_CI=cloud-build (cloudbuild.yaml
+    does); the approver is the build's approval record, else MLSHIP_APPROVER."""
+
+    name: str = "cloud-build"
+    docs: str = "docs/ci/cloud-build.md"
+    pipelines: tuple[str, ...] = ("cloudbuild.yaml", ".ci/cloudbuild/*.yaml")
+
+    def detect(self, env: Mapping[str, str]) -> bool:
+        return env.get("MLSHIP_CI") == "cloud-build"
+
+    def run_info(self, env: Mapping[str, str]) -> RunInfo:
+        url = "https://console.cloud.google.com/cloud-build/builds/{}?project={}".format(
+            env.get("BUILD_ID", ""), env.get("PROJECT_ID", "")
+        )
+        return RunInfo(env.get("MLSHIP_APPROVER"), url)
+
+    def recorded_approver(self, env: Mapping[str, str], settings: Settings) -> str | None:
+        if not env.get("BUILD_ID") or not settings.gcp_project:
+            return None
+        where = Location(settings.gcp_project, settings.gcp_region)
+        return approver(client(settings.cloudbuild_endpoint), where, env["BUILD_ID"])
+
+    def read_steps(self, path: Path) -> Steps:
+        return read_build_steps(path)
+
+
+SYSTEM = CloudBuild()
+
+
+def read_build_steps(path: Path) -> Steps:
+    """Steps run `make` as their entrypoint; the approval step runs the trigger whose
+    approvalConfig holds the production build (checked by the tests)."""
+    found: Steps = []
+    for step in yaml.safe_load(path.read_text(encoding="utf-8"))["steps"]:
+        command = " ".join([step.get("entrypoint", ""), *map(str, step.get("args", []))]).strip()
+        check_stray_make(f"{path.name}", step.get("id"), command)
+        if step.get("id") in (APPROVE, RETRAIN.name):  # each runs another trigger
+            found.append((step["id"], None))
+        elif step.get("id") in STEP_NAMES:
+            found.append((step["id"], command))
+    return found

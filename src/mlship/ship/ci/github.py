@@ -1,4 +1,5 @@
-"""GitHub Actions: one pull-request comment updated in place, and who approved a deployment.
+"""GitHub Actions: the workflows' steps, one pull-request comment updated in place, and who
+approved a deployment.
 
 Everything is read from the variables GitHub Actions sets (GITHUB_API_URL, GITHUB_REPOSITORY,
 GITHUB_EVENT_PATH, GITHUB_RUN_ID) and the job's GITHUB_TOKEN.
@@ -13,8 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import yaml
 
+from mlship.config.settings import Settings
 from mlship.errors import CheckError, InputError
+from mlship.ship.ci.system import STEP_NAMES, PipelineError, RunInfo, Steps, check_stray_make
+from mlship.ship.delivery import APPROVE, RETRAIN
 
 COMMENT_MARKER = "<!-- mlship-report -->"
 PRODUCTION = "production"  # the environment whose required reviewers approve a release
@@ -109,3 +114,73 @@ def environment_approver(run: Run, environment: str) -> str | None:
         if approval.get("state") == "approved" and environment in names:
             return str(approval["user"]["login"])
     return None
+
+
+# --- the CI system -------------------------------------------------------------------------
+
+
+class GitHubActions:
+    name: str = "github-actions"
+    docs: str = "docs/ci/github-actions.md"
+    pipelines: tuple[str, ...] = (".github/workflows/*.yml",)
+
+    def detect(self, env: Mapping[str, str]) -> bool:
+        return env.get("GITHUB_ACTIONS") == "true"
+
+    def run_info(self, env: Mapping[str, str]) -> RunInfo:
+        url = "{}/{}/actions/runs/{}".format(
+            env.get("GITHUB_SERVER_URL", ""),
+            env.get("GITHUB_REPOSITORY", ""),
+            env.get("GITHUB_RUN_ID", ""),
+        )
+        return RunInfo(env.get("GITHUB_TRIGGERING_ACTOR") or env.get("GITHUB_ACTOR"), url)
+
+    def recorded_approver(self, env: Mapping[str, str], settings: Settings) -> str | None:
+        """The reviewer who approved the `production` environment of this run."""
+        if not env.get("GITHUB_TOKEN"):
+            return None
+        return environment_approver(Run.from_env(env), PRODUCTION)
+
+    def read_steps(self, path: Path) -> Steps:
+        return read_workflow_steps(path)
+
+
+SYSTEM = GitHubActions()
+
+
+def github_jobs_in_order(workflow: dict[str, Any]) -> list[str]:
+    jobs: dict[str, Any] = workflow["jobs"]
+    ordered: list[str] = []
+    while len(ordered) < len(jobs):
+        ready = [
+            name
+            for name, job in jobs.items()
+            if name not in ordered and set(_as_list(job.get("needs"))) <= set(ordered)
+        ]
+        if not ready:
+            raise PipelineError("jobs' `needs` form a cycle")
+        ordered.append(ready[0])
+    return ordered
+
+
+def _as_list(value: Any) -> list[str]:
+    return [] if value is None else [value] if isinstance(value, str) else list(value)
+
+
+def read_workflow_steps(path: Path) -> Steps:
+    workflow = yaml.safe_load(path.read_text(encoding="utf-8"))
+    found: Steps = []
+    for job_name in github_jobs_in_order(workflow):
+        job = workflow["jobs"][job_name]
+        environment = job.get("environment")
+        name = environment.get("name") if isinstance(environment, dict) else environment
+        if name == "production":  # required reviewers hold the job until one approves
+            found.append((APPROVE, None))
+        if job_name == RETRAIN.name:  # hands over to the delivery workflow it calls
+            found.append((RETRAIN.name, None))
+        for step in job.get("steps", []):
+            command = " ".join(str(step.get("run", "")).split())
+            check_stray_make(f"{path.name} job {job_name}", step.get("id"), command)
+            if step.get("id") in STEP_NAMES:
+                found.append((step["id"], command))
+    return found

@@ -21,7 +21,7 @@ from mlship.ship.rollout import (
     judge_canary,
 )
 from tests.fake_api import Answer, Request, fake_api
-from tests.unit.test_deploy import IMAGE, Cluster
+from tests.unit.ship.test_rollout import IMAGE, Cluster
 
 BUDGET = CanaryBudget(max_error_ratio=0.01, max_p99_ms=250, settle_seconds=0)
 

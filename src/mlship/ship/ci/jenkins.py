@@ -1,95 +1,48 @@
-"""Read the delivery stages each CI file runs, in order, as (stage name, command) pairs.
+"""Jenkins: the Jenkinsfile's stages read with a Groovy parser (groovy-parser, pure Python;
+no Jenkins runs here), and the approver its `input` step exports.
 
-The approval is ("approve", None) wherever the CI holds the run for a person. A `make` call
-outside a stage is an error unless it is setup (SETUP_COMMANDS): CI files hold no logic of
-their own, so a stray `make` is a stage someone forgot to name.
-"""
+A run is on Jenkins when JENKINS_URL is set; the `input` step's submitter is exported as
+APPROVER (or the build user's id, BUILD_USER_ID)."""
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from mlship.ship.delivery import APPROVE, RETRAIN, STEPS, scheduled_steps
-
-STAGE_NAMES = {stage.name for stage in (*STEPS, *scheduled_steps())}
-SETUP_COMMANDS = {"make pull"}  # restores a release's pipeline outputs before production
-Stages = list[tuple[str, str | None]]
-
-
-class PipelineError(AssertionError):
-    pass
-
-
-def _check_stray_make(where: str, step_id: str | None, command: str) -> None:
-    stray = step_id not in STAGE_NAMES and command not in SETUP_COMMANDS
-    if command.startswith("make ") and stray:
-        raise PipelineError(f"{where}: `{command}` runs outside a named stage")
+from mlship.config.settings import Settings
+from mlship.ship.ci.system import (
+    SETUP_COMMANDS,
+    STEP_NAMES,
+    PipelineError,
+    RunInfo,
+    Steps,
+    check_stray_make,
+)
+from mlship.ship.delivery import RETRAIN
 
 
-# --- GitHub Actions -------------------------------------------------------------------------
+class Jenkins:
+    name: str = "jenkins"
+    docs: str = "docs/ci/jenkins.md"
+    pipelines: tuple[str, ...] = ("Jenkinsfile", ".ci/jenkins/*.Jenkinsfile")
+
+    def detect(self, env: Mapping[str, str]) -> bool:
+        return bool(env.get("JENKINS_URL"))
+
+    def run_info(self, env: Mapping[str, str]) -> RunInfo:
+        return RunInfo(env.get("APPROVER") or env.get("BUILD_USER_ID"), env.get("BUILD_URL", ""))
+
+    def recorded_approver(self, env: Mapping[str, str], settings: Settings) -> str | None:
+        return None  # the `input` step's submitter arrives as APPROVER
+
+    def read_steps(self, path: Path) -> Steps:
+        return read_jenkins_steps(path)
 
 
-def github_jobs_in_order(workflow: dict[str, Any]) -> list[str]:
-    jobs: dict[str, Any] = workflow["jobs"]
-    ordered: list[str] = []
-    while len(ordered) < len(jobs):
-        ready = [
-            name
-            for name, job in jobs.items()
-            if name not in ordered and set(_as_list(job.get("needs"))) <= set(ordered)
-        ]
-        if not ready:
-            raise PipelineError("jobs' `needs` form a cycle")
-        ordered.append(ready[0])
-    return ordered
-
-
-def _as_list(value: Any) -> list[str]:
-    return [] if value is None else [value] if isinstance(value, str) else list(value)
-
-
-def github_stages(path: Path) -> Stages:
-    workflow = yaml.safe_load(path.read_text(encoding="utf-8"))
-    found: Stages = []
-    for job_name in github_jobs_in_order(workflow):
-        job = workflow["jobs"][job_name]
-        environment = job.get("environment")
-        name = environment.get("name") if isinstance(environment, dict) else environment
-        if name == "production":  # required reviewers hold the job until one approves
-            found.append((APPROVE, None))
-        if job_name == RETRAIN.name:  # hands over to the delivery workflow it calls
-            found.append((RETRAIN.name, None))
-        for step in job.get("steps", []):
-            command = " ".join(str(step.get("run", "")).split())
-            _check_stray_make(f"{path.name} job {job_name}", step.get("id"), command)
-            if step.get("id") in STAGE_NAMES:
-                found.append((step["id"], command))
-    return found
-
-
-# --- Cloud Build ----------------------------------------------------------------------------
-
-
-def cloudbuild_stages(path: Path) -> Stages:
-    """Step steps run `make` as their entrypoint; the approval step runs the trigger whose
-    approvalConfig holds the production build (checked by the tests)."""
-    found: Stages = []
-    for step in yaml.safe_load(path.read_text(encoding="utf-8"))["steps"]:
-        command = " ".join([step.get("entrypoint", ""), *map(str, step.get("args", []))]).strip()
-        _check_stray_make(f"{path.name}", step.get("id"), command)
-        if step.get("id") in (APPROVE, RETRAIN.name):  # each runs another trigger
-            found.append((step["id"], None))
-        elif step.get("id") in STAGE_NAMES:
-            found.append((step["id"], command))
-    return found
-
-
-# --- Jenkins --------------------------------------------------------------------------------
+SYSTEM = Jenkins()
 
 
 @dataclass
@@ -121,7 +74,7 @@ def groovy_leaves(source: str) -> list[tuple[str, str]]:
     """The Groovy parser's tokens in order (comments dropped, strings unquoted)."""
     from groovy_parser.parser import parse_and_digest_groovy_content
 
-    tree = parse_and_digest_groovy_content(source)
+    tree: Any = parse_and_digest_groovy_content(source)
     leaves: list[tuple[str, str]] = []
 
     def walk(node: dict[str, Any]) -> None:
@@ -136,7 +89,8 @@ def groovy_leaves(source: str) -> list[tuple[str, str]]:
 
 def groovy_blocks(leaves: list[tuple[str, str]]) -> Block:
     root = Block(head=[])
-    stack, head = [root], []
+    stack: list[Block] = [root]
+    head: list[tuple[str, str]] = []
     for kind, value in leaves:
         if kind == "LBRACE":
             start = _statement_start(head)
@@ -202,24 +156,24 @@ def jenkins_stage_name(stage: Block) -> str:
     return strings(stage.head)[0]
 
 
-def jenkins_stages(path: Path) -> Stages:
+def read_jenkins_steps(path: Path) -> Steps:
     root = groovy_blocks(groovy_leaves(path.read_text(encoding="utf-8")))
-    found: Stages = []
+    found: Steps = []
     for stage in jenkins_leaf_stages(root):
         name = jenkins_stage_name(stage)
         tokens = stage.tokens()
         commands = jenkins_sh_commands(tokens)
         for command in commands:
-            _check_stray_make(f"{path.name} stage {name}", name, command)
+            check_stray_make(f"{path.name} stage {name}", name, command)
         if any(word == "input" for _, word in tokens):
             found.append((name, None))
         elif name == RETRAIN.name and any(word == "build" for _, word in tokens):
             found.append((name, None))  # starts the delivery job
-        elif name in STAGE_NAMES:
+        elif name in STEP_NAMES:
             makes = [c for c in commands if c.startswith("make ") and c not in SETUP_COMMANDS]
             if len(makes) != 1:
                 raise PipelineError(f"{path.name} stage {name}: {len(makes)} make calls, not 1")
             found.append((name, makes[0]))
         else:
-            raise PipelineError(f"{path.name}: stage {name!r} is not a delivery stage")
+            raise PipelineError(f"{path.name}: stage {name!r} is not a delivery step")
     return found

@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 from mlship.ship.rollout import DeployReport, Kubectl, Target, deploy, expected_version
+from tests.conftest import REPO
 
-FAKE = Path(__file__).resolve().parents[1] / "fake_kubectl"
+FAKE = REPO / "tests" / "fake_kubectl"
 IMAGE = "127.0.0.1:5001/mlship:0123456789ab-m7"
 
 

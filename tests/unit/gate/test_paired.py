@@ -10,7 +10,7 @@ from sklearn.metrics import balanced_accuracy_score, f1_score
 
 from mlship.config.params import ChampionParams
 from mlship.gate import paired
-from tests.unit.test_gate import _pair
+from tests.unit.gate.test_criteria import _pair
 
 
 def test_mcnemar_exact_matches_the_binomial_by_hand() -> None:
