@@ -9,7 +9,7 @@ export PATH := $(BIN):$(PATH)
 SHELL := /bin/bash
 
 .DEFAULT_GOAL := help
-.PHONY: help install pipeline train pull repro gate report register promote image push loadtest deploy serve monitor summary lint typecheck check test unit lock clean
+.PHONY: help install docs pipeline train pull repro gate report register promote image push loadtest deploy serve monitor summary lint typecheck check test unit lock clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -85,9 +85,10 @@ monitor: install ## live drift and accuracy from the server's samples (MLSHIP_MO
 summary: install ## print the last run's metrics, reports and MLflow run
 	mlship summary
 
-lint: install ## ruff lint and format check
+lint: install ## ruff lint and format check; the package's floors (import-linter)
 	ruff check .
 	ruff format --check .
+	lint-imports --no-cache
 
 typecheck: install ## mypy strict on src/ and model/
 	mypy
@@ -100,6 +101,9 @@ test: lint typecheck ## the project's checks and mlship's whole framework suite 
 
 unit: install ## the fast unit tests only
 	pytest tests/unit
+
+docs: install ## build the documentation site into site/ (strict: a broken link fails)
+	mkdocs build --strict
 
 lock: ## re-pin requirements.lock from pyproject.toml
 	$(BIN)/uv pip compile pyproject.toml --extra pipeline --extra dev --extra gcs --extra s3 --extra models \

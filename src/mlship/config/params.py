@@ -44,10 +44,21 @@ class DataParams(_Strict):
     test_source: str | None = Field(
         default=None, description="a given test set; when null, `test_size` is split off"
     )
-    test_size: float = Field(default=0.2, gt=0.0, lt=1.0)
-    text_columns: tuple[str, ...] = ()
-    categorical_columns: tuple[str, ...] = ()
-    numeric_columns: tuple[str, ...] = ()
+    test_size: float = Field(
+        default=0.2,
+        gt=0.0,
+        lt=1.0,
+        description="the share split off for testing when test_source is null",
+    )
+    text_columns: tuple[str, ...] = Field(
+        default=(), description="free-text features (TF-IDF each)"
+    )
+    categorical_columns: tuple[str, ...] = Field(
+        default=(), description="category features (one-hot)"
+    )
+    numeric_columns: tuple[str, ...] = Field(
+        default=(), description="number features (median imputed, scaled)"
+    )
     optional_columns: tuple[str, ...] = Field(
         default=(),
         description="categorical or numeric columns a request may leave out: the model sees "
@@ -63,7 +74,7 @@ class DataParams(_Strict):
         description="drop repeated records in each split and test rows whose features "
         "repeat a train row (leakage); counts go to the ingest report",
     )
-    seed: int = 42
+    seed: int = Field(default=42, description="seeds the split (and the built-in models)")
 
     @property
     def feature_columns(self) -> tuple[str, ...]:
@@ -98,24 +109,46 @@ class ValidateParams(_Strict):
     labels: tuple[str, ...] | None = Field(
         default=None, description="the allowed label set; null accepts any labels"
     )
-    max_null_rate: float = Field(default=0.0, ge=0.0, le=1.0)
-    max_empty_text_rate: float = Field(default=0.0, ge=0.0, le=1.0)
-    max_duplicate_rate: float = Field(default=0.0, ge=0.0, le=1.0)
-    max_leakage_rate: float = Field(default=0.0, ge=0.0, le=1.0)
-    min_rows_per_class: int = Field(default=10, ge=1)
+    max_null_rate: float = Field(
+        default=0.0,
+        ge=0.0,
+        le=1.0,
+        description="highest share of missing values in a declared column",
+    )
+    max_empty_text_rate: float = Field(
+        default=0.0, ge=0.0, le=1.0, description="highest share of empty texts in a text column"
+    )
+    max_duplicate_rate: float = Field(
+        default=0.0, ge=0.0, le=1.0, description="highest share of repeated records in a split"
+    )
+    max_leakage_rate: float = Field(
+        default=0.0,
+        ge=0.0,
+        le=1.0,
+        description="highest share of test rows whose features repeat a train row",
+    )
+    min_rows_per_class: int = Field(
+        default=10, ge=1, description="classification: fewest train rows of each class"
+    )
     # a test set too small to judge anything is a data failure, not a model's success
-    min_test_rows: int = Field(default=30, ge=1)
+    min_test_rows: int = Field(
+        default=30, ge=1, description="fewest test rows: a smaller test set cannot judge a model"
+    )
     min_test_rows_per_class: int = Field(default=10, ge=1, description="classification")
 
 
 class TextParams(_Strict):
     """TF-IDF settings, applied to each text column."""
 
-    max_features: int | None = Field(default=50_000, ge=1)
-    ngram_range: tuple[int, int] = (1, 2)
-    min_df: int = Field(default=2, ge=1)
-    sublinear_tf: bool = True
-    lowercase: bool = True
+    max_features: int | None = Field(
+        default=50_000, ge=1, description="the vocabulary size kept (most frequent)"
+    )
+    ngram_range: tuple[int, int] = Field(
+        default=(1, 2), description="word n-grams counted, [low, high]"
+    )
+    min_df: int = Field(default=2, ge=1, description="a term seen in fewer documents is dropped")
+    sublinear_tf: bool = Field(default=True, description="1 + log(tf) instead of raw counts")
+    lowercase: bool = Field(default=True, description="lowercase before counting")
 
     @field_validator("ngram_range")
     @classmethod
@@ -140,8 +173,12 @@ class LinearSvmParams(_Strict):
     C: float = Field(default=1.0, gt=0.0)
     max_iter: int = Field(default=5000, ge=1)
     class_weight: Literal["balanced"] | None = None
-    calibration: Literal["sigmoid", "isotonic"] = "sigmoid"
-    calibration_folds: int = Field(default=5, ge=2)
+    calibration: Literal["sigmoid", "isotonic"] = Field(
+        default="sigmoid", description="how scores become probabilities"
+    )
+    calibration_folds: int = Field(
+        default=5, ge=2, description="cross-validation folds of the calibration"
+    )
 
 
 class GradientBoostingParams(_Strict):
@@ -229,9 +266,13 @@ class ChampionParams(_Strict):
         default=False,
         description="the interval must lie above 0 (and McNemar's or Wilcoxon's p < alpha)",
     )
-    confidence: float = Field(default=0.95, gt=0.5, lt=1.0)
-    resamples: int = Field(default=2000, ge=1000)
-    seed: int = 0
+    confidence: float = Field(
+        default=0.95, gt=0.5, lt=1.0, description="the bootstrap interval's level"
+    )
+    resamples: int = Field(
+        default=2000, ge=1000, description="bootstrap resamples (both models on the same rows)"
+    )
+    seed: int = Field(default=0, description="seeds the bootstrap")
 
     def compared(self, task: Task) -> tuple[ComparedMetric, ...]:
         if self.metrics is not None:
@@ -272,7 +313,12 @@ class TextEdit(_Strict):
 
 class InvarianceParams(_Strict):
     rows: int = Field(default=200, ge=1, description="test rows each edit is applied to")
-    min_unchanged_rate: float = Field(default=0.95, ge=0.0, le=1.0)
+    min_unchanged_rate: float = Field(
+        default=0.95,
+        ge=0.0,
+        le=1.0,
+        description="share of rows whose answer must not change under each edit",
+    )
     tolerance: float = Field(
         default=0.0,
         ge=0.0,
@@ -311,7 +357,9 @@ class FunctionalityCase(_Strict):
 
 
 class FunctionalityParams(_Strict):
-    min_pass_rate: float = Field(default=1.0, ge=0.0, le=1.0)
+    min_pass_rate: float = Field(
+        default=1.0, ge=0.0, le=1.0, description="share of the cases that must be answered right"
+    )
     cases: tuple[FunctionalityCase, ...] = Field(min_length=1)
 
 
@@ -377,7 +425,9 @@ class GateParams(_Strict):
     max_mae: float | None = threshold("mae", "max", "regression", "an error", gt=0.0)
     min_r2: float | None = threshold("r2", "min", "regression", le=1.0)
     max_us_per_row: float | None = threshold("batch_us_per_row", "max", None, gt=0.0)
-    alpha: float = Field(default=0.05, gt=0.0, lt=1.0)
+    alpha: float = Field(
+        default=0.05, gt=0.0, lt=1.0, description="the paired test's significance (require_better)"
+    )
     champion: ChampionParams = ChampionParams()
     behaviour: BehaviourParams | None = None
 
@@ -414,12 +464,14 @@ class GateParams(_Strict):
 class LoadtestParams(_Strict):
     """The load test's shape and its latency/error budget."""
 
-    users: int = Field(default=16, ge=1, le=1000)
-    spawn_rate: float = Field(default=8.0, gt=0.0)
-    duration_seconds: int = Field(default=20, ge=1, le=3600)
-    max_p95_ms: float = Field(default=100.0, gt=0.0)
-    max_p99_ms: float = Field(default=250.0, gt=0.0)
-    max_failure_ratio: float = Field(default=0.01, ge=0.0, le=1.0)
+    users: int = Field(default=16, ge=1, le=1000, description="simulated clients")
+    spawn_rate: float = Field(default=8.0, gt=0.0, description="clients started per second")
+    duration_seconds: int = Field(default=20, ge=1, le=3600, description="how long the load runs")
+    max_p95_ms: float = Field(default=100.0, gt=0.0, description="budget: 95th percentile latency")
+    max_p99_ms: float = Field(default=250.0, gt=0.0, description="budget: 99th percentile latency")
+    max_failure_ratio: float = Field(
+        default=0.01, ge=0.0, le=1.0, description="budget: share of failed requests"
+    )
     min_requests: int = Field(default=100, ge=1, description="fewer means the test proved nothing")
 
 
@@ -434,8 +486,15 @@ class MonitorParams(_Strict):
     )
     max_ks: float = Field(default=0.1, gt=0.0, le=1.0, description="numeric: KS statistic")
     max_psi: float = Field(default=0.2, gt=0.0, description="categorical: stability index")
-    min_live_accuracy: float | None = Field(default=0.68, ge=0.0, le=1.0)
-    max_live_rmse: float | None = Field(default=None, gt=0.0)
+    min_live_accuracy: float | None = Field(
+        default=0.68,
+        ge=0.0,
+        le=1.0,
+        description="classification: live accuracy from feedback below this retrains",
+    )
+    max_live_rmse: float | None = Field(
+        default=None, gt=0.0, description="regression: live RMSE from feedback above this retrains"
+    )
     min_feedback_rows: int = Field(
         default=100, ge=1, description="fewer labelled predictions: no live-quality verdict"
     )

@@ -28,17 +28,22 @@ class Settings(BaseSettings):
 
     tracking_uri: str = Field(
         default=DEFAULT_TRACKING_URI,
+        description="the MLflow store; mlship's own name wins when both are set",
         validation_alias=AliasChoices("MLSHIP_TRACKING_URI", "MLFLOW_TRACKING_URI"),
     )
-    experiment: str = "mlship"
+    experiment: str = Field(default="mlship", description="the MLflow experiment")
     model_name: str | None = Field(
         default=None, pattern=MODEL_NAME_PATTERN, description="overrides params.yaml's `name`"
     )
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="INFO", description="DEBUG also shows the libraries' own notes"
+    )
     # images
     registry: str = Field(default="127.0.0.1:5001", description="where images are pushed")
     image_name: str | None = Field(default=None, description="default: the model's name")
-    base_image: str = "python:3.11-slim-bookworm"
+    base_image: str = Field(
+        default="python:3.11-slim-bookworm", description="the Dockerfile's BASE_IMAGE"
+    )
     scan_vulnerabilities: bool = Field(
         default=False,
         description="`mlship image push` fails on fixable vulnerabilities "
@@ -64,18 +69,35 @@ class Settings(BaseSettings):
     api_token: SecretStr | None = Field(
         default=None, description="when set, prediction routes need `Authorization: Bearer`"
     )
-    max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
-    max_request_rows: int = Field(default=2000, ge=1)
-    batch_max_rows: int = Field(default=2048, ge=1)
-    batch_wait_ms: float = Field(default=0.0, ge=0.0, le=100.0)
+    max_body_bytes: int = Field(
+        default=4 * 1024 * 1024, ge=1024, description="a larger request body is 413"
+    )
+    max_request_rows: int = Field(default=2000, ge=1, description="more rows in a request is 413")
+    batch_max_rows: int = Field(default=2048, ge=1, description="rows in one merged model call")
+    batch_wait_ms: float = Field(
+        default=0.0, ge=0.0, le=100.0, description="how long a batch waits for more requests"
+    )
     batch_chunk_rows: int = Field(
         default=256, ge=1, description="larger requests are scored in chunks of this many rows"
     )
-    reload_seconds: float = Field(default=30.0, ge=0.5)
+    reload_seconds: float = Field(
+        default=30.0,
+        ge=0.5,
+        description="how often a server on a registry alias looks for a new version",
+    )
     # slow clients: a request head, a body, an idle kept-alive connection each get this long
-    head_timeout_seconds: float = Field(default=10.0, gt=0.0, le=300.0)
-    body_timeout_seconds: float = Field(default=30.0, gt=0.0, le=600.0)
-    keep_alive_seconds: float = Field(default=5.0, gt=0.0, le=300.0)
+    head_timeout_seconds: float = Field(
+        default=10.0, gt=0.0, le=300.0, description="a request head must arrive within this"
+    )
+    body_timeout_seconds: float = Field(
+        default=30.0,
+        gt=0.0,
+        le=600.0,
+        description="a request body must arrive within this (else 408)",
+    )
+    keep_alive_seconds: float = Field(
+        default=5.0, gt=0.0, le=300.0, description="an idle kept-alive connection closes after this"
+    )
     # after deployment (serving/monitor.py)
     monitor_sample_rate: float = Field(
         default=0.1,
@@ -84,7 +106,12 @@ class Settings(BaseSettings):
         description="share of requests whose rows feed the drift gauges and the sink",
     )
     monitor_window_rows: int = Field(default=2000, ge=10, description="sampled rows kept")
-    monitor_interval_seconds: float = Field(default=30.0, gt=0.0, le=3600.0)
+    monitor_interval_seconds: float = Field(
+        default=30.0,
+        gt=0.0,
+        le=3600.0,
+        description="how often the drift and live gauges are computed",
+    )
     monitor_sink: str | None = Field(
         default=None,
         description="a folder (path or fsspec URL) for JSONL files of the "
@@ -94,7 +121,9 @@ class Settings(BaseSettings):
     feedback_seconds: float = Field(
         default=3600.0, ge=0.0, description="answers are kept this long for POST /feedback; 0: off"
     )
-    feedback_max_answers: int = Field(default=200_000, ge=1)
+    feedback_max_answers: int = Field(
+        default=200_000, ge=1, description="most answers kept for feedback"
+    )
     feedback_window: int = Field(
         default=1000, ge=1, description="the latest feedbacks the live gauges and bandit use"
     )
