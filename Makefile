@@ -9,7 +9,7 @@ export PATH := $(BIN):$(PATH)
 SHELL := /bin/bash
 
 .DEFAULT_GOAL := help
-.PHONY: help install docs pipeline train pull repro gate report register promote image push loadtest deploy serve monitor summary lint typecheck check test unit lock clean
+.PHONY: help install docs kube pipeline train pull repro gate report register promote image push loadtest deploy serve monitor summary lint typecheck check test unit lock clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -101,6 +101,9 @@ test: lint typecheck ## the project's checks and mlship's whole framework suite 
 
 unit: install ## the fast unit tests only
 	pytest tests/unit
+
+kube: install ## build the Kubernetes control plane the tests run, once per machine (needs Go)
+	PYTHON=$(BIN)/python bash tests/kube/build.sh
 
 docs: install ## build the documentation site into site/ (strict: a broken link fails)
 	mkdocs build --strict

@@ -43,6 +43,9 @@ class NoVerdictError(MlshipError):
 
 
 CONNECTION_HINTS = (
+    "was refused",  # kubectl: "The connection to the server ... was refused"
+    "no route to host",
+    "i/o timeout",
     "connection refused",
     "max retries exceeded",
     "failed to establish",

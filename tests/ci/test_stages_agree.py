@@ -213,7 +213,7 @@ def test_a_cloud_build_step_running_make_outside_a_stage_is_caught(tmp_path: Pat
 
 
 def test_the_docs_stage_table_is_the_stage_list() -> None:
-    lines = (REPO / "docs" / "ci" / "README.md").read_text().splitlines()
+    lines = (REPO / "docs" / "ci" / "index.md").read_text().splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith("| stage"))
     table = itertools.takewhile(lambda line: line.startswith("|"), lines[start + 2 :])
     rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in table]

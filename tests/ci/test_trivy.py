@@ -81,7 +81,13 @@ def test_every_rendered_kubernetes_variant_passes(trivy: str, tmp_path: Path) ->
         (rendered / f"{variant}.yaml").write_text(text)
     results = _scan(trivy, tmp_path, "config", "--skip-check-update", str(rendered))
     assert len(results) == len(VARIANTS)  # each file was recognised as Kubernetes
-    assert _misconfigurations(results) == set()
+    # the one finding, on purpose: KSV048 (a Role that manages workloads) is the CI deployer's
+    # role in the overlays (k8s/components/deployer): it must set its own Deployment's image,
+    # by name; tests/kube/test_rbac.py proves with the real authorizer it can do nothing more
+    assert _misconfigurations(results) == {
+        ("staging.yaml", "KSV048"),
+        ("production.yaml", "KSV048"),
+    }
 
 
 def test_the_repository_holds_no_secret(trivy: str, tmp_path: Path) -> None:

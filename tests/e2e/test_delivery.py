@@ -15,18 +15,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from mlship.ship.delivery import STEPS
 from tests.ci.act import STAND_INS, TOKEN, act, commit, copy_repository
-from tests.conftest import REPO
 from tests.e2e.conftest import remove_image
 from tests.fake_api import fake_api
 from tests.integration.team_stack import mlflow_server
+from tests.kube.cluster import CACHE, Cluster
+from tests.kube.conftest import render
 from tests.unit.ship.ci.test_github import FakeGitHub
 
-pytestmark = pytest.mark.docker
+pytestmark = [pytest.mark.docker, pytest.mark.kube]
 BASE_IMAGE = "python:3.11-slim-bookworm"  # the Dockerfile's default
-FAKE_KUBECTL = REPO / "tests" / "fake_kubectl"
 POOL = "workloadIdentityPools/github"
 ACCOUNT = "delivery@acme-ml.iam.gserviceaccount.com"
 VARIABLES = {  # the repository's `vars`, as docs/ci/github-actions.md sets them up
@@ -41,9 +42,40 @@ VARIABLES = {  # the repository's `vars`, as docs/ci/github-actions.md sets them
 }
 
 
+def _environments(cluster: Cluster) -> Path:
+    """mlship-staging and mlship-production as their admin sets them up (their overlays, the
+    image running before this release), and one CI identity bound in both, as on GKE."""
+    for env in ("staging", "production"):
+        namespace = f"mlship-{env}"
+        cluster.kubectl("create", "namespace", namespace)
+        documents = [
+            d
+            for d in render(f"overlays/{env}", namespace)
+            if d["kind"] not in ("PodMonitoring", "Rules")
+        ]
+        cluster.apply(yaml.safe_dump_all(documents))
+        cluster.kubectl("-n", namespace, "rollout", "status", "deployment/mlship", "--timeout=60s")
+    cluster.kubectl(
+        "-n",
+        "mlship-production",
+        "create",
+        "rolebinding",
+        "staging-deployer",
+        "--role=mlship-deployer",
+        "--serviceaccount=mlship-staging:mlship-deployer",
+    )
+    return cluster.service_account_config("mlship-staging", "mlship-deployer")
+
+
 def test_cd_yml_delivers_to_staging_then_production_with_the_approvers_name(
-    tmp_path: Path, engine: Any, registry: str
+    tmp_path: Path,
+    engine: Any,
+    registry: str,
+    cluster: Cluster,
+    istio_crds: None,
+    pod_server: str,
 ) -> None:
+    deployer = _environments(cluster)
     repo = tmp_path / "repo"
     repo.mkdir()
     copy_repository(repo, branch="main")
@@ -86,14 +118,25 @@ def test_cd_yml_delivers_to_staging_then_production_with_the_approvers_name(
                     # the test registry instead of the Artifact Registry path cd.yml composes
                     "MLSHIP_REGISTRY": registry,
                     "MLSHIP_BASE_IMAGE": os.environ.get("MLSHIP_BASE_IMAGE", BASE_IMAGE),
-                    "FAKE_KUBECTL_STATE": str(tmp_path / "cluster.json"),
-                    "FAKE_KUBECTL_LOG": str(tmp_path / "kubectl.log"),
+                    "ACT_KUBECONFIG": str(deployer),  # for the GKE credentials stand-in
                 },
-                path_first=(FAKE_KUBECTL, STAND_INS / "bin"),
+                path_first=(CACHE, STAND_INS / "bin"),
                 timeout=2400,
             )
             assert run.artifacts / "release" == release
             _check_delivery(run.succeeded(), run.stand_in_log.read_text(), release, tmp_path, url)
+            # what the cluster runs now, read from it: the release, in both environments
+            image = json.loads((release / "reports/image.json").read_text())["references"][0]
+            for env in ("staging", "production"):
+                running = cluster.kubectl(
+                    "-n",
+                    f"mlship-{env}",
+                    "get",
+                    "deployment/mlship",
+                    "-o",
+                    "jsonpath={.spec.template.spec.containers[0].image}",
+                )
+                assert running.stdout == image, env
     finally:
         if (release / "reports/image.json").is_file():
             built = json.loads((release / "reports/image.json").read_text())
@@ -128,8 +171,6 @@ def _check_delivery(
     ):
         report = json.loads(report_file.read_text())
         assert report["ok"] and report["image"] == built["references"][0], report
-    cluster = json.loads((tmp_path / "cluster.json").read_text())
-    assert cluster["revisions"][-1] == built["references"][0]  # what the cluster runs now
     from mlflow import MlflowClient
 
     client = MlflowClient(tracking_uri=tracking_uri)

@@ -15,10 +15,13 @@ from tests.conftest import REPO
 def test_the_site_builds_strict_with_the_generated_reference(tmp_path: Path) -> None:
     mkdocs = Path(sys.executable).with_name("mkdocs")
     done = subprocess.run(
-        [str(mkdocs), "build", "--strict", "--site-dir", str(tmp_path)], cwd=REPO,
-        capture_output=True, text=True, check=False,
+        [str(mkdocs), "build", "--strict", "--site-dir", str(tmp_path)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
         env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
-    )  # fmt: skip
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     configuration = (tmp_path / "configuration" / "index.html").read_text()
     assert "reference:" not in configuration  # every marker was replaced

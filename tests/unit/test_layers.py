@@ -14,8 +14,13 @@ from tests.conftest import REPO
 
 
 def test_each_floor_imports_only_from_below() -> None:
-    done = subprocess.run([str(Path(sys.executable).with_name("lint-imports"))], cwd=REPO,
-                          capture_output=True, text=True, check=False)  # fmt: skip
+    done = subprocess.run(
+        [str(Path(sys.executable).with_name("lint-imports"))],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert done.returncode == 0, done.stdout[-3000:]
 
 

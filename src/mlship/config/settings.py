@@ -53,6 +53,13 @@ class Settings(BaseSettings):
         default="HIGH,CRITICAL",
         pattern=r"^(LOW|MEDIUM|HIGH|CRITICAL)(,(LOW|MEDIUM|HIGH|CRITICAL))*$",
     )
+    kubectl_timeout_seconds: float = Field(
+        default=120.0,
+        gt=0.0,
+        le=3600.0,
+        description="`mlship deploy`: a kubectl call that takes longer is cut off (a hung API "
+        "server cannot hang a deploy); rollout status gets its --timeout on top",
+    )
     prometheus_url: str | None = Field(
         default=None, description="Prometheus query API for canary checks"
     )

@@ -1,5 +1,5 @@
 """Roll a new image out with kubectl: set image, wait for the rollout, smoke-test through
-the Service from inside the cluster, and undo the rollout on any failure.
+the Service, and put the recorded image back on any failure.
 """
 
 from __future__ import annotations
@@ -8,27 +8,11 @@ import json
 import re
 import subprocess
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from mlship.errors import InputError, ServiceError
-
-# Runs inside a pod of the same image (python3, no curl): ready, one known request, /model.
-SMOKE_SCRIPT = """
-import json, sys, urllib.request
-base, row = sys.argv[1], json.loads(sys.argv[2])
-def get(path):
-    with urllib.request.urlopen(base + path, timeout=10) as answer:
-        return answer.status, json.loads(answer.read())
-ready = get("/ready")[0] == 200
-request = urllib.request.Request(base + "/predict", data=json.dumps(row).encode(),
-                                 headers={"Content-Type": "application/json"})
-with urllib.request.urlopen(request, timeout=10) as answer:
-    prediction = json.loads(answer.read())
-print(json.dumps({"ready": ready, "prediction": prediction, "model": get("/model")[1]}))
-"""
 
 
 @dataclass(frozen=True)
@@ -37,6 +21,7 @@ class Target:
     deployment: str = "mlship"
     container: str = "server"
     service: str = "mlship"
+    port: str = "http"  # the Service's port name
 
 
 @dataclass(frozen=True)
@@ -116,51 +101,45 @@ def expected_version(image: str) -> str | None:
 
 
 def _output(done: subprocess.CompletedProcess[str]) -> str:
-    """The last line kubectl printed, for the report."""
-    text = done.stdout.strip() or done.stderr.strip()
+    """The last line kubectl printed, for the report: its error when it failed."""
+    first, second = (done.stderr, done.stdout) if done.returncode else (done.stdout, done.stderr)
+    text = first.strip() or second.strip()
     return text.splitlines()[-1] if text else f"exit {done.returncode}"
 
 
-def smoke(kubectl: Kubectl, target: Target, image: str, row: dict[str, Any], version: str) -> Step:
-    """One short-lived pod of the same image calls the Service: /ready, /predict, /model."""
-    pod = f"{target.deployment}-smoke-{uuid.uuid4().hex[:8]}"
-    security = {
-        "runAsNonRoot": True,
-        "runAsUser": 10001,
-        "seccompProfile": {"type": "RuntimeDefault"},
-    }
-    overrides = {"spec": {"securityContext": security}}
-    done = kubectl(
-        "run",
-        pod,
-        f"--image={image}",
-        "--restart=Never",
-        "--rm",
-        "-i",
-        "--quiet",
-        f"--overrides={json.dumps(overrides)}",
-        "--command",
-        "--",
-        "python3",
-        "-c",
-        SMOKE_SCRIPT,
-        f"http://{target.service}",
-        json.dumps(row),
-        timeout=180,
-    )
-    if done.returncode != 0:
-        return Step("smoke", False, f"smoke pod failed: {_output(done)}")
-    try:
-        answer = json.loads(done.stdout.strip().splitlines()[-1])
-    except (json.JSONDecodeError, IndexError):
-        return Step("smoke", False, f"smoke pod printed no result: {_output(done)}")
-    served = str(answer.get("model", {}).get("version"))
-    prediction = answer.get("prediction", {})
+def smoke(kubectl: Kubectl, target: Target, row: dict[str, Any], version: str) -> Step:
+    """Through the API server's proxy to the Service — so through its endpoints, to the pods
+    that are Ready — /ready, one known request to /predict, and /model's version."""
+    base = f"/api/v1/namespaces/{kubectl.namespace}/services/{target.service}:{target.port}/proxy"
+
+    def call(path: str, body: dict[str, Any] | None = None) -> tuple[Any, str | None]:
+        """GET (or POST `body`) through the proxy: the JSON answer, or what went wrong."""
+        if body is None:
+            done = kubectl("get", "--raw", f"{base}{path}", timeout=30)
+        else:
+            done = kubectl(
+                "create", "--raw", f"{base}{path}", "-f", "-", timeout=30, stdin=json.dumps(body)
+            )
+        if done.returncode != 0:
+            return None, f"{path}: {_output(done)}"
+        try:
+            return json.loads(done.stdout), None
+        except json.JSONDecodeError:
+            return None, f"{path}: not JSON: {done.stdout[:200]}"
+
+    _, failed = call("/ready")
+    if failed:
+        return Step("smoke", False, f"not ready: {failed}")
+    prediction, failed = call("/predict", row)
+    if failed:
+        return Step("smoke", False, failed)
     said = prediction.get("label", prediction.get("prediction"))  # classification | regression
-    if not answer.get("ready"):
-        return Step("smoke", False, "/ready did not answer 200")
     if said is None:
         return Step("smoke", False, f"/predict gave no label or prediction: {prediction}")
+    described, failed = call("/model")
+    if failed:
+        return Step("smoke", False, failed)
+    served = str(described.get("version"))
     if served != version:
         return Step("smoke", False, f"/model serves version {served}, expected {version}")
     return Step("smoke", True, f"/ready ok, /predict -> {said}, /model version {served}")
@@ -245,7 +224,7 @@ def deploy(
         if changed and report.step(
             "rollout status", kubectl(*wait, timeout=rollout_timeout_s + 30)
         ):
-            report.steps.append(smoke(kubectl, target, image, row, version))
+            report.steps.append(smoke(kubectl, target, row, version))
     except Exception as error:  # whatever went wrong, the cluster must end where it began
         report.steps.append(Step("deploy", False, f"{type(error).__name__}: {error}"))
     if all(step.ok for step in report.steps):
@@ -362,8 +341,9 @@ def canary_deploy(
 ) -> DeployReport:
     """Canary first; the stable Deployment takes the image only after every step passed.
     Whatever happens — a breach, Prometheus failing, an exception — all traffic returns to
-    stable, the canary Deployment is deleted, and stable is verified on its recorded image
-    unless the new one was promoted and settled."""
+    stable, and stable is verified on its recorded image unless the new one was promoted and
+    settled. The canary Deployment is deleted only once the VirtualService is read back at
+    100/0: while traffic may still reach it, it keeps its pods, and no rollback is claimed."""
     report = DeployReport(environment, image, version)
     got = kubectl("get", f"deployment/{target.deployment}", "-o", "json")
     before = running(kubectl, target) if got.returncode == 0 else _output(got)
@@ -393,18 +373,43 @@ def canary_deploy(
     except Exception as error:  # the cluster must end in a known state whatever happened
         report.steps.append(Step("canary", False, f"{type(error).__name__}: {error}"))
     finally:
-        back = _weights(kubectl, target, 0)
-        removed = kubectl("delete", f"deployment/{target.deployment}-canary", "--ignore-not-found")
-        report.steps.append(
-            Step(
-                "all traffic to stable, canary removed",
-                back.returncode == 0 and removed.returncode == 0,
-                f"{_output(back)}; {_output(removed)}",
-            )
-        )
+        traffic_back = _traffic_to_stable(kubectl, target, report)
     if not promoted:
         restore(kubectl, target, report, rollout_timeout_s)
+    report.rolled_back = report.rolled_back and traffic_back
     return report
+
+
+def _traffic_to_stable(kubectl: Kubectl, target: Target, report: DeployReport) -> bool:
+    """Weights back to 100/0, read back from the VirtualService; only then the canary goes."""
+    patched = _weights(kubectl, target, 0)
+    now = read_weights(kubectl, target)
+    if patched.returncode != 0 or now != (100, 0):
+        seen = f"weights now {now[0]}/{now[1]}" if isinstance(now, tuple) else now
+        report.steps.append(
+            Step(
+                "all traffic to stable",
+                False,
+                f"{_output(patched)}; {seen}; the canary is kept: it may still take traffic",
+            )
+        )
+        return False
+    removed = kubectl("delete", f"deployment/{target.deployment}-canary", "--ignore-not-found")
+    report.step("all traffic to stable, canary removed", removed)
+    return removed.returncode == 0
+
+
+def read_weights(kubectl: Kubectl, target: Target) -> tuple[int, int] | str:
+    """(stable, canary) weights of the VirtualService's primary route, or why not known."""
+    done = kubectl("get", f"virtualservice/{target.service}", "-o", "json")
+    if done.returncode != 0:
+        return _output(done)
+    try:
+        routes = json.loads(done.stdout)["spec"]["http"][0]["route"]
+        weights = {r["destination"]["subset"]: int(r.get("weight", 0)) for r in routes}
+        return weights.get("stable", 0), weights.get("canary", 0)
+    except (ValueError, KeyError, IndexError, TypeError):
+        return f"virtualservice/{target.service} has no stable/canary route"
 
 
 def _canary_steps(

@@ -283,7 +283,7 @@ def deploy(
     card = ModelCard.load(paths.model_dir)
     row = loadtest.request_rows(read_split(paths.test), card.features.columns, limit=1)[0]
     target = rollout.Target(namespace or f"mlship-{env.value}")
-    kubectl = rollout.Kubectl(target.namespace)
+    kubectl = rollout.Kubectl(target.namespace, timeout=settings.kubectl_timeout_seconds)
     if canary is not None:
         budget = rollout.CanaryBudget(
             params.loadtest.max_failure_ratio, params.loadtest.max_p99_ms, canary.settle_seconds

@@ -1,10 +1,11 @@
-"""`mlship deploy --canary` judged by a real Prometheus scraping real mlship servers.
+"""`mlship deploy --canary` on the real control plane (as the CI deployer), judged by a real
+Prometheus scraping real mlship servers.
 
-The cluster is the fake kubectl (no Kubernetes API server can run here); the traffic, the
-servers' metrics, their scrape and the PromQL the canary analysis asks are all real. Two
-servers run: a healthy one and one whose model cannot load (it answers 503). Prometheus
-labels them as a Kubernetes scrape would (namespace, pod); which of them is the canary is
-only a label, so each test also proves the queries look at the canary's pods alone."""
+The traffic, the servers' metrics, their scrape, the PromQL the canary analysis asks and the
+Kubernetes objects it moves are all real. Two servers run: a healthy one and one whose model
+cannot load (it answers 503). Prometheus labels them as a Kubernetes scrape of the app's
+namespace would (namespace, pod): kwok runs no container, so which server is the canary's
+pod is only a label, and each test also proves the queries look at the canary's pods alone."""
 
 from __future__ import annotations
 
@@ -29,13 +30,15 @@ from mlship.ship.rollout import (
     canary_deploy,
 )
 from tests.conftest import make_params, text_frame
+from tests.kube.conftest import IMAGE, App
+from tests.kube.test_deploy import NEXT
 from tests.prometheus.conftest import RealPrometheus, Scrape
 from tests.serving.conftest import card_for
 from tests.serving.live import running_server
-from tests.unit.ship.test_rollout import IMAGE, Cluster
+
+pytestmark = pytest.mark.kube
 
 BUDGET = CanaryBudget(max_error_ratio=0.01, max_p99_ms=250, settle_seconds=3)
-TARGET = Target("mlship-staging")
 ROW = {"review": "great taste, would buy again"}
 Start = Callable[[list[Scrape]], AbstractContextManager[RealPrometheus]]
 
@@ -78,8 +81,9 @@ def _scraped(prometheus: RealPrometheus, pod: str, timeout: float = 60) -> None:
 
 
 def _canary_on(
-    canary_is_healthy: bool, model_dir: Path, tmp_path: Path, prometheus: Start
+    canary_is_healthy: bool, model_dir: Path, tmp_path: Path, prometheus: Start, app: App
 ) -> tuple[DeployReport, list[collections.Counter[int]]]:
+    target = Target(app.namespace)
     with ExitStack() as stack:
         healthy = stack.enter_context(running_server("--model", str(model_dir)))
         broken = stack.enter_context(
@@ -97,12 +101,12 @@ def _canary_on(
                 [
                     {
                         "target": canary.removeprefix("http://"),
-                        "namespace": TARGET.namespace,
+                        "namespace": target.namespace,
                         "pod": "mlship-canary-7d9f8-x2k4q",
                     },
                     {
                         "target": stable.removeprefix("http://"),
-                        "namespace": TARGET.namespace,
+                        "namespace": target.namespace,
                         "pod": "mlship-6c5b7-q8w2m",
                     },
                 ]
@@ -111,11 +115,11 @@ def _canary_on(
         _scraped(real, "mlship-canary-7d9f8-x2k4q")
         _scraped(real, "mlship-6c5b7-q8w2m")
         report = canary_deploy(
-            Kubectl(TARGET.namespace),
-            TARGET,
+            Kubectl(target.namespace),
+            target,
             "staging",
-            IMAGE,
-            "7",
+            NEXT,
+            "1",
             Prometheus(real.url),
             BUDGET,
             30,
@@ -127,26 +131,38 @@ def _judged(report: DeployReport) -> dict[str, str]:
     return {s.name: s.detail for s in report.steps if s.name.endswith("%")}
 
 
+@pytest.fixture
+def as_deployer(app: App, monkeypatch: pytest.MonkeyPatch) -> App:
+    for name, value in app.env().items():  # kubectl as the CI deployer, in-process
+        if name in ("KUBECONFIG", "PATH"):
+            monkeypatch.setenv(name, value)
+    return app
+
+
 def test_a_healthy_canary_beside_a_failing_stable_is_promoted(
-    model_dir: Path, tmp_path: Path, prometheus: Start, monkeypatch: pytest.MonkeyPatch
+    model_dir: Path,
+    tmp_path: Path,
+    prometheus: Start,
+    as_deployer: App,
 ) -> None:
-    cluster = Cluster(tmp_path, monkeypatch)
-    monkeypatch.setenv("FAKE_KUBECTL_SCENARIO", "ok")
-    report, (to_healthy, to_broken) = _canary_on(True, model_dir, tmp_path, prometheus)
+    app = as_deployer
+    report, (to_healthy, to_broken) = _canary_on(True, model_dir, tmp_path, prometheus, app)
     assert report.ok, report.markdown()
     assert list(_judged(report)) == ["canary 10%", "canary 50%", "canary 100%"]
     for detail in _judged(report).values():
         assert detail.startswith("error ratio 0.0000") and "p99" in detail
     assert set(to_healthy) == {200} and set(to_broken) == {503}  # both really ran
-    assert cluster.revisions[-1] == IMAGE
+    assert app.image() == NEXT
 
 
 def test_a_canary_failing_its_requests_is_stopped_at_the_first_step(
-    model_dir: Path, tmp_path: Path, prometheus: Start, monkeypatch: pytest.MonkeyPatch
+    model_dir: Path,
+    tmp_path: Path,
+    prometheus: Start,
+    as_deployer: App,
 ) -> None:
-    cluster = Cluster(tmp_path, monkeypatch)
-    monkeypatch.setenv("FAKE_KUBECTL_SCENARIO", "ok")
-    report, _ = _canary_on(False, model_dir, tmp_path, prometheus)
+    app = as_deployer
+    report, _ = _canary_on(False, model_dir, tmp_path, prometheus, app)
     assert report.rolled_back and not report.ok
     assert _judged(report) == {"canary 10%": "error ratio 1.0000 (max 0.01)"}
-    assert cluster.revisions == ["old"]  # stable never took the image
+    assert app.image() == IMAGE  # stable never took the image

@@ -1,0 +1,77 @@
+"""The CI deployer's identity (k8s/components/deployer), asked of the real authorizer (RBAC):
+it may set the image of its own Deployment, read the rollout, undo it, patch the canary's
+weights and smoke-test through the Service — and nothing more."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.kube.conftest import App
+from tests.kube.test_deploy import NEXT
+
+pytestmark = pytest.mark.kube
+
+ALLOWED = [
+    ("patch", "deployments/mlship"),
+    ("get", "deployments/mlship"),
+    ("patch", "deployments/mlship-canary"),
+    ("delete", "deployments/mlship-canary"),
+    ("create", "deployments"),
+    ("list", "replicasets"),
+    ("watch", "pods"),
+    ("patch", "virtualservices.networking.istio.io/mlship"),
+    ("get", "services/mlship:http", "--subresource=proxy"),
+    ("create", "services/mlship:http", "--subresource=proxy"),
+]
+DENIED = [
+    ("get", "secrets"),
+    ("list", "secrets"),
+    ("create", "pods"),
+    ("create", "pods", "--subresource=exec"),
+    ("patch", "deployments/another-app"),
+    ("delete", "deployments/mlship"),
+    ("patch", "virtualservices.networking.istio.io/another-route"),
+    ("delete", "virtualservices.networking.istio.io/mlship"),
+    ("get", "services/another-app:http", "--subresource=proxy"),
+    ("create", "rolebindings.rbac.authorization.k8s.io"),
+    ("patch", "roles.rbac.authorization.k8s.io/mlship-deployer"),
+    ("delete", "namespaces"),
+    ("patch", "deployments/mlship", "--namespace=kube-system"),
+    ("get", "secrets", "--namespace=kube-system"),
+]
+
+
+def _can(app: App, *question: str) -> bool:
+    done = app.cluster.kubectl(
+        f"--namespace={app.namespace}", "auth", "can-i", *question, config=app.deployer, check=False
+    )
+    return done.stdout.strip() == "yes"
+
+
+@pytest.mark.parametrize("question", ALLOWED, ids=" ".join)
+def test_the_deployer_may_do_its_job(app: App, question: tuple[str, ...]) -> None:
+    assert _can(app, *question)
+
+
+@pytest.mark.parametrize("question", DENIED, ids=" ".join)
+def test_the_deployer_may_do_nothing_more(app: App, question: tuple[str, ...]) -> None:
+    # a --namespace in the question wins over the one _can sets first
+    assert not _can(app, *question)
+
+
+def test_set_image_rollout_status_history_and_undo_as_the_deployer(app: App) -> None:
+    def as_deployer(*args: str) -> str:
+        return app.cluster.kubectl(
+            f"--namespace={app.namespace}", *args, config=app.deployer
+        ).stdout
+
+    as_deployer("set", "image", "deployment/mlship", f"server={NEXT}")
+    as_deployer("rollout", "status", "deployment/mlship", "--timeout=60s")
+    assert "2 " in as_deployer("rollout", "history", "deployment/mlship")
+    as_deployer("rollout", "undo", "deployment/mlship")
+    as_deployer("rollout", "status", "deployment/mlship", "--timeout=60s")
+    assert app.image() != NEXT
+    refused = app.cluster.kubectl(
+        "--namespace", app.namespace, "get", "secrets", config=app.deployer, check=False
+    )
+    assert refused.returncode != 0 and "forbidden" in refused.stderr
