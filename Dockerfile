@@ -22,7 +22,10 @@ RUN python3 -m venv /opt/venv \
     && find /opt/venv -depth -type d -name tests -path "*site-packages/*" -exec rm -rf {} + \
     && /opt/venv/bin/python -m compileall -q /opt/venv
 COPY mlship-wheel ./mlship-wheel
-RUN /opt/venv/bin/pip install --quiet --no-index --no-deps ./mlship-wheel/mlship-*.whl
+# skops' trusted-type lists, written once for these versions: the server then starts without
+# importing all of scikit-learn to rebuild them (mlship.pipeline.skops_names)
+RUN /opt/venv/bin/pip install --quiet --no-index --no-deps ./mlship-wheel/mlship-*.whl \
+    && /opt/venv/bin/python -c "from mlship.pipeline.skops_names import save_names; save_names()"
 
 # --- runtime: the environment and the model, run as a non-root user ----------------------
 FROM ${BASE_IMAGE} AS runtime

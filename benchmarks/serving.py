@@ -52,7 +52,7 @@ REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 PEERS = Path.home() / ".cache" / "mlship-bench"
 MODELS = {
-    "text": REPO / "params.yaml",
+    "text": REPO / "examples/reviews/params.yaml",
     "tabular": REPO / "examples/penguins/params.yaml",
     "regression": REPO / "examples/regression/params.yaml",
 }

@@ -160,7 +160,7 @@ def test_the_bandit_moves_traffic_to_the_version_with_better_feedback(
     from mlship.choices import ChallengerMode
     from mlship.config.settings import Settings
     from mlship.serving.app import create_app
-    from mlship.serving.plane import Challenger
+    from mlship.serving.options import Challenger
     from tests.serving.conftest import wait_ready
 
     worse = _model(tmp_path / "worse", version="2", flip=True)

@@ -15,7 +15,8 @@ from mlship.config.settings import Settings
 from mlship.serving.errors import ModelRefusedError
 from mlship.serving.metrics import Metrics
 from mlship.serving.model import ServedModel, load_directory
-from mlship.serving.plane import Challenger, DataPlane, Siblings
+from mlship.serving.options import Challenger, Siblings
+from mlship.serving.plane import DataPlane
 
 
 def _loader(model_dir: Path) -> object:

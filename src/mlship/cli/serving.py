@@ -50,7 +50,7 @@ def serve_command(
     from mlship.serving.threads import limit_native_threads
 
     limit_native_threads()  # before scikit-learn and NumPy load, in this and worker processes
-    from mlship.serving.plane import Challenger
+    from mlship.serving.options import Challenger
     from mlship.serving.runner import ServeOptions, serve
 
     if not model.startswith("models:/") and not Path(model).is_dir():

@@ -29,7 +29,6 @@ from typing import Annotated, Any, Literal
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from scipy import stats
 
 from mlship import files
 from mlship.config.params import DataParams, MonitorParams
@@ -229,6 +228,8 @@ def ks_statistic(reference: NumericProfile, current: np.ndarray) -> float:
 def ks_p_value(statistic: float, reference_rows: int, current_rows: int) -> float:
     """The asymptotic two-sample p-value (Kolmogorov's distribution, effective size)."""
     effective = reference_rows * current_rows / (reference_rows + current_rows)
+    from scipy import stats  # here, not at import: the server starts without it
+
     return float(stats.kstwobign.sf(statistic * math.sqrt(effective)))
 
 
@@ -341,6 +342,8 @@ def chi_square(table: np.ndarray) -> tuple[float, float]:
         return 0.0, 1.0
     expected = table.sum(axis=1, keepdims=True) * table.sum(axis=0) / table.sum()
     statistic = float(((table - expected) ** 2 / expected).sum())
+    from scipy import stats
+
     return statistic, float(stats.chi2.sf(statistic, table.shape[1] - 1))
 
 

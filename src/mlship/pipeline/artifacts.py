@@ -17,11 +17,10 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import skops.io as sio
-
 from mlship.card import MODEL_FILE, ModelCard
 from mlship.errors import InputError
 from mlship.files import write_with
+from mlship.pipeline.skops_names import import_skops
 
 TRUSTED_TYPES = (
     "numpy.dtype",  # the one-hot encoder's category dtypes
@@ -53,6 +52,7 @@ def utc_now() -> str:
 
 def untrusted_types(model: Any) -> list[str]:
     """The types in `model` beyond skops' own safe set and the built-in trust list."""
+    sio = import_skops()
     found = sio.get_untrusted_types(data=sio.dumps(model))
     return sorted(name for name in found if name not in TRUSTED_TYPES)
 
@@ -82,6 +82,7 @@ def copy_code(packages: tuple[str, ...], model_dir: Path, root: Path | None = No
 
 
 def save_model(model: Any, card: ModelCard, model_dir: Path) -> None:
+    sio = import_skops()
     write_with(
         model_dir / MODEL_FILE,
         lambda temp: sio.dump(model, temp, compression=zipfile.ZIP_DEFLATED),
@@ -105,6 +106,7 @@ def load_model(model_dir: Path, card: ModelCard | None = None) -> Any:
 
 def load_file(path: Path, trusted: tuple[str, ...]) -> Any:
     """A skops file whose every type is safe to skops or named in `trusted`."""
+    sio = import_skops()
     try:
         found = sio.get_untrusted_types(file=path)
     except (OSError, ValueError, zipfile.BadZipFile) as error:

@@ -16,7 +16,8 @@ from mlship.config.settings import Settings
 from mlship.serving import openapi
 from mlship.serving.metrics import Metrics
 from mlship.serving.middleware import Gatekeeper, Shortcut
-from mlship.serving.plane import Challenger, DataPlane, Siblings, load_model
+from mlship.serving.options import Challenger, Siblings
+from mlship.serving.plane import DataPlane, Loader, load_model
 from mlship.serving.routes import feedback, mlflow_scoring, page, plain, probes, v2
 
 # every protocol, in the order their routes are tried; a new protocol is one module here
@@ -29,10 +30,12 @@ def create_app(
     challenger: Challenger | None = None,
     siblings: Siblings | None = None,
     metrics_file: Path | None = None,
+    loader: Loader | None = None,
 ) -> FastAPI:
-    """The server for the model at `source` (a model directory or a models:/ URI)."""
+    """The server for the model at `source` (a model directory or a models:/ URI); `loader`
+    replaces how a slot's model is loaded (the runner's preloaded models)."""
     metrics = Metrics()
-    loader = partial(load_model, metrics_file=metrics_file)
+    loader = loader or partial(load_model, metrics_file=metrics_file)
     plane = DataPlane(source, settings, metrics, challenger, loader=loader, siblings=siblings)
     return assemble(plane, settings)
 

@@ -93,6 +93,7 @@ class ServedModel:
     _small: ScoringPath | None = field(init=False, repr=False, default=None)
     _large: ScoringPath | None = field(init=False, repr=False, default=None)
     _fallbacks: tuple[str, ...] = field(init=False, repr=False, default=())
+    _warmed: bool = field(init=False, repr=False, default=False)
 
     def __post_init__(self) -> None:
         classes = getattr(self.model, "classes_", ()) if self.classification else ()
@@ -149,12 +150,15 @@ class ServedModel:
         fastest paths that give the pipeline's own answers (labels equal, numbers within
         fastpath.TOLERANCE) on rows built from the model itself. What was tried and
         refused is logged and shown in /model."""
+        if self._warmed:  # loaded and warmed before the server's processes were forked
+            return
         rows = fastpath.check_rows(self.model, self.features)
         expected = self._pipeline(rows)
         small, large, refused = self._checked_paths(rows, expected)
         object.__setattr__(self, "_small", small)
         object.__setattr__(self, "_large", large)
         object.__setattr__(self, "_fallbacks", tuple(refused))
+        object.__setattr__(self, "_warmed", True)
         log.info("model %s v%s: %s", self.name, self.version, self.scoring_path)
         for reason in refused:
             log.info("model %s v%s: not used: %s", self.name, self.version, reason)

@@ -7,10 +7,8 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,35 +22,13 @@ from mlship.serving.feedback import FeedbackStore
 from mlship.serving.metrics import Metrics
 from mlship.serving.model import Columns, Scores, ServedModel, load_directory, load_registry
 from mlship.serving.monitor import Monitor
+from mlship.serving.options import Challenger, Siblings
 
 log = logging.getLogger("mlship.serve")
 # what a model raises for an input it cannot score; anything else is the server's fault
 FLUSH_SECONDS = 0.2
 MODEL_REFUSALS = (ValueError, TypeError, KeyError, IndexError, ArithmeticError)
 Loader = Callable[[str, Settings], ServedModel]
-
-
-@dataclass(frozen=True)
-class Siblings:
-    """The other server processes on the same port. The kernel hands a connection to any of
-    them, so /ready answers 200 only once every one has its model: a readiness probe that
-    reached a loaded process must not send traffic to one still loading."""
-
-    folder: Path  # one file per process whose champion is loaded
-    count: int
-
-    def mark_ready(self) -> None:
-        (self.folder / str(os.getpid())).touch()
-
-    def ready(self) -> int:
-        return sum(1 for _ in self.folder.iterdir())
-
-
-@dataclass(frozen=True)
-class Challenger:
-    source: str
-    mode: ChallengerMode
-    weight: float = 0.1  # share of traffic in split mode
 
 
 def load_model(source: str, settings: Settings, metrics_file: Path | None = None) -> ServedModel:
@@ -63,10 +39,12 @@ def load_model(source: str, settings: Settings, metrics_file: Path | None = None
     return load_directory(Path(source), settings.model_name, metrics_file)
 
 
-def _freeze() -> None:
+def freeze_loaded() -> None:
     """Move everything alive now (the model, the libraries) out of the garbage collector's
     reach: a full collection walking a large model's objects paused requests for tens of
-    milliseconds (single-worker p99 fell from 77 to 11 ms on the penguins model)."""
+    milliseconds (single-worker p99 fell from 77 to 11 ms on the penguins model), and frozen
+    objects stay shared with forked workers instead of being copied when the collector
+    touches them."""
     gc.collect()
     gc.freeze()
 
@@ -230,7 +208,7 @@ class DataPlane:
     async def _load_slot(self, slot: Slot) -> None:
         model = await asyncio.to_thread(self._load, slot.source, self.settings)
         await asyncio.to_thread(model.warm)
-        _freeze()
+        freeze_loaded()
         slot.model = model
         slot.batcher = MicroBatcher(
             slot.score,
@@ -271,7 +249,7 @@ class DataPlane:
             try:
                 fresh = await asyncio.to_thread(self._load, slot.source, self.settings)
                 await asyncio.to_thread(fresh.warm)
-                _freeze()
+                freeze_loaded()
             except Exception as error:  # keep serving whatever went wrong with the new one
                 wait = self.settings.reload_seconds * 2 ** (failures + 1)
                 retry_at[version] = (time.monotonic() + wait, failures + 1)

@@ -3,7 +3,14 @@
 uvicorn's own `--workers N` leaves Nagle's algorithm on for accepted sockets, which added
 about 45 ms per keep-alive request in our measurements, and its shared listening socket let
 one worker take every connection of a burst. Separate sockets with SO_REUSEPORT let the
-kernel spread connections evenly; each process runs its own event loop and model copy.
+kernel spread connections evenly; each process runs its own event loop.
+
+With several processes, the models are loaded and warmed once, in the parent, which then
+forks the workers: they share the libraries' and the model's memory (copy-on-write, the
+objects frozen out of the garbage collector's reach) and start serving at once, instead of
+each importing and loading everything again. A model that cannot load yet is left to each
+worker, which keeps retrying as before. Nothing in the parent runs a thread or an event
+loop before the fork, and Prometheus' multiprocess directory is set before it is imported.
 """
 
 from __future__ import annotations
@@ -19,11 +26,14 @@ import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from mlship.config.settings import Settings
-from mlship.serving.app import create_app  # imports scikit-learn: see mlship.serving.threads
-from mlship.serving.http import DeadlineProtocol
-from mlship.serving.plane import Challenger, Siblings
+
+if TYPE_CHECKING:  # imported in the functions: scikit-learn and Prometheus load after setup
+    from mlship.serving.model import ServedModel
+    from mlship.serving.options import Challenger, Siblings
+    from mlship.serving.plane import Loader
 
 log = logging.getLogger("mlship.serve")
 
@@ -74,16 +84,45 @@ def configure_logging(level: str) -> None:
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
 
 
-def serve_one(options: ServeOptions, settings: Settings) -> None:
-    """One process: one socket, one event loop, one model."""
+def preload(options: ServeOptions, settings: Settings) -> dict[str, ServedModel]:
+    """The champion (and challenger) loaded and warmed, by source; those that cannot load
+    now are left out (each worker then loads them itself, retrying)."""
+    from mlship.serving.plane import freeze_loaded, load_model
+
+    loaded = {}
+    sources = [options.source] + ([options.challenger.source] if options.challenger else [])
+    for source in sources:
+        try:
+            model = load_model(source, settings, options.metrics_file)
+            model.warm()
+        except Exception as error:  # the workers retry with back-off, saying why
+            log.warning("cannot load %s before starting the workers: %s", source, error)
+            continue
+        loaded[source] = model
+    freeze_loaded()
+    return loaded
+
+
+def serve_one(
+    options: ServeOptions, settings: Settings, preloaded: dict[str, ServedModel] | None = None
+) -> None:
+    """One process: one socket, one event loop, one model (preloaded ones served first)."""
     import uvicorn
+
+    from mlship.serving.app import create_app
+    from mlship.serving.http import DeadlineProtocol
 
     configure_logging(settings.log_level)
     sock = bind(options.host, options.port)
     DeadlineProtocol.head_timeout = settings.head_timeout_seconds
     config = uvicorn.Config(
         create_app(
-            options.source, settings, options.challenger, options.siblings, options.metrics_file
+            options.source,
+            settings,
+            options.challenger,
+            options.siblings,
+            options.metrics_file,
+            loader=_first_preloaded(preloaded or {}, options),
         ),
         loop="uvloop",
         http=DeadlineProtocol,
@@ -97,6 +136,20 @@ def serve_one(options: ServeOptions, settings: Settings) -> None:
     uvicorn.Server(config).run(sockets=[sock])
 
 
+def _first_preloaded(preloaded: dict[str, ServedModel], options: ServeOptions) -> Loader:
+    """The data plane's loader: a preloaded model the first time its source is asked for
+    (reloads of a registry alias load anew)."""
+    from mlship.serving.plane import load_model
+
+    waiting = dict(preloaded)
+
+    def load(source: str, settings: Settings) -> ServedModel:
+        found = waiting.pop(source, None)
+        return found if found is not None else load_model(source, settings, options.metrics_file)
+
+    return load
+
+
 def serve(options: ServeOptions, settings: Settings) -> None:
     ensure_free(options.host, options.port)
     if options.workers == 1:
@@ -105,13 +158,18 @@ def serve(options: ServeOptions, settings: Settings) -> None:
     metrics_dir = tempfile.mkdtemp(prefix="mlship-metrics-")
     if settings.feedback_db is None:  # one feedback file for every worker
         settings = settings.model_copy(update={"feedback_db": f"{metrics_dir}/feedback.sqlite"})
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir  # before anything imports prometheus
+    from mlship.serving.options import Siblings
+
     ready_dir = Path(metrics_dir) / "ready"
     ready_dir.mkdir()
     options = replace(options, siblings=Siblings(ready_dir, options.workers))
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir  # before any child imports prometheus
-    context = multiprocessing.get_context("spawn")
+    preloaded = preload(options, settings)
+    context = multiprocessing.get_context("fork")
     children = [
-        context.Process(target=serve_one, args=(options, settings), name=f"mlship-serve-{i}")
+        context.Process(
+            target=serve_one, args=(options, settings, preloaded), name=f"mlship-serve-{i}"
+        )
         for i in range(options.workers)
     ]
     for child in children:

@@ -1,0 +1,286 @@
+"""How fast a new server takes traffic, beside the peers, in one run: one table.
+
+For each model (the text, tabular and regression examples, trained here as in serving.py):
+the seconds from starting the process to its readiness probe answering 200 — mlship serve
+with 1 and 2 processes (/ready: every process can score), MLServer 1.7.1 and BentoML
+1.4.38 on the same fitted pipeline (their own readiness probes), all with one native thread
+per process — the median of --starts runs, and the resident memory of the whole process
+tree at that moment. With --image: the seconds from `docker run` to /ready for that image,
+and its size by layer group (base, system setup, the environment with mlship, the model).
+
+Usage: .venv/bin/python benchmarks/startup.py [--starts 5] [--models text,tabular,regression]
+       [--skip-peers] [--image REF]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import serving as bench
+from mlship.ship.launch import free_port
+
+Command = tuple[list[str], str, dict[str, str], Path]  # argv, readiness URL, env, cwd
+
+
+@dataclass
+class Start:
+    contender: str
+    model: str
+    seconds: list[float]
+    rss_mb: float
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.seconds)
+
+
+def time_start(command: Command, timeout: float = 120) -> tuple[float, float]:
+    """Seconds from Popen to the readiness URL's first 200, and the tree's RSS then."""
+    argv, probe, env, cwd = command
+    started = time.perf_counter()
+    process = subprocess.Popen(
+        argv,
+        cwd=cwd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, **bench.ONE_THREAD, **env},
+        start_new_session=True,
+    )
+    try:
+        with httpx.Client(timeout=2) as client:
+            while True:
+                if process.poll() is not None:
+                    raise SystemExit(f"{argv[0]} exited with {process.returncode}")
+                try:
+                    if client.get(probe).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if time.perf_counter() - started > timeout:
+                    raise SystemExit(f"{' '.join(argv)}: not ready after {timeout} s")
+                time.sleep(0.01)
+        return time.perf_counter() - started, bench.rss_mb(process.pid)
+    finally:
+        os.killpg(process.pid, 15)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, 9)
+            process.wait()
+
+
+def mlship(model: bench.Model, workers: int, folder: Path) -> Command:
+    port = free_port()
+    argv = [
+        str(bench.BIN / "mlship"),
+        "serve",
+        "--model",
+        str(model.folder),
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+    ]
+    return argv, f"http://127.0.0.1:{port}/ready", {}, folder
+
+
+def mlserver(model: bench.Model, folder: Path) -> Command:
+    """MLServer's scikit-learn runtime, 2 workers, as serving.py configures it."""
+    settings = folder / f"mlserver-start-{model.name}"
+    if not settings.exists():
+        (settings / "model").mkdir(parents=True)
+        (settings / "model" / "model.joblib").write_bytes(model.pickle.read_bytes())
+        (settings / "model" / "model-settings.json").write_text(
+            json.dumps(
+                {
+                    "name": "model",
+                    "implementation": "mlserver_sklearn.SKLearnModel",
+                    "parameters": {"uri": "./model.joblib"},
+                }
+            )
+        )
+    port = free_port()
+    (settings / "settings.json").write_text(
+        json.dumps(
+            {
+                "http_port": port,
+                "grpc_port": free_port(),
+                "metrics_port": free_port(),
+                "parallel_workers": 2,
+                "host": "127.0.0.1",
+            }
+        )
+    )
+    python = bench.peer_python("mlserver")
+    argv = [str(python.parent / "mlserver"), "start", str(settings)]
+    return argv, f"http://127.0.0.1:{port}/v2/models/model/ready", {}, settings
+
+
+def bentoml(model: bench.Model, folder: Path) -> Command:
+    """A BentoML service with 2 workers around the same pipeline, as serving.py has it."""
+    service = folder / f"bento-start-{model.name}"
+    if not service.exists():
+        service.mkdir()
+        call = "predict_proba" if model.task == "classification" else "predict"
+        (service / "service.py").write_text(
+            textwrap.dedent(bench.BENTO_SERVICE).format(pickle=str(model.pickle), call=call)
+        )
+    python = bench.peer_python("bentoml")
+    port = free_port()
+    argv = [
+        str(python.parent / "bentoml"),
+        "serve",
+        "service:Model",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
+    return argv, f"http://127.0.0.1:{port}/readyz", {"BENTOML_DO_NOT_TRACK": "True"}, service
+
+
+def measure(label: str, model: bench.Model, make: Callable[[], Command], starts: int) -> Start:
+    time_start(make())  # one unmeasured start: the file cache, as on a node that pulled
+    seconds, rss = [], 0.0
+    for _ in range(starts):
+        took, rss = time_start(make())
+        seconds.append(took)
+    return Start(label, model.name, seconds, rss)
+
+
+def container(reference: str, starts: int) -> list[float]:
+    """Seconds from `docker run` to /ready, the image's own entrypoint (2 processes)."""
+    from mlship.ship import image, launch
+
+    client = image.engine()
+    found = []
+    for _ in range(starts + 1):
+        port = free_port()
+        started = time.perf_counter()
+        made = launch.run_container(client, reference, port)
+        try:
+            bench.wait_ready(
+                f"http://127.0.0.1:{port}/ready",
+                120,
+                lambda made=made: launch.container_alive(made),
+            )
+            found.append(time.perf_counter() - started)
+        finally:
+            made.remove(force=True)
+    return found[1:]  # the first start warms the engine's caches
+
+
+def layers(reference: str) -> list[tuple[str, float]]:
+    """The image's size by layer group, from `docker history`."""
+    done = subprocess.run(
+        ["docker", "history", "--no-trunc", "--format", "{{.Size}}\t{{.CreatedBy}}", reference],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    from docker.utils import parse_bytes
+
+    groups: dict[str, float] = {}
+    for line in reversed(done.stdout.splitlines()):
+        size, created = line.split("\t", 1)
+        megabytes = parse_bytes(size.replace("B", "").lower() or "0") / 1e6 if size != "0B" else 0
+        if "/opt/venv" in created and "COPY" in created:
+            group = "environment (dependencies + mlship)"
+        elif "/opt/model" in created:
+            group = "model"
+        elif "useradd" in created or "SYSTEM_PACKAGES" in created:
+            group = "system setup"
+        elif not groups or list(groups)[-1] == "base":
+            group = "base"
+        else:
+            group = "configuration"
+        groups[group] = groups.get(group, 0.0) + megabytes
+    return list(groups.items())
+
+
+def table(found: list[Start]) -> str:
+    lines = [
+        "| model | contender | start → ready, median s | runs (s) | RSS at ready MB |",
+        "|---|---|---:|---|---:|",
+    ]
+    for start in found:
+        runs = ", ".join(f"{s:.2f}" for s in start.seconds)
+        lines.append(
+            f"| {start.model} | {start.contender} | {start.median:.2f} | {runs} | "
+            f"{start.rss_mb:.0f} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--starts", type=int, default=5)
+    parser.add_argument("--models", default=",".join(bench.MODELS))
+    parser.add_argument("--skip-peers", action="store_true")
+    parser.add_argument("--image", help="also time this image's start and size its layers")
+    args = parser.parse_args()
+    print(f"cores: {os.cpu_count()}; {args.starts} starts each (after one unmeasured)")
+    found = []
+    with tempfile.TemporaryDirectory(prefix="mlship-startup-") as scratch:
+        root = Path(scratch)
+        for name in args.models.split(","):
+            model = bench.train(name, bench.MODELS[name], root)
+            for workers in (1, 2):
+                found.append(
+                    measure(
+                        f"mlship serve --workers {workers}",
+                        model,
+                        lambda m=model, w=workers: mlship(m, w, root),
+                        args.starts,
+                    )
+                )
+            if not args.skip_peers:
+                found.append(
+                    measure(
+                        "MLServer 1.7.1, 2 workers",
+                        model,
+                        lambda m=model: mlserver(m, root),
+                        args.starts,
+                    )
+                )
+                found.append(
+                    measure(
+                        "BentoML 1.4.38, 2 workers",
+                        model,
+                        lambda m=model: bentoml(m, root),
+                        args.starts,
+                    )
+                )
+            print(table([s for s in found if s.model == name]), flush=True)
+    print("\n" + table(found))
+    if args.image:
+        runs = container(args.image, args.starts)
+        print(
+            f"\ncontainer start → /ready ({args.image}, 2 processes): median "
+            f"{statistics.median(runs):.2f} s; runs {', '.join(f'{r:.2f}' for r in runs)}"
+        )
+        from mlship.ship import image
+
+        size = image.engine().images.get(args.image).attrs.get("Size", 0) / 1e6
+        print(
+            f"image size {size:.0f} MB: "
+            + ", ".join(f"{group} {megabytes:.0f} MB" for group, megabytes in layers(args.image))
+        )
+
+
+if __name__ == "__main__":
+    main()
