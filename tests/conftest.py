@@ -86,8 +86,8 @@ def raw_params(**sections: Any) -> dict[str, Any]:
         "validate": {
             "labels": ["great", "other"],
             "min_rows_per_class": 2,
-            "min_test_rows": 2,
-            "min_test_rows_per_class": 1,
+            "min_test_rows": 30,  # the floor
+            "min_test_rows_per_class": 5,
         },
         "train": {
             "model": {"kind": "logistic_regression", "C": 5.0},
@@ -153,7 +153,7 @@ class Project:
 @pytest.fixture
 def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Project:
     monkeypatch.chdir(tmp_path)  # MLflow's local artifact folder is relative to the project
-    text_frame(8).assign(review=lambda f: f.review + " later").to_csv(
+    text_frame(15).assign(review=lambda f: f.review + " later").to_csv(
         tmp_path / "test.csv", index=False
     )
     dvc_file = write_dvc_file(tmp_path)

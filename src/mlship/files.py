@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 import zlib
 from collections.abc import Callable, Iterator
@@ -31,6 +32,24 @@ def atomic_path(target: Path) -> Iterator[Path]:
         temp.unlink(missing_ok=True)
 
 
+@contextmanager
+def atomic_folder(target: Path) -> Iterator[Path]:
+    """Yield an empty folder beside `target`; it takes `target`'s place only on success, so
+    a failure leaves the previous folder whole."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    previous = target.with_name(f"{staging.name}.previous")
+    try:
+        yield staging
+        staging.chmod(0o755)  # mkdtemp makes 0700; outputs are read by others (a server user)
+        if target.exists():
+            target.rename(previous)
+        staging.rename(target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(previous, ignore_errors=True)
+
+
 def write_text(target: Path, text: str) -> None:
     with atomic_path(target) as temp:
         temp.write_text(text, encoding="utf-8")
@@ -48,6 +67,21 @@ def write_with(target: Path, writer: Callable[[Path], None]) -> None:
 
 def write_parquet(target: Path, frame: pd.DataFrame) -> None:
     write_with(target, lambda temp: frame.to_parquet(temp, index=False))
+
+
+def tree_sha256(folder: Path) -> str:
+    """A digest of a folder's files, their relative paths and contents; a symbolic link is
+    refused (it could point anywhere, and change after the digest was taken)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for path in sorted(folder.rglob("*")):
+        if path.is_symlink():
+            raise InputError(f"{path}: a symbolic link; refusing to trust it")
+        if path.is_file() and "__pycache__" not in path.parts:
+            digest.update(path.relative_to(folder).as_posix().encode() + b"\0")
+            digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()
 
 
 def sha256(path: Path) -> str:

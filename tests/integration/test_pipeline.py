@@ -150,3 +150,25 @@ def test_a_failing_source_loses_no_earlier_output(workspace: Workspace) -> None:
     assert done.returncode != 0
     assert "broken.csv.gz: the file is truncated or damaged" in done.stdout + done.stderr
     assert _digest(workspace, *kept) == before
+
+
+def test_a_failing_train_stage_keeps_the_released_model(workspace: Workspace) -> None:
+    # given a reproduced pipeline
+    workspace.use_example("penguins")
+    workspace.repro()
+    kept = ("models/model.skops", "models/model_card.json", "metrics/evaluate.json")
+    before = _digest(workspace, *kept)
+    # when a train param makes the fit fail
+    params = yaml.safe_load((workspace.root / "params.yaml").read_text())
+    params["train"]["model"] = {
+        "kind": "estimator",
+        "class": "sklearn.linear_model.LogisticRegression",
+        "params": {"C": -1.0},
+    }
+    (workspace.root / "params.yaml").write_text(yaml.safe_dump(params))
+    done = workspace.run(str(BIN / "dvc"), "repro")
+    # then train fails, and the model and its metrics are still the previous ones
+    assert done.returncode != 0
+    assert "train" in done.stdout + done.stderr
+    assert _digest(workspace, *kept) == before
+    assert not list((workspace.root).glob(".models.*"))  # no half-written folder left

@@ -27,7 +27,7 @@ def test_a_first_model_passes_on_thresholds_and_the_contract(project: Project) -
     verdict = _gate(project)
     # then it passes without a comparison, and the reports say so
     assert verdict.passed and verdict.champion_version is None
-    assert {c.group for c in verdict.criteria} == {"threshold", "contract"}
+    assert {c.group for c in verdict.criteria} == {"threshold", "contract", "attack"}
     report = json.loads(project.paths.gate_json.read_text())
     assert report["passed"] and report["candidate_run_id"]
     assert project.paths.gate_md.read_text().startswith("<!-- mlship-gate -->")
@@ -48,7 +48,10 @@ def test_a_weaker_candidate_fails_against_the_champion(project: Project) -> None
     # when gated / then the paired comparison with version 1 fails it
     verdict = _gate(project, gate=lenient)
     assert verdict.champion_version == "1" and not verdict.passed
-    assert [c.group for c in verdict.failed] == ["champion", "champion"]
+    assert [c.group for c in verdict.failed if c.group != "attack"] == ["champion", "champion"]
+    # and a model fit to noise has memorised its rows: membership inference tells them apart
+    leaked = [c.name for c in verdict.failed if c.group == "attack"]
+    assert leaked == ["membership inference advantage <= 0.2"]
     assert "champion v1" in verdict.failed[0].detail
 
 
@@ -69,3 +72,21 @@ def test_an_edited_metrics_file_is_refused(project: Project) -> None:
     # when gated / then the recomputed scores disagree and the gate refuses to judge
     with pytest.raises(InputError, match=r"does not match the model's own scores .*accuracy"):
         _gate(project)
+
+
+def test_a_swapped_test_split_fails_the_gate(project: Project) -> None:
+    # given a pipeline run, then a test split replaced by hand with rows the model gets
+    # right, evaluated again so every recorded metric agrees with it (dvc commit; repro)
+    project.run_pipeline(project.params())
+    from mlship.files import read_table, write_parquet
+    from mlship.stages import pipeline
+
+    easy = read_table(str(project.paths.train)).head(30).assign(review=lambda f: f.review + " !")
+    write_parquet(project.paths.test, easy)
+    params = project.params()
+    files = pipeline.EvaluationFiles.of(project.paths)
+    pipeline.evaluate(params, project.settings, project.paths.model_dir, project.paths.test, files)
+    # when gated / then the split is found not to be ingest's own, and the gate fails
+    verdict = _gate(project)
+    assert [c.name for c in verdict.failed] == ["splits derived from the source"]
+    assert "test differ from what ingest derives from train.csv" in verdict.failed[0].detail

@@ -94,3 +94,21 @@ def test_promote_needs_the_gate_record_not_just_a_tag(project: Project) -> None:
     # when promoted / then refused: its run carries no passing gate record
     with pytest.raises(CheckError, match="no passing gate record"):
         promote(project.settings, {}, approver="ana")
+
+
+def test_a_later_failing_gate_on_the_same_run_leaves_the_registered_verdict(
+    project: Project,
+) -> None:
+    # given a gated, registered version
+    _gated(project)
+    version = register(project.stage_inputs())
+    # when the gate runs again on the same run and fails (thresholds no model meets)
+    strict = project.params(gate={"min_accuracy": 1.0, "max_log_loss": 1e-9})
+    assert not gate(project.stage_inputs(strict), stale=lambda _: []).passed
+    # then both verdicts are kept on the run, and the version still promotes on its own
+    run = mlflow.MlflowClient(project.settings.tracking_uri).get_run(
+        json.loads(project.paths.gate_json.read_text())["candidate_run_id"]
+    )
+    verdicts = sorted(v for k, v in run.data.tags.items() if k.startswith("mlship.gate.verdict."))
+    assert verdicts == ["failed", "passed"]
+    assert promote(project.settings, {}, approver="ana").version == version

@@ -23,6 +23,9 @@ from pydantic import (
 
 from mlship.errors import InputError
 
+MIN_TEST_ROWS_FLOOR = 30  # no params.yaml can judge a model on fewer test rows
+MIN_TEST_ROWS_PER_CLASS_FLOOR = 5
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -130,11 +133,16 @@ class ValidateParams(_Strict):
     min_rows_per_class: int = Field(
         default=10, ge=1, description="classification: fewest train rows of each class"
     )
-    # a test set too small to judge anything is a data failure, not a model's success
+    # a test set too small to judge anything is a data failure, not a model's success; the
+    # floors keep a params change from making a handful of cherry-picked rows a test set
     min_test_rows: int = Field(
-        default=30, ge=1, description="fewest test rows: a smaller test set cannot judge a model"
+        default=30,
+        ge=MIN_TEST_ROWS_FLOOR,
+        description="fewest test rows: a smaller test set cannot judge a model",
     )
-    min_test_rows_per_class: int = Field(default=10, ge=1, description="classification")
+    min_test_rows_per_class: int = Field(
+        default=10, ge=MIN_TEST_ROWS_PER_CLASS_FLOOR, description="classification"
+    )
 
 
 class TextParams(_Strict):
@@ -371,6 +379,50 @@ class BehaviourParams(_Strict):
     functionality: FunctionalityParams | None = None
 
 
+class MembershipParams(_Strict):
+    """Membership inference (ART's black-box attack): can the model's answers tell its
+    training rows from others? A model that memorises its rows leaks who was in them."""
+
+    rows: int = Field(default=1000, ge=20, description="rows taken from each of train and test")
+    max_advantage: float = Field(
+        default=0.2,
+        ge=0.0,
+        le=1.0,
+        description="highest advantage over chance: the attack's true-positive rate minus its "
+        "false-positive rate",
+    )
+
+
+class EvasionParams(_Strict):
+    """Evasion: small changes to correctly answered test rows that change the answer
+    (classification). Numeric columns: ART's HopSkipJump; text columns: typos, casing and
+    word order."""
+
+    rows: int = Field(default=20, ge=1, le=1000, description="correctly answered rows attacked")
+    budget: float = Field(
+        default=0.5,
+        gt=0.0,
+        description="HopSkipJump: how far a row may move, the L2 distance over the numeric "
+        "columns in training standard deviations",
+    )
+    max_iter: int = Field(default=5, ge=1, le=100, description="HopSkipJump's iterations")
+    max_queries: int = Field(
+        default=100, ge=10, le=10_000, description="HopSkipJump: most model queries per step"
+    )
+    max_success_rate: float = Field(
+        default=0.5, ge=0.0, le=1.0, description="highest share of attacked rows evaded"
+    )
+
+
+class AttackParams(_Strict):
+    """Attacks the gate runs on the candidate; `null` for one turns it off (said in the
+    report)."""
+
+    membership: MembershipParams | None = MembershipParams()
+    evasion: EvasionParams | None = EvasionParams()
+    seed: int = Field(default=0, description="the rows sampled and the attacks' draws")
+
+
 @dataclass(frozen=True)
 class Threshold:
     """What one gate threshold in params.yaml bounds: a metric of the evaluation (or, for
@@ -430,6 +482,7 @@ class GateParams(_Strict):
     )
     champion: ChampionParams = ChampionParams()
     behaviour: BehaviourParams | None = None
+    attacks: AttackParams = AttackParams()
 
     @classmethod
     def thresholds(cls) -> dict[str, Threshold]:

@@ -76,6 +76,25 @@ class Settings(BaseSettings):
     api_token: SecretStr | None = Field(
         default=None, description="when set, prediction routes need `Authorization: Bearer`"
     )
+    api_tokens_file: str | None = Field(
+        default=None,
+        description="a file of `<client name> <token>` lines: several clients, each with its "
+        "own token and its own rate limit (with or instead of MLSHIP_API_TOKEN)",
+    )
+    rate_limit_requests: float | None = Field(
+        default=None, gt=0.0, description="requests per second per client; beyond: 429"
+    )
+    rate_limit_rows: float | None = Field(
+        default=None, gt=0.0, description="rows scored per second per client; beyond: 429"
+    )
+    rate_limit_burst_seconds: float = Field(
+        default=2.0, gt=0.0, description="how many seconds of a client's rate it may save up"
+    )
+    trust_model_code: bool = Field(
+        default=False,
+        description="serve registry versions that ship the team's code (checked against "
+        "the code the gate judged); off: such versions are refused",
+    )
     max_body_bytes: int = Field(
         default=4 * 1024 * 1024, ge=1024, description="a larger request body is 413"
     )
@@ -131,6 +150,11 @@ class Settings(BaseSettings):
     feedback_max_answers: int = Field(
         default=200_000, ge=1, description="most answers kept for feedback"
     )
+    feedback_max_bytes: int = Field(
+        default=16 * 1024 * 1024,
+        ge=64 * 1024,
+        description="most bytes of answers kept for feedback; the oldest go first",
+    )
     feedback_window: int = Field(
         default=1000, ge=1, description="the latest feedbacks the live gauges and bandit use"
     )
@@ -151,6 +175,16 @@ class Settings(BaseSettings):
     def named(self, params: Params) -> Settings:
         """These settings with params.yaml's model name, unless MLSHIP_MODEL_NAME set one."""
         return self if self.model_name else self.model_copy(update={"model_name": params.name})
+
+    def per_worker(self, workers: int) -> Settings:
+        """These settings for one of `workers` server processes: each keeps its own rate
+        buckets, so each gets its share of the rates."""
+        shares = {
+            name: value / workers
+            for name in ("rate_limit_requests", "rate_limit_rows")
+            if (value := getattr(self, name)) is not None
+        }
+        return self.model_copy(update=shares)
 
     @property
     def registered_name(self) -> str:

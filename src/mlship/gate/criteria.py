@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from mlship.config.params import (
+    AttackParams,
     BehaviourParams,
     FunctionalityParams,
     GateParams,
@@ -22,6 +23,7 @@ from mlship.config.params import (
     Task,
 )
 from mlship.errors import InputError
+from mlship.gate.attacks import EvasionResult, MembershipResult
 from mlship.gate.paired import mcnemar_exact, paired_bootstrap, wilcoxon_errors
 
 Answer = str | float  # a label (classification) or a value (regression)
@@ -31,7 +33,7 @@ Predict = Callable[[list[str]], Sequence[Answer]]
 
 @dataclass(frozen=True)
 class Criterion:
-    group: str  # threshold | champion | behaviour | contract | loadtest
+    group: str  # threshold | champion | behaviour | contract | attack | loadtest
     name: str
     passed: bool
     detail: str
@@ -221,3 +223,63 @@ def contract_criterion(report: dict[str, Any]) -> Criterion:
         else "; ".join(f"{f['where']}: {f['rule']}: {f['detail']}" for f in failed)
     )
     return Criterion("contract", "data contract", passed, detail)
+
+
+def provenance_criterion(differing: list[str], source: str) -> Criterion:
+    """Whether the splits judged are the ones ingest derives from the declared source."""
+    if not differing:
+        return Criterion("contract", "splits derived from the source", True, f"from {source}")
+    return Criterion(
+        "contract",
+        "splits derived from the source",
+        False,
+        f"{' and '.join(differing)} differ from what ingest derives from {source} with these "
+        "params: the splits were replaced or edited after ingest",
+    )
+
+
+def attack_criteria(
+    membership: MembershipResult | None,
+    evasion: EvasionResult | None,
+    settings: AttackParams,
+) -> list[Criterion]:
+    """The attacks' results against their limits (an attack not run adds none)."""
+    found = []
+    if membership is not None and settings.membership is not None:
+        limit = settings.membership.max_advantage
+        found.append(
+            Criterion(
+                "attack",
+                f"membership inference advantage <= {limit}",
+                membership.advantage <= limit,
+                f"ART black-box attack on {membership.rows} train and {membership.rows} test "
+                f"rows: true-positive rate {membership.true_positive_rate:.3f}, false-positive "
+                f"rate {membership.false_positive_rate:.3f}",
+                membership.advantage,
+                limit,
+            )
+        )
+    if evasion is not None and settings.evasion is not None:
+        limit = settings.evasion.max_success_rate
+        budget = (
+            f" within {settings.evasion.budget} standard deviations"
+            if evasion.median_distance is not None or "HopSkipJump" in evasion.method
+            else " by one edit"
+        )
+        nearest = (
+            f"; median distance to a changed answer {evasion.median_distance}"
+            if evasion.median_distance is not None
+            else ""
+        )
+        found.append(
+            Criterion(
+                "attack",
+                f"evasion success rate <= {limit}",
+                evasion.success_rate <= limit,
+                f"{evasion.method}: {evasion.evaded} of {evasion.attacked} correctly answered "
+                f"test rows answered otherwise{budget}{nearest}",
+                round(evasion.success_rate, 4),
+                limit,
+            )
+        )
+    return found

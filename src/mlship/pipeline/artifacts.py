@@ -19,7 +19,7 @@ from typing import Any
 
 from mlship.card import MODEL_FILE, ModelCard
 from mlship.errors import InputError
-from mlship.files import write_with
+from mlship.files import tree_sha256, write_with
 from mlship.pipeline.skops_names import import_skops
 
 TRUSTED_TYPES = (
@@ -79,6 +79,12 @@ def copy_code(packages: tuple[str, ...], model_dir: Path, root: Path | None = No
         else:
             target.mkdir(parents=True, exist_ok=True)
             shutil.copy(source.with_suffix(".py"), target / f"{name}.py")
+
+
+def code_digest(model_dir: Path) -> str | None:
+    """The digest of the team's code shipped in the model directory; None when it has none."""
+    code = model_dir / CODE_DIR
+    return tree_sha256(code) if code.is_dir() else None
 
 
 def save_model(model: Any, card: ModelCard, model_dir: Path) -> None:

@@ -11,10 +11,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mlship import files
 from mlship.card import CARD_FILE, PROFILE_FILE, ModelCard
 from mlship.errors import InputError
 from mlship.monitor.drift import Profile
-from mlship.pipeline.artifacts import TRUSTED_TYPES
+from mlship.pipeline.artifacts import CODE_DIR, TRUSTED_TYPES
+from mlship.registry import runs
 from mlship.registry.runs import mlflow_failure
 
 log = logging.getLogger("mlship.registry")
@@ -61,7 +63,8 @@ class LoadedVersion:
 
 
 def _skops_file(folder: Path, uri: str) -> Path:
-    """The model file of a downloaded version; InputError unless it is a skops file."""
+    """The model file of a downloaded version; InputError unless it is a skops file inside
+    the version's own folder."""
     import yaml
 
     try:
@@ -73,18 +76,74 @@ def _skops_file(folder: Path, uri: str) -> Path:
             f"{uri}: refusing a model saved as {flavor.get('serialization_format')!r}; only "
             "skops files are loaded (a pickle can run any code when loaded)"
         )
-    return folder / str(flavor.get("pickled_model", "model.skops"))
+    named = str(flavor.get("pickled_model", "model.skops"))
+    found = (folder / named).resolve()
+    if not found.is_relative_to(folder.resolve()) or not found.is_file():
+        raise InputError(
+            f"{uri}: its MLmodel names the model file {named!r}, which is not a file inside "
+            "the version's own artifacts; refusing to load it"
+        )
+    return found
 
 
-def load_version(tracking_uri: str, name: str, version: str) -> LoadedVersion:
+def gated_version_report(
+    tracking_uri: str, run_id: str, version_tags: dict[str, str]
+) -> dict[str, Any] | None:
+    """The passing gate report a version was registered with, verified on its run."""
+    digest = version_tags.get(runs.GATE_DIGEST_TAG)
+    return runs.passing_gate_report(tracking_uri, run_id, digest) if digest else None
+
+
+def _check_code(
+    folder: Path, card: ModelCard, gated: dict[str, Any] | None, allow_code: bool, uri: str
+) -> None:
+    """A version that ships the team's code, or trusts types beyond the built-in list, loads
+    only where code is allowed, and only as the gate judged it: the same types, the same
+    code, byte for byte. Anything else is refused before a line of it is imported."""
+    code = folder / CODE_DIR
+    if not card.trusted_types and not code.exists():
+        return
+    shipped = (
+        f"the team's code ({', '.join(card.code) or CODE_DIR + '/'})"
+        if code.exists()
+        else (f"types beyond the built-in trust list ({', '.join(card.trusted_types)})")
+    )
+    if not allow_code:
+        raise InputError(
+            f"{uri}: the version carries {shipped}; this server imports a version's code only "
+            "when the deployment opts in: set MLSHIP_TRUST_MODEL_CODE=true"
+        )
+    if gated is None:
+        raise InputError(
+            f"{uri}: the version carries {shipped} but no passing gate record; refusing to "
+            "import code no gate has judged"
+        )
+    digest = files.tree_sha256(code) if code.exists() else None
+    if digest != gated.get("code_sha256"):
+        raise InputError(
+            f"{uri}: its code (sha256 {digest}) is not the code the gate judged "
+            f"(sha256 {gated.get('code_sha256')}); refusing to import it"
+        )
+    if sorted(card.trusted_types) != sorted(gated.get("trusted_types", [])):
+        raise InputError(
+            f"{uri}: its card trusts {sorted(card.trusted_types)}, but the gate judged "
+            f"{sorted(gated.get('trusted_types', []))}; refusing to load it"
+        )
+
+
+def load_version(
+    tracking_uri: str, name: str, version: str, allow_code: bool = True
+) -> LoadedVersion:
     """A registered version, loaded only as a skops file under the trust policy (the built-in
-    list plus the types its card names), never by unpickling; its card and run metrics."""
+    list plus the types its card names), never by unpickling; its card and run metrics.
+    A version with the team's code loads only with `allow_code` and a passing gate record
+    of that very code (see _check_code)."""
     import tempfile
 
     import mlflow
     from mlflow.exceptions import MlflowException
 
-    from mlship.pipeline.artifacts import CODE_DIR, load_file
+    from mlship.pipeline.artifacts import load_file
 
     uri = f"models:/{name}/{version}"
     mlflow.set_tracking_uri(tracking_uri)  # runs:/ artifact URIs resolve through it
@@ -105,12 +164,19 @@ def load_version(tracking_uri: str, name: str, version: str) -> LoadedVersion:
     code = folder / CODE_DIR
     try:
         model_file = _skops_file(folder, uri)
-        if code.is_dir() and str(code) not in sys.path:
-            sys.path.insert(0, str(code))
+        if card.trusted_types or code.exists():
+            gated = gated_version_report(tracking_uri, run_id, dict(found.tags))
+            _check_code(folder, card, gated, allow_code, uri)
+        if code.is_dir():
+            sys.path.insert(0, str(code))  # it stays there: the code is imported lazily
         model = load_file(model_file, TRUSTED_TYPES + card.trusted_types)
-    finally:
-        if not code.is_dir():  # the team's code stays: it is on sys.path, imported lazily
-            shutil.rmtree(folder, ignore_errors=True)
+    except BaseException:
+        if str(code) in sys.path:
+            sys.path.remove(str(code))
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    if not code.is_dir():
+        shutil.rmtree(folder, ignore_errors=True)
     return LoadedVersion(model, card, run_id, metrics, _run_profile(run_id, uri))
 
 

@@ -3,6 +3,8 @@ MLflow is imported lazily: it takes seconds to import and most commands never ne
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -147,51 +149,88 @@ def log_artifacts(settings: Settings, run_id: str, paths: list[Path], folder: st
         raise mlflow_failure(error, f"MLflow run {run_id}: attaching {folder} files") from error
 
 
-GATE_PASSED_TAG = "mlship.gate.passed"
-GATE_DIGEST_TAG = "mlship.gate.sha256"
-GATE_ARTIFACT = "gate/gate.json"
+# Every verdict of the gate is kept: its reports go under gate/<sha256 of gate.json>/ and a
+# tag named by that digest says passed or failed, so a later gate run on the same run adds a
+# record and never replaces one a registered version points at.
+GATE_VERDICT_TAG = "mlship.gate.verdict."
+GATE_LATEST_TAG = "mlship.gate.latest"
+GATE_DIGEST_TAG = "mlship.gate_sha256"  # on a registered version: the verdict it passed
+GATE_FOLDER = "gate"
+GATE_REPORT = "gate.json"
+PASSED, FAILED = "passed", "failed"
 
 
-def record_gate(settings: Settings, run_id: str, digest: str, passed: bool) -> None:
-    """What the gate decided about this run, and the sha256 of the report that says so."""
-    from mlflow.exceptions import MlflowException
-
-    client = tracking_client(settings)
-    try:
-        client.set_tag(run_id, GATE_PASSED_TAG, "true" if passed else "false")
-        client.set_tag(run_id, GATE_DIGEST_TAG, digest)
-    except MlflowException as error:
-        raise mlflow_failure(error, f"MLflow run {run_id}: recording the gate") from error
+def gate_folder(digest: str) -> str:
+    return f"{GATE_FOLDER}/{digest}"
 
 
-def run_tags(settings: Settings, run_id: str) -> dict[str, str]:
-    from mlflow.exceptions import MlflowException
-
-    try:
-        return dict(tracking_client(settings).get_run(run_id).data.tags)
-    except MlflowException as error:
-        raise mlflow_failure(error, f"MLflow run {run_id}") from error
-
-
-def run_artifact(settings: Settings, run_id: str, path: str) -> bytes | None:
-    """The bytes of one artifact of a run, or None when the run has none there."""
+def record_gate(
+    settings: Settings, run_id: str, report: Path, others: list[Path], passed: bool
+) -> str:
+    """Add the gate's verdict to the run: `report` (gate.json) and the other report files
+    under gate/<digest>/, and the verdict under a tag named by the digest. Returns it."""
+    import shutil
     import tempfile
 
     import mlflow
     from mlflow.exceptions import MlflowException
 
+    digest = hashlib.sha256(report.read_bytes()).hexdigest()
     start_tracking(settings)
     try:
+        with mlflow.start_run(run_id=run_id), tempfile.TemporaryDirectory() as folder:
+            stored = Path(folder) / GATE_REPORT  # under its own name, whatever the file's
+            shutil.copyfile(report, stored)
+            for path in [stored, *others]:
+                mlflow.log_artifact(str(path), artifact_path=gate_folder(digest))
+        client = mlflow.MlflowClient()
+        client.set_tag(run_id, GATE_VERDICT_TAG + digest, PASSED if passed else FAILED)
+        client.set_tag(run_id, GATE_LATEST_TAG, digest)
+    except MlflowException as error:
+        raise mlflow_failure(error, f"MLflow run {run_id}: recording the gate") from error
+    return digest
+
+
+def passing_gate_report(tracking_uri: str, run_id: str, digest: str) -> dict[str, Any] | None:
+    """The gate report recorded on the run under `digest`, when it is a pass of that run:
+    the verdict tag, the stored bytes' digest and the report's own content must all agree."""
+    import tempfile
+
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    try:
+        tags = mlflow.MlflowClient(tracking_uri).get_run(run_id).data.tags
+        if tags.get(GATE_VERDICT_TAG + digest) != PASSED:
+            return None
         with tempfile.TemporaryDirectory() as folder:
-            local = mlflow.artifacts.download_artifacts(
-                run_id=run_id,
-                artifact_path=path,
-                dst_path=folder,
-                tracking_uri=settings.tracking_uri,
-            )
-            return Path(local).read_bytes()
-    except (MlflowException, OSError):
+            stored = Path(
+                mlflow.artifacts.download_artifacts(
+                    run_id=run_id,
+                    artifact_path=f"{gate_folder(digest)}/{GATE_REPORT}",
+                    dst_path=folder,
+                    tracking_uri=tracking_uri,
+                )
+            ).read_bytes()
+    except MlflowException as error:
+        if error.error_code == "RESOURCE_DOES_NOT_EXIST":
+            return None
+        raise mlflow_failure(error, f"MLflow run {run_id}: the gate record") from error
+    except OSError:  # a file store answers a missing artifact this way
         return None
+    if hashlib.sha256(stored).hexdigest() != digest:
+        return None
+    try:
+        report = json.loads(stored)
+    except ValueError:
+        return None
+    passed = (
+        isinstance(report, dict)
+        and report.get("passed") is True
+        and report.get("candidate_run_id") == run_id
+        and all(c.get("passed") is True for c in report.get("criteria", []))
+    )
+    return report if passed else None
 
 
 def run_link(tracking_uri: str, experiment_id: str, run_id: str) -> str:

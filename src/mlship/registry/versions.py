@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from mlship.config.settings import Settings
-from mlship.registry.loading import load_version
+from mlship.registry.loading import gated_version_report, load_version
 from mlship.registry.runs import mlflow_failure, start_tracking, tracking_client
 
 CANDIDATE = "candidate"
@@ -82,6 +82,19 @@ def version_tags(settings: Settings, version: str) -> dict[str, str]:
             error, f"model {settings.registered_name!r} version {version}"
         ) from error
     return dict(found.tags)
+
+
+def gated_report(settings: Settings, version: str) -> dict[str, Any] | None:
+    """The passing gate report the version was registered with, verified on its run."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        found = tracking_client(settings).get_model_version(settings.registered_name, version)
+    except MlflowException as error:
+        raise mlflow_failure(
+            error, f"model {settings.registered_name!r} version {version}"
+        ) from error
+    return gated_version_report(settings.tracking_uri, str(found.run_id), dict(found.tags))
 
 
 def move_champion(settings: Settings, version: str, tags: dict[str, str]) -> None:

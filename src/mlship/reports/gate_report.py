@@ -81,6 +81,9 @@ def gate_markdown(
         if "confusion_matrix" in metrics
         else (_errors(metrics))
     )
+    unmeasured = context.get("attacks_not_measured") or []
+    if unmeasured:
+        lines += ["Attacks not measured: " + "; ".join(unmeasured) + ".", ""]
     trusted = context.get("trusted_types") or []
     if trusted:
         lines += [

@@ -24,12 +24,15 @@ from mlship.card import MODEL_FILE, ModelCard
 from mlship.config.params import BehaviourParams, Params
 from mlship.config.settings import Settings
 from mlship.errors import InputError
+from mlship.gate import attacks
 from mlship.gate.criteria import (
     Answer,
     Criterion,
+    attack_criteria,
     behaviour_criteria,
     champion_criteria,
     contract_criterion,
+    provenance_criterion,
     threshold_criteria,
 )
 from mlship.paths import PipelinePaths
@@ -40,7 +43,7 @@ from mlship.pipeline.features import feature_frame
 from mlship.project import Project
 from mlship.registry import runs, versions
 from mlship.reports import gate_report
-from mlship.stages.pipeline import read_split
+from mlship.stages.pipeline import ingest_splits, read_split
 
 StaleStages = Callable[[Path], list[str]]
 
@@ -100,6 +103,9 @@ def gate(project: Project, base_ref: str = "main", stale: StaleStages = stale_st
         )
         files.write_with(paths.champion_predictions, lambda temp: rival.to_csv(temp, index=False))
     criteria.append(contract_criterion(recheck_contract(params, paths)))
+    criteria.append(provenance_criterion(replaced_splits(params, paths), params.data.source))
+    unmeasured: list[str] = []
+    criteria += attack(model, test, params, paths, unmeasured)
 
     context = {
         "task": task,
@@ -111,7 +117,10 @@ def gate(project: Project, base_ref: str = "main", stale: StaleStages = stale_st
         "dvc_lock_sha256": files.sha256(dvc_file.with_suffix(".lock")),
         "model_sha256": files.sha256(paths.model_dir / MODEL_FILE),
         "trusted_types": list(card.trusted_types),
+        # what serving checks before it imports the team's code shipped with the version
+        "code_sha256": artifacts.code_digest(paths.model_dir),
         "base_ref": base_ref,
+        "attacks_not_measured": unmeasured,
         "judged_at": artifacts.utc_now(),
     }
     diff = params_diff(base_ref, params_file)
@@ -120,8 +129,37 @@ def gate(project: Project, base_ref: str = "main", stale: StaleStages = stale_st
     files.write_with(paths.gate_junit, lambda temp: gate_report.gate_junit(criteria, temp))
     # the verdict is recorded on the run: `register` and `promote` trust that, not a file
     passed = all(c.passed for c in criteria)
-    runs.record_gate(settings, run_id, files.sha256(paths.gate_json), passed)
+    runs.record_gate(settings, run_id, paths.gate_json, [paths.gate_md, paths.gate_junit], passed)
     return GateResult(criteria, champion_version, paths.gate_md)
+
+
+def attack(
+    model: Any, test: pd.DataFrame, params: Params, paths: PipelinePaths, unmeasured: list[str]
+) -> list[Criterion]:
+    """Membership inference and evasion on the candidate (gate/attacks.py); what cannot be
+    measured for this model is added to `unmeasured`, to be said in the report."""
+    settings = params.gate.attacks
+    train = data.select_columns(read_split(paths.train), params.data, str(paths.train))
+    found_membership = (
+        None
+        if settings.membership is None
+        else attacks.membership(model, train, test, params.data, settings.membership, settings.seed)
+    )
+    found_evasion = None
+    if settings.evasion is not None:
+        found_evasion = attacks.evasion(
+            model, train, test, params.data, settings.evasion, settings.seed
+        )
+        if found_evasion is None:
+            unmeasured.append(
+                "evasion: HopSkipJump needs labels to flip (regression)"
+                if params.data.task == "regression"
+                else "evasion: no numeric or text column to change"
+            )
+    for name, chosen in (("membership", settings.membership), ("evasion", settings.evasion)):
+        if chosen is None:
+            unmeasured.append(f"{name}: turned off in params.yaml (gate.attacks.{name}: null)")
+    return attack_criteria(found_membership, found_evasion, settings)
 
 
 def recorded_metrics_match(recorded: Path, scored: Evaluation) -> dict[str, Any]:
@@ -146,6 +184,30 @@ def recheck_contract(params: Params, paths: PipelinePaths) -> dict[str, Any]:
         read_split(paths.train), read_split(paths.test), params.data, params.validate_
     )
     return contract.contract_report(checks)
+
+
+def replaced_splits(params: Params, paths: PipelinePaths) -> list[str]:
+    """The splits on disk that differ from ingest's own derivation from the declared sources
+    and seed: recomputed here, since dvc.lock and ingest.json can be rewritten with them."""
+    derived = ingest_splits(params)
+    return [
+        name
+        for name, on_disk, fresh in (
+            ("train", paths.train, derived.train),
+            ("test", paths.test, derived.test),
+        )
+        if data.frame_digest(read_split(on_disk)) != data.frame_digest(as_stored(fresh))
+    ]
+
+
+def as_stored(frame: pd.DataFrame) -> pd.DataFrame:
+    """The frame as a split file reads back (parquet keeps dtypes its own way)."""
+    import io
+
+    buffer = io.BytesIO()
+    frame.to_parquet(buffer, index=False)
+    buffer.seek(0)
+    return pd.read_parquet(buffer)
 
 
 def score_champion(

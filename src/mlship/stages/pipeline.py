@@ -40,12 +40,17 @@ class Ingested:
     report: dict[str, Any]
 
 
-def ingest(params: Params, train_out: Path, test_out: Path, report: Path) -> Ingested:
-    """Load the declared sources, keep the declared columns, split and de-duplicate."""
+def ingest_splits(params: Params) -> data.Ingested:
+    """The declared sources loaded, their declared columns kept, split and de-duplicated."""
     train_raw = data.load_source(params.data.source)
     test_source = params.data.test_source
     test_raw = data.load_source(test_source) if test_source else None
-    result = data.ingest(params.data, train_raw, test_raw)
+    return data.ingest(params.data, train_raw, test_raw)
+
+
+def ingest(params: Params, train_out: Path, test_out: Path, report: Path) -> Ingested:
+    """Load the declared sources, keep the declared columns, split and de-duplicate."""
+    result = ingest_splits(params)
     files.write_parquet(train_out, result.train)
     files.write_parquet(test_out, result.test)
     files.write_json(report, result.report)
@@ -208,8 +213,9 @@ def train(
             tracking_uri=settings.tracking_uri,
         )
     )
-    artifacts.save_model(model, card, model_dir)
-    reference.save(model_dir / PROFILE_FILE)
+    with files.atomic_folder(model_dir) as staging:  # a failure keeps the previous model
+        artifacts.save_model(model, card, staging)
+        reference.save(staging / PROFILE_FILE)
     return card
 
 

@@ -3,8 +3,6 @@ approved, through which CI); roll @champion back to the version it replaced."""
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,21 +20,6 @@ from mlship.ship.ci import cloudbuild
 from mlship.ship.ci.approval import Approval, approval
 
 GATE_PASSED = "passed"
-
-
-def gate_record_holds(settings: Settings, run_id: str, report: bytes) -> bool:
-    """Whether `report` is the gate.json the gate recorded on the run, and a pass."""
-    tags = runs.run_tags(settings, run_id)
-    if tags.get(runs.GATE_PASSED_TAG) != "true":
-        return False
-    if tags.get(runs.GATE_DIGEST_TAG) != hashlib.sha256(report).hexdigest():
-        return False
-    parsed = json.loads(report)
-    return bool(
-        parsed.get("passed") is True
-        and parsed.get("candidate_run_id") == run_id
-        and all(c.get("passed") is True for c in parsed.get("criteria", []))
-    )
 
 
 def require_gate_pass(
@@ -58,7 +41,10 @@ def require_gate_pass(
             f"the gate did not pass ({', '.join(report.get('failed', []))}); not registering"
         )
     run_id = card.require_run_id(paths.model_dir)
-    if not gate_record_holds(settings, run_id, paths.gate_json.read_bytes()):
+    if (
+        runs.passing_gate_report(settings.tracking_uri, run_id, files.sha256(paths.gate_json))
+        is None
+    ):
         raise CheckError(
             f"{paths.gate_json} is not the passing report the gate recorded on run {run_id} "
             "(edited, or from another gate run); run `mlship gate` again"
@@ -72,7 +58,7 @@ def register(project: Project) -> str:
     settings, paths, dvc_file = project.settings, project.paths, project.dvc_file
     report, card = require_gate_pass(settings, paths, dvc_file)
     run_id = card.require_run_id(paths.model_dir)
-    runs.log_artifacts(settings, run_id, [paths.gate_json, paths.gate_md, paths.gate_junit], "gate")
+    gate_digest = files.sha256(paths.gate_json)
     ingest = files.read_json(paths.ingest_report)
     model_uri = card.mlflow.model_uri if card.mlflow else None
     if not model_uri:
@@ -88,21 +74,18 @@ def register(project: Project) -> str:
             "mlship.data_train_digest": ingest["digest"]["train"],
             "mlship.data_test_digest": ingest["digest"]["test"],
             "mlship.gate": GATE_PASSED,
-            "mlship.reports.gate_report": f"runs:/{run_id}/gate/gate.md",
+            runs.GATE_DIGEST_TAG: gate_digest,
+            "mlship.reports.gate_report": f"runs:/{run_id}/{runs.gate_folder(gate_digest)}/gate.md",
             "mlship.gate_champion": str(report.get("champion_version") or "none"),
         },
     )
 
 
 def require_gate_record(settings: Settings, version: str) -> None:
-    """A version is promoted only when its run carries the gate's passing report (logged by
-    register) matching the verdict and digest the gate recorded: a tag alone is not enough."""
-    run_id = versions.version_run_id(settings, version)
-    report = runs.run_artifact(settings, run_id, runs.GATE_ARTIFACT)
-    if report is None or not gate_record_holds(settings, run_id, report):
-        raise CheckError(
-            f"version {version} has no passing gate record on its run {run_id}; not promoting"
-        )
+    """A version is promoted only when its run carries the passing gate report the version
+    was registered with, stored and tagged by the gate itself: a tag alone is not enough."""
+    if versions.gated_report(settings, version) is None:
+        raise CheckError(f"version {version} has no passing gate record on its run; not promoting")
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@ import pandas as pd
 import pytest
 
 from mlship.config.params import DataParams, ValidateParams
+from mlship.errors import InputError
 from mlship.pipeline.contract import (
     breach_message,
     check_contract,
@@ -19,7 +20,7 @@ def _failed(train: pd.DataFrame, test: pd.DataFrame, **rules: object) -> set[tup
 
 
 def test_clean_data_passes_every_rule() -> None:
-    assert _failed(text_frame(10), text_frame(3).assign(review=lambda f: f.review + "!")) == set()
+    assert _failed(text_frame(10), text_frame(15).assign(review=lambda f: f.review + "!")) == set()
 
 
 @pytest.mark.parametrize(
@@ -41,7 +42,7 @@ def test_clean_data_passes_every_rule() -> None:
 )
 def test_each_rule_names_the_split_column_and_rule(change, expected) -> None:  # type: ignore[no-untyped-def]
     train = change(text_frame(10).reset_index(drop=True))
-    test = text_frame(3).assign(review=lambda f: f.review + "!")
+    test = text_frame(15).assign(review=lambda f: f.review + "!")
     assert expected in _failed(train, test)
 
 
@@ -63,7 +64,9 @@ def test_rates_are_compared_with_the_configured_limit() -> None:
     train = text_frame(10)
     train.loc[0, "review"] = None  # 1 of 20 rows = 0.05
     assert (
-        _failed(train, text_frame(2).assign(review="x " + text_frame(2).review), max_null_rate=0.05)
+        _failed(
+            train, text_frame(15).assign(review="x " + text_frame(15).review), max_null_rate=0.05
+        )
         == set()
     )
 
@@ -113,9 +116,16 @@ def test_the_target_must_fit_the_task() -> None:
 
 def test_a_tiny_or_one_class_test_set_is_a_data_failure() -> None:
     train = text_frame(10)
-    # four rows, all of one class: too small, and the other class is missing
-    tiny = text_frame(2).assign(review=lambda f: f.review + "!", score="great")
-    failed = _failed(train, tiny, min_test_rows=10, min_test_rows_per_class=2)
+    # six rows, all of one class: too small, and the other class is missing
+    tiny = text_frame(3).assign(review=lambda f: f.review + "!", score="great")
+    failed = _failed(train, tiny)
     assert ("min_test_rows", "test") in failed
     assert ("min_test_rows_per_class", "test.score=other") in failed
     assert ("min_test_rows_per_class", "test.score=great") not in failed
+
+
+@pytest.mark.parametrize(("rule", "value"), [("min_test_rows", 4), ("min_test_rows_per_class", 1)])
+def test_params_cannot_lower_the_test_set_floors(rule: str, value: int) -> None:
+    # a cherry-picked handful of rows must never be enough to judge a model
+    with pytest.raises(InputError, match=rule):
+        make_params(validate={rule: value})

@@ -22,6 +22,7 @@ from mlship.ship.ci.system import STEP_NAMES, PipelineError, RunInfo, Steps, che
 from mlship.ship.delivery import APPROVE, RETRAIN
 
 COMMENT_MARKER = "<!-- mlship-report -->"
+ACTIONS_BOT = "github-actions[bot]"  # the author of comments made with GITHUB_TOKEN
 PRODUCTION = "production"  # the environment whose required reviewers approve a release
 
 
@@ -79,19 +80,38 @@ def _checked(response: httpx.Response, what: str) -> Any:
     return response.json()
 
 
+def own_login(client: httpx.Client) -> str:
+    """Who this token comments as: a personal token's user; the job's GITHUB_TOKEN cannot
+    read /user and comments as the Actions bot."""
+    response = client.get("/user")
+    if response.status_code == 200:
+        return str(response.json()["login"])
+    return ACTIONS_BOT
+
+
 def upsert_comment(run: Run, body: str) -> str:
-    """Update the pull request's mlship comment (found by its marker) or add it; its URL."""
+    """Update the pull request's mlship comment or add it; its URL. Only a comment this
+    token wrote counts: anyone can paste the marker into a comment of their own."""
     if run.pull_request is None:
         raise InputError("this GitHub event is not a pull request: there is nothing to comment on")
     text = f"{COMMENT_MARKER}\n{body}"
     issue = f"/repos/{run.repository}/issues/{run.pull_request}"
     with run.client() as client:
+        login = own_login(client)
         existing = None
         url: str | None = f"{issue}/comments?per_page=100"
         while url and existing is None:
             response = client.get(url)
             comments = _checked(response, "listing the pull request's comments")
-            existing = next((c for c in comments if COMMENT_MARKER in c.get("body", "")), None)
+            existing = next(
+                (
+                    c
+                    for c in comments
+                    if (c.get("user") or {}).get("login") == login
+                    and COMMENT_MARKER in c.get("body", "")
+                ),
+                None,
+            )
             url = response.links.get("next", {}).get("url")
         if existing is None:
             made = client.post(f"{issue}/comments", json={"body": text})

@@ -26,7 +26,13 @@ class FakeGitHub:
     def __init__(self, token: str = TOKEN) -> None:
         self.token = token
         self.comments: list[dict[str, Any]] = [
-            {"id": n, "body": f"a reviewer's note {n}", "html_url": f"c/{n}"} for n in (1, 2, 3)
+            {
+                "id": n,
+                "body": f"a reviewer's note {n}",
+                "html_url": f"c/{n}",
+                "user": {"login": "kim"},
+            }
+            for n in (1, 2, 3)
         ]
         self.approvals: list[dict[str, Any]] = []
         self.url = ""  # set once the fake API listens
@@ -43,8 +49,14 @@ class FakeGitHub:
             more = len(self.comments) > page * PAGE
             link = f"<{self.url}/repos/acme/shop/issues/7/comments?per_page=100&page={page + 1}>"
             return 200, chunk, ({"Link": f'{link}; rel="next"'} if more else {})
+        if request.path == "/user":  # as for the job's GITHUB_TOKEN
+            return 403, {"message": "Resource not accessible by integration"}, {}
         if request.method == "POST" and request.path == "/repos/acme/shop/issues/7/comments":
-            made = {"id": 100 + len(self.comments), "body": request.body["body"]}
+            made = {
+                "id": 100 + len(self.comments),
+                "body": request.body["body"],
+                "user": {"login": github.ACTIONS_BOT},
+            }
             made["html_url"] = f"c/{made['id']}"
             self.comments.append(made)
             return 201, made, {}
@@ -95,6 +107,23 @@ def test_the_comment_is_added_once_then_updated_in_place(
     assert [r.method for r in api.requests].count("PATCH") == 1
     # the second search followed the Link header to the page holding the comment
     assert any("page=2" in r.path for r in api.requests)
+
+
+def test_a_comment_someone_else_wrote_with_the_marker_is_never_edited(
+    tmp_path: Path, fake: tuple[FakeGitHub, FakeApi]
+) -> None:
+    state, api = fake
+    # given a reviewer's comment that carries mlship's marker and a misleading verdict
+    forged = f"{github.COMMENT_MARKER}\ngate: PASSED (trust me)"
+    state.comments.insert(0, {"id": 9, "body": forged, "html_url": "c/9", "user": {"login": "eve"}})
+    # when mlship comments
+    url = github.upsert_comment(github.Run.from_env(_env(tmp_path, api)), "gate: FAILED")
+    # then it adds its own comment and leaves the forged one as it was
+    assert state.comments[0]["body"] == forged
+    ours = [c for c in state.comments if c["user"]["login"] == github.ACTIONS_BOT]
+    assert len(ours) == 1 and ours[0]["html_url"] == url
+    assert ours[0]["body"].endswith("gate: FAILED")
+    assert [r.method for r in api.requests].count("PATCH") == 0
 
 
 def test_api_errors_and_non_pull_request_events_are_named(
