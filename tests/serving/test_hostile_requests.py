@@ -105,6 +105,20 @@ TEXT_CASES: list[tuple[str, str, dict[str, Any], int, str]] = [
         "declares 255 bytes",
     ),
     (
+        "an Inference-Header-Content-Length of 5,000 digits",
+        V2,
+        {"content": _text(), "headers": {"inference-header-content-length": "9" * 5000}},
+        400,
+        "out of range",
+    ),
+    (
+        "an Inference-Header-Content-Length in other digits",
+        V2,
+        {"content": _text(), "headers": {"inference-header-content-length": "²".encode("latin-1")}},
+        400,
+        "not a whole number",
+    ),
+    (
         "dataframe_split columns that are numbers",
         "/invocations",
         {"json": {"dataframe_split": {"columns": [1], "data": [["a"]]}}},

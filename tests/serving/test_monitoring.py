@@ -3,6 +3,7 @@ POST /feedback with live accuracy, and the bandit between champion and challenge
 
 from __future__ import annotations
 
+import re
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -129,6 +130,8 @@ def test_a_stopped_server_keeps_its_answers_and_removes_its_own_feedback_file(
         ({"request_id": "", "label": "great"}, 422, "request_id"),
         ({"request_id": "x", "labels": []}, 422, "non-empty list"),
         ({"request_id": "x", "label": True}, 422, "not true/false"),
+        ({"request_id": "x", "label": "<script>alert(1)</script>"}, 422, "model's classes"),
+        ({"request_id": "x", "labels": ["great", "meh"]}, 422, "labels[1]: not one of"),
         (["not", "an", "object"], 422, "expected a JSON object"),
     ],
 )
@@ -139,12 +142,39 @@ def test_bad_feedback_is_a_4xx_that_says_why(
     assert answer.status_code == status and says in answer.json()["detail"]
 
 
+def test_feedback_cannot_be_forged_for_another_clients_request(watched: TestClient) -> None:
+    # server-made request ids are random, not a prefix and a counter
+    made = [
+        watched.post("/predict", json={"review": "great"}).headers["x-request-id"] for _ in "ab"
+    ]
+    assert all(re.fullmatch(r"[0-9a-f]{32}", i) for i in made)
+    assert len(set(made)) == 2 and made[0][:8] != made[1][:8]
+    # given a victim's answer under its own X-Request-ID
+    victim = watched.post(
+        "/predict", json={"review": "great taste, love it"}, headers={"X-Request-ID": "order-17"}
+    )
+    label = victim.json()["label"]
+    # when an attacker reuses that id for a request answered differently
+    watched.post(
+        "/predict", json={"review": "stale and awful"}, headers={"X-Request-ID": "order-17"}
+    )
+    # then the victim's answer stays the one a feedback is scored against
+    wrong = "other" if label == "great" else "great"
+    first = watched.post("/feedback", json={"request_id": "order-17", "label": label})
+    assert first.status_code == 200
+    # and the request takes no second feedback: a flood of wrong ones cannot follow
+    again = watched.post("/feedback", json={"request_id": "order-17", "label": wrong})
+    assert again.status_code == 409 and "already has its feedback" in again.json()["detail"]
+    duplicates = _gauges(watched, "feedback_answers_total")
+    assert duplicates[("outcome=duplicate_id",)] == 1
+
+
 def test_feedback_for_a_batch_needs_one_label_per_row(watched: TestClient) -> None:
     answer = watched.post("/predict", json=[{"review": "great"}, {"review": "awful"}])
     request_id = answer.headers["x-request-id"]
     short = watched.post("/feedback", json={"request_id": request_id, "labels": ["great"]})
     assert short.status_code == 422 and "answered for 2 row(s)" in short.json()["detail"]
-    both = watched.post("/feedback", json={"request_id": request_id, "labels": ["great", "x"]})
+    both = watched.post("/feedback", json={"request_id": request_id, "labels": ["great", "other"]})
     assert both.status_code == 200 and both.json()["rows"] == 2
 
 

@@ -125,7 +125,11 @@ def test_the_pod_is_locked_down_and_probed(rendered: tuple[str, list[dict[str, A
     assert container["startupProbe"]["httpGet"]["path"] == "/health"
     assert {"cpu", "memory"} <= set(container["resources"]["requests"])
     assert {"cpu", "memory"} <= set(container["resources"]["limits"])
-    assert [m["mountPath"] for m in container["volumeMounts"]] == ["/tmp"]
+    # the only writable paths, each of bounded size: the feedback answers apart from /tmp
+    assert [m["mountPath"] for m in container["volumeMounts"]] == ["/tmp", "/var/lib/mlship"]
+    assert all(v["emptyDir"]["sizeLimit"] for v in pod["volumes"])
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["MLSHIP_FEEDBACK_DB"].startswith("/var/lib/mlship/")
     assert pod["topologySpreadConstraints"] and pod["terminationGracePeriodSeconds"] >= 10
 
 

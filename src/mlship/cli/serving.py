@@ -20,7 +20,7 @@ from mlship.cli.common import (
     read_params,
     running,
 )
-from mlship.errors import CheckError, InputError, NoVerdictError
+from mlship.errors import CheckError, InputError, MlshipError, NoVerdictError
 
 
 @app.command("serve")
@@ -63,6 +63,8 @@ def serve_command(
         serve(options, env_settings())
     except OSError as error:
         fail(InputError(f"cannot listen on {host}:{port}: {error.strerror}"))
+    except MlshipError as error:  # a bad tokens file, a model refused at preload
+        fail(error)
 
 
 @app.command()

@@ -1,22 +1,38 @@
 """Feedback: the true outcome of an answered request, reported later by its request id.
 
 Answers are remembered in a SQLite file every server process shares (a feedback may reach
-another worker than the one that answered), for `feedback_seconds` and at most
-`feedback_max_answers` rows; older ones are forgotten, so a late feedback gets a 404 that
-says so. Answers are buffered in memory and written in batches off the event loop.
+another worker than the one that answered), for `feedback_seconds`, at most
+`feedback_max_answers` rows and `feedback_max_bytes` of file; older ones are forgotten, so a
+late feedback gets a 404 that says so. Answers are buffered in memory and written in
+batches off the event loop.
+
+The store defends the live figures the bandit and retraining read: the first answer under
+an id is kept (a client reusing another's X-Request-ID cannot replace it), a request gets
+one feedback, and a store that cannot grow (its budget, a nearly full disk) stops
+remembering and says so in a metric; it never fails a request.
 """
 
 from __future__ import annotations
 
+import logging
 import math
+import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal
 
+log = logging.getLogger("mlship.serve")
+
+# what became of an answer handed to remember(): a closed set, a metric label
+Remembered = Literal["remembered", "duplicate_id", "storage_full", "error"]
+# the disk space the store leaves to the rest of the server (metrics files, temp files)
+FREE_SPACE_RESERVE = 8 * 1024 * 1024
+ROW_OVERHEAD = 64  # bytes SQLite spends on a row besides its text, about
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS answers (
     request_id TEXT PRIMARY KEY, model TEXT, version TEXT, answers TEXT, at REAL);
@@ -34,6 +50,10 @@ class UnknownRequestError(LookupError):
 
 class FeedbackMismatchError(ValueError):
     """The feedback does not fit the answer it refers to."""
+
+
+class FeedbackRepeatedError(ValueError):
+    """The request already has its feedback."""
 
 
 @dataclass(frozen=True)
@@ -66,18 +86,25 @@ class FeedbackStore:
         max_answers: int,
         window: int,
         tolerance: float | None = None,
+        max_bytes: int = 16 * 1024 * 1024,
+        counted: Callable[[Remembered, int], None] | None = None,
     ) -> None:
         self.path = path
         self.keep_seconds = keep_seconds
         self.max_answers = max_answers
+        self.max_bytes = max_bytes
         self.window = window
         self.tolerance = tolerance  # regression: an error within it counts as a success
+        self.counted = counted or (lambda outcome, count: None)
+        self.full = False  # the last write found no room: answers are not being remembered
         self._pending: list[tuple[str, str, str, str, float]] = []
+        self._last_error = 0.0
         # one connection, used by one thread at a time under the lock
         self._lock = threading.Lock()
         self._db = sqlite3.connect(path, timeout=5.0, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=OFF")  # losing the last answers in a crash is fine
+        self._db.execute(f"PRAGMA journal_size_limit={1024 * 1024}")  # the log shrinks back
         self._db.executescript(SCHEMA)
 
     @contextmanager
@@ -110,58 +137,118 @@ class FeedbackStore:
         return bool(self._pending)
 
     def flush(self) -> None:
-        """Write the buffered answers (run in a thread)."""
+        """Write the buffered answers (run in a thread). Never raises: what cannot be
+        written is dropped and counted."""
         pending, self._pending = self._pending, []
-        if pending:
+        if not pending:
+            return
+        needed = sum(len(row[0]) + len(row[3]) + ROW_OVERHEAD for row in pending)
+        try:
             with self._transaction() as db:
-                db.executemany("INSERT OR REPLACE INTO answers VALUES (?, ?, ?, ?, ?)", pending)
+                if not self._room_for(db, needed):
+                    self.full = True
+                    self.counted("storage_full", len(pending))
+                    return
+                # the first answer under an id stays: a reused id cannot replace another's
+                written = db.executemany(
+                    "INSERT OR IGNORE INTO answers VALUES (?, ?, ?, ?, ?)", pending
+                ).rowcount
+        except sqlite3.Error as error:
+            full = isinstance(error, sqlite3.OperationalError) and "full" in str(error)
+            self.full = self.full or full
+            self.counted("storage_full" if full else "error", len(pending))
+            self._log_error(error, len(pending))
+            return
+        self.full = False
+        self.counted("remembered", written)
+        if written < len(pending):
+            self.counted("duplicate_id", len(pending) - written)
+
+    def _room_for(self, db: sqlite3.Connection, needed: int) -> bool:
+        """Whether `needed` more bytes fit the budget (forgetting the oldest answers first)
+        and the disk (keeping FREE_SPACE_RESERVE free for the rest of the server)."""
+        page = db.execute("PRAGMA page_size").fetchone()[0]
+        free_pages = db.execute("PRAGMA freelist_count").fetchone()[0]
+        used = (db.execute("PRAGMA page_count").fetchone()[0] - free_pages) * page
+        if used + needed > self.max_bytes:  # forget the oldest quarter, then reuse its pages
+            db.execute(
+                "DELETE FROM answers WHERE at <= (SELECT at FROM answers ORDER BY at "
+                "LIMIT 1 OFFSET (SELECT COUNT(*) / 4 FROM answers))"
+            )
+            free_pages = db.execute("PRAGMA freelist_count").fetchone()[0]
+            used = (db.execute("PRAGMA page_count").fetchone()[0] - free_pages) * page
+            if used + needed > self.max_bytes:
+                return False
+        growth = max(0, needed - int(free_pages) * int(page))
+        disk = os.statvfs(Path(self.path).resolve().parent)
+        return growth == 0 or disk.f_bavail * disk.f_frsize - growth > FREE_SPACE_RESERVE
+
+    def _log_error(self, error: sqlite3.Error, rows: int) -> None:
+        now = time.monotonic()
+        if now - self._last_error > 60:  # once a minute, not once per flush
+            self._last_error = now
+            log.warning(
+                "feedback store %s: %d answer(s) not remembered: %s", self.path, rows, error
+            )
 
     def forget_expired(self) -> None:
         """Drop answers past their time or beyond the limit (run in a thread)."""
-        with self._transaction() as db:
-            db.execute("DELETE FROM answers WHERE at < ?", (time.time() - self.keep_seconds,))
-            db.execute(
-                "DELETE FROM answers WHERE at < (SELECT at FROM answers ORDER BY at DESC "
-                "LIMIT 1 OFFSET ?)",
-                (self.max_answers,),
-            )
+        try:
+            with self._transaction() as db:
+                db.execute("DELETE FROM answers WHERE at < ?", (time.time() - self.keep_seconds,))
+                for table in ("answers", "outcomes"):
+                    db.execute(
+                        f"DELETE FROM {table} WHERE at < (SELECT at FROM {table} "
+                        "ORDER BY at DESC LIMIT 1 OFFSET ?)",
+                        (self.max_answers,),
+                    )
+        except sqlite3.Error as error:
+            self._log_error(error, 0)
 
     def record(self, request_id: str, truths: list[Any], classification: bool) -> Outcome:
-        """Score the remembered answer against the truth (run in a thread)."""
+        """Score the remembered answer against the truth, once (run in a thread); the answer
+        is then forgotten."""
+        import orjson
+
         self.flush()
         with self._transaction() as db:
+            if db.execute("SELECT 1 FROM outcomes WHERE request_id = ?", (request_id,)).fetchone():
+                raise FeedbackRepeatedError(f"request {request_id!r} already has its feedback")
             found = db.execute(
                 "SELECT model, version, answers, at FROM answers WHERE request_id = ?",
                 (request_id,),
             ).fetchone()
-        if found is None or found[3] < time.time() - self.keep_seconds:
-            raise UnknownRequestError(
-                f"no answer is remembered for request id {request_id!r}: unknown, or older "
-                f"than {self.keep_seconds:g} s"
-            )
-        import orjson
-
-        model, version, raw, _ = found
-        answers = orjson.loads(raw)
-        if len(truths) != len(answers):
-            raise FeedbackMismatchError(
-                f"request {request_id!r} was answered for {len(answers)} row(s); the feedback "
-                f"gives {len(truths)}"
-            )
-        if classification:
-            correct = sum(str(a) == str(t) for a, t in zip(answers, truths, strict=True))
-            squared = None
-        else:
-            errors = [float(a) - float(t) for a, t in zip(answers, truths, strict=True)]
-            squared = sum(e * e for e in errors)
-            limit = self.tolerance
-            correct = sum(abs(e) <= limit for e in errors) if limit is not None else 0
-        with self._transaction() as db:
-            # a repeated feedback for a request replaces the earlier one
+            if found is None or found[3] < time.time() - self.keep_seconds:
+                degraded = (
+                    "; the server is not remembering answers now (its feedback storage is full)"
+                    if self.full
+                    else ""
+                )
+                raise UnknownRequestError(
+                    f"no answer is remembered for request id {request_id!r}: unknown, or "
+                    f"older than {self.keep_seconds:g} s{degraded}"
+                )
+            model, version, raw, _ = found
+            answers = orjson.loads(raw)
+            if len(truths) != len(answers):
+                raise FeedbackMismatchError(
+                    f"request {request_id!r} was answered for {len(answers)} row(s); the "
+                    f"feedback gives {len(truths)}"
+                )
+            if classification:
+                correct = sum(str(a) == str(t) for a, t in zip(answers, truths, strict=True))
+                squared = None
+            else:
+                errors = [float(a) - float(t) for a, t in zip(answers, truths, strict=True)]
+                squared = sum(e * e for e in errors)
+                limit = self.tolerance
+                correct = sum(abs(e) <= limit for e in errors) if limit is not None else 0
+            # one feedback per request: a flood of "corrections" cannot rewrite the record
             db.execute(
-                "INSERT OR REPLACE INTO outcomes VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO outcomes VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (request_id, model, version, len(answers), correct, squared, time.time()),
             )
+            db.execute("DELETE FROM answers WHERE request_id = ?", (request_id,))
         return Outcome(model, version, answers, truths)
 
     def quality(self, model: str) -> dict[str, Quality]:

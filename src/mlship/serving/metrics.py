@@ -78,6 +78,19 @@ class Metrics:
             ["model", "version"],
             registry=r,
         )
+        self.rate_limited = Counter(
+            "rate_limit_decisions",
+            "Requests judged against their client's rate: allowed, over_requests, over_rows",
+            ["outcome"],
+            registry=r,
+        )
+        self.feedback_answers = Counter(
+            "feedback_answers",
+            "Answers handed to the feedback store, by what became of them: remembered, "
+            "duplicate_id (another answer holds the id), storage_full, error",
+            ["outcome"],
+            registry=r,
+        )
         self.batch_rows = Histogram(
             "batch_rows",
             "Rows per model call (micro-batching)",

@@ -1,11 +1,11 @@
-"""The one middleware: request id, JSON access log, bearer auth, body size limit and request
-metrics, in one pass of pure ASGI (Starlette's BaseHTTPMiddleware would cost more per call)."""
+"""The one middleware: request id, JSON access log, bearer auth, per-client rate limits, body
+size limit and request metrics, in one pass of pure ASGI (Starlette's BaseHTTPMiddleware
+would cost more per call)."""
 
 from __future__ import annotations
 
 import asyncio
 import hmac
-import itertools
 import json
 import logging
 import os
@@ -20,7 +20,8 @@ from fastapi import Request
 from fastapi.responses import JSONResponse, Response
 
 from mlship.config.settings import Settings
-from mlship.serving import monitor
+from mlship.serving import limits, monitor
+from mlship.serving.limits import ClientLimits
 from mlship.serving.metrics import Metrics
 
 access_log = logging.getLogger("mlship.access")
@@ -38,6 +39,10 @@ OPEN_PATHS = {
     "/openapi.json",
 }
 V2_MODEL_ROUTE = re.compile(r"^/v2/models/[^/]+(/ready|/infer)?$")
+
+
+def method_label(method: str) -> str:
+    return method if method in METHODS else "OTHER"
 
 
 def route_label(path: str) -> str:
@@ -60,9 +65,8 @@ class _BodyTooSlowError(Exception):
     pass
 
 
-# request ids: a random prefix per process and a counter, 32 hex characters like a uuid4
-_ID_PREFIX = os.urandom(10).hex()
-_ID_COUNTER = itertools.count()
+# metric labels come from closed sets: a client inventing methods must not add series
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 Endpoint = Callable[..., Awaitable[Response]]
 
 
@@ -85,7 +89,21 @@ class Gatekeeper:
         shortcuts: list[Shortcut] | None = None,
     ) -> None:
         self.app = app
-        self.token = settings.api_token.get_secret_value().encode() if settings.api_token else None
+        self.tokens = (
+            limits.read_tokens(settings.api_tokens_file) if settings.api_tokens_file else {}
+        )
+        if settings.api_token:
+            self.tokens[settings.api_token.get_secret_value().encode()] = "token"
+        self.limits = (
+            ClientLimits(
+                settings.rate_limit_requests,
+                settings.rate_limit_rows,
+                settings.rate_limit_burst_seconds,
+                settings.max_request_rows,
+            )
+            if settings.rate_limit_requests is not None
+            else None
+        )
         self.max_body = settings.max_body_bytes
         self.body_timeout = settings.body_timeout_seconds
         self.metrics = metrics
@@ -97,10 +115,13 @@ class Gatekeeper:
             return
         started = time.perf_counter()
         headers = dict(scope["headers"])
+        # a server-made id is random: another client cannot guess it to send feedback
         request_id = headers.get(b"x-request-id", b"").decode("latin-1")[:128] or (
-            f"{_ID_PREFIX}{next(_ID_COUNTER):012x}"
+            os.urandom(16).hex()
         )
         monitor.request_id.set(request_id)  # the id the answer is remembered under
+        scored = [0]
+        limits.scored_rows.set(scored)
         path, method = scope["path"], scope["method"]
         status = 500
 
@@ -115,8 +136,9 @@ class Gatekeeper:
             await send(message)
 
         self.metrics.in_flight.inc()
+        client = (scope.get("client") or ("", 0))[0]
         try:
-            refusal = self._refuse(path, headers)
+            refusal, client = self._refuse(path, headers, client)
             if refusal is not None:
                 await self._reply(send_with_id, *refusal)
             else:
@@ -128,16 +150,17 @@ class Gatekeeper:
             await self._reply(send_with_id, 408, {"detail": detail}, [(b"connection", b"close")])
         finally:
             self.metrics.in_flight.dec()
-            self.metrics.requests.labels(route_label(path), method, str(status)).inc()
+            if self.limits is not None and scored[0]:
+                self.limits.charge_rows(client, scored[0], time.monotonic())
+            self.metrics.requests.labels(route_label(path), method_label(method), str(status)).inc()
             if access_log.isEnabledFor(logging.INFO):
                 ms = round((time.perf_counter() - started) * 1e3, 2)
-                client = (scope.get("client") or ("", 0))[0]
                 access_log.info(
                     orjson.dumps(
                         {
                             "request_id": request_id,
-                            "method": method,
-                            "path": path,
+                            "method": method[:16],
+                            "path": path[:256],
                             "status": status,
                             "ms": ms,
                             "client": client,
@@ -165,20 +188,47 @@ class Gatekeeper:
     def _too_large_text(self) -> str:
         return f"request body exceeds the limit of {self.max_body} bytes"
 
-    def _refuse(self, path: str, headers: dict[bytes, bytes]) -> tuple[int, Any, list[Any]] | None:
+    def _refuse(
+        self, path: str, headers: dict[bytes, bytes], address: str
+    ) -> tuple[tuple[int, Any, list[Any]] | None, str]:
+        """(a refusal, or None to go on; the client: its token's name, or its address)."""
         length = headers.get(b"content-length")
-        if length is not None and length.isdigit() and int(length) > self.max_body:
-            return 413, {"detail": self._too_large_text()}, []
-        if self.token is None or path in OPEN_PATHS or path.startswith("/v2/health"):
+        if (
+            length is not None
+            and length.isdigit()
+            and (len(length) > 12 or int(length) > self.max_body)
+        ):
+            return (413, {"detail": self._too_large_text()}, []), address
+        if path in OPEN_PATHS or path.startswith("/v2/health"):
+            return None, address
+        client = address
+        if self.tokens:
+            named = self._token_client(headers.get(b"authorization", b""))
+            if named is None:
+                denied = {"detail": "missing or invalid bearer token"}
+                return (401, denied, [(b"www-authenticate", b"Bearer")]), address
+            client = named
+        if self.limits is not None:
+            decision = self.limits.admit(client, time.monotonic())
+            self.metrics.rate_limited.labels(decision.outcome).inc()
+            if not decision.allowed:
+                kind = "requests" if decision.outcome == "over_requests" else "rows"
+                detail = f"over this client's rate of {kind}; retry after the Retry-After seconds"
+                wait = [(b"retry-after", limits.retry_after_header(decision.retry_after))]
+                return (429, {"detail": detail}, wait), client
+        return None, client
+
+    def _token_client(self, given: bytes) -> str | None:
+        """The client whose token this Authorization header carries; every token is compared
+        (in constant time), so the time taken does not tell which one nearly matched."""
+        if given[:7].lower() != b"bearer ":
             return None
-        given = headers.get(b"authorization", b"")
-        if given[:7].lower() == b"bearer " and hmac.compare_digest(given[7:].strip(), self.token):
-            return None
-        return (
-            401,
-            {"detail": "missing or invalid bearer token"},
-            [(b"www-authenticate", b"Bearer")],
-        )
+        offered = given[7:].strip()
+        found = None
+        for token, name in self.tokens.items():
+            if hmac.compare_digest(offered, token):
+                found = name
+        return found
 
     def _limited(self, receive: Any) -> Callable[[], Awaitable[dict[str, Any]]]:
         """Count body bytes as they arrive (a chunked upload cannot pass the limit either)

@@ -283,11 +283,11 @@ def load_directory(
     )
 
 
-def load_registry(tracking_uri: str, uri: str) -> ServedModel:
+def load_registry(tracking_uri: str, uri: str, allow_code: bool) -> ServedModel:
     """The version a models:/ URI points at, loaded safely (see registry.load_version)."""
     name, alias, _ = parse_models_uri(uri)
     version = resolve_version(tracking_uri, uri)
-    loaded = load_version(tracking_uri, name, version)
+    loaded = load_version(tracking_uri, name, version, allow_code)
     card = loaded.card.updated(
         metrics=loaded.metrics,
         mlflow=(loaded.card.mlflow or MlflowInfo(run_id=loaded.run_id)).model_copy(

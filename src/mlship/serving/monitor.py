@@ -92,6 +92,8 @@ class Monitor:
             settings.feedback_max_answers,
             settings.feedback_window,
             settings.bandit_tolerance,
+            settings.feedback_max_bytes,
+            lambda outcome, count: self.metrics.feedback_answers.labels(outcome).inc(count),
         )
 
     def close(self) -> None:

@@ -31,8 +31,10 @@ WHY = {
     408: "the request body did not arrive in time",
     413: "the body or the number of rows is over the limit",
     415: "the content type is not JSON or CSV",
+    409: "this request already has its feedback",
     422: "the request is not valid for this model (the message names the field)",
-    503: "the model is not loaded yet",
+    429: "over this client's rate limit: retry after the Retry-After seconds",
+    503: "the model is not loaded yet, or the feedback storage is full",
 }
 
 

@@ -15,6 +15,7 @@ from typing import Any
 from mlship.choices import ChallengerMode
 from mlship.config.settings import Settings
 from mlship.registry.loading import MODELS_SCHEME, resolve_version
+from mlship.serving import limits
 from mlship.serving.bandit import Bandit
 from mlship.serving.batching import MicroBatcher
 from mlship.serving.errors import ModelRefusedError
@@ -35,7 +36,7 @@ def load_model(source: str, settings: Settings, metrics_file: Path | None = None
     """A model directory (with its evaluation from `metrics_file` unless one is baked in), or
     a models:/ URI in the MLflow registry (whose run has its metrics)."""
     if source.startswith(MODELS_SCHEME):
-        return load_registry(settings.tracking_uri, source)
+        return load_registry(settings.tracking_uri, source, settings.trust_model_code)
     return load_directory(Path(source), settings.model_name, metrics_file)
 
 
@@ -334,6 +335,9 @@ class DataPlane:
         """Checked columns -> (the model that answered, its scores). In split and bandit
         mode the challenger answers its share; in shadow mode it scores a copy in the
         background. The answer is remembered for feedback and sampled for drift."""
+        counted = limits.scored_rows.get()
+        if counted is not None:  # charged to the client's rate once answered
+            counted[0] += rows
         share = self._challenger_share()
         slot = self.champion
         if share and self.challenger is not None and self.monitor.rng.random() < share:

@@ -346,9 +346,10 @@ def split_v2_body(body: bytes, header_length: str | None) -> tuple[Any, bytes]:
     if header_length is None:
         json_part, binary = body, b""
     else:
-        if not header_length.isdigit():
+        if not header_length.isascii() or not header_length.isdigit():
             raise InvalidRequestError("Inference-Header-Content-Length is not a whole number")
-        size = int(header_length)
+        # a body's length has at most 12 digits; Python refuses to read > 4300 of them
+        size = int(header_length) if len(header_length) <= 12 else -1
         if not 0 < size <= len(body):
             raise InvalidRequestError("Inference-Header-Content-Length is out of range")
         json_part, binary = body[:size], body[size:]

@@ -152,10 +152,15 @@ def _first_preloaded(preloaded: dict[str, ServedModel], options: ServeOptions) -
 
 def serve(options: ServeOptions, settings: Settings) -> None:
     ensure_free(options.host, options.port)
+    if settings.api_tokens_file:  # a bad file stops the start, not the first request
+        from mlship.serving.limits import read_tokens
+
+        read_tokens(settings.api_tokens_file)
     if options.workers == 1:
         serve_one(options, settings)
         return
     metrics_dir = tempfile.mkdtemp(prefix="mlship-metrics-")
+    settings = settings.per_worker(options.workers)
     if settings.feedback_db is None:  # one feedback file for every worker
         settings = settings.model_copy(update={"feedback_db": f"{metrics_dir}/feedback.sqlite"})
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir  # before anything imports prometheus

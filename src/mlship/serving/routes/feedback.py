@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import sqlite3
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -16,7 +17,11 @@ from fastapi.responses import Response
 
 from mlship.serving import openapi, protocols
 from mlship.serving.errors import InvalidRequestError
-from mlship.serving.feedback import FeedbackMismatchError, UnknownRequestError
+from mlship.serving.feedback import (
+    FeedbackMismatchError,
+    FeedbackRepeatedError,
+    UnknownRequestError,
+)
 from mlship.serving.plane import DataPlane
 from mlship.serving.routes import Json
 
@@ -36,8 +41,11 @@ BODY: openapi.Schema = {
 RETRY_SECONDS = 0.5
 
 
-def truths(payload: Any, classification: bool) -> tuple[str, list[Any]]:
-    """(request id, the true label or value per row), or InvalidRequestError naming the field."""
+def truths(
+    payload: Any, classification: bool, classes: tuple[str, ...] = ()
+) -> tuple[str, list[Any]]:
+    """(request id, the true label or value per row), or InvalidRequestError naming the
+    field; a label must be one of the model's `classes` (when it has them)."""
     if not isinstance(payload, dict):
         raise InvalidRequestError("expected a JSON object with request_id and label or value")
     request_id = payload.get("request_id")
@@ -69,6 +77,9 @@ def truths(payload: Any, classification: bool) -> tuple[str, list[Any]]:
             raise InvalidRequestError(f"{field}: expected a class label")
         if not classification and not (isinstance(truth, int | float) and math.isfinite(truth)):
             raise InvalidRequestError(f"{field}: expected a finite number")
+        if classes and str(truth) not in classes:
+            shown = ", ".join(repr(c) for c in classes[:20])
+            raise InvalidRequestError(f"{field}: not one of the model's classes ({shown})")
     return request_id, [str(t) if classification else float(t) for t in found]
 
 
@@ -78,12 +89,12 @@ def router(plane: DataPlane) -> APIRouter:
     @routes.post(
         "/feedback",
         tags=["model"],
-        responses=openapi.responses(openapi.ERROR_DETAIL, 401, 404, 408, 413, 422, 503),
+        responses=openapi.responses(openapi.ERROR_DETAIL, 401, 404, 408, 409, 413, 422, 429, 503),
         openapi_extra=openapi.request_body({"application/json": BODY}),
     )
     async def feedback(request: Request) -> Response:
         """The true label (or value) of an answered request, named by its X-Request-ID;
-        answers are remembered for MLSHIP_FEEDBACK_SECONDS."""
+        answers are remembered for MLSHIP_FEEDBACK_SECONDS, and take one feedback each."""
         model, store = plane.model, plane.monitor.store
         if model is None:
             return Json({"detail": "the model is not loaded yet"}, status_code=503)
@@ -94,7 +105,7 @@ def router(plane: DataPlane) -> APIRouter:
             )
         try:
             request_id, given = truths(
-                protocols.parse_json(await request.body()), model.classification
+                protocols.parse_json(await request.body()), model.classification, model.classes
             )
         except InvalidRequestError as error:
             return Json({"detail": error.message}, status_code=422)
@@ -110,8 +121,16 @@ def router(plane: DataPlane) -> APIRouter:
                 )
         except UnknownRequestError as error:
             return Json({"detail": str(error)}, status_code=404)
+        except FeedbackRepeatedError as error:
+            return Json({"detail": str(error)}, status_code=409)
         except FeedbackMismatchError as error:
             return Json({"detail": str(error)}, status_code=422)
+        except sqlite3.Error as error:  # a full or locked disk: a retry may succeed later
+            return Json(
+                {"detail": f"the feedback storage cannot take it now: {error}"},
+                status_code=503,
+                headers={"Retry-After": "5"},
+            )
         plane.monitor.feedback_line(request_id, outcome.version, outcome.answers, given)
         return Json(
             {
