@@ -148,7 +148,8 @@ def image_push(settings: Settings, paths: PipelinePaths, progress: Progress) -> 
     )
     pushed.save(paths.image_json)
     version = built.labels.get("MODEL_VERSION", "local")
-    if version != "local":
+    if version != "local":  # the registered model the image was built from, by its label
+        settings = settings.model_copy(update={"model_name": built.labels["MODEL_NAME"]})
         tags = {"mlship.ship.image": pinned, "mlship.sbom_sha256": sbom_sha256}
         if findings is not None:
             tags["mlship.vulnerabilities"] = str(len(findings))
