@@ -148,5 +148,15 @@ def act(
         for left in (set(workdirs.iterdir()) if workdirs.is_dir() else set()) - before:
             shutil.rmtree(left, ignore_errors=True)
     log = done.stdout + done.stderr
-    assert (done.returncode == 0) == must_pass, log[-8000:]
+    assert (done.returncode == 0) == must_pass, failure_excerpt(log)
     return ActRun(log, artifacts, stand_in_log)
+
+
+def failure_excerpt(log: str, before: int = 80) -> str:
+    """What a failed job shows: the lines leading to its first failed step (act marks it
+    with ❌), then the log's end."""
+    lines = log.splitlines()
+    failed = next((i for i, line in enumerate(lines) if "❌" in line), None)
+    if failed is None:
+        return log[-8000:]
+    return "\n".join([*lines[max(0, failed - before) : failed + 3], "[...]", *lines[-20:]])

@@ -229,6 +229,7 @@ def test_a_base_image_that_cannot_be_pulled_skips_the_image_with_a_hint(
     from mlship.ship import image
 
     monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLSHIP_BASE_IMAGE", raising=False)  # CI's own base: the default here
     _write_params(tmp_path, raw_params())
     write_dvc_file(tmp_path)
     monkeypatch.setattr(image, "engine", _Engine)
