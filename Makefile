@@ -109,8 +109,8 @@ docs: install ## build the documentation site into site/ (strict: a broken link 
 	mkdocs build --strict
 
 lock: ## re-pin requirements.lock from pyproject.toml
-	$(BIN)/uv pip compile pyproject.toml --extra pipeline --extra dev --extra gcs --extra s3 --extra models \
-		--python-version 3.11 --generate-hashes --quiet --output-file requirements.lock
+	$(BIN)/uv pip compile pyproject.toml --extra pipeline --extra dev --extra gcs --extra s3 \
+		--extra models --extra spark --python-version 3.11 --generate-hashes --quiet --output-file requirements.lock
 	$(BIN)/uv pip compile pyproject.toml --python-version 3.11 --generate-hashes --quiet \
 		--output-file requirements-serve.lock
 

@@ -26,3 +26,10 @@ class ChallengerMode(Enum):  # not a StrEnum: a member named `split` would hide 
     shadow = "shadow"  # scores every request in the background; the champion answers
     split = "split"  # answers a share of requests
     bandit = "bandit"  # answers a share that follows the feedback (Thompson sampling)
+
+
+class ScoringEngine(Enum):
+    """Where `mlship score` runs."""
+
+    local = "local"  # this process, chunk by chunk
+    spark = "spark"  # Apache Spark: local[*] or a cluster (--master)

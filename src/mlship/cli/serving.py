@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from mlship.choices import ChallengerMode
+from mlship.choices import ChallengerMode, ScoringEngine
 from mlship.cli.common import (
     DEFAULT_PARAMS,
     ParamsOption,
@@ -20,6 +20,7 @@ from mlship.cli.common import (
     read_params,
     running,
 )
+from mlship.config.settings import Settings
 from mlship.errors import CheckError, InputError, MlshipError, NoVerdictError
 
 
@@ -70,29 +71,96 @@ def serve_command(
 @app.command()
 def score(
     input_path: Annotated[
-        str, typer.Option("--input", help="a .csv, .parquet or .jsonl of feature rows")
+        str,
+        typer.Option(
+            "--input",
+            help="a .csv, .parquet or .jsonl of feature rows (spark: also a folder or glob, "
+            "local or s3a:// or gs://)",
+        ),
     ],
     output_path: Annotated[
-        Path, typer.Option("--output", help="where the scored rows go (.csv or .parquet)")
+        str,
+        typer.Option(
+            "--output",
+            help="local: a .csv or .parquet file; spark: a new folder (Parquet by outcome)",
+        ),
     ],
-    model: Annotated[Path, typer.Option(help="the model directory")] = Path("models"),
+    model: Annotated[
+        str, typer.Option(help="the model directory (spark: or models:/NAME@ALIAS)")
+    ] = "models",
     chunk_rows: Annotated[int, typer.Option(min=1, help="rows per model call")] = 10_000,
+    engine: Annotated[ScoringEngine, typer.Option(help="where to score")] = ScoringEngine.local,
+    master: Annotated[
+        str, typer.Option(help="spark: local[*], spark://HOST:PORT, k8s://..., yarn")
+    ] = "local[*]",
+    conf: Annotated[
+        list[str] | None, typer.Option(help="spark: a KEY=VALUE Spark setting (repeatable)")
+    ] = None,
+    fail_fast: Annotated[
+        bool, typer.Option(help="spark: stop at the first refused row instead of keeping it")
+    ] = False,
 ) -> None:
     """Batch scoring: every input row with label, confidence and class probabilities, checked
-    like a request to the server (a bad row names its column and index). Read and written
-    chunk by chunk: a file larger than memory is fine."""
+    like a request to the server. Local: chunk by chunk in this process, a bad row stops the
+    run naming its column and index. Spark: partitions scored on a cluster, bad rows kept
+    apart with their reason, and a manifest of what was read, scored and refused."""
+    settings = env_settings()
+    if engine is ScoringEngine.spark:
+        job = (model, input_path, output_path, chunk_rows, master, conf or [], fail_fast)
+        _score_on_spark(settings, *job)
+        return
     from mlship.batch.local import score_file
 
-    settings = env_settings()
     started = time.perf_counter()
 
     def progress(rows: int) -> None:
         rate = rows / max(time.perf_counter() - started, 1e-9)
         note(f"{rows:,} rows scored ({rate:,.0f} rows/s)")
 
+    if model.startswith("models:/") or not Path(model).is_dir():
+        fail(InputError(f"--model {model}: no such model directory (--engine local)"))
     with running("score"):
-        done = score_file(model, settings.model_name, input_path, output_path, chunk_rows, progress)
+        done = score_file(
+            Path(model), settings.model_name, input_path, Path(output_path), chunk_rows, progress
+        )
     console.print(f"  {done.rows} rows scored by {done.model} v{done.version} -> {output_path}")
+
+
+def _score_on_spark(
+    settings: Settings,
+    model: str,
+    input_path: str,
+    output_path: str,
+    chunk_rows: int,
+    master: str,
+    conf: list[str],
+    fail_fast: bool,
+) -> None:
+    import tempfile
+
+    from mlship.batch import spark
+
+    pairs = [item.partition("=") for item in conf]
+    bad = [item for item, (key, eq, _) in zip(conf, pairs, strict=True) if not key or not eq]
+    if bad:
+        fail(InputError(f"--conf {bad[0]!r}: expected KEY=VALUE"))
+    with running("score"), tempfile.TemporaryDirectory(prefix="mlship-spark-") as staging:
+        model_dir = spark.staged_model(settings, model, Path(staging) / "model")
+        job = spark.SparkJob(
+            model_dir,
+            settings.model_name,
+            input_path,
+            output_path,
+            master,
+            {key: value for key, _, value in pairs},
+            chunk_rows,
+            fail_fast,
+        )
+        done = spark.score(job, note)
+    console.print(
+        f"  {done.rows_scored} rows scored, {done.rows_refused} refused, by {done.model_name} "
+        f"v{done.model_version} on {done.master} in {done.wall_seconds:.1f} s -> {output_path}"
+    )
 
 
 # --- after deployment ---------------------------------------------------------------------

@@ -95,14 +95,19 @@ def image_build(
 
 def stage_registry_model(settings: Settings, alias: str, folder: Path) -> ModelCard:
     """The registry's @alias version as a model directory; returns its card."""
-    uri = f"models:/{settings.registered_name}@{alias}"
+    return stage_registry_uri(settings, f"models:/{settings.registered_name}@{alias}", folder)
+
+
+def stage_registry_uri(settings: Settings, uri: str, folder: Path) -> ModelCard:
+    """The version a models:/ URI points at as a model directory; returns its card."""
+    name, alias, _ = loading.parse_models_uri(uri)
     version = loading.resolve_version(settings.tracking_uri, uri)
-    loaded = loading.load_version(settings.tracking_uri, settings.registered_name, version)
+    loaded = loading.load_version(settings.tracking_uri, name, version)
     mlflow = (loaded.card.mlflow or MlflowInfo(run_id=loaded.run_id)).model_copy(
         update={"run_id": loaded.run_id, "tracking_uri": settings.tracking_uri}
     )
     card = loaded.card.updated(
-        registry=RegistryInfo(name=settings.registered_name, version=version, alias=alias),
+        registry=RegistryInfo(name=name, version=version, alias=alias),
         mlflow=mlflow,
         metrics=loaded.metrics,
     )

@@ -1,0 +1,270 @@
+"""Batch scoring on Apache Spark (mlship score --engine spark): the same answers as scoring in
+one process, bad rows kept apart with their reason, an output that is whole or absent, and a
+standalone cluster (a master and two workers on 127.0.0.1, as processes) that loses a worker
+mid-job and still scores every row exactly once."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pandas as pd
+import pytest
+
+from mlship.batch.local import score_file
+from mlship.batch.spark import (
+    MANIFEST_FILE,
+    REFUSED,
+    SCORED,
+    Manifest,
+    SparkJob,
+    score,
+    score_part,
+)
+from mlship.errors import InputError
+from mlship.serving.model import load_directory
+from mlship.ship.launch import free_port
+from tests.conftest import text_frame
+
+pyspark = pytest.importorskip("pyspark")
+if shutil.which("java") is None:
+    pytest.skip("Spark needs a Java runtime", allow_module_level=True)
+
+ANSWERS = ["label", "confidence", "proba_great", "proba_other"]
+
+
+def _rows(count: int) -> pd.DataFrame:
+    frame = text_frame(count // 2).drop(columns="score").reset_index(drop=True)
+    return frame.assign(id=range(len(frame)))
+
+
+def _in_process(model_dir: Path, frame: pd.DataFrame, tmp_path: Path) -> pd.DataFrame:
+    source, target = tmp_path / "expected.parquet", tmp_path / "expected-out.parquet"
+    frame.to_parquet(source)
+    score_file(model_dir, "m", str(source), target, 1000)
+    return pd.read_parquet(target).set_index("id")
+
+
+def test_a_partition_keeps_bad_rows_apart_with_the_servers_reason(model_dir: Path) -> None:
+    served = load_directory(model_dir, "m")
+    served.warm()
+    part = pd.DataFrame({"review": ["great food", None, 7, "bad"], "id": [1, 2, 3, 4]})
+    done = score_part(served, part)
+    assert done.outcome.tolist() == [SCORED, REFUSED, REFUSED, SCORED]
+    assert done.refused_reason[1] == "review: expected text, got NoneType"
+    assert done.refused_reason[2] == "review: expected text, got int"
+    assert done.label.isna().tolist() == [False, True, True, False]
+    alone = score_part(served, part.iloc[[0, 3]])
+    assert done.loc[[0, 3], ANSWERS].to_numpy().tolist() == alone[ANSWERS].to_numpy().tolist()
+    with pytest.raises(InputError, match="mlship refused row: review: expected text"):
+        score_part(served, part, fail_fast=True)
+
+
+def test_spark_answers_every_row_as_one_process_does(model_dir: Path, tmp_path: Path) -> None:
+    """Several files of each format; answers equal to `mlship score` in one process; the
+    manifest counts what the output holds; a second run on the same output is refused."""
+    frame = _rows(6000)
+    frame.loc[[5, 4321], "review"] = None  # refused, not scored and not fatal
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for i, part in enumerate((frame.iloc[:2500], frame.iloc[2500:4000], frame.iloc[4000:])):
+        part.to_parquet(inputs / f"part-{i}.parquet")
+    csv = tmp_path / "csv"
+    csv.mkdir()
+    frame.iloc[:3000].to_csv(csv / "a.csv", index=False)
+    frame.iloc[3000:].to_csv(csv / "b.csv", index=False)
+    expected = _in_process(model_dir, frame.drop(index=[5, 4321]), tmp_path)
+
+    for source in (str(inputs), f"{csv}/*.csv"):
+        output = tmp_path / f"out-{len(source)}"
+        job = SparkJob(model_dir, "m", source, str(output), "local[2]", rows_per_batch=1000)
+        manifest = score(job)
+        # CSV cells are text, as read: the ids too
+        scored, refused = (
+            pd.read_parquet(output / f"outcome={outcome}").astype({"id": int}).set_index("id")
+            for outcome in (SCORED, REFUSED)
+        )
+        scored, refused = scored.sort_index(), refused.sort_index()
+        assert scored.index.tolist() == expected.index.tolist()
+        assert scored.label.tolist() == expected.label.tolist()
+        assert (scored[ANSWERS[1:]] - expected[ANSWERS[1:]]).abs().max().max() == 0
+        assert refused.index.tolist() == [5, 4321]
+        assert set(refused.refused_reason) == {"review: expected text, got NoneType"}
+        assert (manifest.rows_read, manifest.rows_scored, manifest.rows_refused) == (
+            6000,
+            5998,
+            2,
+        )
+        assert len(manifest.inputs) in (2, 3) and all(f.bytes > 0 for f in manifest.inputs)
+        assert manifest.model_name == "m" and manifest.application_id.startswith("local-")
+        assert Manifest.read(output / MANIFEST_FILE) == manifest
+        assert not list(tmp_path.glob("*.mlship-staging-*"))
+
+    before = sorted(p.name for p in output.rglob("*"))
+    with pytest.raises(InputError, match="already exists"):
+        score(SparkJob(model_dir, "m", str(inputs), str(output), "local[1]"))
+    assert sorted(p.name for p in output.rglob("*")) == before
+
+
+def test_fail_fast_stops_at_a_bad_row_and_leaves_no_output(model_dir: Path, tmp_path: Path) -> None:
+    frame = _rows(200)
+    frame.loc[17, "review"] = None
+    frame.to_json(tmp_path / "in.jsonl", orient="records", lines=True)
+    output = tmp_path / "out"
+    job = SparkJob(model_dir, "m", str(tmp_path / "in.jsonl"), str(output), "local[1]")
+    with pytest.raises(InputError, match=r"refused \(--fail-fast\): review: expected text"):
+        score(SparkJob(**{**job.__dict__, "fail_fast": True}))
+    assert not output.exists() and not list(tmp_path.glob("*.mlship-staging-*"))
+
+
+def test_the_cli_refuses_bad_flags_and_inputs(model_dir: Path, tmp_path: Path) -> None:
+    mlship = [sys.executable, "-m", "mlship"]
+    output = str(tmp_path / "o")
+    base = ["score", "--engine", "spark", "--model", str(model_dir), "--output", output]
+    bad_conf = subprocess.run(
+        [*mlship, *base, "--input", str(tmp_path), "--conf", "spark.x"],
+        capture_output=True,
+        text=True,
+    )
+    assert bad_conf.returncode == 2 and "--conf 'spark.x': expected KEY=VALUE" in bad_conf.stderr
+    pd.DataFrame({"other": ["x"]}).to_parquet(tmp_path / "wrong.parquet")
+    wrong = subprocess.run(
+        [*mlship, *base, "--input", str(tmp_path / "wrong.parquet"), "--master", "local[1]"],
+        capture_output=True,
+        text=True,
+    )
+    assert wrong.returncode == 2, wrong.stderr
+    assert "lacks the model's feature column(s) ['review']" in wrong.stderr
+
+
+# --- a standalone cluster -------------------------------------------------------------------
+
+
+class Cluster:
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.port, self.ui = free_port(), free_port()
+        self.master: subprocess.Popen[bytes] | None = None
+        self.workers: list[subprocess.Popen[bytes]] = []
+
+    @property
+    def url(self) -> str:
+        return f"spark://127.0.0.1:{self.port}"
+
+    def _start(self, name: str, *args: str) -> subprocess.Popen[bytes]:
+        spark_class = Path(pyspark.__file__).parent / "bin" / "spark-class"
+        env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1", "SPARK_LOG_DIR": str(self.folder)}
+        env["SPARK_HOME"] = str(spark_class.parent.parent)
+        log = (self.folder / f"{name}.log").open("wb")
+        # each in its own process group: stopping one takes its executors and Python along
+        return subprocess.Popen(
+            [str(spark_class), *args], env=env, stdout=log, stderr=log, start_new_session=True
+        )
+
+    def start(self, workers: int) -> None:
+        self.master = self._start(
+            "master",
+            "org.apache.spark.deploy.master.Master",
+            *("--host", "127.0.0.1", "--port", str(self.port), "--webui-port", str(self.ui)),
+        )
+        for i in range(workers):
+            work = self.folder / f"worker-{i}"
+            work.mkdir()
+            self.workers.append(
+                self._start(
+                    f"worker-{i}",
+                    "org.apache.spark.deploy.worker.Worker",
+                    *("--host", "127.0.0.1", "--cores", "1", "--memory", "1g"),
+                    *("--webui-port", str(free_port()), "--work-dir", str(work), self.url),
+                )
+            )
+        deadline = time.monotonic() + 90
+        while self.alive_workers() < workers:
+            assert time.monotonic() < deadline, (self.folder / "master.log").read_text()[-3000:]
+            time.sleep(0.5)
+
+    def alive_workers(self) -> int:
+        try:
+            state = httpx.get(f"http://127.0.0.1:{self.ui}/json/", timeout=2).json()
+        except (httpx.HTTPError, json.JSONDecodeError):
+            return 0
+        return sum(1 for w in state.get("workers", []) if w.get("state") == "ALIVE")
+
+    def kill_worker(self, index: int) -> None:
+        os.killpg(self.workers[index].pid, signal.SIGKILL)
+        self.workers[index].wait()
+
+    def stop(self) -> None:
+        for process in [*self.workers, self.master]:
+            if process is not None and process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+                try:
+                    process.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    os.killpg(process.pid, signal.SIGKILL)
+                    process.wait()
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[Cluster]:
+    found = Cluster(tmp_path / "cluster")
+    found.folder.mkdir()
+    try:
+        found.start(workers=2)
+        yield found
+    finally:
+        found.stop()
+
+
+def test_a_worker_lost_mid_job_still_scores_every_row_once(
+    model_dir: Path, tmp_path: Path, cluster: Cluster
+) -> None:
+    frame = _rows(40_000)
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for i in range(40):
+        frame.iloc[i * 1000 : (i + 1) * 1000].to_parquet(inputs / f"part-{i:02d}.parquet")
+    output = tmp_path / "out"
+    job = SparkJob(
+        model_dir,
+        "m",
+        str(inputs),
+        str(output),
+        cluster.url,
+        # a task per file (opening one costs more than a partition holds)
+        {"spark.sql.files.openCostInBytes": "256m", "spark.task.maxFailures": "4"},
+        rows_per_batch=500,
+    )
+    import threading
+
+    done: list[Manifest | BaseException] = []
+
+    def run() -> None:
+        try:
+            done.append(score(job))
+        except BaseException as error:  # handed to the test's thread
+            done.append(error)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    # a task's output committed: the job is under way on both workers; then one is lost
+    deadline = time.monotonic() + 180
+    while not list(tmp_path.glob("out.mlship-staging-*/**/part-*.parquet")):
+        assert time.monotonic() < deadline and thread.is_alive(), done
+        time.sleep(0.2)
+    assert thread.is_alive()  # the job is not over
+    cluster.kill_worker(0)
+    thread.join(timeout=600)
+    assert done and isinstance(done[0], Manifest), done
+    scored = pd.read_parquet(output / f"outcome={SCORED}")
+    assert len(scored) == 40_000 and sorted(scored.id) == list(range(40_000))
+    assert done[0].rows_scored == 40_000 and done[0].rows_refused == 0
+    assert cluster.alive_workers() == 1  # the job finished on the one left
