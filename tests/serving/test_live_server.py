@@ -83,6 +83,17 @@ def test_concurrent_requests_are_batched_and_answered_right(model_dir: Path, wor
     assert calls < scored  # and several requests shared a model call
 
 
+def test_the_first_requests_after_ready_are_answered_by_every_process(model_dir: Path) -> None:
+    """/ready turns 200 only when every process can score: each new connection, whichever
+    process takes it, is answered at once."""
+    with running_server("--model", str(model_dir), "--workers", "2") as url:
+        answers = [
+            httpx.post(f"{url}/predict", json={"review": GOOD}, timeout=5) for _ in range(20)
+        ]
+    assert [a.status_code for a in answers] == [200] * 20
+    assert {a.json()["label"] for a in answers} == {"great"}
+
+
 def test_a_busy_port_is_an_error_not_shared(model_dir: Path) -> None:
     import subprocess
     import sys
