@@ -8,6 +8,7 @@
 ARG BASE_IMAGE=python:3.11-slim-bookworm
 
 # --- builder: a virtual environment with the server's pinned dependencies and mlship ----
+# (without their tests, C and Cython sources, headers and type stubs: nothing runs them)
 FROM ${BASE_IMAGE} AS builder
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 PIP_ROOT_USER_ACTION=ignore
 WORKDIR /build
@@ -20,12 +21,16 @@ RUN python3 -m venv /opt/venv \
         /opt/venv/bin/pip install --quiet --no-index --find-links ./wheels \
             --require-hashes --no-deps -r requirements-extra.lock; fi \
     && find /opt/venv -depth -type d -name tests -path "*site-packages/*" -exec rm -rf {} + \
+    && find /opt/venv -type f \( -name "*.pyx" -o -name "*.pxd" -o -name "*.pxi" \
+        -o -name "*.pyi" -o -name "*.h" -o -name "*.c" -o -name "*.cpp" \) -delete \
     && /opt/venv/bin/python -m compileall -q /opt/venv
 COPY mlship-wheel ./mlship-wheel
 # skops' trusted-type lists, written once for these versions: the server then starts without
 # importing all of scikit-learn to rebuild them (mlship.pipeline.skops_names)
+# The installers go last: the server never installs anything (23 MB, and less to patch).
 RUN /opt/venv/bin/pip install --quiet --no-index --no-deps ./mlship-wheel/mlship-*.whl \
-    && /opt/venv/bin/python -c "from mlship.pipeline.skops_names import save_names; save_names()"
+    && /opt/venv/bin/python -c "from mlship.pipeline.skops_names import save_names; save_names()" \
+    && /opt/venv/bin/pip uninstall --quiet --yes pip setuptools
 
 # --- runtime: the environment and the model, run as a non-root user ----------------------
 FROM ${BASE_IMAGE} AS runtime

@@ -56,14 +56,19 @@ YAML
 
 build_base_image() {
     # Debian bookworm with its python3 (3.11) and OpenMP (libgomp1, which LightGBM links),
-    # imported as an image. The mirror is the one
-    # apt already uses on this machine.
+    # imported as an image. The mirror is the one apt already uses on this machine. Slim as
+    # Debian's -slim images are: no manuals, documentation or translations, now or from any
+    # package installed later.
     local mirror rootfs="$STATE/rootfs"
     mirror=$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
     rm -rf "$rootfs"
     debootstrap --variant=minbase --include=python3,python3-venv,python3-pip,ca-certificates,libgomp1 \
         bookworm "$rootfs" ${mirror:+"$mirror"} >"$STATE/debootstrap.log" 2>&1
     rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
+    rm -rf "$rootfs"/usr/share/{doc,man,info,locale}/*
+    printf '%s\n' 'path-exclude /usr/share/doc/*' 'path-exclude /usr/share/man/*' \
+        'path-exclude /usr/share/info/*' 'path-exclude /usr/share/locale/*' \
+        >"$rootfs"/etc/dpkg/dpkg.cfg.d/slim
     tar -C "$rootfs" -c . | docker import \
         --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
         --change 'CMD ["python3"]' - "$BASE_IMAGE" >/dev/null
