@@ -1,6 +1,6 @@
 """A Spark standalone cluster as plain processes on 127.0.0.1: a master and one-core workers
-(pyspark's spark-class), each in its own process group and stopped by PID. Used by the tests
-and by benchmarks/batch.py."""
+(pyspark's spark-class), each in its own process group and stopped by PID; and an S3 server
+for s3a:// (moto's). Used by the tests and by benchmarks/batch.py."""
 
 from __future__ import annotations
 
@@ -9,11 +9,16 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 
 from mlship.ship.launch import free_port
+from tests.tools import tool
 
 
 class Cluster:
@@ -81,3 +86,60 @@ class Cluster:
                 except subprocess.TimeoutExpired:
                     os.killpg(process.pid, signal.SIGKILL)
                     process.wait()
+
+
+@dataclass(frozen=True)
+class ObjectStore:
+    endpoint: str
+    key: str = "mlship-test"
+    secret: str = "mlship-test-secret"
+
+    def client(self) -> Any:
+        import boto3
+
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint,
+            aws_access_key_id=self.key,
+            aws_secret_access_key=self.secret,
+            region_name="us-east-1",
+        )
+
+    def s3a_conf(self) -> dict[str, str]:
+        """What hadoop-aws needs to reach this server from the driver and every executor."""
+        return {
+            "spark.hadoop.fs.s3a.endpoint": self.endpoint,
+            "spark.hadoop.fs.s3a.endpoint.region": "us-east-1",
+            "spark.hadoop.fs.s3a.path.style.access": "true",
+            "spark.hadoop.fs.s3a.connection.ssl.enabled": "false",
+            "spark.hadoop.fs.s3a.access.key": self.key,
+            "spark.hadoop.fs.s3a.secret.key": self.secret,
+        }
+
+
+@contextmanager
+def object_store(folder: Path, *buckets: str) -> Iterator[ObjectStore]:
+    """moto's S3 server on 127.0.0.1, as a process. Not rclone's (the team stack's): Spark's
+    output committer creates empty folders (keys ending in /), which rclone cannot hold."""
+    port = free_port()
+    log = (folder / "moto.log").open("wb")
+    process = subprocess.Popen(
+        [tool("moto_server"), "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=log
+    )
+    store = ObjectStore(f"http://127.0.0.1:{port}")
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                httpx.get(store.endpoint, timeout=1)
+                break
+            except httpx.HTTPError:
+                assert time.monotonic() < deadline and process.poll() is None, "moto did not start"
+                time.sleep(0.2)
+        for bucket in buckets:
+            store.client().create_bucket(Bucket=bucket)
+        yield store
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+        log.close()

@@ -1,7 +1,9 @@
 """Batch scoring on Apache Spark (mlship score --engine spark): the same answers as scoring in
 one process, bad rows kept apart with their reason, an output that is whole or absent, and a
 standalone cluster (a master and two workers on 127.0.0.1, as processes) that loses a worker
-mid-job and still scores every row exactly once."""
+mid-job and still scores every row exactly once, and scores files held on an S3 server through
+s3a:// (hadoop-aws from Maven Central, cached by Ivy under ~/.ivy2.5.2 after the first run;
+about 600 MB with the AWS SDK)."""
 
 from __future__ import annotations
 
@@ -28,7 +30,7 @@ from mlship.batch.spark import (
 from mlship.errors import InputError
 from mlship.serving.model import load_directory
 from tests.conftest import text_frame
-from tests.spark_cluster import Cluster
+from tests.spark_cluster import Cluster, object_store
 
 pyspark = pytest.importorskip("pyspark")
 if shutil.which("java") is None:
@@ -199,3 +201,51 @@ def test_a_worker_lost_mid_job_still_scores_every_row_once(
     assert len(scored) == 40_000 and sorted(scored.id) == list(range(40_000))
     assert done[0].rows_scored == 40_000 and done[0].rows_refused == 0
     assert cluster.alive_workers() == 1  # the job finished on the one left
+
+
+def test_a_cluster_scores_files_on_an_s3_server_through_s3a(
+    model_dir: Path, tmp_path: Path, cluster: Cluster
+) -> None:
+    """Input and output in a bucket, the workers reading and writing through hadoop-aws:
+    every answer as in one process, the refused rows, the manifest in the bucket."""
+    frame = _rows(6000)
+    frame.loc[[11, 5000], "review"] = None
+    expected = _in_process(model_dir, frame.drop(index=[11, 5000]), tmp_path)
+    with object_store(tmp_path, "tables") as store:
+        bucket = store.client()
+        for i in range(3):
+            local = tmp_path / f"part-{i}.parquet"
+            frame.iloc[i * 2000 : (i + 1) * 2000].to_parquet(local)
+            bucket.upload_file(str(local), "tables", f"nightly/{local.name}")
+        job = SparkJob(
+            model_dir,
+            "m",
+            "s3a://tables/nightly/*.parquet",
+            "s3a://tables/scored",
+            cluster.url,
+            store.s3a_conf(),
+            rows_per_batch=1000,
+        )
+        manifest = score(job)
+        with pytest.raises(InputError, match="already exists"):
+            score(job)
+        keys = [o["Key"] for o in bucket.list_objects_v2(Bucket="tables")["Contents"]]
+        assert not [k for k in keys if "mlship-staging" in k]
+        written = tmp_path / "scored"
+        for key in keys:
+            if key.startswith("scored/") and not key.endswith("/"):
+                (written / key).parent.mkdir(parents=True, exist_ok=True)
+                bucket.download_file("tables", key, str(written / key))
+    written = written / "scored"
+    scored = pd.read_parquet(written / f"outcome={SCORED}").set_index("id").sort_index()
+    refused = pd.read_parquet(written / f"outcome={REFUSED}").set_index("id").sort_index()
+    assert scored.index.tolist() == expected.index.tolist()
+    assert scored.label.tolist() == expected.label.tolist()
+    assert (scored[ANSWERS[1:]] - expected[ANSWERS[1:]]).abs().max().max() == 0
+    assert refused.index.tolist() == [11, 5000]
+    assert (manifest.rows_read, manifest.rows_scored, manifest.rows_refused) == (6000, 5998, 2)
+    assert sorted(f.path.rsplit("/", 1)[1] for f in manifest.inputs) == [
+        f"part-{i}.parquet" for i in range(3)
+    ]
+    assert manifest.application_id.startswith("app-") and manifest.master == cluster.url
+    assert Manifest.read(written / MANIFEST_FILE) == manifest

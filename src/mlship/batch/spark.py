@@ -50,7 +50,7 @@ class SparkJob:
     model_name: str | None
     input: str  # a path, folder or glob of .parquet, .csv or .jsonl; local, s3a:// or gs://
     output: str  # a folder that must not exist yet
-    master: str = "local[*]"
+    master: str | None = None  # None: spark-submit's (Dataproc, the operator), else local[*]
     conf: Mapping[str, str] = field(default_factory=dict)
     rows_per_batch: int = 10_000  # rows per model call (Arrow batch)
     fail_fast: bool = False
@@ -103,6 +103,17 @@ def _kind(location: str) -> str:
     return "parquet"  # a folder, as Spark and Hive write them
 
 
+def submitted() -> bool:
+    """Whether this Python runs under spark-submit (Dataproc, the Spark operator, a cluster's
+    own launcher): its JVM then holds the master and the settings it was given."""
+    return "PYSPARK_GATEWAY_PORT" in os.environ
+
+
+def master_of(job: SparkJob) -> str | None:
+    """The master to ask for: the job's, else spark-submit's (None), else local[*]."""
+    return job.master or (None if submitted() else "local[*]")
+
+
 def session_conf(job: SparkJob) -> dict[str, str]:
     """Spark settings: the job's own win over these defaults."""
     conf = {
@@ -112,8 +123,9 @@ def session_conf(job: SparkJob) -> dict[str, str]:
         # one native thread per Python worker: Spark runs one per core already
         **{f"spark.executorEnv.{name}": "1" for name in THREAD_VARIABLES},
     }
-    host = job.master.removeprefix("spark://").split(":")[0]
-    if job.master.startswith("local") or host in LOCAL_HOSTS:
+    master = master_of(job) or ""  # under spark-submit: settings for its cluster, not ours
+    host = master.removeprefix("spark://").split(":")[0]
+    if master.startswith("local") or host in LOCAL_HOSTS:
         # everything on this machine: this Python on the workers, the driver on loopback
         conf |= {
             "spark.pyspark.python": sys.executable,
@@ -149,13 +161,15 @@ def _start(job: SparkJob) -> Any:
         os.environ["PYSPARK_PYTHON"] = conf["spark.pyspark.python"]
     if conf.get("spark.driver.bindAddress") in LOCAL_HOSTS:  # and its block manager this one
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-    builder = SparkSession.builder.master(job.master)
+    master = master_of(job)
+    builder = SparkSession.builder if master is None else SparkSession.builder.master(master)
     for key, value in conf.items():
         builder = builder.config(key, value)
     try:
         spark = builder.getOrCreate()
     except Exception as error:  # Py4J and the JVM's own failures: no master, no Java
-        raise ServiceError(f"Spark did not start on {job.master}: {error}") from error
+        where = master or "the master spark-submit was given"
+        raise ServiceError(f"Spark did not start on {where}: {error}") from error
     spark.sparkContext.setLogLevel("ERROR")  # failures reach the user as our own errors
     return spark
 
@@ -207,7 +221,8 @@ def _run(
     spec = _PartitionSpec(Path(archive).name, job.model_name, job.fail_fast)
     scored = frame.mapInPandas(lambda batches: _score_batches(batches, spec), schema)
     if progress is not None:
-        progress(f"scoring {job.input} on {job.master} (application {app_id}) ...")
+        where = spark.sparkContext.master
+        progress(f"scoring {job.input} on {where} (application {app_id}) ...")
     try:
         scored.write.partitionBy(OUTCOME).parquet(staging.toString())
         counts = {
@@ -227,7 +242,7 @@ def _run(
             input=job.input,
             inputs=inputs,
             output=job.output,
-            master=job.master,
+            master=spark.sparkContext.master,
             application_id=app_id,
             spark_version=spark.version,
             started_at=started_at,

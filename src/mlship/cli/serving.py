@@ -91,8 +91,12 @@ def score(
     chunk_rows: Annotated[int, typer.Option(min=1, help="rows per model call")] = 10_000,
     engine: Annotated[ScoringEngine, typer.Option(help="where to score")] = ScoringEngine.local,
     master: Annotated[
-        str, typer.Option(help="spark: local[*], spark://HOST:PORT, k8s://..., yarn")
-    ] = "local[*]",
+        str | None,
+        typer.Option(
+            help="spark: local[*] (the default, or spark-submit's master under spark-submit), "
+            "spark://HOST:PORT, k8s://..., yarn"
+        ),
+    ] = None,
     conf: Annotated[
         list[str] | None, typer.Option(help="spark: a KEY=VALUE Spark setting (repeatable)")
     ] = None,
@@ -132,7 +136,7 @@ def _score_on_spark(
     input_path: str,
     output_path: str,
     chunk_rows: int,
-    master: str,
+    master: str | None,
     conf: list[str],
     fail_fast: bool,
 ) -> None:
