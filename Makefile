@@ -9,7 +9,7 @@ export PATH := $(BIN):$(PATH)
 SHELL := /bin/bash
 
 .DEFAULT_GOAL := help
-.PHONY: help install docs kube pipeline train pull repro gate report register promote image push loadtest deploy serve monitor summary lint typecheck check test unit lock clean
+.PHONY: help install docs kube pipeline train pull repro gate report register promote image push loadtest deploy serve score-dataproc monitor summary lint typecheck check test unit lock clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -78,6 +78,9 @@ deploy: install ## roll the pushed image out with kubectl (ENV=staging|productio
 serve: install ## serve models/ on 127.0.0.1:8000 (MODEL=models:/name@alias, WORKERS=2)
 	mlship serve --model "$(or $(MODEL),models)" --workers $(or $(WORKERS),2) \
 		$(if $(MODEL),,$(if $(wildcard metrics/evaluate.json),--metrics metrics/evaluate.json))
+
+score-dataproc: ## score MLSHIP_SCORE_INPUT on Dataproc Serverless with the image production runs
+	bash .ci/spark/dataproc-score.sh
 
 monitor: install ## live drift and accuracy from the server's samples (MLSHIP_MONITOR_SINK); exit 1: retrain
 	mlship monitor $(if $(REFERENCE),--reference "$(REFERENCE)")

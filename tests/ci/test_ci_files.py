@@ -23,6 +23,7 @@ CLOUDBUILD_CONFIGS = [
     REPO / ".ci" / "cloudbuild" / "pull-request.yaml",
     REPO / ".ci" / "cloudbuild" / "production.yaml",
     REPO / ".ci" / "cloudbuild" / "ct.yaml",
+    REPO / ".ci" / "cloudbuild" / "score.yaml",
 ]
 TRIGGERS = sorted((REPO / ".ci" / "cloudbuild" / "triggers").glob("*.yaml"))
 
@@ -40,7 +41,7 @@ def load(path: Path) -> Any:
 
 
 def test_workflows_match_the_github_schema_and_pass_actionlint() -> None:
-    assert [p.name for p in WORKFLOWS] == ["cd.yml", "ci.yml", "ct.yml"]
+    assert [p.name for p in WORKFLOWS] == ["cd.yml", "ci.yml", "ct.yml", "score.yml"]
     paths = [str(p) for p in WORKFLOWS]
     run(tool("check-jsonschema"), "--builtin-schema", "vendor.github-workflows", *paths)
     run(tool("actionlint"), "-no-color", *paths)
@@ -82,8 +83,9 @@ def test_the_strict_parse_rejects_an_unknown_field() -> None:
         cloudbuild_v1.Build.from_json(json.dumps({"stepz": []}), ignore_unknown_fields=False)
 
 
-def test_the_agent_and_team_mlflow_dockerfiles_pass_hadolint() -> None:
+def test_the_agent_spark_and_team_mlflow_dockerfiles_pass_hadolint() -> None:
     run(tool("hadolint"), str(REPO / ".ci" / "agent.Dockerfile"))
+    run(tool("hadolint"), str(REPO / ".ci" / "spark" / "Dockerfile"))
     run(tool("hadolint"), str(REPO / "compose" / "mlflow.Dockerfile"))
 
 
@@ -341,11 +343,11 @@ def _groovy_lint(*paths: Path) -> subprocess.CompletedProcess[str]:
 
 def test_the_jenkinsfiles_have_no_groovy_lint_error() -> None:
     """CodeNarc through npm-groovy-lint (a real Groovy compile and Jenkins rule set)."""
-    files = [REPO / "Jenkinsfile", REPO / ".ci" / "jenkins" / "ct.Jenkinsfile"]
-    assert all(f.is_file() for f in files), files  # the linter skips a missing file silently
+    files = [REPO / "Jenkinsfile", *sorted((REPO / ".ci" / "jenkins").glob("*.Jenkinsfile"))]
+    assert len(files) == 3 and all(f.is_file() for f in files), files  # a missing one is skipped
     done = _groovy_lint(*files)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
-    assert "2 linted files" in re.sub(r"\x1b\[[0-9;]*m", "", done.stdout)
+    assert "3 linted files" in re.sub(r"\x1b\[[0-9;]*m", "", done.stdout)
 
 
 def test_groovy_lint_fails_a_jenkinsfile_that_does_not_compile(tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ about 600 MB with the AWS SDK)."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -29,7 +30,7 @@ from mlship.batch.spark import (
 )
 from mlship.errors import InputError
 from mlship.serving.model import load_directory
-from tests.conftest import text_frame
+from tests.conftest import REPO, text_frame
 from tests.spark_cluster import Cluster, object_store
 
 pyspark = pytest.importorskip("pyspark")
@@ -141,6 +142,40 @@ def test_the_cli_refuses_bad_flags_and_inputs(model_dir: Path, tmp_path: Path) -
     )
     assert wrong.returncode == 2, wrong.stderr
     assert "lacks the model's feature column(s) ['review']" in wrong.stderr
+
+
+def test_the_job_file_scores_under_spark_submit_with_its_master(
+    model_dir: Path, tmp_path: Path
+) -> None:
+    """.ci/spark/score.py as Dataproc and the Spark operator start it: spark-submit holds the
+    master and settings, the session takes them, the arguments are `mlship score`'s."""
+    frame = _rows(300)
+    frame.loc[3, "review"] = None
+    frame.to_parquet(tmp_path / "in.parquet")
+    spark_submit = Path(pyspark.__file__).parent / "bin" / "spark-submit"
+    env = {
+        **os.environ,
+        "SPARK_LOCAL_IP": "127.0.0.1",
+        "PYSPARK_PYTHON": sys.executable,
+        "PYSPARK_DRIVER_PYTHON": sys.executable,
+        "MLSHIP_MODEL_NAME": "m",
+    }
+    output = tmp_path / "out"
+    command = [str(spark_submit), "--master", "local[2]", "--name", "nightly"]
+    job = [str(REPO / ".ci" / "spark" / "score.py"), "--model", str(model_dir)]
+    paths = ["--input", str(tmp_path / "in.parquet"), "--output", str(output)]
+    done = subprocess.run(
+        [*command, *job, *paths], env=env, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stdout[-3000:]
+    assert "299 rows scored, 1 refused" in done.stdout and "on local[2]" in done.stdout
+    manifest = Manifest.read(output / MANIFEST_FILE)
+    assert manifest.master == "local[2]" and manifest.rows_scored == 299
+    again = subprocess.run(
+        [*command, *job, *paths], env=env, capture_output=True, text=True, timeout=600
+    )
+    # spark-submit hands the Python driver's stderr on as its stdout
+    assert again.returncode == 2 and "already exists" in again.stdout
 
 
 # --- a standalone cluster -------------------------------------------------------------------

@@ -26,6 +26,7 @@ CRD_KINDS = {
     "PrometheusRule",
     "VirtualService",
     "DestinationRule",
+    "SparkApplication",
 }
 
 
@@ -62,6 +63,7 @@ VARIANTS = {
     "gpu": ("base", ("gpu",)),
     "servicemonitor": ("base", ("servicemonitor",)),
     "batch": ("base", ("batch",)),
+    "spark": ("base", ("spark",)),
 }
 
 
@@ -211,3 +213,37 @@ def test_batch_scoring_runs_mlship_score_locked_down(tmp_path: Path) -> None:
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     claim = job["volumes"][0]["persistentVolumeClaim"]["claimName"]
     assert claim == by_kind(docs, "PersistentVolumeClaim")["metadata"]["name"]
+
+
+def test_the_spark_application_runs_mlship_score_and_may_start_its_executors(
+    tmp_path: Path,
+) -> None:
+    import typer.main
+
+    from mlship.cli import app as cli
+
+    docs = render(tmp_path, "spark")
+    spec = by_kind(docs, "SparkApplication")["spec"]
+    assert spec["mainApplicationFile"] == "local:///opt/mlship/score.py"
+    assert "COPY score.py /opt/mlship/score.py" in (REPO / ".ci/spark/Dockerfile").read_text()
+    # its arguments are `mlship score`'s options, as .ci/spark/score.py hands them on
+    score = typer.main.get_command(cli).commands["score"]  # type: ignore[attr-defined]
+    argv = ["--engine", "spark", "--model", "/opt/model", *spec["arguments"]]
+    params = score.make_context("score", argv).params
+    assert params["input_path"].startswith("gs://") and params["output_path"].startswith("gs://")
+    assert "gcs-connector" in spec["sparkConf"]["spark.jars.packages"]
+    account = spec["driver"]["serviceAccount"]
+    assert account in {d["metadata"]["name"] for d in docs if d["kind"] == "ServiceAccount"}
+    binding = next(
+        d for d in docs if d["kind"] == "RoleBinding" and "spark" in d["metadata"]["name"]
+    )
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": account}]
+    role = next(
+        d
+        for d in docs
+        if d["kind"] == "Role" and d["metadata"]["name"] == binding["roleRef"]["name"]
+    )
+    pods = next(r for r in role["rules"] if "pods" in r["resources"])
+    assert {"create", "delete", "watch"} <= set(pods["verbs"])
+    for side in ("driver", "executor"):
+        assert spec[side]["securityContext"]["runAsNonRoot"] is True
