@@ -70,7 +70,7 @@ def test_a_regressor(project: Project, open_page: Any) -> None:
     frame["score"] = [float(len(text)) for text in frame["review"]]
     params = project.params(**REGRESSION)
     project.run_pipeline(
-        params, frame, test_rows=frame.head(12).assign(review=lambda f: f.review + " !")
+        params, frame, test_rows=frame.head(32).assign(review=lambda f: f.review + " !")
     )
     gate(project.stage_inputs(params), stale=lambda _: [])
     page = _check(
