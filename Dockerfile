@@ -8,7 +8,8 @@
 ARG BASE_IMAGE=python:3.11-slim-bookworm
 
 # --- builder: a virtual environment with the server's pinned dependencies and mlship ----
-# (without their tests, C and Cython sources, headers and type stubs: nothing runs them)
+# (without their tests, C and Cython sources, headers and type stubs, nor numpy's
+# distutils: nothing runs them; f2py stays, as `from numpy import *` reaches it)
 FROM ${BASE_IMAGE} AS builder
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 PIP_ROOT_USER_ACTION=ignore
 WORKDIR /build
@@ -23,6 +24,7 @@ RUN python3 -m venv /opt/venv \
     && find /opt/venv -depth -type d -name tests -path "*site-packages/*" -exec rm -rf {} + \
     && find /opt/venv -type f \( -name "*.pyx" -o -name "*.pxd" -o -name "*.pxi" \
         -o -name "*.pyi" -o -name "*.h" -o -name "*.c" -o -name "*.cpp" \) -delete \
+    && rm -rf /opt/venv/lib/python3*/site-packages/numpy/distutils \
     && /opt/venv/bin/python -m compileall -q /opt/venv
 COPY mlship-wheel ./mlship-wheel
 # skops' trusted-type lists, written once for these versions: the server then starts without

@@ -55,14 +55,15 @@ YAML
 }
 
 build_base_image() {
-    # Debian bookworm with its python3 (3.11) and OpenMP (libgomp1, which LightGBM links),
-    # imported as an image. The mirror is the one apt already uses on this machine. Slim as
+    # Debian bookworm with its python3 (3.11), venv (whose pip builds the image's
+    # environment; no system pip, setuptools or wheel) and OpenMP (libgomp1, which LightGBM
+    # links), imported as an image. The mirror is the one apt already uses on this machine. Slim as
     # Debian's -slim images are: no manuals, documentation or translations, now or from any
     # package installed later.
     local mirror rootfs="$STATE/rootfs"
     mirror=$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
     rm -rf "$rootfs"
-    debootstrap --variant=minbase --include=python3,python3-venv,python3-pip,ca-certificates,libgomp1 \
+    debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates,libgomp1 \
         bookworm "$rootfs" ${mirror:+"$mirror"} >"$STATE/debootstrap.log" 2>&1
     rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
     rm -rf "$rootfs"/usr/share/{doc,man,info,locale}/*
