@@ -118,7 +118,9 @@ def train(name: str, params_file: Path, root: Path) -> Model:
     params = parse_params(raw, params_file)
     shutil.copy(REPO / "dvc.yaml", folder / "dvc.yaml")
     paths = PipelinePaths.read(folder / "dvc.yaml")
-    settings = Settings(tracking_uri=f"sqlite:///{folder}/mlflow.db")  # type: ignore[call-arg]
+    settings = Settings(  # type: ignore[call-arg]
+        tracking_uri=f"sqlite:///{folder}/mlflow.db", model_name=params.name
+    )
     here = Path.cwd()
     os.chdir(folder)
     try:

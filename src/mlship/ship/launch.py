@@ -82,13 +82,13 @@ def local_server(model: Path | str, workers: int = 2, timeout: float = 120) -> I
             server.kill()
 
 
-def run_container(client: Any, reference: str, port: int) -> Any:
+def run_container(client: Any, reference: str, port: int, start: bool = True) -> Any:
     """The image as production runs it: non-root, read-only root filesystem with only /tmp
-    writable, no capabilities, no privilege escalation; on 127.0.0.1:<port>."""
-    return client.containers.run(
+    writable, no capabilities, no privilege escalation; on 127.0.0.1:<port>. Created only,
+    not started, with `start=False`."""
+    made = client.containers.create(
         reference,
         command=["--workers", "2", "--host", "127.0.0.1", "--port", str(port)],
-        detach=True,
         network_mode="host",
         read_only=True,
         tmpfs={"/tmp": "rw,size=64m"},
@@ -97,6 +97,9 @@ def run_container(client: Any, reference: str, port: int) -> Any:
         security_opt=["no-new-privileges"],
         labels={"io.mlship.started-by": "mlship"},
     )
+    if start:
+        made.start()
+    return made
 
 
 def container_alive(container: Any) -> bool:
