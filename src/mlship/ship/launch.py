@@ -86,6 +86,12 @@ def run_container(client: Any, reference: str, port: int, start: bool = True) ->
     """The image as production runs it: non-root, read-only root filesystem with only /tmp
     writable, no capabilities, no privilege escalation; on 127.0.0.1:<port>. Created only,
     not started, with `start=False`."""
+    import docker.errors
+
+    try:
+        client.images.get(reference)
+    except docker.errors.ImageNotFound:  # as `docker run` does
+        client.images.pull(reference)
     made = client.containers.create(
         reference,
         command=["--workers", "2", "--host", "127.0.0.1", "--port", str(port)],
