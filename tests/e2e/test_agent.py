@@ -31,9 +31,10 @@ def test_the_agent_runs_the_makefile_as_an_unprivileged_user(engine: Any) -> Non
         pull=False,
     )
     try:
+        # the venv's pip, as `make install` uses it: the base may carry no system pip
         script = (
             "make --version | head -1 && git --version && python3 -m venv /tmp/venv"
-            " && python3 -m pip cache dir && make -s help"
+            " && /tmp/venv/bin/python -m pip cache dir && make -s help"
         )
         output = engine.containers.run(
             TAG,
