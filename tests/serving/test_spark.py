@@ -242,7 +242,9 @@ def test_a_cluster_scores_files_on_an_s3_server_through_s3a(
     model_dir: Path, tmp_path: Path, cluster: Cluster
 ) -> None:
     """Input and output in a bucket, the workers reading and writing through hadoop-aws:
-    every answer as in one process, the refused rows, the manifest in the bucket."""
+    every answer as in one process, the refused rows, the manifest in the bucket. Through the
+    command, in a process of its own: hadoop-aws joins the JVM's class path only when the
+    JVM starts, and this test process runs one already for the other tests."""
     frame = _rows(6000)
     frame.loc[[11, 5000], "review"] = None
     expected = _in_process(model_dir, frame.drop(index=[11, 5000]), tmp_path)
@@ -252,18 +254,18 @@ def test_a_cluster_scores_files_on_an_s3_server_through_s3a(
             local = tmp_path / f"part-{i}.parquet"
             frame.iloc[i * 2000 : (i + 1) * 2000].to_parquet(local)
             bucket.upload_file(str(local), "tables", f"nightly/{local.name}")
-        job = SparkJob(
-            model_dir,
-            "m",
-            "s3a://tables/nightly/*.parquet",
-            "s3a://tables/scored",
-            cluster.url,
-            store.s3a_conf(),
-            rows_per_batch=1000,
-        )
-        manifest = score(job)
-        with pytest.raises(InputError, match="already exists"):
-            score(job)
+        conf = [f"--conf={key}={value}" for key, value in store.s3a_conf().items()]
+        command = [
+            *(sys.executable, "-m", "mlship", "score", "--engine", "spark"),
+            *("--model", str(model_dir), "--master", cluster.url, "--chunk-rows", "1000"),
+            *("--input", "s3a://tables/nightly/*.parquet", "--output", "s3a://tables/scored"),
+            *conf,
+        ]
+        env = {**os.environ, "MLSHIP_MODEL_NAME": "m"}
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+        again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
+        assert again.returncode == 2 and "already exists" in again.stderr
         keys = [o["Key"] for o in bucket.list_objects_v2(Bucket="tables")["Contents"]]
         assert not [k for k in keys if "mlship-staging" in k]
         written = tmp_path / "scored"
@@ -278,9 +280,9 @@ def test_a_cluster_scores_files_on_an_s3_server_through_s3a(
     assert scored.label.tolist() == expected.label.tolist()
     assert (scored[ANSWERS[1:]] - expected[ANSWERS[1:]]).abs().max().max() == 0
     assert refused.index.tolist() == [11, 5000]
+    manifest = Manifest.read(written / MANIFEST_FILE)
     assert (manifest.rows_read, manifest.rows_scored, manifest.rows_refused) == (6000, 5998, 2)
     assert sorted(f.path.rsplit("/", 1)[1] for f in manifest.inputs) == [
         f"part-{i}.parquet" for i in range(3)
     ]
     assert manifest.application_id.startswith("app-") and manifest.master == cluster.url
-    assert Manifest.read(written / MANIFEST_FILE) == manifest

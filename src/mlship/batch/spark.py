@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -204,7 +205,17 @@ def _run(
         path = jvm.org.apache.hadoop.fs.Path(location)
         return path, path.getFileSystem(hadoop_conf)
 
-    final, fs = hadoop_path(job.output)
+    try:
+        final, fs = hadoop_path(job.output)
+    except Exception as error:  # Py4J's: e.g. no S3A class, as the JVM started without it
+        missing = re.search(r"ClassNotFoundException: Class (\S+) not found", str(error))
+        if missing is None:
+            raise
+        raise ServiceError(
+            f"{job.output}: this Spark has no {missing[1]}: a file system's jars join the "
+            "class path only when the JVM starts, and this process started one without them; "
+            "run the job in a process of its own (the mlship command does)"
+        ) from error
     if fs.exists(final):
         raise InputError(f"{job.output}: already exists; remove it or choose another --output")
     app_id = spark.sparkContext.applicationId
