@@ -1,8 +1,9 @@
 """cd.yml executed: act runs the real workflow file on this host for a push to main, both
 jobs in order — the delivery from tests to staging, then production — with the real DVC
-remote, MLflow store, Docker engine and registry. What cannot run here is stood in for: the
-Google and Docker login actions (tests/ci/act_stand_ins), kubectl (the fake one: no
-cluster), trivy's vulnerability database (a stand-in trivy answering "no findings"), and
+remote, MLflow store, Docker engine and registry, and kubectl against the real control
+plane of tests/kube (kwok's nodes: no kubelet runs the pods). What cannot run here is stood
+in for: the Google and Docker login actions (tests/ci/act_stand_ins), trivy's vulnerability
+database (a stand-in trivy answering "no findings"), and
 the GitHub API, which names the release manager who approved the `production` environment.
 act does not hold a job for its environment's reviewers: the approval is the fake API's
 answer, read by `make promote` as GitHub's own would be."""
