@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 
-from mlship.ship.launch import free_port
+from mlship.ship.launch import free_port, wait_ready
 from tests.tools import tool
 
 
@@ -128,14 +128,7 @@ def object_store(folder: Path, *buckets: str) -> Iterator[ObjectStore]:
     )
     store = ObjectStore(f"http://127.0.0.1:{port}")
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                httpx.get(store.endpoint, timeout=1)
-                break
-            except httpx.HTTPError:
-                assert time.monotonic() < deadline and process.poll() is None, "moto did not start"
-                time.sleep(0.2)
+        wait_ready(store.endpoint, 30, lambda: process.poll() is None)
         for bucket in buckets:
             store.client().create_bucket(Bucket=bucket)
         yield store

@@ -52,6 +52,24 @@ def _in_process(model_dir: Path, frame: pd.DataFrame, tmp_path: Path) -> pd.Data
     return pd.read_parquet(target).set_index("id")
 
 
+def _check_answers(output: Path, expected: pd.DataFrame, refused_ids: list[int]) -> pd.DataFrame:
+    """The scored rows' answers are `expected`'s, the refused rows are `refused_ids`; returns
+    the refused rows."""
+    # CSV cells are text, as read: the ids too
+    scored, refused = (
+        pd.read_parquet(output / f"outcome={outcome}")
+        .astype({"id": int})
+        .set_index("id")
+        .sort_index()
+        for outcome in (SCORED, REFUSED)
+    )
+    assert scored.index.tolist() == expected.index.tolist()
+    assert scored.label.tolist() == expected.label.tolist()
+    assert (scored[ANSWERS[1:]] - expected[ANSWERS[1:]]).abs().max().max() == 0
+    assert refused.index.tolist() == refused_ids
+    return refused
+
+
 def test_a_partition_keeps_bad_rows_apart_with_the_servers_reason(model_dir: Path) -> None:
     served = load_directory(model_dir, "m")
     served.warm()
@@ -86,16 +104,7 @@ def test_spark_answers_every_row_as_one_process_does(model_dir: Path, tmp_path: 
         output = tmp_path / f"out-{len(source)}"
         job = SparkJob(model_dir, "m", source, str(output), "local[2]", rows_per_batch=1000)
         manifest = score(job)
-        # CSV cells are text, as read: the ids too
-        scored, refused = (
-            pd.read_parquet(output / f"outcome={outcome}").astype({"id": int}).set_index("id")
-            for outcome in (SCORED, REFUSED)
-        )
-        scored, refused = scored.sort_index(), refused.sort_index()
-        assert scored.index.tolist() == expected.index.tolist()
-        assert scored.label.tolist() == expected.label.tolist()
-        assert (scored[ANSWERS[1:]] - expected[ANSWERS[1:]]).abs().max().max() == 0
-        assert refused.index.tolist() == [5, 4321]
+        refused = _check_answers(output, expected, [5, 4321])
         assert set(refused.refused_reason) == {"review: expected text, got NoneType"}
         assert (manifest.rows_read, manifest.rows_scored, manifest.rows_refused) == (
             6000,
@@ -274,12 +283,7 @@ def test_a_cluster_scores_files_on_an_s3_server_through_s3a(
                 (written / key).parent.mkdir(parents=True, exist_ok=True)
                 bucket.download_file("tables", key, str(written / key))
     written = written / "scored"
-    scored = pd.read_parquet(written / f"outcome={SCORED}").set_index("id").sort_index()
-    refused = pd.read_parquet(written / f"outcome={REFUSED}").set_index("id").sort_index()
-    assert scored.index.tolist() == expected.index.tolist()
-    assert scored.label.tolist() == expected.label.tolist()
-    assert (scored[ANSWERS[1:]] - expected[ANSWERS[1:]]).abs().max().max() == 0
-    assert refused.index.tolist() == [11, 5000]
+    _check_answers(written, expected, [11, 5000])
     manifest = Manifest.read(written / MANIFEST_FILE)
     assert (manifest.rows_read, manifest.rows_scored, manifest.rows_refused) == (6000, 5998, 2)
     assert sorted(f.path.rsplit("/", 1)[1] for f in manifest.inputs) == [
