@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from pathlib import Path
 
 import httpx
@@ -11,7 +12,9 @@ import numpy as np
 import pytest
 import tritonclient.http as triton
 
-from tests.serving.live import running_server
+from mlship.ship.launch import free_port, wait_ready
+from tests.processes import running
+from tests.serving.live import BIN, running_server
 
 pytestmark = pytest.mark.integration
 GOOD, BAD = "great taste, would buy again", "stale and bland, awful"
@@ -92,6 +95,35 @@ def test_the_first_requests_after_ready_are_answered_by_every_process(model_dir:
         ]
     assert [a.status_code for a in answers] == [200] * 20
     assert {a.json()["label"] for a in answers} == {"great"}
+
+
+def test_a_worker_that_dies_is_replaced(model_dir: Path) -> None:
+    """A worker killed (as the OOM killer would) is replaced by a new fork of the parent;
+    the server keeps answering on every process instead of 503 from the survivor on."""
+    import os
+    import signal
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    command = [str(BIN / "mlship"), "serve", "--model", str(model_dir), "--workers", "2"]
+    command += ["--host", "127.0.0.1", "--port", str(port)]
+    with running(command, f"{url}/ready", ready_timeout=90) as server:
+        workers = _children(server.pid)
+        assert len(workers) == 2
+        os.kill(workers[0], signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while len(set(_children(server.pid)) - {workers[0]}) < 2:
+            assert time.monotonic() < deadline, "the killed worker was not replaced"
+            time.sleep(0.1)
+        wait_ready(f"{url}/ready", 30, lambda: server.poll() is None)
+        answers = [
+            httpx.post(f"{url}/predict", json={"review": GOOD}, timeout=5) for _ in range(20)
+        ]
+    assert [a.status_code for a in answers] == [200] * 20
+
+
+def _children(pid: int) -> list[int]:
+    return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
 
 
 def test_a_busy_port_is_an_error_not_shared(model_dir: Path) -> None:

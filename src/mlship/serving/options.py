@@ -27,6 +27,10 @@ class Siblings:
     def ready(self) -> int:
         return sum(1 for _ in self.folder.iterdir())
 
+    def forget(self, pid: int) -> None:
+        """A process that exited no longer counts (its replacement marks itself)."""
+        (self.folder / str(pid)).unlink(missing_ok=True)
+
 
 @dataclass(frozen=True)
 class Challenger:

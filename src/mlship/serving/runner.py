@@ -23,6 +23,7 @@ import signal
 import socket
 import sys
 import tempfile
+import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import FrameType
@@ -36,6 +37,8 @@ if TYPE_CHECKING:  # imported in the functions: scikit-learn and Prometheus load
     from mlship.serving.plane import Loader
 
 log = logging.getLogger("mlship.serve")
+
+RESTARTS_PER_MINUTE = 5
 
 
 @dataclass(frozen=True)
@@ -159,6 +162,7 @@ def serve(options: ServeOptions, settings: Settings) -> None:
     if options.workers == 1:
         serve_one(options, settings)
         return
+    configure_logging(settings.log_level)  # the parent's own lines: a worker replaced
     metrics_dir = tempfile.mkdtemp(prefix="mlship-metrics-")
     settings = settings.per_worker(options.workers)
     if settings.feedback_db is None:  # one feedback file for every worker
@@ -170,28 +174,62 @@ def serve(options: ServeOptions, settings: Settings) -> None:
     ready_dir.mkdir()
     options = replace(options, siblings=Siblings(ready_dir, options.workers))
     preloaded = preload(options, settings)
+    try:
+        supervise(options, settings, preloaded)
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def supervise(options: ServeOptions, settings: Settings, preloaded: dict[str, ServedModel]) -> None:
+    """Fork the workers and keep their number: one that dies (a crash, the OOM killer) is
+    replaced by a fresh fork of the preloaded parent, as gunicorn does, so the server does
+    not go on answering /ready 503 on the survivors forever. Workers dying faster than
+    RESTARTS_PER_MINUTE stop the server (exit 1): a restart loop is for Kubernetes to see."""
+    from multiprocessing.connection import wait
+
     context = multiprocessing.get_context("fork")
-    children = [
-        context.Process(
-            target=serve_one, args=(options, settings, preloaded), name=f"mlship-serve-{i}"
-        )
-        for i in range(options.workers)
-    ]
-    for child in children:
+    siblings = options.siblings
+    stopping = False
+
+    children: list[multiprocessing.process.BaseProcess] = []
+
+    def start() -> None:
+        child = context.Process(target=serve_one, args=(options, settings, preloaded))
         child.start()
+        children.append(child)
+        if stopping and child.pid is not None:  # a signal came while it started
+            os.kill(child.pid, signal.SIGTERM)
 
     def forward(signum: int, frame: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
         for child in children:
             if child.is_alive() and child.pid is not None:
                 os.kill(child.pid, signum)
 
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
-    try:
-        for child in children:
-            child.join()
-    finally:
-        shutil.rmtree(metrics_dir, ignore_errors=True)
-    failed = [child.exitcode for child in children if child.exitcode not in (0, -signal.SIGTERM)]
+    for _ in range(options.workers):
+        start()
+    restarts: list[float] = []
+    failed = False
+    while children:
+        wait([child.sentinel for child in children])
+        for child in [child for child in children if not child.is_alive()]:
+            children.remove(child)
+            if siblings is not None and child.pid is not None:
+                siblings.forget(child.pid)
+            if stopping:
+                failed = failed or child.exitcode not in (0, -signal.SIGTERM)
+                continue
+            now = time.monotonic()
+            restarts = [when for when in restarts if now - when < 60] + [now]
+            if len(restarts) > RESTARTS_PER_MINUTE:
+                log.error("workers keep dying (last exit code %s): stopping", child.exitcode)
+                forward(signal.SIGTERM, None)
+                failed = True
+                continue
+            log.error("worker %s exited with code %s: starting another", child.pid, child.exitcode)
+            start()
     if failed:
         raise SystemExit(1)

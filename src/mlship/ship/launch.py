@@ -36,16 +36,19 @@ def wait_ready(probe: str, timeout: float, alive: Callable[[], bool]) -> None:
     import httpx
 
     deadline = time.monotonic() + timeout
+    last = "no answer"
     while time.monotonic() < deadline:
         if not alive():
             raise CheckError(f"the server behind {probe} exited before it was ready")
         try:
-            if httpx.get(probe, timeout=2).status_code == 200:
+            answer = httpx.get(probe, timeout=2)
+            if answer.status_code == 200:
                 return
-        except httpx.TransportError:
-            pass
+            last = f"{answer.status_code} {answer.text[:200]}"
+        except httpx.TransportError as error:
+            last = repr(error)
         time.sleep(0.3)
-    raise CheckError(f"{probe} did not answer 200 within {timeout:.0f} s")
+    raise CheckError(f"{probe} did not answer 200 within {timeout:.0f} s (last answer: {last})")
 
 
 @contextmanager
