@@ -119,7 +119,10 @@ def test_a_worker_that_dies_is_replaced(model_dir: Path) -> None:
         answers = [
             httpx.post(f"{url}/predict", json={"review": GOOD}, timeout=5) for _ in range(20)
         ]
+        replacement = (set(_children(server.pid)) - set(workers)).pop()
     assert [a.status_code for a in answers] == [200] * 20
+    assert server.returncode == 0  # every worker, the replacement too, stopped cleanly
+    assert not Path(f"/proc/{replacement}").exists()
 
 
 def _children(pid: int) -> list[int]:

@@ -3,7 +3,7 @@ loads and warms the model in the background (/ready turns true when it is done).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from functools import partial
 from pathlib import Path
@@ -16,8 +16,9 @@ from mlship.config.settings import Settings
 from mlship.serving import openapi
 from mlship.serving.metrics import Metrics
 from mlship.serving.middleware import Gatekeeper, Shortcut
+from mlship.serving.model import ServedModel
 from mlship.serving.options import Challenger, Siblings
-from mlship.serving.plane import DataPlane, Loader, load_model
+from mlship.serving.plane import DataPlane, load_model
 from mlship.serving.routes import feedback, mlflow_scoring, page, plain, probes, v2
 
 # every protocol, in the order their routes are tried; a new protocol is one module here
@@ -30,13 +31,15 @@ def create_app(
     challenger: Challenger | None = None,
     siblings: Siblings | None = None,
     metrics_file: Path | None = None,
-    loader: Loader | None = None,
+    preloaded: Mapping[str, ServedModel] | None = None,
 ) -> FastAPI:
-    """The server for the model at `source` (a model directory or a models:/ URI); `loader`
-    replaces how a slot's model is loaded (the runner's preloaded models)."""
+    """The server for the model at `source` (a model directory or a models:/ URI);
+    `preloaded` holds models the runner loaded and warmed before forking, by source."""
     metrics = Metrics()
-    loader = loader or partial(load_model, metrics_file=metrics_file)
-    plane = DataPlane(source, settings, metrics, challenger, loader=loader, siblings=siblings)
+    loader = partial(load_model, metrics_file=metrics_file)
+    plane = DataPlane(
+        source, settings, metrics, challenger, loader, siblings=siblings, preloaded=preloaded
+    )
     return assemble(plane, settings)
 
 

@@ -8,7 +8,7 @@ import asyncio
 import gc
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -92,6 +92,7 @@ class DataPlane:
         challenger: Challenger | None = None,
         loader: Loader = load_model,
         siblings: Siblings | None = None,
+        preloaded: Mapping[str, ServedModel] | None = None,
     ) -> None:
         self.settings = settings
         self.siblings = siblings
@@ -101,6 +102,7 @@ class DataPlane:
         self.champion = Slot("champion", source)
         self.challenger = Slot("challenger", challenger.source) if challenger else None
         self._load = loader
+        self._preloaded = dict(preloaded or {})  # by source: loaded and warmed before a fork
         self._tasks: set[asyncio.Task[Any]] = set()
         self.monitor = Monitor.create(settings, metrics)
         self.bandit = None
@@ -118,10 +120,21 @@ class DataPlane:
     # --- life cycle ---------------------------------------------------------------------
 
     def start(self) -> None:
-        """Load and warm every slot in the background; /ready turns true when the champion
-        is ready. Slots on a registry alias are then followed."""
+        """Serve the preloaded models at once (the lifespan runs before the server accepts
+        a connection, so a worker forked to replace another never answers 503); load and
+        warm the others in the background. /ready turns true when the champion is ready;
+        slots on a registry alias are then followed."""
         self.monitor.open()
-        self._spawn(self._start())
+        for slot in self.slots:
+            model = self._preloaded.pop(slot.source, None)
+            if model is None:
+                self._spawn(self._keep_loaded(slot))
+            else:
+                self._install(slot, model)
+                self._spawn(self._loaded(slot))
+        self._spawn(self._watch())
+        if self.monitor.store is not None:
+            self._spawn(self._write_answers(self.monitor.store))
 
     async def stop(self) -> None:
         for task in list(self._tasks):
@@ -135,13 +148,6 @@ class DataPlane:
         task = asyncio.get_running_loop().create_task(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-
-    async def _start(self) -> None:
-        for slot in self.slots:
-            self._spawn(self._keep_loaded(slot))
-        self._spawn(self._watch())
-        if self.monitor.store is not None:
-            self._spawn(self._write_answers(self.monitor.store))
 
     async def _write_answers(self, store: FeedbackStore) -> None:
         """Answers reach the shared file within FLUSH_SECONDS, so a feedback that lands on
@@ -195,6 +201,9 @@ class DataPlane:
             await asyncio.sleep(delay)
             delay = min(delay * 2, self.settings.reload_seconds)
         slot.reload_error = None
+        await self._loaded(slot)
+
+    async def _loaded(self, slot: Slot) -> None:
         if slot is self.champion and self.siblings is not None:
             self.siblings.mark_ready()
         if slot.follows_alias:
@@ -210,6 +219,9 @@ class DataPlane:
         model = await asyncio.to_thread(self._load, slot.source, self.settings)
         await asyncio.to_thread(model.warm)
         freeze_loaded()
+        self._install(slot, model)
+
+    def _install(self, slot: Slot, model: ServedModel) -> None:
         slot.model = model
         slot.batcher = MicroBatcher(
             slot.score,

@@ -34,7 +34,6 @@ from mlship.config.settings import Settings
 if TYPE_CHECKING:  # imported in the functions: scikit-learn and Prometheus load after setup
     from mlship.serving.model import ServedModel
     from mlship.serving.options import Challenger, Siblings
-    from mlship.serving.plane import Loader
 
 log = logging.getLogger("mlship.serve")
 
@@ -125,7 +124,7 @@ def serve_one(
             options.challenger,
             options.siblings,
             options.metrics_file,
-            loader=_first_preloaded(preloaded or {}, options),
+            preloaded,
         ),
         loop="uvloop",
         http=DeadlineProtocol,
@@ -137,20 +136,6 @@ def serve_one(
         limit_concurrency=settings.max_connections,
     )
     uvicorn.Server(config).run(sockets=[sock])
-
-
-def _first_preloaded(preloaded: dict[str, ServedModel], options: ServeOptions) -> Loader:
-    """The data plane's loader: a preloaded model the first time its source is asked for
-    (reloads of a registry alias load anew)."""
-    from mlship.serving.plane import load_model
-
-    waiting = dict(preloaded)
-
-    def load(source: str, settings: Settings) -> ServedModel:
-        found = waiting.pop(source, None)
-        return found if found is not None else load_model(source, settings, options.metrics_file)
-
-    return load
 
 
 def serve(options: ServeOptions, settings: Settings) -> None:
@@ -180,6 +165,14 @@ def serve(options: ServeOptions, settings: Settings) -> None:
         shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
+def _worker(options: ServeOptions, settings: Settings, preloaded: dict[str, ServedModel]) -> None:
+    """A forked worker: without the parent's signal handlers, which uvicorn restores and
+    calls again when it stops."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    serve_one(options, settings, preloaded)
+
+
 def supervise(options: ServeOptions, settings: Settings, preloaded: dict[str, ServedModel]) -> None:
     """Fork the workers and keep their number: one that dies (a crash, the OOM killer) is
     replaced by a fresh fork of the preloaded parent, as gunicorn does, so the server does
@@ -194,7 +187,7 @@ def supervise(options: ServeOptions, settings: Settings, preloaded: dict[str, Se
     children: list[multiprocessing.process.BaseProcess] = []
 
     def start() -> None:
-        child = context.Process(target=serve_one, args=(options, settings, preloaded))
+        child = context.Process(target=_worker, args=(options, settings, preloaded))
         child.start()
         children.append(child)
         if stopping and child.pid is not None:  # a signal came while it started
