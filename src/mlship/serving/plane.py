@@ -40,13 +40,15 @@ def load_model(source: str, settings: Settings, metrics_file: Path | None = None
     return load_directory(Path(source), settings.model_name, metrics_file)
 
 
-def freeze_loaded() -> None:
+def freeze_loaded(collect: bool = True) -> None:
     """Move everything alive now (the model, the libraries) out of the garbage collector's
     reach: a full collection walking a large model's objects paused requests for tens of
     milliseconds (single-worker p99 fell from 77 to 11 ms on the penguins model), and frozen
     objects stay shared with forked workers instead of being copied when the collector
-    touches them."""
-    gc.collect()
+    touches them. At start-up the collection first is skipped: on the text model it took
+    0.13-0.18 s to reclaim some 1,500 of 320,000 objects."""
+    if collect:
+        gc.collect()
     gc.freeze()
 
 
