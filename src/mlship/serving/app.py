@@ -1,5 +1,6 @@
 """The app factory. Nothing is loaded at import: the lifespan starts the data plane, which
-loads and warms the model in the background (/ready turns true when it is done)."""
+serves the models the runner preloaded and loads any other in the background (/ready turns
+true when the champion can score)."""
 
 from __future__ import annotations
 
