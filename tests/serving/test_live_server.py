@@ -12,9 +12,8 @@ import numpy as np
 import pytest
 import tritonclient.http as triton
 
-from mlship.ship.launch import free_port, wait_ready
-from tests.processes import running
-from tests.serving.live import BIN, running_server
+from mlship.ship.launch import wait_ready
+from tests.serving.live import running_server, running_server_process
 
 pytestmark = pytest.mark.integration
 GOOD, BAD = "great taste, would buy again", "stale and bland, awful"
@@ -103,11 +102,7 @@ def test_a_worker_that_dies_is_replaced(model_dir: Path) -> None:
     import os
     import signal
 
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    command = [str(BIN / "mlship"), "serve", "--model", str(model_dir), "--workers", "2"]
-    command += ["--host", "127.0.0.1", "--port", str(port)]
-    with running(command, f"{url}/ready", ready_timeout=90) as server:
+    with running_server_process("--model", str(model_dir), "--workers", "2") as (url, server):
         workers = _children(server.pid)
         assert len(workers) == 2
         os.kill(workers[0], signal.SIGKILL)
