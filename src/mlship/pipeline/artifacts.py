@@ -9,19 +9,17 @@ card. Anything else is refused, so a tampered file cannot make the loader run ar
 
 from __future__ import annotations
 
-import gc
 import json
 import shutil
 import sys
 import zipfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from mlship.card import MODEL_FILE, ModelCard
+from mlship.collector import paused_collector
 from mlship.errors import InputError
 from mlship.files import tree_sha256, write_with
 from mlship.pipeline.skops_names import import_skops
@@ -112,19 +110,6 @@ def load_model(model_dir: Path, card: ModelCard | None = None) -> Any:
     if code.is_dir() and str(code.resolve()) not in sys.path:
         sys.path.insert(0, str(code.resolve()))
     return load_file(path, TRUSTED_TYPES + extra)
-
-
-@contextmanager
-def paused_collector() -> Iterator[None]:
-    """The cyclic garbage collector off while skops builds a model's many small objects: its
-    full passes over the growing heap took 40 % of loading the text model."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def load_file(path: Path, trusted: tuple[str, ...]) -> Any:

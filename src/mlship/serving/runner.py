@@ -16,7 +16,6 @@ directory is set before it is imported.
 
 from __future__ import annotations
 
-import gc
 import logging
 import multiprocessing
 import os
@@ -31,6 +30,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
+from mlship.collector import paused_collector
 from mlship.config.settings import Settings
 
 if TYPE_CHECKING:  # imported in the functions: scikit-learn and Prometheus load after setup
@@ -175,8 +175,7 @@ def start_up(options: ServeOptions, settings: Settings) -> dict[str, ServedModel
     workers fork, so they share both). The cyclic collector stays off until then: its
     passes over the growing heap of fresh imports cost a fifth of their time; the little
     garbage they leave is frozen with the rest (a full pass cost more than it frees)."""
-    gc.disable()
-    try:
+    with paused_collector():
         import uvicorn  # noqa: F401
         import uvloop  # noqa: F401
 
@@ -184,8 +183,6 @@ def start_up(options: ServeOptions, settings: Settings) -> dict[str, ServedModel
         import mlship.serving.http  # noqa: F401
 
         return preload(options, settings)
-    finally:
-        gc.enable()
 
 
 def _worker(options: ServeOptions, settings: Settings, preloaded: dict[str, ServedModel]) -> None:
