@@ -3,6 +3,8 @@ OpenAPI document gets generated requests, valid and invalid; none may answer 5xx
 
 from __future__ import annotations
 
+import atexit
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +24,9 @@ from tests.serving.conftest import card_for, wait_ready
 from tests.serving.live import running_server
 
 pytestmark = pytest.mark.integration
+# made at collection (the schema is read from a served model), removed when pytest exits
 MODEL = Path(tempfile.mkdtemp(prefix="mlship-fuzz-"))
+atexit.register(shutil.rmtree, MODEL, ignore_errors=True)
 RESPONSES: list[int] = []
 
 
