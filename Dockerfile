@@ -4,7 +4,7 @@
 # directory (model/, with the team's code under model/code/), wheels/ (the locks' wheels,
 # downloaded on the host) and mlship-wheel/, so the build needs no network and every
 # dependency is checked against the locks' hashes. What changes least comes first: a new
-# model or new mlship code rebuilds only the last layers.
+# model or new mlship code rebuilds only the last layers (and the labels, see below).
 ARG BASE_IMAGE=python:3.11-slim-bookworm
 
 # --- builder: a virtual environment with the server's pinned dependencies and mlship ----
@@ -55,9 +55,9 @@ HEALTHCHECK --interval=10s --timeout=3s --start-period=60s --retries=3 \
 ENTRYPOINT ["mlship", "serve", "--model", "/opt/model", "--host", "0.0.0.0", "--port", "8000"]
 CMD ["--workers", "2"]
 USER 10001:10001
-COPY --from=builder /opt/venv /opt/venv
-COPY model /opt/model
-# what changes with every build comes last, in few instructions (each one is a layer)
+# What changes with every build, before the large copies: the classic builder commits a
+# container for each instruction, and on the vfs storage driver each commit copies the
+# whole filesystem (these three cost 55 s after the environment was in, 12 s before it).
 ARG SOURCE="" REVISION=unknown CREATED="" MODEL_NAME=mlship-model MODEL_VERSION=local \
     RUN_ID="" DVC_LOCK_SHA256=""
 ENV MLSHIP_MODEL_NAME=${MODEL_NAME}
@@ -69,3 +69,5 @@ LABEL org.opencontainers.image.title="mlship model server" \
       io.mlship.model.version="${MODEL_VERSION}" \
       io.mlship.mlflow.run_id="${RUN_ID}" \
       io.mlship.dvc_lock.sha256="${DVC_LOCK_SHA256}"
+COPY --from=builder /opt/venv /opt/venv
+COPY model /opt/model
