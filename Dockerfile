@@ -11,26 +11,27 @@ ARG BASE_IMAGE=python:3.11-slim-bookworm
 # (without their tests, C and Cython sources, headers and type stubs, nor numpy's
 # distutils: nothing runs them; f2py stays, as `from numpy import *` reaches it)
 FROM ${BASE_IMAGE} AS builder
-ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 PIP_ROOT_USER_ACTION=ignore
-WORKDIR /build
-COPY requirements-serve.lock requirements-extra.lock ./
-COPY wheels ./wheels
-RUN python3 -m venv /opt/venv \
-    && /opt/venv/bin/pip install --quiet --no-index --find-links ./wheels \
-        --require-hashes --no-deps -r requirements-serve.lock \
-    && if grep -q '==' requirements-extra.lock; then \
-        /opt/venv/bin/pip install --quiet --no-index --find-links ./wheels \
-            --require-hashes --no-deps -r requirements-extra.lock; fi \
+# (no ENV or WORKDIR here: each instruction is a commit, a copy of the filesystem on vfs)
+COPY requirements-serve.lock requirements-extra.lock /build/
+COPY wheels /build/wheels
+RUN export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 PIP_ROOT_USER_ACTION=ignore \
+    && python3 -m venv /opt/venv \
+    && /opt/venv/bin/pip install --quiet --no-index --find-links /build/wheels \
+        --require-hashes --no-deps -r /build/requirements-serve.lock \
+    && if grep -q '==' /build/requirements-extra.lock; then \
+        /opt/venv/bin/pip install --quiet --no-index --find-links /build/wheels \
+            --require-hashes --no-deps -r /build/requirements-extra.lock; fi \
     && find /opt/venv -depth -type d -name tests -path "*site-packages/*" -exec rm -rf {} + \
     && find /opt/venv -type f \( -name "*.pyx" -o -name "*.pxd" -o -name "*.pxi" \
         -o -name "*.pyi" -o -name "*.h" -o -name "*.c" -o -name "*.cpp" \) -delete \
     && rm -rf /opt/venv/lib/python3*/site-packages/numpy/distutils \
     && /opt/venv/bin/python -m compileall -q /opt/venv
-COPY mlship-wheel ./mlship-wheel
+COPY mlship-wheel /build/mlship-wheel
 # skops' trusted-type lists, written once for these versions: the server then starts without
 # importing all of scikit-learn to rebuild them (mlship.pipeline.skops_names)
 # The installers go last: the server never installs anything (23 MB, and less to patch).
-RUN /opt/venv/bin/pip install --quiet --no-index --no-deps ./mlship-wheel/mlship-*.whl \
+RUN export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 PIP_ROOT_USER_ACTION=ignore \
+    && /opt/venv/bin/pip install --quiet --no-index --no-deps /build/mlship-wheel/mlship-*.whl \
     && /opt/venv/bin/python -c "from mlship.pipeline.skops_names import save_names; save_names()" \
     && /opt/venv/bin/pip uninstall --quiet --yes pip setuptools
 
@@ -42,8 +43,8 @@ ARG SYSTEM_PACKAGES=""
 # hadolint ignore=DL3008,SC2086
 RUN if [ -n "${SYSTEM_PACKAGES}" ] && ! dpkg -s ${SYSTEM_PACKAGES} >/dev/null 2>&1; then \
         apt-get update && apt-get install -y --no-install-recommends ${SYSTEM_PACKAGES} \
-        && rm -rf /var/lib/apt/lists/*; fi
-RUN useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin mlship
+        && rm -rf /var/lib/apt/lists/*; fi \
+    && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin mlship
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
