@@ -106,6 +106,21 @@ class Result:
 # --- the models ------------------------------------------------------------------------
 
 
+def _without_mlship(model: Any) -> Any:
+    """The same fitted pipeline with scikit-learn's own classes only, for the peers' pickle
+    (their environments have no mlship): TextVectorizer differs from TfidfVectorizer only in
+    how skops saves it."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    from mlship.pipeline.features import TextVectorizer
+
+    for step in getattr(model, "steps", []):
+        for _, transformer, _ in getattr(step[1], "transformers_", []):
+            if isinstance(transformer, TextVectorizer):
+                transformer.__class__ = TfidfVectorizer
+    return model
+
+
 def train(name: str, params_file: Path, root: Path) -> Model:
     """ingest -> validate -> train -> evaluate in process, in a throw-away project."""
     import joblib
@@ -132,7 +147,7 @@ def train(name: str, params_file: Path, root: Path) -> Model:
         )
     finally:
         os.chdir(here)
-    joblib.dump(load_model(paths.model_dir, card), folder / "model.joblib")
+    joblib.dump(_without_mlship(load_model(paths.model_dir, card)), folder / "model.joblib")
     columns = [*card.features.text, *card.features.categorical, *card.features.numeric]
     test = pd.read_parquet(paths.test)[columns].dropna()
     assert card.mlflow is not None and card.mlflow.model_uri is not None

@@ -25,6 +25,7 @@ from mlship.files import tree_sha256, write_with
 from mlship.pipeline.skops_names import import_skops
 
 TRUSTED_TYPES = (
+    "mlship.pipeline.features.TextVectorizer",  # TF-IDF with its vocabulary as arrays
     "numpy.dtype",  # the one-hot encoder's category dtypes
     "sklearn.calibration._CalibratedClassifier",  # linear_svm's calibrated folds
     "sklearn.calibration._SigmoidCalibration",
