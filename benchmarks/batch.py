@@ -31,6 +31,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")  # as the server: one native threa
 import pandas as pd
 
 from mlship.batch.local import score_file
+from mlship.pipeline.artifacts import TRUSTED_TYPES
 from mlship.serving.model import load_directory
 
 REPO = Path(__file__).resolve().parents[1]
@@ -125,7 +126,7 @@ def _spark_udf(master: str, model_dir: Path, source: Path, folder: Path) -> None
     served = load_directory(model_dir, "bench")
     saved = folder / "mlflow-model"
     if not saved.exists():
-        mlflow.sklearn.save_model(served.model, saved)
+        mlflow.sklearn.save_model(served.model, saved, skops_trusted_types=list(TRUSTED_TYPES))
     os.environ["PYSPARK_PYTHON"] = sys.executable
     spark = (
         SparkSession.builder.master(master)

@@ -11,6 +11,7 @@ import mlflow.sklearn
 import pytest
 
 from mlship.errors import InputError
+from mlship.pipeline.artifacts import TRUSTED_TYPES
 from mlship.pipeline.train import fit
 from mlship.registry.loading import load_version
 from tests.conftest import make_params, text_frame
@@ -27,6 +28,8 @@ def _register(store: str, serialization: str) -> str:
             name="model",
             serialization_format=serialization,
             pip_requirements=["scikit-learn"],
+            # as mlship's own log_training: skops checks the file it writes against them
+            skops_trusted_types=list(TRUSTED_TYPES) if serialization == "skops" else None,
         )
     assert run.info.run_id
     return str(mlflow.register_model(logged.model_uri, "reviews").version)
