@@ -114,10 +114,12 @@ def _without_mlship(model: Any) -> Any:
 
     from mlship.pipeline.features import TextVectorizer
 
-    for step in getattr(model, "steps", []):
-        for _, transformer, _ in getattr(step[1], "transformers_", []):
-            if isinstance(transformer, TextVectorizer):
-                transformer.__class__ = TfidfVectorizer
+    for _, step in getattr(model, "steps", []):
+        # the fitted transformers and the unfitted ones the ColumnTransformer was built with
+        for listed in ("transformers_", "transformers"):
+            for _, transformer, _ in getattr(step, listed, []):
+                if isinstance(transformer, TextVectorizer):
+                    transformer.__class__ = TfidfVectorizer
     return model
 
 
