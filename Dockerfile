@@ -58,7 +58,7 @@ CMD ["--workers", "2"]
 USER 10001:10001
 # What changes with every build, before the large copies: the classic builder commits a
 # container for each instruction, and on the vfs storage driver each commit copies the
-# whole filesystem (these three cost 55 s after the environment was in, 12 s before it).
+# whole filesystem (these three cost 55 s after the environment was in, 16 s before it).
 ARG SOURCE="" REVISION=unknown CREATED="" MODEL_NAME=mlship-model MODEL_VERSION=local \
     RUN_ID="" DVC_LOCK_SHA256=""
 ENV MLSHIP_MODEL_NAME=${MODEL_NAME}
