@@ -57,8 +57,10 @@ def _vocabulary(terms_utf8: Any, term_ends: Any) -> dict[str, int]:
     ):
         raise ValueError("TextVectorizer: the saved vocabulary is not two 1-d arrays")
     data, ends = terms_utf8.tobytes(), term_ends.tolist()
+    if not ends:  # scikit-learn refuses to fit an empty vocabulary
+        raise ValueError("TextVectorizer: the saved vocabulary is empty")
     starts = [0, *ends[:-1]]
-    if ends and (ends[-1] != len(data) or any(b <= a for a, b in zip(starts, ends, strict=True))):
+    if ends[-1] != len(data) or any(b <= a for a, b in zip(starts, ends, strict=True)):
         raise ValueError("TextVectorizer: the saved vocabulary's term ends do not fit its bytes")
     vocabulary = {data[a:b].decode(): i for i, (a, b) in enumerate(zip(starts, ends, strict=True))}
     if len(vocabulary) != len(ends):

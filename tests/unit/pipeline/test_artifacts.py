@@ -89,6 +89,7 @@ def test_the_text_vocabulary_is_saved_as_arrays_and_comes_back_whole(
         (b"goodbad", [4, 4, 7], "do not fit its bytes"),  # an empty term
         (b"goodgood", [4, 8], "repeats a term"),
         (b"\xff\xfe", [2], "can't decode"),
+        (b"", [], "is empty"),
     ],
 )
 def test_a_forged_vocabulary_is_refused_not_loaded_wrong(
