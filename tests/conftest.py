@@ -18,6 +18,8 @@ from mlship.project import Project as StageProject
 from mlship.stages import pipeline
 
 REPO = Path(__file__).resolve().parents[1]
+# fixtures used under more than one folder, defined once so that each runs once per session
+pytest_plugins = ["tests.kube.fixtures"]
 
 # Tests behave the same under any CI: what says where the pipeline runs, under which CI and
 # who approved is removed from their environment; only the test run's own controls stay.

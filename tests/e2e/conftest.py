@@ -17,7 +17,6 @@ from mlship.errors import ServiceError
 from mlship.ship import image
 from tests.conftest import hermetic_env
 from tests.integration.conftest import BIN
-from tests.kube.conftest import cluster, istio_crds, pod_server  # noqa: F401 (fixtures)
 from tests.projects import scratch_project
 
 # a throw-away registry for test images; never the deployment's MLSHIP_REGISTRY
