@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from mlship.errors import InputError
@@ -48,6 +47,8 @@ class PipelinePaths(BaseModel):
     @classmethod
     def read(cls, dvc_file: Path) -> PipelinePaths:
         """The paths in `dvc_file`, relative to the folder that holds it."""
+        import yaml  # here, as in stage_dependencies: the server reads no YAML
+
         try:
             document = yaml.safe_load(dvc_file.read_text(encoding="utf-8"))
         except (OSError, yaml.YAMLError) as error:
@@ -76,6 +77,8 @@ class PipelinePaths(BaseModel):
 
 def stage_dependencies(dvc_file: Path, stage: str) -> tuple[str, ...]:
     """The `deps` of one stage in `dvc_file` as written (a `${...}` left as it is)."""
+    import yaml
+
     try:
         document = yaml.safe_load(dvc_file.read_text(encoding="utf-8"))
         deps = document["stages"][stage].get("deps", [])

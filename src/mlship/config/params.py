@@ -11,7 +11,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -28,7 +27,9 @@ MIN_TEST_ROWS_PER_CLASS_FLOOR = 5
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # defer_build: each model's validator is built when first used, not at import — the
+    # server uses DataParams only, and most commands none of the gate's or monitor's
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 Task = Literal["classification", "regression"]
@@ -242,7 +243,7 @@ ModelParams = Annotated[
 
 class TrainParams(_Strict):
     model: ModelParams
-    text: TextParams = TextParams()
+    text: TextParams = Field(default_factory=TextParams)
     trusted_types: tuple[str, ...] = Field(
         default=(),
         description="types the model file may hold beyond the built-in trust list (e.g. "
@@ -418,8 +419,8 @@ class AttackParams(_Strict):
     """Attacks the gate runs on the candidate; `null` for one turns it off (said in the
     report)."""
 
-    membership: MembershipParams | None = MembershipParams()
-    evasion: EvasionParams | None = EvasionParams()
+    membership: MembershipParams | None = Field(default_factory=MembershipParams)
+    evasion: EvasionParams | None = Field(default_factory=EvasionParams)
     seed: int = Field(default=0, description="the rows sampled and the attacks' draws")
 
 
@@ -480,9 +481,9 @@ class GateParams(_Strict):
     alpha: float = Field(
         default=0.05, gt=0.0, lt=1.0, description="the paired test's significance (require_better)"
     )
-    champion: ChampionParams = ChampionParams()
+    champion: ChampionParams = Field(default_factory=ChampionParams)
     behaviour: BehaviourParams | None = None
-    attacks: AttackParams = AttackParams()
+    attacks: AttackParams = Field(default_factory=AttackParams)
 
     @classmethod
     def thresholds(cls) -> dict[str, Threshold]:
@@ -564,11 +565,11 @@ class Params(_Strict):
         "champion), the image repository and the served model; MLSHIP_MODEL_NAME overrides it",
     )
     data: DataParams
-    validate_: ValidateParams = Field(default=ValidateParams(), alias="validate")
+    validate_: ValidateParams = Field(default_factory=ValidateParams, alias="validate")
     train: TrainParams
     gate: GateParams
-    loadtest: LoadtestParams = LoadtestParams()
-    monitor: MonitorParams = MonitorParams()
+    loadtest: LoadtestParams = Field(default_factory=LoadtestParams)
+    monitor: MonitorParams = Field(default_factory=MonitorParams)
 
     @model_validator(mode="after")
     def _behaviour_reads_a_text_column(self) -> Params:
@@ -685,6 +686,8 @@ def load_params(path: Path) -> Params:
         raise InputError(f"{path}: params file not found") from error
     except OSError as error:
         raise InputError(f"{path}: cannot read params file: {error.strerror}") from error
+    import yaml  # here: the server imports this module and reads no YAML
+
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as error:
