@@ -129,6 +129,9 @@ def serve_one(
         ),
         loop="uvloop",
         http=DeadlineProtocol,
+        # no WebSocket routes, and no WebSocket library in the image: a venv that has one for
+        # another package's sake neither imports it at start nor upgrades, as in the image
+        ws="none",
         lifespan="on",
         access_log=False,  # ours is JSON, with the request id
         log_config=None,
