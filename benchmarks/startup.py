@@ -5,9 +5,10 @@ the seconds from starting the process to its readiness probe answering 200 — m
 with 1 and 2 processes (/ready: every process can score), MLServer 1.7.1 and BentoML
 1.4.38 on the same fitted pipeline (their own readiness probes), all with one native thread
 per process — the median of --starts runs, and the resident memory of the whole process
-tree at that moment. With --image: the seconds from starting a container of that image to
-/ready (and, apart, from creating it), and its size by layer group (base, system setup,
-the environment with mlship, the model).
+tree at that moment. Beside them the floor: a Python process that only imports FastAPI and
+uvicorn and unpickles the model, to its exit (see floor()). With --image: the seconds from
+starting a container of that image to /ready (and, apart, from creating it), and its size by
+layer group (base, system setup, the environment with mlship, the model).
 
 Usage: .venv/bin/python benchmarks/startup.py [--starts 5] [--models text,tabular,regression]
        [--skip-peers] [--image REF]
@@ -27,6 +28,7 @@ import textwrap
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import httpx
@@ -57,11 +59,17 @@ def time_start(command: Command, timeout: float = 120) -> tuple[float, float]:
     process = subprocess.Popen(
         argv,
         cwd=cwd,
-        stdout=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL if probe else subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         env={**os.environ, **bench.ONE_THREAD, **env},
         start_new_session=True,
     )
+    if not probe:  # the floor: done when it exits, saying its resident pages
+        pages, _ = process.communicate(timeout=timeout)
+        took = time.perf_counter() - started
+        if process.returncode != 0:
+            raise SystemExit(f"{' '.join(argv)} exited with {process.returncode}")
+        return took, int(pages) * os.sysconf("SC_PAGE_SIZE") / 2**20
     try:
         with httpx.Client(timeout=2) as client:
             while True:
@@ -83,6 +91,26 @@ def time_start(command: Command, timeout: float = 120) -> tuple[float, float]:
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, 9)
             process.wait()
+
+
+FLOOR = """
+import gc, os
+gc.disable()
+import fastapi, joblib, uvicorn, uvloop
+joblib.load({pickle!r})
+with open("/proc/self/statm") as statm:  # resident pages, as the servers' rows at ready
+    os.write(1, statm.read().split()[1].encode())
+os._exit(0)
+"""
+
+
+def floor(model: bench.Model, folder: Path) -> Command:
+    """The least a Python server of this model does before it can answer: start the
+    interpreter, import FastAPI and uvicorn and unpickle the model (which imports the
+    scikit-learn modules it needs) — no server, no safe loading, no checks; the collector
+    off and one native thread, as in mlship's start. No server of this model on FastAPI and
+    uvicorn (mlship's, MLServer's) starts faster than this here."""
+    return [sys.executable, "-c", FLOOR.format(pickle=str(model.pickle))], "", {}, folder
 
 
 def mlship(model: bench.Model, workers: int, folder: Path) -> Command:
@@ -155,13 +183,19 @@ def bentoml(model: bench.Model, folder: Path) -> Command:
     return argv, f"http://127.0.0.1:{port}/readyz", {"BENTOML_DO_NOT_TRACK": "True"}, service
 
 
-def measure(label: str, model: bench.Model, make: Callable[[], Command], starts: int) -> Start:
-    time_start(make())  # one unmeasured start: the file cache, as on a node that pulled
-    seconds, rss = [], 0.0
+def measure(
+    model: bench.Model, contenders: dict[str, Callable[[], Command]], starts: int
+) -> list[Start]:
+    """Each contender started `starts` times, taking turns (one start of each, then the next
+    round), so that this machine's speed drifting during the run weighs on all alike."""
+    for make in contenders.values():
+        time_start(make())  # one unmeasured start: the file cache, as on a node that pulled
+    found = {label: Start(label, model.name, [], 0.0) for label in contenders}
     for _ in range(starts):
-        took, rss = time_start(make())
-        seconds.append(took)
-    return Start(label, model.name, seconds, rss)
+        for label, make in contenders.items():
+            took, found[label].rss_mb = time_start(make())
+            found[label].seconds.append(took)
+    return list(found.values())
 
 
 def container(reference: str, starts: int) -> tuple[list[float], list[float]]:
@@ -224,10 +258,10 @@ def table(found: list[Start]) -> str:
         "| model | contender | start → ready, median s | runs (s) | RSS at ready MB |",
         "|---|---|---:|---|---:|",
     ]
-    for start in found:
+    for start in found:  # the median to the millisecond: which side of a target it falls
         runs = ", ".join(f"{s:.2f}" for s in start.seconds)
         lines.append(
-            f"| {start.model} | {start.contender} | {start.median:.2f} | {runs} | "
+            f"| {start.model} | {start.contender} | {start.median:.3f} | {runs} | "
             f"{start.rss_mb:.0f} |"
         )
     return "\n".join(lines)
@@ -240,38 +274,21 @@ def main() -> None:
     parser.add_argument("--skip-peers", action="store_true")
     parser.add_argument("--image", help="also time this image's start and size its layers")
     args = parser.parse_args()
-    print(f"cores: {os.cpu_count()}; {args.starts} starts each (after one unmeasured)")
+    print(f"cores: {os.cpu_count()}; {args.starts} starts each, in turns, after one unmeasured")
     found = []
     with tempfile.TemporaryDirectory(prefix="mlship-startup-") as scratch:
         root = Path(scratch)
         for name in args.models.split(","):
             model = bench.train(name, bench.MODELS[name], root)
-            for workers in (1, 2):
-                found.append(
-                    measure(
-                        f"mlship serve --workers {workers}",
-                        model,
-                        lambda m=model, w=workers: mlship(m, w, root),
-                        args.starts,
-                    )
-                )
+            contenders: dict[str, Callable[[], Command]] = {
+                "floor: imports + unpickling, no server": partial(floor, model, root),
+                "mlship serve --workers 1": partial(mlship, model, 1, root),
+                "mlship serve --workers 2": partial(mlship, model, 2, root),
+            }
             if not args.skip_peers:
-                found.append(
-                    measure(
-                        "MLServer 1.7.1, 2 workers",
-                        model,
-                        lambda m=model: mlserver(m, root),
-                        args.starts,
-                    )
-                )
-                found.append(
-                    measure(
-                        "BentoML 1.4.38, 2 workers",
-                        model,
-                        lambda m=model: bentoml(m, root),
-                        args.starts,
-                    )
-                )
+                contenders["MLServer 1.7.1, 2 workers"] = partial(mlserver, model, root)
+                contenders["BentoML 1.4.38, 2 workers"] = partial(bentoml, model, root)
+            found += measure(model, contenders, args.starts)
             print(table([s for s in found if s.model == name]), flush=True)
     print("\n" + table(found))
     if args.image:
