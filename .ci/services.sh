@@ -77,12 +77,26 @@ build_base_image() {
 }
 
 stop() {
+    local pid
     for name in registry dockerd; do
         if [[ -f "$STATE/$name.started" ]]; then
-            kill "$(cat "$STATE/$name.started")" 2>/dev/null || true
+            pid=$(cat "$STATE/$name.started")
+            kill "$pid" 2>/dev/null || true
+            wait_for 30 bash -c "! kill -0 $pid" || true  # the engine stops its containers
             rm -f "$STATE/$name.started"
         fi
     done
+}
+
+discard() {
+    # stop, then remove what the engine, the registry and npm stored (4-5 GB on vfs, per
+    # run of .ci/run, whose state folder is new each time); the logs stay. dockerd leaves
+    # its network namespace mounted under its exec root.
+    stop
+    if [[ -e "$STATE/exec/netns/default" ]]; then
+        umount "$STATE/exec/netns/default" 2>/dev/null || true
+    fi
+    rm -rf "$STATE/docker" "$STATE/exec" "$STATE/registry" "$STATE/npm"
 }
 
 "$@"
