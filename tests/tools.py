@@ -5,17 +5,22 @@ instead under MLSHIP_REQUIRE_TOOLS=1, which .ci/run sets after installing every 
 from __future__ import annotations
 
 import os
+from typing import NoReturn
 
 import pytest
 
 from mlship.ship.launch import installed
 
 
+def unavailable(why: str) -> NoReturn:
+    """Skip the test for want of a tool or real system; fail it under MLSHIP_REQUIRE_TOOLS."""
+    if os.environ.get("MLSHIP_REQUIRE_TOOLS") == "1":
+        pytest.fail(why)
+    pytest.skip(why)
+
+
 def tool(name: str) -> str:
     found = installed(name)
     if found is None:
-        why = f"{name} is not installed (`make install` or .ci/run installs it)"
-        if os.environ.get("MLSHIP_REQUIRE_TOOLS") == "1":
-            pytest.fail(why)
-        pytest.skip(why)
+        unavailable(f"{name} is not installed (`make install` or .ci/run installs it)")
     return found

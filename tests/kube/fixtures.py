@@ -21,12 +21,7 @@ from tests.conftest import hermetic_env, make_params, text_frame
 from tests.kube.cluster import CACHE, POD_IP, Cluster, ensure_built, pod_network, start, until
 from tests.processes import running
 from tests.serving.conftest import card_for
-
-
-def _unavailable(why: str) -> None:
-    if os.environ.get("MLSHIP_REQUIRE_TOOLS") == "1":
-        pytest.fail(f"required here: {why}")
-    pytest.skip(why)
+from tests.tools import unavailable
 
 
 @pytest.fixture(scope="session")
@@ -34,9 +29,9 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     try:
         ensure_built()
     except (OSError, subprocess.CalledProcessError) as error:
-        _unavailable(f"the Kubernetes binaries cannot be built (tests/kube/build.sh): {error}")
+        unavailable(f"the Kubernetes binaries cannot be built (tests/kube/build.sh): {error}")
     if os.geteuid() != 0:
-        _unavailable("the pods' network namespace needs root")
+        unavailable("the pods' network namespace needs root")
     started = start(tmp_path_factory.mktemp("kube"))
     try:
         yield started
