@@ -94,8 +94,13 @@ lint: install ## ruff lint and format check; the package's floors (import-linter
 	ruff format --check .
 	lint-imports --no-cache
 
-typecheck: install ## mypy strict on src/ and model/
-	mypy
+# the team's own code beside model/: what dvc.yaml's train stage depends on outside src/
+TEAM_CODE = $(shell $(BIN)/python -c 'from pathlib import Path; from mlship.paths import \
+	stage_dependencies as deps; print(*(d for d in deps(Path("dvc.yaml"), "train") if not \
+	d.startswith(("src/", "$$")) and d != "model" and (Path(d).is_dir() or d.endswith(".py"))))')
+
+typecheck: install ## mypy strict on src/, model/ and the team's code the train stage depends on
+	mypy src model $(TEAM_CODE)
 
 check: lint typecheck ## the project's checks on the current params.yaml (each CI's test stage)
 	pytest tests/project --junitxml=reports/junit/check.xml

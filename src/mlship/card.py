@@ -6,12 +6,13 @@ image; read by evaluate, the gate, register, the image build, the server and the
 
 from __future__ import annotations
 
+from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from mlship.config.params import Task
+from mlship.config.params import Task, UnknownCategory
 from mlship.errors import InputError
 from mlship.files import read_json, write_json
 
@@ -25,14 +26,36 @@ class _Frozen(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class Category(_Frozen):
+    """What a request may send for one categorical column: the categories the training
+    data had (as text), the JSON type they came as, and what to do with another."""
+
+    values: tuple[str, ...]
+    coded_as: Literal["text", "integer", "boolean"] = "text"
+    unknown: UnknownCategory = "flag"
+
+    @cached_property
+    def known(self) -> frozenset[str]:
+        return frozenset(self.values)
+
+
 class Features(_Frozen):
-    """The declared feature columns by kind: text, categorical, numeric; and which of them a
-    request may leave out (the model then sees a missing value)."""
+    """The declared feature columns by kind: text, categorical, numeric; which of them a
+    request may leave out (the model then sees a missing value); and, from the data contract
+    and the training data, which may hold a missing value and what each categorical column
+    takes. A card from before the contract was kept (nullable None) checks types only."""
 
     text: tuple[str, ...] = ()
     categorical: tuple[str, ...] = ()
     numeric: tuple[str, ...] = ()
     optional: tuple[str, ...] = ()
+    nullable: tuple[str, ...] | None = None  # None: every categorical and numeric column
+    categories: dict[str, Category] = {}
+
+    def takes_missing(self, column: str) -> bool:
+        if column in self.text:
+            return False
+        return self.nullable is None or column in self.nullable or column in self.optional
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -86,6 +109,9 @@ class ModelCard(_Frozen):
     mlflow: MlflowInfo | None = None
     registry: RegistryInfo | None = None
     metrics: dict[str, Any] = {}  # set where a served model learns its evaluation
+    # the trivial model every candidate must beat: the training data's most frequent class
+    # (classification) or its mean (regression); None on cards from before it was kept
+    baseline: str | float | None = None
 
     @property
     def run_id(self) -> str | None:

@@ -1,4 +1,4 @@
-"""The git checkout the pipeline runs in: its commit, a ref, a file at a ref, its remote."""
+"""The git checkout the pipeline runs in: its commit and its remote."""
 
 from __future__ import annotations
 
@@ -34,23 +34,6 @@ def git_state(cwd: Path | None = None) -> GitState:
     if head.returncode != 0 or status.returncode != 0:
         return GitState(sha="unknown", dirty=False)
     return GitState(sha=head.stdout.strip(), dirty=bool(status.stdout.strip()))
-
-
-def resolve_ref(ref: str) -> str | None:
-    """`ref` itself, or `origin/<ref>` where CI checkouts have only remote-tracking branches."""
-    for candidate in (ref, f"origin/{ref}"):
-        if _git("rev-parse", "--verify", "--quiet", f"{candidate}^{{commit}}").returncode == 0:
-            return candidate
-    return None
-
-
-def file_at(ref: str, path: Path) -> str | None:
-    """The text of `path` at `ref` (resolved as resolve_ref does), or None."""
-    found = resolve_ref(ref)
-    if found is None:
-        return None
-    shown = _git("show", f"{found}:{path.as_posix()}")
-    return shown.stdout if shown.returncode == 0 else None
 
 
 def remote_url() -> str:

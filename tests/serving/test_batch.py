@@ -69,10 +69,29 @@ def test_memory_stays_near_one_chunk_for_a_large_file(
     assert in_memory > 8e6 and peak < in_memory / 4, (peak, in_memory)
 
 
-def test_a_bad_row_late_in_the_file_leaves_no_output(model_dir: Path, tmp_path: Path) -> None:
+def test_a_bad_row_late_in_the_file_is_kept_apart_with_its_reason(
+    model_dir: Path, tmp_path: Path
+) -> None:
+    rows = text_frame(50).astype(object)
+    rows.loc[97, "review"] = 5
+    rows.to_json(tmp_path / "in.jsonl", orient="records", lines=True)
+    done = score_file(model_dir, "m", str(tmp_path / "in.jsonl"), tmp_path / "out.parquet", 40)
+    assert (done.rows, done.scored, done.refused) == (100, 99, 1)
+    assert len(pd.read_parquet(tmp_path / "out.parquet")) == 99
+    refused = pd.read_parquet(done.refused_path)
+    assert refused["refused_reason"].tolist() == ["review: expected text, got int"]
+    assert refused["score"].tolist() == [rows.loc[97, "score"]]  # the row as it was read
+
+
+def test_with_fail_fast_a_bad_row_late_in_the_file_leaves_no_output(
+    model_dir: Path, tmp_path: Path
+) -> None:
     rows = text_frame(50).astype(object)
     rows.loc[97, "review"] = 5
     rows.to_json(tmp_path / "in.jsonl", orient="records", lines=True)
     with pytest.raises(InputError, match=r"rows 80\+.*review: expected text"):
-        score_file(model_dir, "m", str(tmp_path / "in.jsonl"), tmp_path / "out.parquet", 40)
+        score_file(
+            model_dir, "m", str(tmp_path / "in.jsonl"), tmp_path / "out.parquet", 40, None, True
+        )
     assert not (tmp_path / "out.parquet").exists()
+    assert not (tmp_path / "out.refused.parquet").exists()

@@ -7,16 +7,24 @@ import json
 import math
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mlship.card import Features
+from mlship.card import Category, Features
 from mlship.serving import protocols
 from mlship.serving.errors import RequestError
 
 # island may be left out (params.yaml optional_columns); review and mass are required
 FEATURES = Features(
     text=("review",), categorical=("island",), numeric=("mass",), optional=("island",)
+)
+# the same columns under a data contract: no missing mass, a closed set of islands
+CONTRACT = FEATURES.model_copy(
+    update={
+        "nullable": ("island",),
+        "categories": {"island": Category(values=("Biscoe", "Dream"), unknown="refuse")},
+    }
 )
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
@@ -43,33 +51,45 @@ def test_any_bytes_parse_as_json_or_are_refused(body: bytes) -> None:
     _only_bad_requests(protocols.mlflow_csv, body)
 
 
+@pytest.mark.parametrize("features", [FEATURES, CONTRACT], ids=["types", "contract"])
 @settings(max_examples=300, deadline=None)
-@given(JSON)
-def test_any_json_through_every_protocol(payload: Any) -> None:
+@given(payload=JSON)
+def test_any_json_through_every_protocol(features: Features, payload: Any) -> None:
     body = json.dumps(payload).encode()
     for parse in (
-        lambda: protocols.predict_payload(FEATURES, protocols.parse_json(body))[0],
-        lambda: protocols.mlflow_json(FEATURES, protocols.parse_json(body)),
-        lambda: protocols.v2_columns(FEATURES, protocols.parse_json(body), b""),
+        lambda: protocols.predict_payload(features, protocols.parse_json(body))[0],
+        lambda: protocols.mlflow_json(features, protocols.parse_json(body)),
+        lambda: protocols.v2_columns(features, protocols.parse_json(body), b""),
     ):
         columns = _only_bad_requests(parse)
         if columns is not None:
-            _check(_only_bad_requests(protocols.check_columns, FEATURES, columns, "x", 50), columns)
+            checked = _only_bad_requests(protocols.check_columns, features, columns, "x", 50)
+            _check(features, checked, columns)
 
 
+@pytest.mark.parametrize("features", [FEATURES, CONTRACT], ids=["types", "contract"])
 @settings(max_examples=300, deadline=None)
-@given(st.dictionaries(NAMES, st.lists(JSON, max_size=3), max_size=4))
-def test_checked_columns_hold_the_types_the_model_takes(columns: dict[str, list[Any]]) -> None:
-    _check(_only_bad_requests(protocols.check_columns, FEATURES, columns, "x", 50), columns)
+@given(columns=st.dictionaries(NAMES, st.lists(JSON, max_size=3), max_size=4))
+def test_checked_columns_hold_the_types_the_model_takes(
+    features: Features, columns: dict[str, list[Any]]
+) -> None:
+    checked = _only_bad_requests(protocols.check_columns, features, columns, "x", 50)
+    _check(features, checked, columns)
 
 
-def _check(rows: int | None, columns: dict[str, list[Any]]) -> None:
-    if rows is None:
+def _check(
+    features: Features, checked: protocols.Checked | None, columns: dict[str, list[Any]]
+) -> None:
+    if checked is None:
         return
     assert all(isinstance(v, str) for v in columns["review"])
     assert all(v is None or isinstance(v, str) for v in columns["island"])
     assert all(isinstance(v, float) and not math.isinf(v) for v in columns["mass"])
-    assert {len(values) for values in columns.values()} == {rows}
+    assert {len(values) for values in columns.values()} == {checked.rows}
+    if features is CONTRACT:  # what the contract forbids never reaches the model
+        assert not any(math.isnan(v) for v in columns["mass"])
+        assert set(columns["island"]) <= {"Biscoe", "Dream", None}
+        assert checked.unknown == ()
 
 
 @settings(max_examples=300, deadline=None)
@@ -97,10 +117,9 @@ def test_flatten_keeps_row_major_order(data: Any) -> None:
 
 
 def _one_at_a_time(value: Any) -> float | None:
-    try:
-        return float(protocols._value(FEATURES, "mass", value, "x"))
-    except RequestError:
-        return None
+    problems = protocols._Problems()
+    number = float(protocols._value(FEATURES, "mass", value, "x", problems))
+    return None if problems.count else number
 
 
 @settings(max_examples=300, deadline=None)
@@ -114,9 +133,9 @@ def _one_at_a_time(value: Any) -> float | None:
 def test_a_numeric_column_reads_as_its_values_one_at_a_time(values: list[Any]) -> None:
     """The whole-column NumPy conversion gives what judging each value alone gives."""
     columns = {"review": ["x"] * len(values), "mass": list(values)}
-    rows = _only_bad_requests(protocols.check_columns, FEATURES, columns, "x", 50)
+    checked = _only_bad_requests(protocols.check_columns, FEATURES, columns, "x", 50)
     alone = [_one_at_a_time(v) for v in values]
-    if rows is None:
+    if checked is None:
         assert None in alone
     else:
         for checked, single in zip(columns["mass"], alone, strict=True):

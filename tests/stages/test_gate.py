@@ -8,6 +8,7 @@ import json
 
 import pytest
 
+from mlship import files
 from mlship.errors import InputError
 from mlship.stages.gate import gate
 from mlship.stages.release import promote, register
@@ -27,7 +28,7 @@ def test_a_first_model_passes_on_thresholds_and_the_contract(project: Project) -
     verdict = _gate(project)
     # then it passes without a comparison, and the reports say so
     assert verdict.passed and verdict.champion_version is None
-    assert {c.group for c in verdict.criteria} == {"threshold", "contract", "attack"}
+    assert {c.group for c in verdict.criteria} == {"threshold", "baseline", "contract", "attack"}
     report = json.loads(project.paths.gate_json.read_text())
     assert report["passed"] and report["candidate_run_id"]
     assert project.paths.gate_md.read_text().startswith("<!-- mlship-gate -->")
@@ -45,20 +46,29 @@ def test_a_weaker_candidate_fails_against_the_champion(project: Project) -> None
     noisy["score"] = noisy["score"].sample(frac=1.0, random_state=3).to_numpy()
     lenient = {"min_accuracy": 0.0, "min_macro_f1": 0.0}
     project.run_pipeline(project.params(gate=lenient), train_rows=noisy)
-    # when gated / then the paired comparison with version 1 fails it
+    # when gated / then the paired comparison with version 1 fails it (and a model fit to
+    # noise does no better than always answering the most frequent class)
     verdict = _gate(project, gate=lenient)
     assert verdict.champion_version == "1" and not verdict.passed
-    assert [c.group for c in verdict.failed if c.group != "attack"] == ["champion", "champion"]
+    failed = [c for c in verdict.failed if c.group != "attack"]
+    assert [c.group for c in failed] == ["baseline", "champion", "champion"]
+    assert "champion v1" in failed[1].detail
     # and a model fit to noise has memorised its rows: membership inference tells them apart
     leaked = [c.name for c in verdict.failed if c.group == "attack"]
     assert leaked == ["membership inference advantage <= 0.2"]
-    assert "champion v1" in verdict.failed[0].detail
 
 
 def test_stale_or_missing_inputs_are_refused(project: Project) -> None:
     project.run_pipeline(project.params())
+    assert _gate(project).passed
     with pytest.raises(InputError, match=r"stale: these stages differ from dvc\.lock: train"):
         gate(project.stage_inputs(project.params()), stale=lambda _: ["train"])
+    # the reports then say the gate refused: the earlier pass is not left to be read
+    refused = json.loads(project.paths.gate_json.read_text())
+    assert refused["passed"] is False and "stale" in refused["refused"]
+    assert refused["model_sha256"] == files.sha256(project.paths.model_dir / "model.skops")
+    assert "REFUSED to judge" in project.paths.gate_md.read_text()
+    assert "GateCriterionFailed" in project.paths.gate_junit.read_text()
     project.paths.metrics.unlink()
     with pytest.raises(InputError, match=r"evaluate\.json: not found"):
         _gate(project)

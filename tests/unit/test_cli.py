@@ -339,18 +339,27 @@ def test_score_writes_every_row_with_its_label(tmp_path: Path) -> None:
         "proba_other",
     ]
     assert (scored["label"] == scored["score"]).all()
-    rows.assign(review=[1, 2, 3, 4, 5, 6]).to_csv(tmp_path / "bad.csv", index=False)
-    bad = runner.invoke(
-        app,
-        [
-            "score",
-            "--model",
-            str(model),
-            "--input",
-            str(tmp_path / "bad.csv"),
-            "--output",
-            str(tmp_path / "x.csv"),
-        ],
+    assert not (tmp_path / "out.refused.csv").exists()
+    # rows with no review: kept apart with the reason; the others scored
+    rows.assign(review=["fine", None, "bad", None, "ok", "great"]).to_csv(
+        tmp_path / "bad.csv", index=False
     )
-    assert bad.exit_code == 2 and "review: expected text" in bad.stderr
+    bad = [
+        "score",
+        "--model",
+        str(model),
+        "--input",
+        str(tmp_path / "bad.csv"),
+        "--output",
+        str(tmp_path / "x.csv"),
+    ]
+    kept = runner.invoke(app, bad)
+    assert kept.exit_code == 0 and "2 rows refused" in kept.stderr, kept.stderr
+    assert len(pd.read_csv(tmp_path / "x.csv")) == 4
+    refused = pd.read_csv(tmp_path / "x.refused.csv")
+    assert refused["refused_reason"].tolist() == ["review: expected text, got NoneType"] * 2
+    # or the first stops the run, and nothing is written
+    (tmp_path / "x.csv").unlink()
+    stopped = runner.invoke(app, [*bad, "--fail-fast"])
+    assert stopped.exit_code == 2 and "review: expected text" in stopped.stderr
     assert not (tmp_path / "x.csv").exists()

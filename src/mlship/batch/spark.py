@@ -30,18 +30,22 @@ from typing import Any
 import pandas as pd
 
 from mlship import files
-from mlship.batch.local import answers
+from mlship.batch.local import (
+    OUTCOME,
+    REASON,
+    REFUSED,
+    REFUSED_MARK,
+    SCORED,
+    WARNINGS,
+    answers_columns,
+    score_part,
+)
 from mlship.config.settings import Settings
 from mlship.errors import InputError, ServiceError
-from mlship.serving.errors import RequestError
 from mlship.serving.model import ServedModel, load_directory
-from mlship.serving.protocols import check_columns
 from mlship.serving.threads import VARIABLES as THREAD_VARIABLES
 
-OUTCOME, REASON = "outcome", "refused_reason"
-SCORED, REFUSED = "scored", "refused"
 MANIFEST_FILE = "_mlship_manifest.json"
-REFUSED_MARK = "mlship refused row: "  # how a fail-fast refusal is found in Spark's error
 LOCAL_HOSTS = ("127.0.0.1", "localhost")
 
 
@@ -301,18 +305,11 @@ def _read(spark: Any, job: SparkJob) -> Any:
 def _output_schema(schema: Any, served: ServedModel) -> Any:
     from pyspark.sql.types import DoubleType, StringType, StructField, StructType
 
-    answer_fields = (
-        [StructField("prediction", DoubleType())]
-        if not served.classification
-        else [StructField("label", StringType())]
-        + (
-            [StructField("confidence", DoubleType())]
-            + [StructField(f"proba_{c}", DoubleType()) for c in served.classes]
-            if served.has_probabilities
-            else []
-        )
-    )
-    added = [*answer_fields, StructField(REASON, StringType()), StructField(OUTCOME, StringType())]
+    texts = ("label", WARNINGS, REASON, OUTCOME)
+    added = [
+        StructField(name, StringType() if name in texts else DoubleType())
+        for name in [*answers_columns(served), REASON, OUTCOME]
+    ]
     clash = sorted({f.name for f in added} & set(schema.fieldNames()))
     if clash:
         raise InputError(f"the input has columns the answers are written to: {clash}; rename them")
@@ -350,69 +347,6 @@ def _score_batches(batches: Iterator[pd.DataFrame], spec: _PartitionSpec) -> Ite
     served = _served(spec)
     for part in batches:
         yield score_part(served, part, spec.fail_fast)
-
-
-def _text_to_number(value: Any) -> Any:
-    """CSV cells arrive as text: a number where it reads as one, else the text, which the
-    checks then refuse with the server's reason."""
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            return value
-    return value
-
-
-def score_part(served: ServedModel, part: pd.DataFrame, fail_fast: bool = False) -> pd.DataFrame:
-    """The part's rows with their answers: scored rows with outcome `scored`, the others with
-    outcome `refused` and the reason."""
-    part = part.reset_index(drop=True)
-    present = [c for c in served.features.columns if c in part.columns]
-    columns: dict[str, list[Any]] = {}
-    for name in present:
-        values = [None if pd.isna(v) else v for v in part[name]]
-        if name in served.features.numeric:
-            values = [_text_to_number(v) for v in values]
-        columns[name] = values
-    reasons: list[str | None] = [None] * len(part)
-    good = list(range(len(part)))
-    try:
-        check_columns(served.features, columns, "row", len(part))
-    except RequestError:  # which rows: each judged on its own, as a one-row request
-        good = []
-        checked: dict[str, list[Any]] = {name: [] for name in columns}
-        for i in range(len(part)):
-            row = {name: [values[i]] for name, values in columns.items()}
-            try:
-                check_columns(served.features, row, "row", 1)
-            except RequestError as error:
-                reasons[i] = error.message.replace("row[0].", "", 1)
-                if fail_fast:
-                    shown = repr(part.iloc[i].to_dict())[:300]
-                    raise InputError(f"{REFUSED_MARK}{reasons[i]}: {shown}") from None
-                continue
-            good.append(i)
-            for name, values in row.items():
-                checked[name].extend(values)
-        columns = checked
-    result = part.copy()
-    if good:
-        scored = answers(served, columns)
-        scored.index = good
-        result = result.join(scored)
-    else:
-        result = result.join(pd.DataFrame(columns=answers_columns(served), index=result.index))
-    result[REASON] = reasons
-    result[OUTCOME] = [SCORED if r is None else REFUSED for r in reasons]
-    return result
-
-
-def answers_columns(served: ServedModel) -> list[str]:
-    if not served.classification:
-        return ["prediction"]
-    if not served.has_probabilities:
-        return ["label"]
-    return ["label", "confidence", *(f"proba_{c}" for c in served.classes)]
 
 
 def _utc_now() -> str:

@@ -28,21 +28,16 @@ from mlship.errors import CheckError, InputError
 
 @app.command("gate")
 def gate_command(
-    dvc_file: DvcFileOption = DEFAULT_DVC_FILE,
-    base_ref: Annotated[str, typer.Option(help="the git ref the params diff compares with")] = (
-        "main"
-    ),
-    params_file: ParamsOption = DEFAULT_PARAMS,
+    dvc_file: DvcFileOption = DEFAULT_DVC_FILE, params_file: ParamsOption = DEFAULT_PARAMS
 ) -> None:
-    """Judge the evaluated candidate: thresholds, the champion, behaviour, the data contract.
-
-    Exit 0 on a pass, 1 when a criterion fails, 2 on missing, NaN or stale inputs.
-    """
+    """Judge the evaluated candidate: thresholds, the trivial baseline, the champion,
+    behaviour, the data contract, attacks. Exit 0 on a pass, 1 when a criterion fails, 2 on
+    missing, NaN or stale inputs (the reports then say the gate refused)."""
     from mlship.stages.gate import gate
 
     project = read_project(params_file, dvc_file)
     with running("gate"):
-        verdict = gate(project, base_ref)
+        verdict = gate(project)
         if not verdict.passed:
             raise CheckError(
                 f"gate FAILED on {len(verdict.failed)} of {len(verdict.criteria)} criteria:\n"
@@ -54,7 +49,9 @@ def gate_command(
         if verdict.champion_version
         else f" (no @champion of {project.settings.registered_name!r} yet: judged without one)"
     )
-    console.print(f"  {len(verdict.criteria)} criteria passed{note}; report: {verdict.report}")
+    passed = len(verdict.criteria)
+    criteria = "criterion" if passed == 1 else "criteria"
+    console.print(f"  {passed} {criteria} passed{note}; report: {verdict.report}")
 
 
 @app.command()
@@ -87,22 +84,19 @@ def summary(dvc_file: DvcFileOption = DEFAULT_DVC_FILE) -> None:
 
 @app.command()
 def comment(
-    base_ref: Annotated[str, typer.Option(help="the git ref the metric diff compares with")] = (
-        "main"
-    ),
     summary_only: Annotated[
         bool, typer.Option("--summary-only", help="GitHub: the job summary only, no comment")
     ] = False,
     dvc_file: DvcFileOption = DEFAULT_DVC_FILE,
 ) -> None:
-    """The run's reports as one Markdown page: gate, metric diff against --base-ref, load test,
-    deploys. In GitHub Actions it goes to the job summary and, on a pull request, into one
-    comment updated in place; elsewhere it is printed."""
+    """The run's reports of this model as one Markdown page: the gate (metrics and params
+    beside the champion's), load test, deploys. In GitHub Actions it goes to the job summary
+    and, on a pull request, into one comment updated in place; elsewhere it is printed."""
     from mlship.stages import review
 
     paths = read_paths(dvc_file)
     with running("comment"):
-        published = review.publish(paths, os.environ, base_ref, summary_only)
+        published = review.publish(paths, os.environ, summary_only)
     if os.environ.get("GITHUB_ACTIONS") != "true":
         typer.echo(published.page)
     else:

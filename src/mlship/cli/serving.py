@@ -101,13 +101,15 @@ def score(
         list[str] | None, typer.Option(help="spark: a KEY=VALUE Spark setting (repeatable)")
     ] = None,
     fail_fast: Annotated[
-        bool, typer.Option(help="spark: stop at the first refused row instead of keeping it")
+        bool, typer.Option(help="stop at the first refused row instead of keeping it apart")
     ] = False,
 ) -> None:
     """Batch scoring: every input row with label, confidence and class probabilities, checked
-    like a request to the server. Local: chunk by chunk in this process, a bad row stops the
-    run naming its column and index. Spark: partitions scored on a cluster, bad rows kept
-    apart with their reason, and a manifest of what was read, scored and refused."""
+    like a request to the server (the data contract: types, missing values, categories); a
+    row the checks refuse is kept apart with its reason. Local: chunk by chunk in this
+    process, refused rows in <output>.refused.<suffix>. Spark: partitions scored on a
+    cluster, refused rows under outcome=refused, and a manifest of what was read, scored and
+    refused."""
     settings = env_settings()
     if engine is ScoringEngine.spark:
         job = (model, input_path, output_path, chunk_rows, master, conf or [], fail_fast)
@@ -125,9 +127,21 @@ def score(
         fail(InputError(f"--model {model}: no such model directory (--engine local)"))
     with running("score"):
         done = score_file(
-            Path(model), settings.model_name, input_path, Path(output_path), chunk_rows, progress
+            Path(model),
+            settings.model_name,
+            input_path,
+            Path(output_path),
+            chunk_rows,
+            progress,
+            fail_fast,
         )
-    console.print(f"  {done.rows} rows scored by {done.model} v{done.version} -> {output_path}")
+    console.print(
+        f"  {done.scored} of {done.rows} rows scored by {done.model} v{done.version} -> "
+        f"{output_path}",
+        soft_wrap=True,
+    )
+    if done.refused_path is not None:
+        note(f"{done.refused} rows refused, with the reason: {done.refused_path}")
 
 
 def _score_on_spark(

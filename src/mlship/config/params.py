@@ -107,8 +107,29 @@ class DataParams(_Strict):
         return self
 
 
+UnknownCategory = Literal["flag", "refuse", "accept"]
+
+
+class UnknownCategoryParams(_Strict):
+    """What a server (and `mlship score`) does with a category the training data never had:
+    `flag` answers with a warning naming the column and value and counts it in the
+    unknown_categories_total metric; `refuse` rejects the row (a closed set, such as a
+    weekday); `accept` answers as for any other category."""
+
+    default: UnknownCategory = Field(
+        default="flag", description="flag | refuse | accept, for every categorical column"
+    )
+    columns: dict[str, UnknownCategory] = Field(
+        default_factory=dict, description="per categorical column, e.g. {dow: refuse}"
+    )
+
+    def policy(self, column: str) -> UnknownCategory:
+        return self.columns.get(column, self.default)
+
+
 class ValidateParams(_Strict):
-    """The data contract that `mlship validate` enforces."""
+    """The data contract that `mlship validate` enforces on the splits, and the server and
+    `mlship score` on every row they are sent (types, missing values, categories)."""
 
     labels: tuple[str, ...] | None = Field(
         default=None, description="the allowed label set; null accepts any labels"
@@ -144,6 +165,7 @@ class ValidateParams(_Strict):
     min_test_rows_per_class: int = Field(
         default=10, ge=MIN_TEST_ROWS_PER_CLASS_FLOOR, description="classification"
     )
+    unknown_categories: UnknownCategoryParams = Field(default_factory=UnknownCategoryParams)
 
 
 class TextParams(_Strict):
@@ -287,6 +309,32 @@ class ChampionParams(_Strict):
         if self.metrics is not None:
             return self.metrics
         return ("accuracy", "macro_f1") if task == "classification" else ("rmse", "mae")
+
+
+class BaselineParams(_Strict):
+    """The trivial model every candidate must beat on the same test rows: the training
+    data's most frequent class, or its mean (regression). On a test set where 92% of rows
+    are one class, always answering it is 92% accurate: a model below that is worse than
+    no model."""
+
+    metric: ComparedMetric | None = Field(
+        default=None,
+        description="default: accuracy (classification), rmse (regression); on imbalanced "
+        "classes balanced_accuracy or macro_f1 say more",
+    )
+    margin: float = Field(
+        default=0.0,
+        ge=0.0,
+        lt=1.0,
+        description="the paired bootstrap interval of the candidate's gain over the baseline "
+        "(for regression, of the error reduction relative to the baseline's) must lie above "
+        "this",
+    )
+
+    def compared(self, task: Task) -> ComparedMetric:
+        if self.metric is not None:
+            return self.metric
+        return "accuracy" if task == "classification" else "rmse"
 
 
 class TextEdit(_Strict):
@@ -482,6 +530,7 @@ class GateParams(_Strict):
         default=0.05, gt=0.0, lt=1.0, description="the paired test's significance (require_better)"
     )
     champion: ChampionParams = Field(default_factory=ChampionParams)
+    baseline: BaselineParams = Field(default_factory=BaselineParams)
     behaviour: BehaviourParams | None = None
     attacks: AttackParams = Field(default_factory=AttackParams)
 
@@ -582,6 +631,16 @@ class Params(_Strict):
         return self
 
     @model_validator(mode="after")
+    def _unknown_categories_name_categorical_columns(self) -> Params:
+        for column in self.validate_.unknown_categories.columns:
+            if column not in self.data.categorical_columns:
+                raise ValueError(
+                    f"validate.unknown_categories.columns: {column!r} is not one of "
+                    f"data.categorical_columns {list(self.data.categorical_columns)}"
+                )
+        return self
+
+    @model_validator(mode="after")
     def _model_fits_features(self) -> Params:
         if self.train.model.kind == "gradient_boosting" and self.data.text_columns:
             raise ValueError(
@@ -622,6 +681,11 @@ class Params(_Strict):
             raise ValueError(
                 f"gate.champion.metrics: {wrong[0]!r} does not apply to {task}; "
                 f"use {list(_COMPARED_BY[task])}"
+            )
+        if gate.baseline.compared(task) not in _COMPARED_BY[task]:
+            raise ValueError(
+                f"gate.baseline.metric: {gate.baseline.metric!r} does not apply to {task}; "
+                f"use one of {list(_COMPARED_BY[task])}"
             )
         if task == "regression" and self.validate_.labels is not None:
             raise ValueError("validate.labels lists classes; drop it for regression")

@@ -33,7 +33,7 @@ Predict = Callable[[list[str]], Sequence[Answer]]
 
 @dataclass(frozen=True)
 class Criterion:
-    group: str  # threshold | champion | behaviour | contract | attack | loadtest
+    group: str  # threshold | baseline | champion | behaviour | contract | attack | loadtest
     name: str
     passed: bool
     detail: str
@@ -47,7 +47,7 @@ class Criterion:
     @property
     def worse_than_champion(self) -> bool:
         """Passed within the margin, yet worse than the champion: shown as a warning."""
-        return self.difference is not None and self.difference < 0
+        return self.group == "champion" and self.difference is not None and self.difference < 0
 
 
 def _number(metrics: dict[str, Any], key: str, source: str) -> float:
@@ -146,6 +146,38 @@ def champion_criteria(
             )
         )
     return found
+
+
+def baseline_criterion(
+    actual: np.ndarray,
+    candidate: np.ndarray,
+    answer: Answer,
+    classes: list[str],
+    gate: GateParams,
+    task: Task,
+) -> Criterion:
+    """The candidate against the trivial model that answers `answer` to every test row: the
+    paired bootstrap interval of the gain on the baseline metric must lie above the margin
+    (the champion's resamples, confidence and seed)."""
+    settings = gate.baseline
+    metric = settings.compared(task)
+    trivial = np.full(len(actual), answer, dtype=float if task == "regression" else object)
+    paired = paired_bootstrap(metric, actual, candidate, trivial, classes, gate.champion)
+    what = "relative error reduction" if task == "regression" else "gain"
+    answers = f"the training mean {answer}" if task == "regression" else f"always {answer!r}"
+    return Criterion(
+        "baseline",
+        f"{metric} beats the trivial baseline by > {settings.margin}",
+        paired.low > settings.margin,
+        f"{metric}: candidate {paired.candidate:.4f} vs baseline ({answers}) "
+        f"{paired.champion:.4f}, {what} {paired.difference:+.4f}, "
+        f"{gate.champion.confidence:.0%} CI [{paired.low:+.4f}, {paired.high:+.4f}]",
+        value=paired.candidate,
+        limit=settings.margin,
+        champion=paired.champion,
+        interval=(paired.low, paired.high),
+        difference=paired.difference,
+    )
 
 
 # --- behaviour ------------------------------------------------------------------------

@@ -26,6 +26,7 @@ from mlship.pipeline.skops_names import import_skops
 
 TRUSTED_TYPES = (
     "mlship.pipeline.features.TextVectorizer",  # TF-IDF with its vocabulary as arrays
+    "mlship.pipeline.labels.EncodedLabels",  # labels around a classifier that wants indices
     "numpy.dtype",  # the one-hot encoder's category dtypes
     "sklearn.calibration._CalibratedClassifier",  # linear_svm's calibrated folds
     "sklearn.calibration._SigmoidCalibration",

@@ -7,11 +7,12 @@ Every rule yields one Check naming the split, column and rule, so a breach reads
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Literal
 
 import pandas as pd
 from pandas.api import types as ptypes
 
+from mlship.card import Category, Features
 from mlship.config.params import DataParams, ValidateParams
 from mlship.pipeline.data import duplicate_mask, leakage_mask
 
@@ -216,6 +217,30 @@ def _class_rules(
         )
     )
     return checks
+
+
+def at_the_door(train: pd.DataFrame, features: Features, rules: ValidateParams) -> Features:
+    """The declared features with what the contract says every request (and every row
+    `mlship score` reads) may hold, as the model card carries it to the server: which
+    columns take a missing value (the optional ones; every categorical and numeric one
+    when max_null_rate allows missing values at all), and per categorical column the
+    categories training saw, the JSON type they came as, and the unknown-category policy."""
+    nullable = (
+        features.categorical + features.numeric if rules.max_null_rate > 0 else features.optional
+    )
+    categories = {}
+    for column in features.categorical:
+        series = train[column]
+        coded_as: Literal["text", "integer", "boolean"] = "text"
+        if ptypes.is_bool_dtype(series):
+            coded_as = "boolean"
+        elif ptypes.is_integer_dtype(series):
+            coded_as = "integer"
+        seen = sorted({str(value) for value in series.dropna()})
+        categories[column] = Category(
+            values=tuple(seen), coded_as=coded_as, unknown=rules.unknown_categories.policy(column)
+        )
+    return features.model_copy(update={"nullable": nullable, "categories": categories})
 
 
 def contract_report(checks: list[Check]) -> dict[str, Any]:

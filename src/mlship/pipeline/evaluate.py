@@ -9,7 +9,7 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -41,6 +41,9 @@ class Evaluation:
         for label, values in self.metrics.get("per_class", {}).items():
             found[f"recall_{label}"] = values["recall"]
             found[f"precision_{label}"] = values["precision"]
+        for key, value in self.metrics.get("baseline", {}).items():
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                found[f"baseline_{key}"] = float(value)
         return found
 
     def confusion_rows(self) -> pd.DataFrame:
@@ -154,7 +157,48 @@ def curve_points(
     return roc, pr
 
 
-def evaluate_model(model: Any, test: pd.DataFrame, data: DataParams) -> Evaluation:
+def trivial_answer(target: pd.Series, data: DataParams) -> str | float:
+    """The trivial model's one answer, from the training labels: the most frequent class
+    (a tie goes to the first in sorted order), or the mean (regression)."""
+    if data.task == "regression":
+        return _round(pd.to_numeric(target).mean())
+    counts = target.astype(str).value_counts()
+    return str(sorted(counts[counts == counts.max()].index)[0])
+
+
+BASELINE_METRICS = {
+    "classification": ("accuracy", "balanced_accuracy", "macro_f1"),
+    "regression": ("rmse", "mae", "r2"),
+}
+
+
+def baseline_metrics(
+    actual: np.ndarray, answer: str | float, classes: list[str], data: DataParams
+) -> dict[str, Any]:
+    """The trivial model's metrics on the test rows: it answers `answer` to every row."""
+    if data.task == "regression":
+        found = regression_metrics(actual, np.full(len(actual), float(answer)))
+    else:
+        constant = np.full(len(actual), str(answer), dtype=object)
+        found = quality_metrics(actual, None, classes, data, constant)
+    return {"answer": answer} | {key: found[key] for key in BASELINE_METRICS[data.task]}
+
+
+def evaluate_model(
+    model: Any, test: pd.DataFrame, data: DataParams, baseline: str | float | None = None
+) -> Evaluation:
+    """The model's metrics on `test`, and those of the trivial model answering `baseline`
+    to every row (under "baseline"), when one is given."""
+    found = _evaluate(model, test, data)
+    if baseline is None:
+        return found
+    actual = found.predictions["actual"].to_numpy()
+    classes = [str(c) for c in getattr(model, "classes_", ())]
+    trivial = baseline_metrics(actual, baseline, classes, data)
+    return replace(found, metrics={**found.metrics, "baseline": trivial})
+
+
+def _evaluate(model: Any, test: pd.DataFrame, data: DataParams) -> Evaluation:
     features = feature_frame(test, data)
     rows = np.arange(len(test))
     if data.task == "regression":

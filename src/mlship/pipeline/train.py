@@ -7,6 +7,9 @@ Three ways to say what to train (train.model.kind):
     preprocessor (its `random_state`, if it has one and params leave it out, is the seed);
   * `custom`: the team's factory, given params and the declared columns, returning an
     unfitted estimator or Pipeline that takes the feature columns as they are.
+
+Classifiers of the last two from outside scikit-learn learn label indices and answer the
+labels (labels.py), so XGBoost and the like take string labels as they are.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from mlship.config.params import (
 from mlship.errors import InputError
 from mlship.pipeline.features import build_preprocessor, feature_frame
 from mlship.pipeline.importing import estimator_class, import_object
+from mlship.pipeline.labels import encode_labels
 
 
 def build_estimator(model: ModelParams, seed: int) -> Any:
@@ -104,14 +108,21 @@ def build_custom(model: CustomModelParams, features: Features) -> Any:
 
 
 def build_pipeline(params: Params) -> Any:
+    """The unfitted model. A classifier from outside scikit-learn (a class by import path,
+    the team's factory's) is trained on label indices and answers the labels (labels.py)."""
     model = params.train.model
+    classifier = params.data.task == "classification"
     if isinstance(model, CustomModelParams):
-        return build_custom(model, features_of(params))
+        built = build_custom(model, features_of(params))
+        return encode_labels(built) if classifier else built
     dense = not params.data.text_columns  # tabular models take a dense matrix
+    estimator = build_estimator(model, params.data.seed)
+    if classifier and isinstance(model, EstimatorParams):
+        estimator = encode_labels(estimator)
     return Pipeline(
         [
             ("features", build_preprocessor(params.data, params.train.text, dense=dense)),
-            ("model", build_estimator(model, params.data.seed)),
+            ("model", estimator),
         ]
     )
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from mlship.config.settings import Settings
-from mlship.registry.loading import gated_version_report, load_version
+from mlship.registry.loading import LoadedVersion, gated_version_report, load_version
 from mlship.registry.runs import mlflow_failure, start_tracking, tracking_client
 
 CANDIDATE = "candidate"
@@ -113,6 +113,6 @@ def tag_version(settings: Settings, version: str, tags: dict[str, str]) -> None:
         raise mlflow_failure(error, f"MLflow registry: tagging version {version}") from error
 
 
-def load_version_model(settings: Settings, version: str) -> Any:
+def load_champion(settings: Settings, version: str) -> LoadedVersion:
     start_tracking(settings)
-    return load_version(settings.tracking_uri, settings.registered_name, version).model
+    return load_version(settings.tracking_uri, settings.registered_name, version)

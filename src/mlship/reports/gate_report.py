@@ -12,13 +12,6 @@ from junitparser import Failure, JUnitXml, TestCase, TestSuite
 from mlship.config.params import flatten
 from mlship.gate.criteria import Criterion
 
-GROUP_TITLES = {
-    "threshold": "Thresholds",
-    "champion": "Against the champion",
-    "behaviour": "Behaviour",
-    "contract": "Data contract",
-}
-
 
 def gate_json(criteria: list[Criterion], context: dict[str, Any]) -> dict[str, Any]:
     return {
@@ -47,9 +40,10 @@ def gate_markdown(
     failed = sum(not c.passed for c in criteria)
     lines = [
         "<!-- mlship-gate -->",
-        f"## mlship gate: {'✅ PASSED' if passed else f'❌ FAILED ({failed} criteria)'}",
+        f"## mlship gate: {'✅ PASSED' if passed else f'❌ FAILED ({_count(failed)})'}",
         "",
-        f"Candidate: `{context.get('model_name', 'the model')}` from MLflow run "
+        f"Candidate: `{context.get('model_name', 'the model')}` "
+        f"({_estimator(context)}) from MLflow run "
         f"`{context['candidate_run_id']}`, git `{context['git_sha'][:12]}`"
         + (
             " ⚠️ with uncommitted changes (not reproducible from that commit)"
@@ -64,7 +58,8 @@ def gate_markdown(
             "thresholds, behaviour and the data contract."
         ),
         "",
-        "| | criterion | candidate | champion | threshold | interval | p-value | detail |",
+        "| | criterion | candidate | champion / baseline | threshold | interval | p-value "
+        "| detail |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for c in criteria:
@@ -76,14 +71,15 @@ def gate_markdown(
         )
     if any(c.passed and c.worse_than_champion for c in criteria):
         lines += ["", "⚠️ passed within the margin, but worse than the champion."]
+    lines += _metrics_beside(metrics, context.get("champion_metrics"), context)
     lines += (
         _confusion(metrics["confusion_matrix"])
         if "confusion_matrix" in metrics
         else (_errors(metrics))
     )
-    unmeasured = context.get("attacks_not_measured") or []
+    unmeasured = context.get("not_measured") or []
     if unmeasured:
-        lines += ["Attacks not measured: " + "; ".join(unmeasured) + ".", ""]
+        lines += ["Not measured: " + "; ".join(unmeasured) + ".", ""]
     trusted = context.get("trusted_types") or []
     if trusted:
         lines += [
@@ -91,16 +87,16 @@ def gate_markdown(
             + ", ".join(f"`{name}`" for name in trusted),
             "",
         ]
-    base = context.get("base_ref", "main")
+    champion = f"champion v{context['champion_version']}"
     if params_diff is None:
-        lines.append(f"Params diff: no `{base}` to compare with.")
+        lines.append("Params: no champion to compare with.")
     elif not params_diff:
-        lines.append(f"Params: unchanged from `{base}`.")
+        lines.append(f"Params: the same as the {champion}'s.")
     else:
         lines += [
-            f"<details open><summary>Params changed from <code>{base}</code></summary>",
+            f"<details open><summary>Params changed from the {champion}'s</summary>",
             "",
-            f"| key | {base} | this change |",
+            f"| key | {champion} | this candidate |",
             "|---|---|---|",
         ]
         lines += [
@@ -108,6 +104,70 @@ def gate_markdown(
         ]
         lines += ["", "</details>"]
     return "\n".join(lines) + "\n"
+
+
+def refusal_markdown(reason: str) -> str:
+    """The gate's Markdown report when it refused to judge (missing, stale or edited
+    inputs): no verdict on any model."""
+    return (
+        "<!-- mlship-gate -->\n## mlship gate: ⛔ REFUSED to judge\n\n"
+        f"{reason.replace('|', '/')}\n\nNo criterion was judged: fix the inputs and run "
+        "`make gate` again.\n"
+    )
+
+
+def _estimator(context: dict[str, Any]) -> str:
+    estimator = str(context.get("estimator") or "")
+    return estimator.rsplit(".", 1)[-1] or "its estimator"
+
+
+SHOWN_METRICS = {
+    "classification": ("accuracy", "balanced_accuracy", "macro_f1", "roc_auc", "log_loss"),
+    "regression": ("rmse", "mae", "r2", "mape"),
+}
+
+
+def _metrics_beside(
+    metrics: dict[str, Any], champion: dict[str, Any] | None, context: dict[str, Any]
+) -> list[str]:
+    """The candidate's metrics beside the trivial baseline's and the champion's, all on the
+    same test rows; per-class recall where there are classes."""
+    baseline = metrics.get("baseline") or {}
+    task = "regression" if "rmse" in metrics else "classification"
+    heads = ["this candidate"]
+    if baseline:
+        heads.append(f"baseline (always {baseline.get('answer')!r})")
+    if champion is not None:
+        heads.append(f"champion v{context.get('champion_version')}")
+    lines = [
+        "",
+        "| metric (same test rows) | " + " | ".join(heads) + " |",
+        "|---" * (len(heads) + 1) + "|",
+    ]
+    for key in SHOWN_METRICS[task]:
+        row = [_cell(_float(metrics.get(key)))]
+        if baseline:
+            row.append(_cell(_float(baseline.get(key))))
+        if champion is not None:
+            row.append(_cell(_float(champion.get(key))))
+        lines.append(f"| {key} | " + " | ".join(row) + " |")
+    for label, values in (metrics.get("per_class") or {}).items():
+        row = [_cell(_float(values.get("recall")))]
+        if baseline:  # the constant finds every row of its class and none of the others
+            row.append(_cell(1.0 if label == baseline.get("answer") else 0.0))
+        if champion is not None:
+            theirs = (champion.get("per_class") or {}).get(label, {})
+            row.append(_cell(_float(theirs.get("recall"))))
+        lines.append(f"| recall ({label}) | " + " | ".join(row) + " |")
+    return [*lines, ""]
+
+
+def _float(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _count(failed: int) -> str:
+    return f"{failed} criterion" if failed == 1 else f"{failed} criteria"
 
 
 def _confusion(confusion: dict[str, Any]) -> list[str]:

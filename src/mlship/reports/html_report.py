@@ -42,6 +42,7 @@ class RunFacts:
     champion: pd.DataFrame | None = None  # the champion's answers on the same rows
     loadtest: dict[str, Any] | None = None
     positive_label: str | None = None
+    left_out: tuple[str, ...] = ()  # reports on file of another model, and why
 
 
 def _e(value: Any) -> str:
@@ -54,13 +55,13 @@ def _number(value: Any) -> str:
 
 def render(facts: RunFacts) -> str:
     card = facts.card
-    sections = [_header(facts), _criteria(facts.gate)]
+    sections = [_header(facts), _criteria(facts.gate), _metrics(facts)]
     if card.task == "classification":
         sections.append(_classification(facts))
     else:
         sections.append(_regression(facts))
-    sections += [_contract(facts.contract), _loadtest(facts.loadtest)]
-    title = f"mlship run report: {card.estimator or card.model_kind} predicting {card.target}"
+    sections += [_contract(facts.contract), _loadtest(facts.loadtest), _left_out(facts.left_out)]
+    title = f"mlship run report: {_model(card)} predicting {card.target}"
     return head(title) + "<body>" + "".join(sections) + "</body></html>\n"
 
 
@@ -73,19 +74,26 @@ def head(title: str) -> str:
     )
 
 
+def _model(card: ModelCard) -> str:
+    """The model's name and its estimator's class, as people call it."""
+    estimator = card.estimator.rsplit(".", 1)[-1] or card.model_kind
+    return f"{card.name} ({estimator})" if card.name else estimator
+
+
 def _header(facts: RunFacts) -> str:
     card, gate = facts.card, facts.gate
     if gate is None:
-        verdict = "<span class='verdict none'>gate not run</span>"
+        verdict = "<span class='verdict none'>gate not run on this model</span>"
+    elif gate.get("refused"):
+        verdict = "<span class='verdict fail'>gate REFUSED to judge</span>"
     elif gate.get("passed"):
         verdict = "<span class='verdict pass'>gate PASSED</span>"
     else:
         verdict = f"<span class='verdict fail'>gate FAILED ({len(gate.get('failed', []))})</span>"
     champion = (gate or {}).get("champion_version")
     versus = f"against champion version {_e(champion)}" if champion else "no champion yet"
-    estimator = card.estimator or card.model_kind
     return (
-        f"<h1>{_e(estimator)} predicting <code>{_e(card.target)}</code> {verdict}</h1>"
+        f"<h1>{_e(_model(card))} predicting <code>{_e(card.target)}</code> {verdict}</h1>"
         f"<p class=muted>{_e(card.task)} · MLflow run <code>{_e(card.run_id)}</code> · git "
         f"<code>{_e(card.git.sha[:12])}</code> · {versus} · trained {_e(card.trained_at)}"
         f" · judged {_e((gate or {}).get('judged_at', '—'))}</p>"
@@ -95,6 +103,8 @@ def _header(facts: RunFacts) -> str:
 def _criteria(gate: dict[str, Any] | None) -> str:
     if gate is None:
         return "<h2>Gate</h2><p>The gate has not judged this model yet.</p>"
+    if gate.get("refused"):
+        return f"<h2>Gate</h2><p>The gate refused to judge: {_e(gate['refused'])}</p>"
     rows = []
     for c in gate.get("criteria", []):
         interval = c.get("interval")
@@ -123,8 +133,48 @@ def _criteria(gate: dict[str, Any] | None) -> str:
     )
     return (
         "<h2>Why the gate decided</h2><table><tr><th></th><th>criterion</th><th>candidate"
-        "</th><th>champion</th><th>threshold</th><th>interval</th><th>p-value</th>"
+        "</th><th>champion / baseline</th><th>threshold</th><th>interval</th><th>p-value</th>"
         "<th>detail</th></tr>" + "".join(rows) + "</table>" + note
+    )
+
+
+def _metrics(facts: RunFacts) -> str:
+    """The candidate beside the trivial baseline and the champion, on the same test rows."""
+    metrics = facts.metrics
+    baseline = metrics.get("baseline") or {}
+    champion = (facts.gate or {}).get("champion_metrics")
+    heads = ["this model"]
+    if baseline:
+        heads.append(f"baseline: always {baseline.get('answer')!r}")
+    if champion:
+        heads.append(f"champion v{(facts.gate or {}).get('champion_version')}")
+    keys = (
+        ("rmse", "mae", "r2", "mape")
+        if facts.card.task == "regression"
+        else ("accuracy", "balanced_accuracy", "macro_f1", "roc_auc", "log_loss")
+    )
+    rows = []
+    for key in keys:
+        cells = [metrics.get(key), *([baseline.get(key)] if baseline else [])]
+        cells += [champion.get(key)] if champion else []
+        rows.append((key, cells))
+    for label, values in (metrics.get("per_class") or {}).items():
+        cells = [values.get("recall")]
+        cells += [1.0 if label == baseline.get("answer") else 0.0] if baseline else []
+        cells += (
+            [(champion.get("per_class") or {}).get(label, {}).get("recall")] if champion else []
+        )
+        rows.append((f"recall ({label})", cells))
+    body = "".join(
+        f"<tr><td>{_e(key)}</td>"
+        + "".join(f"<td class=num>{_number(cell)}</td>" for cell in cells)
+        + "</tr>"
+        for key, cells in rows
+    )
+    return (
+        "<h2>Metrics on the test set</h2><table><tr><th>metric</th>"
+        + "".join(f"<th>{_e(head)}</th>" for head in heads)
+        + f"</tr>{body}</table>"
     )
 
 
@@ -194,6 +244,13 @@ def _contract(contract: dict[str, Any]) -> str:
         for c in failed
     )
     return head + f"<table><tr><th>rule</th><th>where</th><th>detail</th></tr>{rows}</table>"
+
+
+def _left_out(why: tuple[str, ...]) -> str:
+    if not why:
+        return ""
+    items = "".join(f"<li>{_e(line)}</li>" for line in why)
+    return f"<h2>Reports left out</h2><ul class=muted>{items}</ul>"
 
 
 def _loadtest(report: dict[str, Any] | None) -> str:

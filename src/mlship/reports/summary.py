@@ -11,6 +11,7 @@ from mlship.card import ModelCard
 from mlship.files import read_json
 from mlship.paths import PipelinePaths
 from mlship.registry.runs import run_link
+from mlship.reports.sections import this_models_reports
 from mlship.ship.image import ImageRecord
 
 
@@ -29,35 +30,50 @@ def print_summary(paths: PipelinePaths, console: Console) -> None:
     latency = read_json(paths.latency)
     contract = read_json(paths.contract_json)
     card = ModelCard.load(paths.model_dir)
+    found = this_models_reports(paths)
 
-    model = card.estimator.rsplit(".", 1)[-1] or card.model_kind
-    table = Table(title=f"mlship: {model} predicting {card.target}", min_width=48)
+    estimator = card.estimator.rsplit(".", 1)[-1] or card.model_kind
+    title = f"{card.name} ({estimator})" if card.name else estimator
+    table = Table(title=f"mlship: {title} predicting {card.target}", min_width=48)
+    baseline = metrics.get("baseline") or {}
     table.add_column("metric")
     table.add_column("value", justify="right")
+    if baseline:
+        table.add_column(f"baseline: always {baseline.get('answer')!r}", justify="right")
     shown = SUMMARY_METRICS[card.task]
     for key in shown:
-        table.add_row(key, _fmt(metrics.get(key)))
+        table.add_row(key, _fmt(metrics.get(key)), *_beside(baseline, baseline.get(key)))
     for label, values in metrics.get("per_class", {}).items():
-        table.add_row(f"recall ({label})", _fmt(values["recall"]))
-    table.add_row("test rows", str(metrics["rows"]))
-    table.add_row("µs per row (batch)", f"{latency['batch_us_per_row']:.1f}")
-    table.add_row("ms per single-row call", f"{latency['single_row_ms_median']:.2f}")
+        constant = 1.0 if label == baseline.get("answer") else 0.0
+        table.add_row(f"recall ({label})", _fmt(values["recall"]), *_beside(baseline, constant))
+    table.add_row("test rows", str(metrics["rows"]), *_beside(baseline, ""))
+    table.add_row(
+        "µs per row (batch)", f"{latency['batch_us_per_row']:.1f}", *_beside(baseline, "")
+    )
+    table.add_row(
+        "ms per single-row call",
+        f"{latency['single_row_ms_median']:.2f}",
+        *_beside(baseline, ""),
+    )
     console.print(table)
 
     verdict = "passed" if contract["passed"] else "FAILED"
     console.print(f"data contract: {verdict} ({paths.contract_md})")
-    if paths.gate_json.is_file():
-        gate = read_json(paths.gate_json)
-        judged = "this model" if gate.get("candidate_run_id") == card.run_id else "an earlier model"
+    gate = found.gate.report if found.gate else None
+    if gate is None:
+        console.print("gate: not run on this model")
+    elif gate.get("refused"):
+        console.print(f"gate: REFUSED to judge: {gate['refused']}", soft_wrap=True)
+    else:
         outcome = "passed" if gate.get("passed") else f"FAILED: {', '.join(gate['failed'])}"
-        console.print(f"gate ({judged}): {outcome} ({paths.gate_md})", soft_wrap=True)
+        console.print(f"gate: {outcome} ({paths.gate_md})", soft_wrap=True)
     if paths.image_json.is_file():
         built = ImageRecord.load(paths.image_json)
         if built.run_id == card.run_id:
             pushed = "pushed" if built.pushed else "not pushed"
             console.print(f"image: {built.reference} ({pushed})", soft_wrap=True)
-    if paths.loadtest_json.is_file():
-        load = read_json(paths.loadtest_json)
+    if found.loadtest is not None:
+        load = found.loadtest.report
         outcome = "passed" if load.get("passed") else "FAILED"
         summary = load.get("summary", {})
         console.print(
@@ -65,6 +81,8 @@ def print_summary(paths: PipelinePaths, console: Console) -> None:
             f"(p99 {summary.get('p99_ms', float('nan')):.0f} ms, {paths.loadtest_md})",
             soft_wrap=True,
         )
+    for why in found.left_out:
+        console.print(f"[dim]{why}[/]", soft_wrap=True, highlight=False)
     dirty = " [yellow]with uncommitted changes: not reproducible from that commit[/]"
     console.print(
         f"model: {card.name or 'unnamed'} in {paths.model_dir}/ "
@@ -75,10 +93,15 @@ def print_summary(paths: PipelinePaths, console: Console) -> None:
     if run is not None:
         link = run_link(run.tracking_uri or "?", run.experiment_id or "?", run.run_id)
         console.print(f"MLflow: {link}", soft_wrap=True)
-    passed = paths.gate_json.is_file() and read_json(paths.gate_json).get("passed") is True
+    passed = gate is not None and gate.get("passed") is True
     console.print("next:")
     for command, why in next_steps(paths, passed):
         console.print(f"  {command:<34} [dim]# {why}[/]", highlight=False)
+
+
+def _beside(baseline: dict[str, Any], value: Any) -> list[str]:
+    """The baseline's cell, when there is a baseline column."""
+    return [_fmt(value) if value not in ("", None) else ""] if baseline else []
 
 
 def next_steps(paths: PipelinePaths, gate_passed: bool) -> list[tuple[str, str]]:
@@ -100,31 +123,29 @@ def next_steps(paths: PipelinePaths, gate_passed: bool) -> list[tuple[str, str]]
     ]
 
 
-def run_markdown(
-    paths: PipelinePaths, metrics_diff: str | None, base_ref: str, report_url: str | None = None
-) -> str:
-    """One Markdown page of what this run did: the gate report, where the HTML run report
-    is, the metric diff against `base_ref`, then the load test and deploy reports."""
+def run_markdown(paths: PipelinePaths, report_url: str | None = None) -> str:
+    """One Markdown page of what this run did to this model: the gate report (metrics and
+    params beside the champion's), where the HTML run report is, then the load test and
+    deploy reports — each only if it describes the model on disk (reports.sections)."""
+    found = this_models_reports(paths)
+    gate = found.gate
     parts = [
-        paths.gate_md.read_text(encoding="utf-8")
-        if paths.gate_md.is_file()
-        else "## mlship gate: not run\n\nThe pipeline stopped before the gate; see the log.\n"
+        gate.markdown.read_text(encoding="utf-8")
+        if gate is not None and gate.markdown is not None
+        else "<!-- mlship-gate -->\n## mlship gate: not run on this model\n\n"
+        "The pipeline stopped before the gate judged this model; see the log.\n"
     ]
     if report_url is not None and paths.report_html.is_file():
         parts.append(
             f"📊 The run report with plots: `{paths.report_html.name}` in the "
             f"[reports artifact]({report_url}).\n"
         )
-    if metrics_diff is None:
-        parts.append(f"Metrics: no `{base_ref}` metrics to compare with.\n")
-    else:
-        parts.append(
-            f"<details><summary>Metrics: this change against <code>{base_ref}</code>"
-            f"</summary>\n\n{metrics_diff.strip()}\n\n</details>\n"
-        )
-    extra = [
-        paths.loadtest_md,
-        *(paths.deploy_report(env).with_suffix(".md") for env in ("staging", "production")),
+    sections = [found.loadtest, *found.deploys.values()]
+    parts += [
+        section.markdown.read_text(encoding="utf-8")
+        for section in sections
+        if section is not None and section.markdown is not None
     ]
-    parts += [path.read_text(encoding="utf-8") for path in extra if path.is_file()]
+    if found.left_out:
+        parts.append("\n".join(f"- {why}" for why in found.left_out) + "\n")
     return "\n".join(parts)

@@ -10,7 +10,8 @@ Python call each 3.6 ms. So:
   * estimator: for small batches, where the per-call cost dominates, a logistic regression
     as its own arithmetic, and tree ensembles (scikit-learn's forests and boosting, LightGBM)
     compiled with Treelite and predicted by its C++ interpreter (GTIL); large batches keep
-    the estimator's own predict.
+    the estimator's own predict. An estimator inside EncodedLabels (labels.py) is taken as
+    it is: the wrapper passes its probabilities through.
 
 ServedModel.warm checks every candidate against the pipeline on rows built from the model
 itself and keeps those within TOLERANCE.
@@ -36,6 +37,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler, normalize
 from mlship.card import Features
 from mlship.config.params import DataParams
 from mlship.pipeline.features import feature_frame
+from mlship.pipeline.labels import unwrapped
 
 log = logging.getLogger("mlship.serve")
 Columns = dict[str, list[Any]]
@@ -244,6 +246,7 @@ def linear_estimate(estimator: Any) -> Named | None:
     """A logistic regression as its matrix product and logistic or softmax function: for a
     few rows, scikit-learn's input validation costs more than the arithmetic. A one-vs-rest
     multiclass model answers differently and is refused by the check like any other."""
+    estimator = unwrapped(estimator)
     if type(estimator) is not LogisticRegression:
         return None
     # in the coefficients' own dtype (float32 when fitted on TF-IDF's float32), as sklearn does
@@ -266,9 +269,12 @@ def treelite_estimate(estimator: Any, probabilities: bool, classification: bool)
         import treelite
     except ImportError:
         return "treelite is not installed"
+    estimator = unwrapped(estimator)
     try:
         if hasattr(estimator, "booster_"):  # LightGBM's scikit-learn estimators
             compiled = treelite.frontend.from_lightgbm(estimator.booster_)
+        elif hasattr(estimator, "get_booster"):  # XGBoost's
+            compiled = treelite.frontend.from_xgboost(estimator.get_booster())
         else:
             compiled = treelite.sklearn.import_model(estimator)
     except Exception as error:  # Treelite raises its own kinds for what it cannot import

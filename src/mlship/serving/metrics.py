@@ -36,6 +36,12 @@ class Metrics:
             registry=r,
         )
         self.rows = Counter("predicted_rows", "Rows scored", ["model", "version"], registry=r)
+        self.unknown_categories = Counter(
+            "unknown_categories",
+            "Values of a categorical column the training data never had, answered with a warning",
+            ["model", "version", "column"],
+            registry=r,
+        )
         self.latency = Histogram(
             "prediction_latency_seconds",
             "Time to score a request, queueing included",

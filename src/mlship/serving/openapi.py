@@ -45,16 +45,43 @@ def responses(error: Schema, *codes: int) -> dict[int | str, dict[str, Any]]:
     }
 
 
+CODED_AS = {"text": ["string"], "integer": ["string", "integer"], "boolean": ["string", "boolean"]}
+
+
+def _coded(values: tuple[str, ...], coded_as: str) -> list[Any]:
+    """The categories as the JSON numbers or booleans a request may also send them as."""
+    if coded_as == "integer":
+        return [int(v) for v in values if v.lstrip("-").isdigit()]
+    if coded_as == "boolean":
+        return [v == "True" for v in values if v in ("True", "False")]
+    return []
+
+
 def _value(features: Features | None, column: str, example: dict[str, Any]) -> Schema:
-    if features is not None and column in features.numeric:
-        schema: Schema = {"type": ["number", "null"], "description": "numeric; null: missing"}
-    elif features is not None and column in features.categorical:
-        schema = {
-            "type": ["string", "integer", "boolean", "null"],
-            "description": "a category; null: missing",
-        }
+    """What the data contract lets a request send for one column (protocols.check_columns)."""
+    if features is None or column in features.text:
+        schema: Schema = {"type": "string", "description": "text"}
+    elif column in features.numeric:
+        schema = {"type": ["number"], "description": "numeric"}
     else:
-        schema = {"type": "string", "description": "text"}
+        rule = features.categories.get(column)
+        kinds = CODED_AS[rule.coded_as] if rule else ["string", "integer", "boolean"]
+        schema = {"type": list(kinds), "description": "a category"}
+        if rule is not None and rule.unknown == "refuse":
+            schema["enum"] = [*rule.values, *_coded(rule.values, rule.coded_as)]
+            schema["description"] += ": one of those the training data had"
+        elif rule is not None and rule.unknown == "flag":
+            schema["description"] += (
+                "; one the training data never had is answered with a warning (known: "
+                + ", ".join(rule.values[:20])
+                + (", ..." if len(rule.values) > 20 else "")
+                + ")"
+            )
+    if features is not None and features.takes_missing(column):
+        schema["type"] = [*schema["type"], "null"]
+        schema["description"] += "; null: missing"
+        if "enum" in schema:
+            schema["enum"].append(None)
     if example.get(column) is not None:
         schema["examples"] = [example[column]]
     return schema

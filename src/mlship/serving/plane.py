@@ -5,10 +5,11 @@ monitoring."""
 from __future__ import annotations
 
 import asyncio
+import collections
 import gc
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from mlship.serving.metrics import Metrics
 from mlship.serving.model import Columns, Scores, ServedModel, load_directory, load_registry
 from mlship.serving.monitor import Monitor
 from mlship.serving.options import Challenger, Siblings
+from mlship.serving.protocols import UnknownCategory
 
 log = logging.getLogger("mlship.serve")
 # what a model raises for an input it cannot score; anything else is the server's fault
@@ -234,7 +236,8 @@ class DataPlane:
         )
         slot.batcher.start()
         self._show(model)
-        log.info("serving %s %s v%s from %s", slot.role, model.name, model.version, slot.source)
+        role = "" if slot is self.champion else f"{slot.role} "  # the alias is in its source
+        log.info("serving %s%s v%s from %s", role, model.name, model.version, slot.source)
 
     async def _follow(self, slot: Slot) -> None:
         """Poll the registry alias; load, warm and swap in a new version. On failure the
@@ -345,10 +348,13 @@ class DataPlane:
             return mode.weight
         return self.bandit.share if self.bandit is not None else 0.0
 
-    async def score(self, columns: Columns, rows: int) -> tuple[ServedModel, Scores]:
+    async def score(
+        self, columns: Columns, rows: int, unknown: Sequence[UnknownCategory] = ()
+    ) -> tuple[ServedModel, Scores]:
         """Checked columns -> (the model that answered, its scores). In split and bandit
         mode the challenger answers its share; in shadow mode it scores a copy in the
-        background. The answer is remembered for feedback and sampled for drift."""
+        background. The answer is remembered for feedback and sampled for drift; the
+        unknown categories it was answered with are counted per column."""
         counted = limits.scored_rows.get()
         if counted is not None:  # charged to the client's rate once answered
             counted[0] += rows
@@ -358,6 +364,10 @@ class DataPlane:
             slot = self.challenger
         answer = await self._score_slot(slot, columns, rows)
         self.monitor.observe(answer[0], columns, answer[1], rows)
+        for column, count in collections.Counter(u.column for u in unknown).items():
+            self.metrics.unknown_categories.labels(answer[0].name, answer[0].version, column).inc(
+                count
+            )
         mode, second = self.challenger_mode, self.challenger
         if mode and mode.mode is ChallengerMode.shadow and second is not None and second.ready:
             self._spawn(self._score_slot(second, columns, rows))

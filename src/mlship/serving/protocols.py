@@ -15,6 +15,7 @@ import io
 import json
 import math
 import struct
+from dataclasses import dataclass
 from typing import Any, NoReturn
 
 import numpy as np
@@ -86,34 +87,109 @@ def _number(value: Any, where: str) -> float:
     return number  # NaN (from CSV or binary data) reads as a missing value
 
 
-def _value(features: Features, column: str, value: Any, where: str) -> Any:
-    """One feature value in the type the model expects, or InvalidRequestError naming it."""
+MAX_PROBLEMS = 20  # named in one error; the rest are counted
+
+
+@dataclass(frozen=True)
+class UnknownCategory:
+    """A category the training data never had, in a column whose policy is `flag`."""
+
+    row: int
+    column: str
+    value: str
+
+
+@dataclass(frozen=True)
+class Checked:
+    """A request that passed the checks: its row count and the unknown categories it holds
+    that were answered with a warning."""
+
+    rows: int
+    unknown: tuple[UnknownCategory, ...] = ()
+
+    def warnings(self, row: int | None = None) -> list[dict[str, Any]]:
+        """The warnings as JSON: for one row (without its index), or all with their rows."""
+        return [
+            {"column": u.column, "value": u.value, "issue": "unknown category"}
+            | ({} if row is not None else {"row": u.row})
+            for u in self.unknown
+            if row is None or u.row == row
+        ]
+
+
+class _Problems:
+    """Every bad value of a request, so one answer names them all."""
+
+    def __init__(self) -> None:
+        self.found: list[str] = []
+        self.count = 0
+
+    def add(self, message: str) -> None:
+        self.count += 1
+        if len(self.found) < MAX_PROBLEMS:
+            self.found.append(message[:300])
+
+    def raise_any(self) -> None:
+        if self.count:
+            more = self.count - len(self.found)
+            tail = f"; and {more} more" if more else ""
+            raise InvalidRequestError("; ".join(self.found) + tail)
+
+
+_CODED_AS = {"text": (str,), "integer": (str, int), "boolean": (str, bool)}
+
+
+def _category(features: Features, column: str, value: Any, where: str, problems: _Problems) -> Any:
+    """A category as text, or None (missing); a bad one is added to `problems`."""
+    if value is None:
+        if not features.takes_missing(column):
+            problems.add(f"{where}.{column}: a missing value is not allowed (data contract)")
+        return None
+    rule = features.categories.get(column)
+    if rule is None:  # a card from before the contract was kept
+        if isinstance(value, str | int | bool):
+            return str(value)
+    elif isinstance(value, _CODED_AS[rule.coded_as]) and not (
+        rule.coded_as == "integer" and isinstance(value, bool)
+    ):
+        return str(value)
+    kind = "text" if rule is None or rule.coded_as == "text" else f"{rule.coded_as} or text"
+    problems.add(
+        f"{where}.{column}: expected a category ({kind}), got {type(value).__name__} {value!r}"
+    )
+    return None
+
+
+def _value(features: Features, column: str, value: Any, where: str, problems: _Problems) -> Any:
+    """One feature value in the type the model expects; a bad one is added to `problems`."""
     if value is MISSING:
         if column not in features.optional:
-            raise MissingFieldsError(where, [column])
+            problems.add(f"{where}: missing required field(s) [{column!r}]")
+            return None
         value = None
     if column in features.text:
         if not isinstance(value, str):
-            raise InvalidRequestError(
-                f"{where}.{column}: expected text, got {type(value).__name__}"
-            )
+            problems.add(f"{where}.{column}: expected text, got {type(value).__name__}")
         return value
     if column in features.categorical:
-        if value is None or isinstance(value, str | int | bool):
-            return value if value is None else str(value)
-        raise InvalidRequestError(
-            f"{where}.{column}: expected a category (text), got {type(value).__name__}"
-        )
+        return _category(features, column, value, where, problems)
     if value is None:
+        if not features.takes_missing(column):
+            problems.add(f"{where}.{column}: a missing value is not allowed (data contract)")
         return math.nan
-    return _number(value, f"{where}.{column}")
+    try:
+        return _number(value, f"{where}.{column}")
+    except InvalidRequestError as error:
+        problems.add(error.message)
+        return math.nan
 
 
-def check_columns(features: Features, columns: Columns, where: str, max_rows: int) -> int:
-    """Validate the fields once, then the row count (413 past `max_rows`), then every value.
-    A required column left out is refused (MissingFieldsError, naming every one); an optional
-    one (params.yaml `data.optional_columns`) is filled with missing values. Returns the row
-    count."""
+def check_columns(features: Features, columns: Columns, where: str, max_rows: int) -> Checked:
+    """Validate the fields once, then the row count (413 past `max_rows`), then every value
+    against the model's contract (card.Features): types, missing values, categories. A
+    required column left out is refused (MissingFieldsError, naming every one); an optional
+    one (params.yaml `data.optional_columns`) is filled with missing values. Every bad value
+    is named in one InvalidRequestError. Converts the columns in place."""
     unknown = sorted(set(columns) - set(features.columns))
     if unknown:
         raise InvalidRequestError(
@@ -136,6 +212,7 @@ def check_columns(features: Features, columns: Columns, where: str, max_rows: in
         raise InvalidRequestError(f"{where}: no rows")
     if rows > max_rows:
         raise TooLargeError(f"{rows} rows exceed the limit of {max_rows} per request")
+    problems = _Problems()
     for column in features.columns:
         if column not in columns:  # an optional field left out: a missing value
             columns[column] = [None if column in features.categorical else math.nan] * rows
@@ -143,15 +220,42 @@ def check_columns(features: Features, columns: Columns, where: str, max_rows: in
         values = columns[column]
         if column in features.numeric:
             numbers = _plain_numbers(values)
-            if numbers is not None:
+            if numbers is not None and (features.takes_missing(column) or None not in values):
                 columns[column] = numbers
                 continue
         elif _already_valid(features, column, values):
             continue
         columns[column] = [
-            _value(features, column, v, f"{where}[{i}]") for i, v in enumerate(values)
+            _value(features, column, v, f"{where}[{i}]", problems) for i, v in enumerate(values)
         ]
-    return rows
+    unknown_categories = _unknown_categories(features, columns, where, problems)
+    problems.raise_any()
+    return Checked(rows, unknown_categories)
+
+
+def _unknown_categories(
+    features: Features, columns: Columns, where: str, problems: _Problems
+) -> tuple[UnknownCategory, ...]:
+    """Categories the training data never had: problems where the column refuses them, the
+    flagged ones returned."""
+    flagged: list[UnknownCategory] = []
+    for column, rule in features.categories.items():
+        values = columns.get(column)
+        if values is None or rule.unknown == "accept":
+            continue
+        unseen = set(values) - rule.known - {None}
+        if not unseen:
+            continue
+        for i, value in enumerate(values):
+            if value in unseen:
+                if rule.unknown == "refuse":
+                    shown = ", ".join(rule.values[:12]) + (", ..." if len(rule.values) > 12 else "")
+                    problems.add(
+                        f"{where}[{i}].{column}: unknown category {value!r} (known: {shown})"
+                    )
+                else:
+                    flagged.append(UnknownCategory(i, column, value))
+    return tuple(flagged)
 
 
 def _all_missing(values: list[Any]) -> bool:
@@ -163,7 +267,9 @@ def _already_valid(features: Features, column: str, values: list[Any]) -> bool:
     kinds = set(map(type, values))
     if column in features.text:
         return kinds <= {str}
-    return kinds <= {str, type(None)}  # categorical
+    if features.takes_missing(column):  # categorical
+        return kinds <= {str, type(None)}
+    return kinds <= {str}
 
 
 def _plain_numbers(values: list[Any]) -> list[float] | None:

@@ -15,11 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
-import yaml
 
-from mlship import files, vcs
+from mlship import files
 from mlship.card import MODEL_FILE, ModelCard
 from mlship.config.params import BehaviourParams, Params
 from mlship.config.settings import Settings
@@ -29,6 +27,7 @@ from mlship.gate.criteria import (
     Answer,
     Criterion,
     attack_criteria,
+    baseline_criterion,
     behaviour_criteria,
     champion_criteria,
     contract_criterion,
@@ -63,11 +62,20 @@ class GateResult:
         return [c for c in self.criteria if not c.passed]
 
 
-def gate(project: Project, base_ref: str = "main", stale: StaleStages = stale_stages) -> GateResult:
+def gate(project: Project, stale: StaleStages = stale_stages) -> GateResult:
     """Judge the candidate in the project's model directory; InputError on missing, NaN,
-    stale or edited inputs."""
+    stale or edited inputs — and then the reports say the gate refused, so no earlier
+    verdict is left to be read as this model's."""
+    try:
+        return _judge(project, stale)
+    except InputError as error:
+        write_refusal(project.paths, str(error))
+        raise
+
+
+def _judge(project: Project, stale: StaleStages) -> GateResult:
     params, settings, paths = project.params, project.settings, project.paths
-    dvc_file, params_file = project.dvc_file, project.params_file
+    dvc_file = project.dvc_file
     outdated = stale(dvc_file)
     if outdated:
         raise InputError(
@@ -79,51 +87,71 @@ def gate(project: Project, base_ref: str = "main", stale: StaleStages = stale_st
     run_id = card.require_run_id(paths.model_dir)
     model = artifacts.load_model(paths.model_dir, card)
     test = data.select_columns(read_split(paths.test), params.data, str(paths.test))
-    scored = evaluate_model(model, test, params.data)
+    scored = evaluate_model(model, test, params.data, card.baseline)
     metrics = recorded_metrics_match(paths.metrics, scored)
     latency = measure_latency(model, test, params.data)
     task = params.data.task
     criteria = threshold_criteria(metrics, latency, params.gate, task)
+    unmeasured: list[str] = []
+    answers = scored.predictions
+    if card.baseline is None:
+        unmeasured.append("the trivial baseline: the model card predates it (retrain)")
+    else:
+        criteria.append(
+            baseline_criterion(
+                answers["actual"].to_numpy(),
+                answers["predicted"].to_numpy(),
+                card.baseline,
+                list(card.classes),
+                params.gate,
+                task,
+            )
+        )
     if params.gate.behaviour is not None:
         criteria += behaviour(model, test, params, params.gate.behaviour)
     champion = versions.alias_version(settings, versions.CHAMPION)
     champion_version = None if champion is None else str(champion.version)
     paths.champion_predictions.unlink(missing_ok=True)  # never a stale champion's answers
+    rival: Rival | None = None
     if champion_version is not None:
-        answers = scored.predictions
         rival = score_champion(settings, champion_version, test, params)
         criteria += champion_criteria(
             answers["actual"].to_numpy(),
             answers["predicted"].to_numpy(),
-            rival["predicted"].to_numpy(),
+            rival.scored.predictions["predicted"].to_numpy(),
             list(card.classes),
             params.gate,
             champion_version,
             task,
         )
-        files.write_with(paths.champion_predictions, lambda temp: rival.to_csv(temp, index=False))
+        champion_answers = rival.scored.predictions
+        files.write_with(
+            paths.champion_predictions, lambda temp: champion_answers.to_csv(temp, index=False)
+        )
     criteria.append(contract_criterion(recheck_contract(params, paths)))
     criteria.append(provenance_criterion(replaced_splits(params, paths), params.data.source))
-    unmeasured: list[str] = []
     criteria += attack(model, test, params, paths, unmeasured)
 
+    current = params.model_dump(mode="json", by_alias=True)
     context = {
         "task": task,
         "candidate_run_id": run_id,
         "git_sha": card.git.sha,
         "git_dirty": card.git.dirty,
         "model_name": settings.registered_name,
+        "estimator": card.estimator,
         "champion_version": champion_version,
+        # the champion's metrics on these same test rows, beside the candidate's
+        "champion_metrics": None if rival is None else rival.scored.metrics,
         "dvc_lock_sha256": files.sha256(dvc_file.with_suffix(".lock")),
         "model_sha256": files.sha256(paths.model_dir / MODEL_FILE),
         "trusted_types": list(card.trusted_types),
         # what serving checks before it imports the team's code shipped with the version
         "code_sha256": artifacts.code_digest(paths.model_dir),
-        "base_ref": base_ref,
-        "attacks_not_measured": unmeasured,
+        "not_measured": unmeasured,
         "judged_at": artifacts.utc_now(),
     }
-    diff = params_diff(base_ref, params_file)
+    diff = None if rival is None else gate_report.params_diff(rival.card.params, current)
     files.write_json(paths.gate_json, gate_report.gate_json(criteria, context))
     files.write_text(paths.gate_md, gate_report.gate_markdown(criteria, metrics, diff, context))
     files.write_with(paths.gate_junit, lambda temp: gate_report.gate_junit(criteria, temp))
@@ -131,6 +159,21 @@ def gate(project: Project, base_ref: str = "main", stale: StaleStages = stale_st
     passed = all(c.passed for c in criteria)
     runs.record_gate(settings, run_id, paths.gate_json, [paths.gate_md, paths.gate_junit], passed)
     return GateResult(criteria, champion_version, paths.gate_md)
+
+
+def write_refusal(paths: PipelinePaths, reason: str) -> None:
+    """The gate's reports when it refused to judge: a refused verdict for the model on disk
+    (by digest, when there is one), in place of whatever an earlier run left."""
+    model_file = paths.model_dir / MODEL_FILE
+    refusal = Criterion("refused", "the gate could judge the model", False, reason)
+    context = {
+        "refused": reason,
+        "model_sha256": files.sha256(model_file) if model_file.is_file() else None,
+        "judged_at": artifacts.utc_now(),
+    }
+    files.write_json(paths.gate_json, gate_report.gate_json([refusal], context))
+    files.write_text(paths.gate_md, gate_report.refusal_markdown(reason))
+    files.write_with(paths.gate_junit, lambda temp: gate_report.gate_junit([refusal], temp))
 
 
 def attack(
@@ -210,31 +253,26 @@ def as_stored(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.read_parquet(buffer)
 
 
-def score_champion(
-    settings: Settings, version: str, test: pd.DataFrame, params: Params
-) -> pd.DataFrame:
-    """The champion's answers on this test split, per row: its predicted label or value, and
-    its class probabilities when it has them (for the run report's curves)."""
-    model = versions.load_version_model(settings, version)
-    regression = params.data.task == "regression"
+@dataclass(frozen=True)
+class Rival:
+    """The champion, scored on the candidate's test rows."""
+
+    card: ModelCard
+    scored: Evaluation
+
+
+def score_champion(settings: Settings, version: str, test: pd.DataFrame, params: Params) -> Rival:
+    """The champion's card, and its answers and metrics on this test split (the run report's
+    curves read its class probabilities)."""
+    loaded = versions.load_champion(settings, version)
     try:
-        features = feature_frame(test, params.data)
-        answers = pd.DataFrame({"row": np.arange(len(test))})
-        if not regression and hasattr(model, "predict_proba"):
-            probabilities = model.predict_proba(features)
-            classes = [str(c) for c in model.classes_]
-            answers["predicted"] = np.asarray(classes)[probabilities.argmax(axis=1)]
-            for i, label in enumerate(classes):
-                answers[f"proba_{label}"] = np.round(probabilities[:, i], 6)
-        else:
-            answers["predicted"] = np.asarray(model.predict(features))
+        scored = evaluate_model(loaded.model, test, params.data)
     except (KeyError, ValueError) as error:
         raise InputError(
             f"champion v{version} cannot score this test set "
             f"(were the feature columns changed?): {error}"
         ) from error
-    answers["predicted"] = answers["predicted"].astype(float if regression else str)
-    return answers
+    return Rival(loaded.card, scored)
 
 
 def behaviour(
@@ -257,13 +295,3 @@ def behaviour(
 
     texts = [str(t) for t in base_rows[column]]
     return behaviour_criteria(predict, texts, settings)
-
-
-def params_diff(base_ref: str, params_file: Path) -> list[tuple[str, Any, Any]] | None:
-    """What changed in params.yaml since `base_ref`; None when there is no base to compare."""
-    shown = vcs.file_at(base_ref, params_file)
-    base = yaml.safe_load(shown) if shown is not None else None
-    if not isinstance(base, dict):
-        return None
-    current = yaml.safe_load(params_file.read_text(encoding="utf-8"))
-    return gate_report.params_diff(base, current)

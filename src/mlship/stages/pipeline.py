@@ -21,9 +21,10 @@ from mlship.monitor import drift
 from mlship.paths import PipelinePaths
 from mlship.pipeline import artifacts, contract, data
 from mlship.pipeline.contract import Check
-from mlship.pipeline.evaluate import Evaluation, evaluate_model, measure_latency
+from mlship.pipeline.evaluate import Evaluation, evaluate_model, measure_latency, trivial_answer
 from mlship.pipeline.features import feature_frame
 from mlship.pipeline.importing import local_package, package_path, project_packages, untracked_code
+from mlship.pipeline.labels import unwrapped
 from mlship.pipeline.train import features_of, fit
 from mlship.registry import runs
 from mlship.vcs import git_state
@@ -92,7 +93,7 @@ class ModelMakeup:
 
 
 def makeup(model: Any) -> ModelMakeup:
-    final = model.steps[-1][1] if hasattr(model, "steps") else model
+    final = unwrapped(model.steps[-1][1] if hasattr(model, "steps") else model)
     estimator = f"{type(final).__module__}.{type(final).__qualname__}"
     needed = artifacts.untrusted_types(model)
     code: set[str] = set()
@@ -160,7 +161,7 @@ def describe(
     return ModelCard(
         name=name,
         task=columns.task,
-        features=features_of(params),
+        features=contract.at_the_door(frame, features_of(params), params.validate_),
         dtypes={column: str(frame[column].dtype) for column in columns.feature_columns},
         target=columns.target,
         classes=tuple(str(c) for c in model.classes_) if classifier else (),
@@ -176,6 +177,7 @@ def describe(
         libraries=artifacts.library_versions(),
         trained_at=artifacts.utc_now(),
         fit_seconds=fit_seconds,
+        baseline=trivial_answer(frame[columns.target], columns),
     )
 
 
@@ -261,7 +263,7 @@ def evaluate(
     model = artifacts.load_model(model_dir, card)
     run_id = card.require_run_id(model_dir)
     frame = data.select_columns(read_split(test), params.data, str(test))
-    result = evaluate_model(model, frame, params.data)
+    result = evaluate_model(model, frame, params.data, card.baseline)
     timing = measure_latency(model, frame, params.data)
     files.write_json(out.metrics, result.metrics)
     files.write_json(out.latency, timing)

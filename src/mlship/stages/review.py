@@ -13,9 +13,9 @@ from mlship import files
 from mlship.card import ModelCard
 from mlship.config.settings import Settings
 from mlship.paths import PipelinePaths
-from mlship.pipeline import dvc_repo
 from mlship.registry import runs
 from mlship.reports.html_report import RunFacts, render
+from mlship.reports.sections import this_models_reports
 from mlship.reports.summary import run_markdown
 from mlship.ship.ci import github
 
@@ -28,21 +28,20 @@ class Published:
     note: str  # where it went, for people
 
 
-def publish(
-    paths: PipelinePaths, env: Mapping[str, str], base_ref: str = "main", summary_only: bool = False
-) -> Published:
-    """The gate report, `dvc metrics diff` against `base_ref`, the load test and deploys as one
-    page. In GitHub Actions: the job summary and, on a pull request, one comment updated in
-    place. Elsewhere nothing is posted (the caller prints the page)."""
+def publish(paths: PipelinePaths, env: Mapping[str, str], summary_only: bool = False) -> Published:
+    """The gate report (with the metrics and params beside the champion's), the load test
+    and deploys of this model as one page. In GitHub Actions: the job summary and, on a pull
+    request, one comment updated in place. Elsewhere nothing is posted (the caller prints the
+    page)."""
     if env.get("GITHUB_ACTIONS") != "true":
-        page = run_markdown(paths, dvc_repo.metrics_diff(base_ref), base_ref)
+        page = run_markdown(paths)
         return Published(page, False, None, "not in GitHub Actions: printed only")
     run_url = "{}/{}/actions/runs/{}#artifacts".format(
         env.get("GITHUB_SERVER_URL", "https://github.com"),
         env.get("GITHUB_REPOSITORY", ""),
         env.get("GITHUB_RUN_ID", ""),
     )
-    page = run_markdown(paths, dvc_repo.metrics_diff(base_ref), base_ref, run_url)
+    page = run_markdown(paths, run_url)
     summary_file = env.get("GITHUB_STEP_SUMMARY")
     if summary_file:
         with Path(summary_file).open("a", encoding="utf-8") as out:
@@ -57,15 +56,14 @@ def publish(
 
 
 def html_report(settings: Settings, paths: PipelinePaths, positive_label: str | None) -> Path:
-    """The run report as one HTML page (reports/report.html), attached to the MLflow run."""
+    """The run report as one HTML page (reports/report.html), attached to the MLflow run:
+    only the reports of the model on disk (reports.sections), the others named as left out."""
     card = ModelCard.load(paths.model_dir)
-    gate = files.read_json(paths.gate_json) if paths.gate_json.is_file() else None
-    if gate is not None and gate.get("candidate_run_id") != card.run_id:
-        gate = None  # a report of another model's gate
+    found = this_models_reports(paths)
+    gate = found.gate.report if found.gate else None
     champion = None
     if gate is not None and gate.get("champion_version") and paths.champion_predictions.is_file():
         champion = pd.read_csv(paths.champion_predictions)
-    loadtest = files.read_json(paths.loadtest_json) if paths.loadtest_json.is_file() else None
     facts = RunFacts(
         card=card,
         metrics=files.read_json(paths.metrics),
@@ -73,8 +71,9 @@ def html_report(settings: Settings, paths: PipelinePaths, positive_label: str | 
         contract=files.read_json(paths.contract_json),
         gate=gate,
         champion=champion,
-        loadtest=loadtest,
+        loadtest=found.loadtest.report if found.loadtest else None,
         positive_label=positive_label,
+        left_out=tuple(found.left_out),
     )
     files.write_text(paths.report_html, render(facts))
     if card.run_id is not None:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from mlship import files, vcs
-from mlship.card import MlflowInfo, ModelCard, RegistryInfo
+from mlship.card import MODEL_FILE, MlflowInfo, ModelCard, RegistryInfo
 from mlship.choices import Environment, LoadTarget
 from mlship.config.params import Params
 from mlship.config.settings import Settings
@@ -224,6 +224,7 @@ def run_loadtest(
         paths.loadtest_json,
         {
             "passed": all(c.passed for c in criteria),
+            "model_sha256": files.sha256(model_dir / MODEL_FILE),  # the model load-tested
             "target": described,
             "summary": summary,
             "budget": params.loadtest.model_dump(),
@@ -236,6 +237,17 @@ def run_loadtest(
         lambda temp: gate_report.gate_junit(criteria, temp, "mlship.ship.loadtest"),
     )
     return LoadtestResult(described, summary, criteria, fallback)
+
+
+def _model_in(paths: PipelinePaths, image_ref: str, card: ModelCard) -> str | None:
+    """The digest of the model directory's model when `image_ref` is the image built from it
+    (reports/image.json), else None: a deploy of another image describes another model."""
+    if not paths.image_json.is_file():
+        return None
+    built = image.ImageRecord.load(paths.image_json)
+    if image_ref not in built.references or built.run_id != (card.run_id or ""):
+        return None
+    return files.sha256(paths.model_dir / MODEL_FILE)
 
 
 def image_to_load_test(image_json: Path, model_dir: Path) -> tuple[Any, str]:
@@ -307,7 +319,7 @@ def deploy(
     else:
         report = rollout.deploy(kubectl, target, env.value, image_ref, version, row, timeout)
     out = paths.deploy_report(env.value)
-    files.write_json(out, report.as_json())
+    files.write_json(out, report.as_json() | {"model_sha256": _model_in(paths, image_ref, card)})
     files.write_text(out.with_suffix(".md"), report.markdown())
     if not report.ok:
         failed = "; ".join(f"{s.name}: {s.detail}" for s in report.steps if not s.ok)

@@ -3,7 +3,13 @@ from typing import Any
 import numpy as np
 import pytest
 
-from mlship.config.params import ChampionParams, FunctionalityParams, GateParams, InvarianceParams
+from mlship.config.params import (
+    BaselineParams,
+    ChampionParams,
+    FunctionalityParams,
+    GateParams,
+    InvarianceParams,
+)
 from mlship.errors import InputError
 from mlship.gate import criteria
 
@@ -155,3 +161,37 @@ def test_regression_behaviour_uses_a_tolerance_and_value_ranges() -> None:
     )
     result = criteria.functionality_criterion(predict, cases)
     assert result.value == 0.5 and "'a' -> 1.0 (expected 2.0..inf)" in result.detail
+
+
+def test_a_model_less_accurate_than_always_answering_the_majority_fails_the_baseline() -> None:
+    # 92% of the rows are "yes": the constant is 0.92 accurate; the model answers "no" to
+    # 8 of the 92 "yes" rows and finds 3 of the 8 "no" rows: 0.87 accurate
+    actual = np.array(["yes"] * 92 + ["no"] * 8, dtype=object)
+    candidate = actual.copy()
+    candidate[:8] = "no"
+    candidate[92:97] = "yes"
+    found = criteria.baseline_criterion(
+        actual, candidate, "yes", ["no", "yes"], GATE, "classification"
+    )
+    assert not found.passed and found.group == "baseline"
+    assert (found.value, found.champion) == pytest.approx((0.87, 0.92))
+    assert found.interval is not None and found.interval[0] < 0  # not above the margin 0
+    assert "baseline (always 'yes') 0.9200" in found.detail
+    # on balanced accuracy the same model beats the constant (0.644 against 0.5)
+    balanced = GATE.model_copy(update={"baseline": BaselineParams(metric="balanced_accuracy")})
+    better = criteria.baseline_criterion(
+        actual, candidate, "yes", ["no", "yes"], balanced, "classification"
+    )
+    assert better.value == pytest.approx((84 / 92 + 3 / 8) / 2) and better.champion == 0.5
+
+
+def test_a_regression_must_cut_the_error_of_the_training_mean_by_the_margin() -> None:
+    rng = np.random.default_rng(0)
+    actual = rng.normal(100, 10, 400)
+    good = actual + rng.normal(0, 2, 400)  # a fifth of the mean's error
+    settings = GATE.model_copy(update={"baseline": BaselineParams(margin=0.5)})
+    passed = criteria.baseline_criterion(actual, good, 100.0, [], settings, "regression")
+    assert passed.passed and passed.difference == pytest.approx(0.8, abs=0.05)
+    noise = actual.mean() + rng.normal(0, 10, 400)  # no better than the mean
+    failed = criteria.baseline_criterion(actual, noise, 100.0, [], settings, "regression")
+    assert not failed.passed and "the training mean 100.0" in failed.detail

@@ -40,18 +40,40 @@ def test_junit_has_a_case_per_criterion_and_failures_carry_numbers(tmp_path: Pat
 def test_markdown_is_a_pull_request_comment() -> None:
     text = gate_markdown(CRITERIA, METRICS, [("train.model.C", 1.0, 8.0)], CONTEXT)
     assert text.startswith("<!-- mlship-gate -->")  # lets CI update one comment in place
-    assert "❌ FAILED (1 criteria)" in text
+    assert "❌ FAILED (1 criterion)" in text
     assert "[-0.0800, -0.0200]" in text
     assert "| **b** | 2 | 7 |" in text
+    # the params as the champion was trained, against this candidate's
+    assert "Params changed from the champion v3's" in text
+    assert "| key | champion v3 | this candidate |" in text
     assert "| `train.model.C` | `1.0` | `8.0` |" in text
     assert "Champion: version 3." in text
 
 
-def test_markdown_without_champion_or_base() -> None:
+def test_markdown_shows_the_metrics_beside_the_baseline_and_the_champion() -> None:
+    metrics = {
+        **METRICS,
+        "accuracy": 0.915,
+        "per_class": {"no": {"recall": 0.13}, "yes": {"recall": 0.99}},
+        "baseline": {"answer": "yes", "accuracy": 0.922},
+    }
+    champion = {"accuracy": 0.91, "per_class": {"no": {"recall": 0.2}, "yes": {"recall": 0.97}}}
+    context = {**CONTEXT, "champion_metrics": champion}
+    text = gate_markdown(CRITERIA, metrics, [], context)
+    assert (
+        "| metric (same test rows) | this candidate | baseline (always 'yes') | champion v3 |"
+        in (text)
+    )
+    assert "| accuracy | 0.9150 | 0.9220 | 0.9100 |" in text
+    assert "| recall (no) | 0.1300 | 0.0000 | 0.2000 |" in text
+    assert "Params: the same as the champion v3's." in text
+
+
+def test_markdown_without_champion() -> None:
     text = gate_markdown(CRITERIA[:1], METRICS, None, {**CONTEXT, "champion_version": None})
     assert "✅ PASSED" in text
     assert "No champion of this name yet" in text
-    assert "no `main` to compare with" in text
+    assert "Params: no champion to compare with." in text
 
 
 def test_a_pass_worse_than_the_champion_and_a_dirty_tree_are_flagged() -> None:
@@ -71,7 +93,7 @@ def test_a_pass_worse_than_the_champion_and_a_dirty_tree_are_flagged() -> None:
     text = gate_markdown([CRITERIA[0], within_margin], METRICS, None, context)
     assert "| ⚠️ | accuracy non-inferior" in text and "| ✅ | accuracy >= 0.8" in text
     assert "passed within the margin, but worse than the champion" in text
-    assert "`reviews` from MLflow run `abc`, git `0123456789ab` ⚠️ with uncommitted" in text
+    assert "`reviews` (its estimator) from MLflow run `abc`, git `0123456789ab` ⚠️ with" in text
 
 
 def test_json_lists_the_failures() -> None:

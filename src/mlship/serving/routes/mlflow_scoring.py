@@ -51,12 +51,13 @@ def router(plane: DataPlane) -> APIRouter:
                     "use application/json or text/csv",
                     415,
                 )
-            rows = protocols.check_columns(model.features, columns, "input", plane.max_rows)
-            _, scores = await plane.score(columns, rows)
+            checked = protocols.check_columns(model.features, columns, "input", plane.max_rows)
+            _, scores = await plane.score(columns, checked.rows, checked.unknown)
         except RequestError as error:
             return _error(error.message, status_of(error, STATUS))
         answers = scores.values if scores.values is not None else scores.labels
         assert answers is not None
-        return Json({"predictions": answers if scores.values is not None else answers.tolist()})
+        body = {"predictions": answers if scores.values is not None else answers.tolist()}
+        return Json(body | ({"warnings": checked.warnings()} if checked.unknown else {}))
 
     return routes

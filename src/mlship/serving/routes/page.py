@@ -122,17 +122,54 @@ def _metric(value: Any) -> str:
     return f"{value:.4f}" if abs(value) < 1000 else f"{value:,.1f}"
 
 
+def metric_rows(metrics: dict[str, Any]) -> list[tuple[str, Any, Any]]:
+    """(metric, the model's value, the trivial baseline's or None), per-class recall among
+    them, from either shape a served model knows its evaluation in: metrics/evaluate.json
+    (per_class and baseline nested) or its MLflow run (recall_<class>, baseline_<metric>)."""
+    nested = metrics.get("baseline")
+    baseline = dict(nested) if isinstance(nested, dict) else {}
+    flat = {k: v for k, v in metrics.items() if not isinstance(v, dict | list)}
+    for key in [k for k in flat if k.startswith("baseline_")]:
+        baseline[key.removeprefix("baseline_")] = flat.pop(key)
+    rows: list[tuple[str, Any, Any]] = []
+    for key in sorted(flat):
+        if key.startswith(("recall_", "precision_")):
+            continue
+        rows.append((key, flat[key], baseline.get(key) if key != "rows" else None))
+    per_class = metrics.get("per_class")
+    recalls = (
+        {label: values.get("recall") for label, values in per_class.items()}
+        if isinstance(per_class, dict)
+        else {k.removeprefix("recall_"): v for k, v in flat.items() if k.startswith("recall_")}
+    )
+    answer = baseline.get("answer")
+    for label, recall in sorted(recalls.items()):
+        trivial = None if answer is None else (1.0 if label == str(answer) else 0.0)
+        rows.append((f"recall ({label})", recall, trivial))
+    return rows
+
+
 def render(model: ServedModel, token_required: bool) -> str:
     info = model.info()
     fitted = fastpath.fitted_columns(model.model)
     fields = [
         (c, kind) for kind in ("text", "categorical", "numeric") for c in info["features"][kind]
     ]
+    rows = metric_rows(info["metrics"])
+    baseline = any(trivial is not None for _, _, trivial in rows)
     metrics = "".join(
-        f"<tr><td>{_e(k)}</td><td class=num>{_metric(v)}</td></tr>"
-        for k, v in sorted(info["metrics"].items())
-        if not isinstance(v, dict | list)
+        f"<tr><td>{_e(name)}</td><td class=num>{_metric(value)}</td>"
+        + (f"<td class=num>{'' if trivial is None else _metric(trivial)}</td>" if baseline else "")
+        + "</tr>"
+        for name, value, trivial in rows
     )
+    if metrics:
+        answer = info["metrics"].get("baseline", {}).get("answer")
+        trivial_head = f"<th>baseline{f': always {_e(answer)}' if answer else ''}</th>"
+        metrics = (
+            f"<tr><th>metric</th><th>this model</th>{trivial_head if baseline else ''}</tr>"
+            + metrics
+        )
     optional = set(model.features.optional)
     columns = "".join(
         f"<tr><td>{_e(c)}</td><td>{kind}{' (optional)' if c in optional else ''}</td></tr>"

@@ -34,7 +34,8 @@ def router(plane: DataPlane) -> APIRouter:
     async def predict(request: Request) -> Response:
         """One object or a list of objects whose fields are the model's feature columns.
         Answers label, confidence and class probabilities (classification) or prediction
-        (regression), with the model and version."""
+        (regression), with the model and version; `warnings` names each category the
+        training data never had (answered, where the contract flags rather than refuses)."""
         model = plane.model
         if model is None:
             return Json({"detail": "the model is not loaded yet"}, status_code=503)
@@ -42,13 +43,17 @@ def router(plane: DataPlane) -> APIRouter:
             columns, single = protocols.predict_payload(
                 model.features, protocols.parse_json(await request.body())
             )
-            rows = protocols.check_columns(model.features, columns, "body", plane.max_rows)
-            scored_by, scores = await plane.score(columns, rows)
+            checked = protocols.check_columns(model.features, columns, "body", plane.max_rows)
+            scored_by, scores = await plane.score(columns, checked.rows, checked.unknown)
         except RequestError as error:
             return Json({"detail": error.message}, status_code=status_of(error, STATUS))
         answers = plain_answers(scored_by.classes, scores)
         meta = {"model": scored_by.name, "version": scored_by.version}
-        return Json({**answers[0], **meta} if single else {"predictions": answers, **meta})
+        if single:
+            warnings = {"warnings": checked.warnings(0)} if checked.unknown else {}
+            return Json({**answers[0], **meta, **warnings})
+        warnings = {"warnings": checked.warnings()} if checked.unknown else {}
+        return Json({"predictions": answers, **meta, **warnings})
 
     return routes
 

