@@ -1,5 +1,5 @@
-"""What the docker-marked end-to-end tests share: the engine, the throw-away test registry,
-and a temporary git checkout of the project to run commands in."""
+"""What the docker-marked end-to-end tests share: a temporary git checkout of the project to
+run commands in. The engine and the test registry are session fixtures of tests/kube/fixtures.py."""
 
 from __future__ import annotations
 
@@ -7,44 +7,14 @@ import contextlib
 import os
 import subprocess
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
-import httpx
-import pytest
 import yaml
 
-from mlship.errors import ServiceError
-from mlship.ship import image
 from tests.conftest import hermetic_env
 from tests.integration.conftest import BIN
+from tests.kube.fixtures import REGISTRY
 from tests.projects import scratch_project
-
-# a throw-away registry for test images; never the deployment's MLSHIP_REGISTRY
-REGISTRY = os.environ.get("MLSHIP_TEST_REGISTRY", "127.0.0.1:5001")
-
-
-def _unavailable(why: str) -> NoReturn:
-    if os.environ.get("MLSHIP_REQUIRE_DOCKER") == "1":
-        pytest.fail(f"required here: {why}")
-    pytest.skip(why)
-
-
-@pytest.fixture(scope="session")
-def engine() -> Any:
-    try:
-        return image.engine()
-    except ServiceError as error:  # a Docker CLI without an engine is no engine
-        _unavailable(str(error))
-
-
-@pytest.fixture(scope="session")
-def registry(engine: Any) -> str:
-    """The test registry (MLSHIP_TEST_REGISTRY, default 127.0.0.1:5001), answering."""
-    try:
-        httpx.get(f"http://{REGISTRY}/v2/", timeout=5).raise_for_status()
-    except httpx.HTTPError as error:
-        _unavailable(f"no registry answers at {REGISTRY} (MLSHIP_TEST_REGISTRY): {error}")
-    return REGISTRY
 
 
 def remove_image(engine: Any, reference: str) -> None:

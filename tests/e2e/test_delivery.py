@@ -1,10 +1,11 @@
 """cd.yml executed: act runs the real workflow file on this host for a push to main, both
 jobs in order — the delivery from tests to staging, then production — with the real DVC
-remote, MLflow store, Docker engine and registry, and kubectl against the real control
-plane of tests/kube (kwok's nodes: no kubelet runs the pods). What cannot run here is stood
-in for: the Google and Docker login actions (tests/ci/act_stand_ins), trivy's vulnerability
-database (a stand-in trivy answering "no findings"), and
-the GitHub API, which names the release manager who approved the `production` environment.
+remote, MLflow store, Docker engine and registry, and kubectl against the real cluster of
+tests/kube: the image the job built and pushed is pulled by the node and its pods serve
+the released model in both environments. What cannot run here is stood in for: the Google
+and Docker login actions (tests/ci/act_stand_ins), trivy's vulnerability database (a
+stand-in trivy answering "no findings"), and the GitHub API, which names the release
+manager who approved the `production` environment.
 act does not hold a job for its environment's reviewers: the approval is the fake API's
 answer, read by `make promote` as GitHub's own would be."""
 
@@ -16,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from mlship.ship.delivery import STEPS
 from tests.ci.act import STAND_INS, TOKEN, act, commit, copy_repository
@@ -24,7 +24,8 @@ from tests.e2e.conftest import remove_image
 from tests.fake_api import fake_api
 from tests.integration.team_stack import mlflow_server
 from tests.kube.cluster import CACHE, Cluster
-from tests.kube.conftest import render
+from tests.kube.conftest import deploy_app
+from tests.kube.fixtures import Images
 from tests.unit.ship.ci.test_github import FakeGitHub
 
 pytestmark = [pytest.mark.docker, pytest.mark.kube]
@@ -43,19 +44,11 @@ VARIABLES = {  # the repository's `vars`, as docs/ci/github-actions.md sets them
 }
 
 
-def _environments(cluster: Cluster) -> Path:
-    """mlship-staging and mlship-production as their admin sets them up (their overlays, the
-    image running before this release), and one CI identity bound in both, as on GKE."""
+def _environments(cluster: Cluster, running: str) -> Path:
+    """mlship-staging and mlship-production as their admin sets them up (their overlays, on
+    the image running before this release), and one CI identity bound in both, as on GKE."""
     for env in ("staging", "production"):
-        namespace = f"mlship-{env}"
-        cluster.kubectl("create", "namespace", namespace)
-        documents = [
-            d
-            for d in render(f"overlays/{env}", namespace)
-            if d["kind"] not in ("PodMonitoring", "Rules")
-        ]
-        cluster.apply(yaml.safe_dump_all(documents))
-        cluster.kubectl("-n", namespace, "rollout", "status", "deployment/mlship", "--timeout=60s")
+        deploy_app(cluster, f"overlays/{env}", f"mlship-{env}", running)
     cluster.kubectl(
         "-n",
         "mlship-production",
@@ -74,9 +67,9 @@ def test_cd_yml_delivers_to_staging_then_production_with_the_approvers_name(
     registry: str,
     cluster: Cluster,
     istio_crds: None,
-    pod_server: str,
+    images: Images,
 ) -> None:
-    deployer = _environments(cluster)
+    deployer = _environments(cluster, str(images.running))
     repo = tmp_path / "repo"
     repo.mkdir()
     copy_repository(repo, branch="main")
@@ -126,18 +119,23 @@ def test_cd_yml_delivers_to_staging_then_production_with_the_approvers_name(
             )
             assert run.artifacts / "release" == release
             _check_delivery(run.succeeded(), run.stand_in_log.read_text(), release, tmp_path, url)
-            # what the cluster runs now, read from it: the release, in both environments
+            # what the cluster runs now, read from it: the release, in both environments,
+            # its pods Ready and serving the released model through the Service
             image = json.loads((release / "reports/image.json").read_text())["references"][0]
             for env in ("staging", "production"):
+                namespace = f"mlship-{env}"
                 running = cluster.kubectl(
                     "-n",
-                    f"mlship-{env}",
+                    namespace,
                     "get",
                     "deployment/mlship",
                     "-o",
-                    "jsonpath={.spec.template.spec.containers[0].image}",
+                    "jsonpath={.spec.template.spec.containers[0].image} {.status.readyReplicas}",
                 )
-                assert running.stdout == image, env
+                assert running.stdout == f"{image} 2", env
+                proxy = f"/api/v1/namespaces/{namespace}/services/mlship:http/proxy/model"
+                served = json.loads(cluster.kubectl("get", "--raw", proxy).stdout)
+                assert (served["name"], served["version"]) == ("reviews", "1"), env
     finally:
         if (release / "reports/image.json").is_file():
             built = json.loads((release / "reports/image.json").read_text())

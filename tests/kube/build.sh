@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Build the Kubernetes control plane the tests run (etcd, kube-apiserver,
-# kube-controller-manager, kube-scheduler, kubectl) and kwok (nodes and pod status without a
-# kubelet) from source, once per machine, into a cache keyed by version. No registry ships
-# these binaries here; the Go module proxy serves their sources.
+# Build the Kubernetes cluster the tests run — etcd, kube-apiserver, kube-controller-manager,
+# kube-scheduler, kubectl, and the node's kubelet and pause (sandbox) binary — from source,
+# once per machine, into a cache keyed by version. No registry ships these binaries here;
+# the Go module proxy serves their sources. The node's container runtime and CNI plugins
+# are Debian's (containerd, runc, containernetworking-plugins).
 #
 # k8s.io/kubernetes cannot be `go install`ed: its go.mod replaces each staging module
 # (k8s.io/api, client-go, ...) by ./staging/src/k8s.io/<name>, folders the module's zip
@@ -12,12 +13,12 @@
 set -euo pipefail
 
 KUBERNETES=${MLSHIP_KUBERNETES_VERSION:-1.37.2}
-KWOK=${MLSHIP_KWOK_VERSION:-0.8.0}
 ETCD=${MLSHIP_ETCD_VERSION:-3.6.16}  # 3.6: the API server's watch progress needs >= 3.5.13
 ISTIO_API=${MLSHIP_ISTIO_API_VERSION:-1.32.0}  # Istio's published CRDs, for the canary
 CACHE=${MLSHIP_KUBE_CACHE:-$HOME/.cache/mlship/k8s}/$KUBERNETES
-BINARIES=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok istio-crds.yaml)
+BINARIES=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet pause istio-crds.yaml)
 export GOWORK=off GOFLAGS=-mod=mod
+HERE=$(cd "$(dirname "$0")" && pwd)
 
 # one build at a time: a second caller (the tests, while .ci/run's own build runs) waits
 mkdir -p "$(dirname "$CACHE")"
@@ -29,7 +30,7 @@ built() {
 }
 
 if built; then
-    echo "Kubernetes $KUBERNETES, etcd $ETCD and kwok $KWOK: already built in $CACHE"
+    echo "Kubernetes $KUBERNETES and etcd $ETCD: already built in $CACHE"
     exit 0
 fi
 command -v go >/dev/null || { echo "error: Go is needed to build Kubernetes" >&2; exit 2; }
@@ -65,8 +66,9 @@ for package in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
     version_flags+=" -X $package.gitMinor=$minor -X $package.gitTreeState=clean"
 done
 go build -tags providerless -trimpath -ldflags="-s -w $version_flags" -o "$CACHE/" \
-    ./cmd/kube-apiserver ./cmd/kube-controller-manager ./cmd/kube-scheduler ./cmd/kubectl
-GOBIN="$CACHE" go install -trimpath -ldflags='-s -w' "sigs.k8s.io/kwok/cmd/kwok@v$KWOK"
+    ./cmd/kube-apiserver ./cmd/kube-controller-manager ./cmd/kube-scheduler ./cmd/kubectl ./cmd/kubelet
+# the pods' sandbox: static, so it runs alone in an image (tests/kube/pause)
+(cd "$HERE/pause" && CGO_ENABLED=0 GOFLAGS= go build -trimpath -ldflags='-s -w' -o "$CACHE/pause" pause.go)
 istio=$(module_dir "istio.io/api@v$ISTIO_API")
 "${PYTHON:-python3}" - "$istio/kubernetes/customresourcedefinitions.gen.yaml" "$CACHE/istio-crds.yaml" <<'PY'
 import sys, yaml
@@ -76,4 +78,4 @@ assert len(crds) == len(wanted), [d["metadata"]["name"] for d in crds]
 yaml.safe_dump_all(crds, open(sys.argv[2], "w"))
 PY
 built
-echo "Kubernetes $KUBERNETES, etcd $ETCD and kwok $KWOK built in $((SECONDS - started)) s into $CACHE"
+echo "Kubernetes $KUBERNETES and etcd $ETCD built in $((SECONDS - started)) s into $CACHE"

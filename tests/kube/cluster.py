@@ -1,29 +1,23 @@
-"""A real Kubernetes control plane for the tests: etcd, kube-apiserver (RBAC on),
-kube-controller-manager and kube-scheduler built from source (tests/kube/build.sh), and kwok
-standing in for the kubelets. Everything binds 127.0.0.1 on free ports, uses certificates
-and tokens made for this run, and is stopped by PID.
-
-What kwok does and does not do: it registers the node and moves pods through their phases
-(scheduled pods become Running and Ready, with a pod IP), as the stages in STAGES say; it
-runs no containers. A pod whose image path holds `/unready/` never turns Ready (a rollout
-that cannot progress). Every Ready pod gets POD_IP, where a test may run a real mlship
-server in a network namespace (pod_network): the Service's endpoints then lead to it, and
-the API server's service proxy reaches it.
+"""A real Kubernetes control plane for the tests: etcd, kube-apiserver (RBAC and the Node
+authorizer on), kube-controller-manager and kube-scheduler built from source
+(tests/kube/build.sh). Everything binds 127.0.0.1 on free ports, uses certificates and
+tokens made for this run, and is stopped by PID. Its node, a real kubelet running pods, is
+tests/kube/node.py.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -32,14 +26,12 @@ from tests.conftest import REPO
 KUBERNETES = os.environ.get("MLSHIP_KUBERNETES_VERSION", "1.37.2")
 CACHE = Path(os.environ.get("MLSHIP_KUBE_CACHE", Path.home() / ".cache/mlship/k8s")) / KUBERNETES
 BUILD = REPO / "tests" / "kube" / "build.sh"
-NODE = "kwok-node-0"
-POD_IP = "10.244.0.10"  # every Ready pod's address: where pod_network's server listens
-HOST_IP = "10.244.0.1"  # this side of the veth pair
 TOKENS = {  # user -> (token, groups): the API server's static token file
     "admin": ("admin-token-for-tests", "system:masters"),
     "system:kube-controller-manager": ("controller-manager-token", ""),
     "system:kube-scheduler": ("scheduler-token", ""),
-    "kwok": ("kwok-token-for-tests", "system:masters"),  # the stand-in for every kubelet
+    # the node's kubelet, as the Node authorizer knows kubelets (tests/kube/node.py)
+    "system:node:mlship-node": ("node-token-for-tests", "system:nodes"),
 }
 
 
@@ -57,7 +49,8 @@ def ensure_built() -> Path:
         "kube-controller-manager",
         "kube-scheduler",
         "kubectl",
-        "kwok",
+        "kubelet",
+        "pause",
         "istio-crds.yaml",
     )
     if not all((CACHE / name).is_file() for name in needed):
@@ -71,8 +64,9 @@ def _openssl(*args: str) -> None:
 
 
 def _certificates(folder: Path) -> None:
-    """A CA, the API server's serving certificate for 127.0.0.1, and the service-account
-    signing key."""
+    """A CA, the API server's serving certificate for 127.0.0.1, its client certificate for
+    the kubelet (which trusts only clients of this CA), and the service-account signing
+    key."""
     _openssl(
         "req",
         "-x509",
@@ -122,6 +116,33 @@ def _certificates(folder: Path) -> None:
         "-out",
         str(folder / "apiserver.crt"),
     )
+    _openssl(
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=kube-apiserver-kubelet-client/O=system:masters",
+        "-keyout",
+        str(folder / "kubelet-client.key"),
+        "-out",
+        str(folder / "kubelet-client.csr"),
+    )
+    _openssl(
+        "x509",
+        "-req",
+        "-in",
+        str(folder / "kubelet-client.csr"),
+        "-CA",
+        str(folder / "ca.crt"),
+        "-CAkey",
+        str(folder / "ca.key"),
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-out",
+        str(folder / "kubelet-client.crt"),
+    )
     _openssl("genrsa", "-out", str(folder / "sa.key"), "2048")
     _openssl("rsa", "-in", str(folder / "sa.key"), "-pubout", "-out", str(folder / "sa.pub"))
 
@@ -139,119 +160,6 @@ current-context: test
     return path
 
 
-STAGES = f"""apiVersion: kwok.x-k8s.io/v1alpha1
-kind: Stage
-metadata: {{name: node-ready}}
-spec:
-  resourceRef: {{apiGroup: v1, kind: Node}}
-  selector:
-    matchExpressions:
-    - {{key: '.status.phase', operator: NotIn, values: [Running]}}
-  next:
-    statusTemplate: |
-      {{{{ $now := Now }}}}
-      addresses:
-      - {{address: {HOST_IP}, type: InternalIP}}
-      allocatable: {{cpu: "32", memory: 64Gi, pods: "110"}}
-      capacity: {{cpu: "32", memory: 64Gi, pods: "110"}}
-      conditions:
-      - lastHeartbeatTime: {{{{ $now | Quote }}}}
-        lastTransitionTime: {{{{ $now | Quote }}}}
-        status: "True"
-        type: Ready
-        reason: KubeletReady
-        message: kwok
-      phase: Running
----
-apiVersion: kwok.x-k8s.io/v1alpha1
-kind: Stage
-metadata: {{name: pod-ready}}
-spec:
-  resourceRef: {{apiGroup: v1, kind: Pod}}
-  selector:
-    matchExpressions:
-    - {{key: '.metadata.deletionTimestamp', operator: DoesNotExist}}
-    - {{key: '.status.phase', operator: In, values: [Pending]}}
-    - key: '.spec.containers.[0].image | contains("/unready/")'
-      operator: NotIn
-      values: ["true"]
-  next:
-    statusTemplate: |
-      {{{{ $now := Now }}}}
-      conditions:
-      - {{lastTransitionTime: {{{{ $now | Quote }}}}, status: "True", type: Initialized}}
-      - {{lastTransitionTime: {{{{ $now | Quote }}}}, status: "True", type: Ready}}
-      - {{lastTransitionTime: {{{{ $now | Quote }}}}, status: "True", type: ContainersReady}}
-      containerStatuses:
-      {{{{ range .spec.containers }}}}
-      - image: {{{{ .image | Quote }}}}
-        name: {{{{ .name | Quote }}}}
-        ready: true
-        restartCount: 0
-        state: {{running: {{startedAt: {{{{ $now | Quote }}}}}}}}
-      {{{{ end }}}}
-      hostIP: {HOST_IP}
-      podIP: {POD_IP}
-      podIPs: [{{ip: {POD_IP}}}]
-      phase: Running
-      startTime: {{{{ $now | Quote }}}}
----
-apiVersion: kwok.x-k8s.io/v1alpha1
-kind: Stage
-metadata: {{name: pod-never-ready}}
-spec:
-  resourceRef: {{apiGroup: v1, kind: Pod}}
-  selector:
-    matchExpressions:
-    - {{key: '.metadata.deletionTimestamp', operator: DoesNotExist}}
-    - {{key: '.status.phase', operator: In, values: [Pending]}}
-    - key: '.spec.containers.[0].image | contains("/unready/")'
-      operator: In
-      values: ["true"]
-  next:
-    statusTemplate: |
-      {{{{ $now := Now }}}}
-      conditions:
-      - lastTransitionTime: {{{{ $now | Quote }}}}
-        status: "False"
-        type: Ready
-        reason: ContainersNotReady
-      containerStatuses:
-      {{{{ range .spec.containers }}}}
-      - image: {{{{ .image | Quote }}}}
-        name: {{{{ .name | Quote }}}}
-        ready: false
-        restartCount: 0
-        state: {{running: {{startedAt: {{{{ $now | Quote }}}}}}}}
-      {{{{ end }}}}
-      hostIP: {HOST_IP}
-      podIP: {POD_IP}
-      phase: Running
-      startTime: {{{{ $now | Quote }}}}
----
-apiVersion: kwok.x-k8s.io/v1alpha1
-kind: Stage
-metadata: {{name: pod-delete}}
-spec:
-  resourceRef: {{apiGroup: v1, kind: Pod}}
-  selector:
-    matchExpressions:
-    - {{key: '.metadata.deletionTimestamp', operator: Exists}}
-  next:
-    finalizers: {{empty: true}}
-    delete: true
-"""
-NODE_OBJECT = f"""apiVersion: v1
-kind: Node
-metadata:
-  name: {NODE}
-  annotations: {{kwok.x-k8s.io/node: fake}}
-  labels: {{kubernetes.io/hostname: {NODE}, kubernetes.io/os: linux, type: kwok,
-           topology.kubernetes.io/zone: zone-a}}
-spec: {{}}
-"""
-
-
 @dataclass
 class Cluster:
     """A running control plane: its address, an admin kubeconfig, and kubectl."""
@@ -262,6 +170,7 @@ class Cluster:
     admin: Path  # kubeconfig
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     started_seconds: float = 0.0
+    node: Any = None  # its node (tests/kube/node.py), once started
 
     @property
     def bin(self) -> Path:
@@ -354,8 +263,8 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 
 
 def start(folder: Path) -> Cluster:
-    """etcd, the API server, the controllers, the scheduler and kwok; returns once the API
-    server is ready, the node Ready and the default service account made."""
+    """etcd, the API server, the controllers and the scheduler; returns once the API server
+    is ready and the default service account made."""
     started = time.monotonic()
     ensure_built()
     folder.mkdir(parents=True, exist_ok=True)
@@ -383,6 +292,9 @@ def start(folder: Path) -> Cluster:
         f"--service-account-key-file={folder / 'sa.pub'}",
         f"--service-account-signing-key-file={folder / 'sa.key'}",
         "--service-account-issuer=https://kubernetes.default.svc",
+        f"--kubelet-client-certificate={folder / 'kubelet-client.crt'}",
+        f"--kubelet-client-key={folder / 'kubelet-client.key'}",
+        "--kubelet-preferred-address-types=InternalIP",  # no DNS knows the node's name
         "--service-cluster-ip-range=10.96.0.0/16",
         "--endpoint-reconciler-type=none",  # no kubernetes Service endpoints to 127.0.0.1
         "--enable-priority-and-fairness=false",
@@ -429,33 +341,6 @@ def start(folder: Path) -> Cluster:
                 f"--secure-port={free_port()}",
             ],
         )
-        (folder / "stages.yaml").write_text(STAGES)
-        cluster.processes["kwok"] = cluster._spawn(
-            "kwok",
-            [
-                f"--kubeconfig={configs['kwok']}",
-                f"--config={folder / 'stages.yaml'}",
-                "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
-                f"--server-address=127.0.0.1:{free_port()}",
-                "--node-lease-duration-seconds=40",
-            ],
-        )
-        cluster.apply(NODE_OBJECT)
-        until(
-            lambda: (
-                "True"
-                in cluster.kubectl(
-                    "get",
-                    "node",
-                    NODE,
-                    "-o",
-                    "jsonpath={.status.conditions[?(@.type=='Ready')].status}",
-                    check=False,
-                ).stdout
-            ),
-            "the kwok node Ready",
-            cluster,
-        )
         until(
             lambda: (
                 cluster.kubectl("get", "serviceaccount", "default", check=False).returncode == 0
@@ -478,29 +363,3 @@ def until(condition: Callable[[], bool], what: str, cluster: Cluster, timeout: f
         time.sleep(0.25)
     logs = "\n".join(f"--- {n}\n{cluster._tail(n)[-800:]}" for n in cluster.processes)
     raise AssertionError(f"timed out waiting for {what}\n{logs}")
-
-
-@contextlib.contextmanager
-def pod_network(name: str = "mlship-pods") -> Iterator[str]:
-    """A network namespace holding POD_IP, joined to this host by a veth pair; yields the
-    namespace's name (run a server in it with `ip netns exec NAME ...`)."""
-    ip = shutil.which("ip") or "/usr/sbin/ip"
-
-    def run(*args: str) -> None:
-        subprocess.run([ip, *args], check=True, capture_output=True)
-
-    subprocess.run([ip, "netns", "del", name], capture_output=True, check=False)
-    subprocess.run([ip, "link", "del", f"{name[:10]}-h"], capture_output=True, check=False)
-    run("netns", "add", name)
-    try:
-        run("link", "add", f"{name[:10]}-h", "type", "veth", "peer", "name", f"{name[:10]}-p")
-        run("link", "set", f"{name[:10]}-p", "netns", name)
-        run("addr", "add", f"{HOST_IP}/24", "dev", f"{name[:10]}-h")
-        run("link", "set", f"{name[:10]}-h", "up")
-        run("netns", "exec", name, "ip", "addr", "add", f"{POD_IP}/24", "dev", f"{name[:10]}-p")
-        run("netns", "exec", name, "ip", "link", "set", f"{name[:10]}-p", "up")
-        run("netns", "exec", name, "ip", "link", "set", "lo", "up")
-        yield name
-    finally:
-        subprocess.run([ip, "link", "del", f"{name[:10]}-h"], capture_output=True, check=False)
-        subprocess.run([ip, "netns", "del", name], capture_output=True, check=False)

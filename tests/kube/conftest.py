@@ -1,28 +1,40 @@
-"""The app's manifests applied in a namespace of each test's own, on the session's control
-plane (tests/kube/fixtures.py)."""
+"""The app's manifests applied in a namespace of each test's own, on the session's cluster
+(tests/kube/fixtures.py): its pods run the session's serving image on the real node.
+
+What a 2-core machine forces on the manifests, and nothing else, is patched (`render`): each
+server pod requests 100m of CPU instead of 1 (three pods of a rollout would need 3 cores),
+production runs 2 replicas instead of 3 (the Deployment and the HPA's floor), and a rollout
+that cannot progress fails after PROGRESS_DEADLINE seconds instead of ten minutes. GKE's
+own resources (PodMonitoring, Rules) have no CRDs here and are left out."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
 from tests.conftest import REPO, hermetic_env
 from tests.kube.cluster import CACHE, Cluster
+from tests.kube.fixtures import Images
 from tests.prometheus.conftest import prometheus  # noqa: F401 (the canary tests' fixture)
 
 pytestmark = pytest.mark.kube
-IMAGE = "127.0.0.1:5001/reviews:0123456789ab-m1"  # the pod server's model is version 1
+PROGRESS_DEADLINE = 20  # seconds without progress before a rollout counts as failed
+SERVER_CPU = "100m"
+GKE_ONLY = ("PodMonitoring", "Rules")
 
 
 @dataclass(frozen=True)
 class App:
-    """The app's manifests in a namespace: the staging overlay, as its admin applies it."""
+    """The app's manifests in a namespace: an overlay, as its admin applies it."""
 
     cluster: Cluster
     namespace: str
@@ -39,42 +51,62 @@ class App:
             "jsonpath={.spec.template.spec.containers[0].image}",
         ).stdout
 
+    def pods(self, selector: str = "app.kubernetes.io/component=server") -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = json.loads(
+            self.kubectl("get", "pods", "-l", selector, "-o", "json").stdout
+        )["items"]
+        return found
+
     def env(self) -> dict[str, str]:
         """A process environment that runs kubectl as the CI deployer in this namespace."""
         return hermetic_env() | self.cluster.env(self.deployer)
 
 
-def render(overlay: str, namespace: str, image: str = IMAGE) -> list[dict[str, object]]:
-    """The overlay rendered by kubectl's kustomize, in `namespace`, on `image`, with a short
-    progress deadline (a rollout that cannot progress fails in seconds, not ten minutes)."""
+def render(overlay: str, namespace: str, image: str) -> list[dict[str, Any]]:
+    """The overlay rendered by kubectl's kustomize, in `namespace`, on `image`, with what a
+    2-core machine forces (the module's docstring) patched."""
     done = subprocess.run(
         [str(CACHE / "kubectl"), "kustomize", str(REPO / "k8s" / overlay)],
         capture_output=True,
         text=True,
         check=True,
     )
-    documents = [d for d in yaml.safe_load_all(done.stdout) if d]
+    documents = [d for d in yaml.safe_load_all(done.stdout) if d and d["kind"] not in GKE_ONLY]
     for document in documents:
         document["metadata"]["namespace"] = namespace
         for subject in document.get("subjects", []):  # the RoleBinding's service account
             subject["namespace"] = namespace
+        spec = document.get("spec", {})
         if document["kind"] == "Deployment":
-            spec = document["spec"]
-            spec["progressDeadlineSeconds"] = 15
-            spec["template"]["spec"]["containers"][0]["image"] = image
+            spec["progressDeadlineSeconds"] = PROGRESS_DEADLINE
+            spec["replicas"] = min(spec["replicas"], 2)
+            server = spec["template"]["spec"]["containers"][0]
+            server["image"] = image
+            server["resources"]["requests"]["cpu"] = SERVER_CPU
+        if document["kind"] == "HorizontalPodAutoscaler":
+            spec["minReplicas"] = min(spec["minReplicas"], 2)
     return documents
 
 
-@pytest.fixture
-def app(cluster: Cluster, istio_crds: None, pod_server: str) -> Iterator[App]:
-    namespace = f"mlship-{uuid.uuid4().hex[:8]}"
+def deploy_app(cluster: Cluster, overlay: str, namespace: str, image: str) -> None:
+    """The overlay applied by its admin, running `image`, every replica Ready."""
     cluster.kubectl("create", "namespace", namespace)
-    documents = [
-        d
-        for d in render("overlays/staging", namespace)
-        if d["kind"] not in ("PodMonitoring", "Rules")
-    ]  # GKE's CRDs: not here
-    cluster.apply(yaml.safe_dump_all(documents))
-    cluster.kubectl("-n", namespace, "rollout", "status", "deployment/mlship", "--timeout=60s")
-    yield App(cluster, namespace, cluster.service_account_config(namespace, "mlship-deployer"))
-    cluster.kubectl("delete", "namespace", namespace, "--wait=false")
+    cluster.apply(yaml.safe_dump_all(render(overlay, namespace, image)))
+    cluster.kubectl("-n", namespace, "rollout", "status", "deployment/mlship", "--timeout=180s")
+
+
+@contextmanager
+def staging_app(cluster: Cluster, images: Images) -> Iterator[App]:
+    """The staging overlay in a namespace of its own, on the running image; deleted after."""
+    namespace = f"mlship-{uuid.uuid4().hex[:8]}"
+    deploy_app(cluster, "overlays/staging", namespace, str(images.running))
+    try:
+        yield App(cluster, namespace, cluster.service_account_config(namespace, "mlship-deployer"))
+    finally:
+        cluster.kubectl("delete", "namespace", namespace, "--wait=false")
+
+
+@pytest.fixture
+def app(cluster: Cluster, istio_crds: None, images: Images) -> Iterator[App]:
+    with staging_app(cluster, images) as found:
+        yield found

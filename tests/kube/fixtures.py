@@ -1,69 +1,145 @@
-"""The session's one real control plane (tests/kube/cluster.py), the pod server every Ready
-pod's address leads to, and Istio's CRDs: shared by tests/kube and tests/e2e. A plugin
-(tests/conftest.py's pytest_plugins), not conftest fixtures imported twice: those would be
-two definitions, so two clusters and two pod servers running side by side for the rest of
-the session."""
+"""What one session shares across tests/kube and tests/e2e: the Docker engine and the test
+registry, the real cluster (the control plane of tests/kube/cluster.py and the node of
+tests/kube/node.py), and the serving image its pods run — built once per session by
+`mlship image build` from examples/taxi (XGBoost: the image carries the model's extra
+dependency from the lock) and pushed to the registry. A plugin (tests/conftest.py's
+pytest_plugins), not conftest fixtures imported twice: those would be two definitions, so
+two clusters running side by side for the rest of the session."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
-import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import Any, NoReturn
 
+import httpx
 import pytest
 
-from mlship.pipeline.artifacts import save_model
-from mlship.pipeline.train import fit
-from tests.conftest import hermetic_env, make_params, text_frame
-from tests.kube.cluster import CACHE, POD_IP, Cluster, ensure_built, pod_network, start, until
-from tests.processes import running
-from tests.serving.conftest import card_for
+from mlship.errors import ServiceError
+from mlship.ship import image
+from tests.integration.conftest import BIN
+from tests.kube import node as nodes
+from tests.kube.cluster import CACHE, Cluster, ensure_built, start, until
+from tests.kube.images import Reference, retag, with_files
 from tests.tools import unavailable
+
+# a throw-away registry for test images; never the deployment's MLSHIP_REGISTRY
+REGISTRY = os.environ.get("MLSHIP_TEST_REGISTRY", "127.0.0.1:5001")
+
+
+def docker_unavailable(why: str) -> NoReturn:
+    if os.environ.get("MLSHIP_REQUIRE_DOCKER") == "1":
+        pytest.fail(f"required here: {why}")
+    pytest.skip(why)
+
+
+@pytest.fixture(scope="session")
+def engine() -> Any:
+    try:
+        return image.engine()
+    except ServiceError as error:  # a Docker CLI without an engine is no engine
+        docker_unavailable(str(error))
+
+
+@pytest.fixture(scope="session")
+def registry(engine: Any) -> str:
+    """The test registry (MLSHIP_TEST_REGISTRY, default 127.0.0.1:5001), answering."""
+    try:
+        httpx.get(f"http://{REGISTRY}/v2/", timeout=5).raise_for_status()
+    except httpx.HTTPError as error:
+        docker_unavailable(f"no registry answers at {REGISTRY} (MLSHIP_TEST_REGISTRY): {error}")
+    return REGISTRY
 
 
 @pytest.fixture(scope="session")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """The control plane and its node, Ready."""
     try:
         ensure_built()
     except (OSError, subprocess.CalledProcessError) as error:
         unavailable(f"the Kubernetes binaries cannot be built (tests/kube/build.sh): {error}")
     if os.geteuid() != 0:
-        unavailable("the pods' network namespace needs root")
-    started = start(tmp_path_factory.mktemp("kube"))
+        unavailable("the node (containerd, a CNI bridge) needs root")
+    missing = nodes.host_tools()
+    if missing:
+        unavailable(f"the node needs {', '.join(missing)} (.ci/run installs them)")
+    folder = tmp_path_factory.mktemp("kube")
+    started = start(folder / "control-plane")
     try:
-        yield started
+        started.node = nodes.start(started, folder / "node")
+        try:
+            yield started
+        finally:
+            started.node.stop()
     finally:
         started.stop()
 
 
+@dataclass(frozen=True)
+class ServedImage:
+    """The session's serving image: examples/taxi's model as the pipeline makes it — trained,
+    gated, registered as version 1 in the checkout's MLflow store — built and pushed."""
+
+    reference: Reference
+    card: dict[str, Any]  # the model card baked in
+    project: Path  # the checkout it was built in: params, splits, MLflow store
+
+    @property
+    def tracking_uri(self) -> str:
+        return f"sqlite:///{self.project / 'mlruns' / 'mlflow.db'}"
+
+
 @pytest.fixture(scope="session")
-def pod_server(tmp_path_factory: pytest.TempPathFactory, cluster: Cluster) -> Iterator[str]:
-    """A real mlship server at POD_IP:8000 in a network namespace: what every Ready pod's
-    address leads to. It serves a small text model that says it is version 1."""
-    folder = tmp_path_factory.mktemp("pod-model")
-    card = card_for(["great", "other"]).updated(registry={"name": "reviews", "version": "1"})
-    save_model(fit(make_params(), text_frame(20)), card, folder)
-    with pod_network() as namespace:
-        mlship = Path(sys.executable).with_name("mlship")
-        command = [
-            "ip",
-            "netns",
-            "exec",
-            namespace,
-            str(mlship),
-            "serve",
-            "--model",
-            str(folder),
-            "--host",
-            POD_IP,
-            "--port",
-            "8000",
-        ]
-        with running(command, f"http://{POD_IP}:8000/ready", ready_timeout=90, env=hermetic_env()):
-            yield f"http://{POD_IP}:8000"
+def served_image(tmp_path_factory: pytest.TempPathFactory, registry: str) -> ServedImage:
+    from tests.e2e.conftest import checkout, commit, run
+
+    root = tmp_path_factory.mktemp("served-image") / "repo"
+    env = checkout(root, example="taxi")
+    commit(root, env)
+    run(root, env, "dvc", "repro")
+    for stage in (("gate",), ("register",), ("image", "build"), ("image", "push")):
+        run(root, env, str(BIN / "mlship"), *stage)
+    built = json.loads((root / "reports/image.json").read_text())
+    card = json.loads((root / "models/model_card.json").read_text())
+    return ServedImage(Reference.parse(built["references"][0]), card, root)
+
+
+@dataclass(frozen=True)
+class Images:
+    """The session's serving image and the images made from it (tests/kube/images.py)."""
+
+    running: Reference  # what each app starts on: the built image, version 1
+    next: Reference  # the same model, a new build
+    wrong_version: Reference  # tagged as version 2; its server says version 1
+    missing: Reference  # a tag the registry does not have
+    refused: Reference  # its model card trusts none of XGBoost's types: the server exits
+    never_ready: Reference  # its card leaves out a feature: the model fails its warm-up
+
+
+@pytest.fixture(scope="session")
+def images(served_image: ServedImage) -> Images:
+    built = served_image.reference
+    version = built.tag.rsplit("-m", 1)[1]
+    # the card the image holds: the checkout's, with the registered version
+    card = {**served_image.card, "registry": {"name": "taxi", "version": version}}
+    untrusting = json.dumps({**card, "trusted_types": []}).encode()
+    features = card["features"]
+    fewer = {**features, "numeric": [c for c in features["numeric"] if c != "hour"]}
+    short = json.dumps({**card, "features": fewer}).encode()
+    card_path = "opt/model/model_card.json"
+    return Images(
+        running=built,
+        next=retag(built, f"fedcba987654-m{version}"),
+        wrong_version=retag(built, f"fedcba987654-m{int(version) + 1}"),
+        missing=built.tagged(f"000000000000-m{version}"),
+        refused=with_files(built, f"0badca4d0000-m{version}", {card_path: untrusting}),
+        never_ready=with_files(built, f"0badfea70000-m{version}", {card_path: short}),
+    )
 
 
 @pytest.fixture(scope="session")

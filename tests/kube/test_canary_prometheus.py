@@ -4,8 +4,8 @@ Prometheus scraping real mlship servers.
 The traffic, the servers' metrics, their scrape, the PromQL the canary analysis asks and the
 Kubernetes objects it moves are all real. Two servers run: a healthy one and one whose model
 cannot load (it answers 503). Prometheus labels them as a Kubernetes scrape of the app's
-namespace would (namespace, pod): kwok runs no container, so which server is the canary's
-pod is only a label, and each test also proves the queries look at the canary's pods alone."""
+namespace would (namespace, pod), so which server is the canary's pod is only a label, and
+each test also proves the queries look at the canary's pods alone."""
 
 from __future__ import annotations
 
@@ -30,8 +30,8 @@ from mlship.ship.rollout import (
     canary_deploy,
 )
 from tests.conftest import make_params, text_frame
-from tests.kube.conftest import IMAGE, App
-from tests.kube.test_deploy import NEXT
+from tests.kube.conftest import App
+from tests.kube.fixtures import Images
 from tests.prometheus.conftest import RealPrometheus, Scrape
 from tests.serving.conftest import card_for
 from tests.serving.live import running_server
@@ -81,7 +81,12 @@ def _scraped(prometheus: RealPrometheus, pod: str, timeout: float = 60) -> None:
 
 
 def _canary_on(
-    canary_is_healthy: bool, model_dir: Path, tmp_path: Path, prometheus: Start, app: App
+    canary_is_healthy: bool,
+    model_dir: Path,
+    tmp_path: Path,
+    prometheus: Start,
+    app: App,
+    image: str,
 ) -> tuple[DeployReport, list[collections.Counter[int]]]:
     target = Target(app.namespace)
     with ExitStack() as stack:
@@ -118,7 +123,7 @@ def _canary_on(
             Kubectl(target.namespace),
             target,
             "staging",
-            NEXT,
+            image,
             "1",
             Prometheus(real.url),
             BUDGET,
@@ -144,15 +149,18 @@ def test_a_healthy_canary_beside_a_failing_stable_is_promoted(
     tmp_path: Path,
     prometheus: Start,
     as_deployer: App,
+    images: Images,
 ) -> None:
     app = as_deployer
-    report, (to_healthy, to_broken) = _canary_on(True, model_dir, tmp_path, prometheus, app)
+    report, (to_healthy, to_broken) = _canary_on(
+        True, model_dir, tmp_path, prometheus, app, str(images.next)
+    )
     assert report.ok, report.markdown()
     assert list(_judged(report)) == ["canary 10%", "canary 50%", "canary 100%"]
     for detail in _judged(report).values():
         assert detail.startswith("error ratio 0.0000") and "p99" in detail
     assert set(to_healthy) == {200} and set(to_broken) == {503}  # both really ran
-    assert app.image() == NEXT
+    assert app.image() == str(images.next)
 
 
 def test_a_canary_failing_its_requests_is_stopped_at_the_first_step(
@@ -160,9 +168,10 @@ def test_a_canary_failing_its_requests_is_stopped_at_the_first_step(
     tmp_path: Path,
     prometheus: Start,
     as_deployer: App,
+    images: Images,
 ) -> None:
     app = as_deployer
-    report, _ = _canary_on(False, model_dir, tmp_path, prometheus, app)
+    report, _ = _canary_on(False, model_dir, tmp_path, prometheus, app, str(images.next))
     assert report.rolled_back and not report.ok
     assert _judged(report) == {"canary 10%": "error ratio 1.0000 (max 0.01)"}
-    assert app.image() == IMAGE  # stable never took the image
+    assert app.image() == str(images.running)  # stable never took the image

@@ -1,51 +1,53 @@
-"""`mlship deploy` against the real control plane, as the CI deployer (its RBAC role): a
-rollout that succeeds and is smoke-tested through the API server's service proxy to a real
-mlship server; rollouts that fail — pods that never turn Ready (the progress deadline),
-the wrong model version, a re-deploy of the running image — end on the recorded image,
-verified by reading the cluster; the API server stopped mid-rollout and started again; an
-unreachable cluster changes nothing."""
+"""`mlship deploy` against the real cluster, as the CI deployer (its RBAC role), with pods of
+the session's serving image running on the real node: a rollout that succeeds is smoke-
+tested through the Service and on each new pod, and reports each pod's time to Ready; the
+rollouts that really fail — an image that cannot be pulled (ImagePullBackOff), a server
+that exits at start (CrashLoopBackOff), a readiness probe that never passes, a pod no node
+can take (Pending), the wrong model version — end on the previous ReplicaSet, verified by
+reading the cluster, with the cause as the cluster tells it; a re-deploy of the running
+image, an API server stopped mid-rollout or frozen, and an unreachable cluster change
+nothing they should not."""
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
-import mlflow
+import httpx
 import pytest
-import yaml
 
-from tests.conftest import raw_params, text_frame, write_dvc_file
 from tests.kube.cluster import Cluster
-from tests.kube.conftest import IMAGE, App
+from tests.kube.conftest import PROGRESS_DEADLINE, App
+from tests.kube.fixtures import Images, ServedImage
+from tests.kube.node import POD_CIDR
 
 pytestmark = pytest.mark.kube
-NEXT = IMAGE.replace("0123456789ab", "fedcba987654")  # the same model version, a new build
-UNREADY = NEXT.replace("/reviews:", "/unready/reviews:")  # pods of this image never turn Ready
+SERVER = "app.kubernetes.io/component=server"
 
 
 @pytest.fixture
-def project(tmp_path: Path) -> Path:
-    """What `mlship deploy` reads: params, dvc.yaml's paths, the model card, a test row, and
-    an MLflow store where version 1 of `reviews` is registered."""
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw_params()))
-    model = tmp_path / "models"
-    model.mkdir()
-    (model / "model_card.json").write_text('{"features": {"text": ["review"]}, "target": "s"}')
-    text_frame(2).to_parquet(tmp_path / "test.parquet")
-    write_dvc_file(tmp_path, model_dir=model, test=tmp_path / "test.parquet")
-    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
-    client.create_registered_model("reviews")
-    client.create_model_version("reviews", str(tmp_path))
+def project(tmp_path: Path, served_image: ServedImage) -> Path:
+    """What `mlship deploy` reads, from the checkout the image was built in: params,
+    dvc.yaml's paths, the model card and a test row (the smoke request)."""
+    source = served_image.project
+    for name in ("params.yaml", "dvc.yaml", "models/model_card.json", "data/raw/test.parquet"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(source / name, tmp_path / name)
     return tmp_path
 
 
-def _deploy(app: App, project: Path, image: str, *extra: str) -> subprocess.CompletedProcess[str]:
+def _deploy(
+    app: App, project: Path, served_image: ServedImage, image: Any, *extra: str
+) -> subprocess.CompletedProcess[str]:
     command = [
         str(Path(sys.executable).with_name("mlship")),
         "deploy",
@@ -54,19 +56,20 @@ def _deploy(app: App, project: Path, image: str, *extra: str) -> subprocess.Comp
         "--namespace",
         app.namespace,
         "--image",
-        image,
+        str(image),
         "--timeout",
-        "40",
+        "120",
         *extra,
     ]
-    env = app.env() | {"MLSHIP_TRACKING_URI": f"sqlite:///{project}/mlflow.db"}
+    env = app.env() | {"MLSHIP_TRACKING_URI": served_image.tracking_uri}
     return subprocess.run(
-        command, cwd=project, env=env, capture_output=True, text=True, timeout=300, check=False
+        command, cwd=project, env=env, capture_output=True, text=True, timeout=400, check=False
     )
 
 
-def _report(project: Path) -> dict[str, object]:
-    return json.loads((project / "reports/deploy-staging.json").read_text())
+def _report(project: Path) -> dict[str, Any]:
+    found: dict[str, Any] = json.loads((project / "reports/deploy-staging.json").read_text())
+    return found
 
 
 def _revisions(app: App) -> list[str]:
@@ -82,64 +85,164 @@ def _revisions(app: App) -> list[str]:
     ]
 
 
-def test_a_rollout_is_smoke_tested_through_the_service_and_recorded(
-    app: App, project: Path
+def _failed(project: Path) -> dict[str, str]:
+    return {s["name"]: s["detail"] for s in _report(project)["steps"] if not s["ok"]}
+
+
+def _back_on(app: App, images: Images) -> None:
+    """Verified by reading the cluster: the recorded image, every replica Ready, and the old
+    ReplicaSet the newest revision again."""
+    assert app.image() == str(images.running)
+    app.kubectl("rollout", "status", "deployment/mlship", "--timeout=60s")
+    assert _revisions(app)[-1] == str(images.running)
+
+
+def test_a_rollout_runs_real_pods_is_smoke_tested_on_each_and_recorded(
+    app: App, project: Path, served_image: ServedImage, images: Images
 ) -> None:
-    done = _deploy(app, project, NEXT)
+    done = _deploy(app, project, served_image, images.next)
     assert done.returncode == 0, done.stderr
     # the cluster runs it: the Deployment, a new ReplicaSet, every replica Ready
-    assert app.image() == NEXT and _revisions(app) == [IMAGE, NEXT]
+    assert app.image() == str(images.next)
+    assert _revisions(app) == [str(images.running), str(images.next)]
     ready = app.kubectl("get", "deployment/mlship", "-o", "jsonpath={.status.readyReplicas}")
     assert ready.stdout == "2"
-    # the smoke test reached the real server behind the Service's endpoints
-    steps = {step["name"]: step for step in _report(project)["steps"]}  # type: ignore[union-attr]
+    # the pods are real: each has its own address on the node's pod network, and the
+    # Service's endpoints are those addresses
+    pods = [p for p in app.pods(SERVER) if p["spec"]["containers"][0]["image"] == str(images.next)]
+    addresses = {p["status"]["podIP"] for p in pods}
+    assert len(addresses) == 2
+    assert all(ipaddress.ip_address(a) in ipaddress.ip_network(POD_CIDR) for a in addresses)
+    service = "kubernetes.io/service-name=mlship"
+    slices = json.loads(app.kubectl("get", "endpointslices", "-l", service, "-o", "json").stdout)
+    slices = slices["items"]
+    served = {
+        address
+        for piece in slices
+        for endpoint in piece["endpoints"]
+        if endpoint["conditions"].get("ready")
+        for address in endpoint["addresses"]
+    }
+    assert served == addresses
+    # the smoke test reached the server behind the Service and each new pod's /model
+    steps = {step["name"]: step for step in _report(project)["steps"]}
     assert steps["smoke"]["ok"] and "/model version 1" in steps["smoke"]["detail"]
-    assert "/predict -> " in steps["smoke"]["detail"]
-    # and the registered version records where it runs
-    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{project}/mlflow.db")
-    assert client.get_model_version("reviews", "1").tags["mlship.deployed.staging"] == NEXT
+    assert "/model on each new pod (2)" in steps["smoke"]["detail"]
+    # and the report gives each new pod's time to Ready
+    assert steps["pods ready"]["ok"]
+    assert all(f"{p['metadata']['name']} " in steps["pods ready"]["detail"] for p in pods)
+    print(f"\ntime to Ready: {steps['pods ready']['detail']}")
+    # the pod spec runs as written: non-root with a read-only root filesystem, and the
+    # server keeps its answers for feedback on the volume the manifest gives it
+    address = sorted(addresses)[0]
+    with httpx.Client(base_url=f"http://{address}:8000", timeout=10) as pod:
+        answer = pod.post("/predict", json=served_image.card["example"])
+        assert answer.status_code == 200, answer.text
+        request_id = answer.headers["x-request-id"]
+        said = pod.post("/feedback", json={"request_id": request_id, "label": "yes"})
+        assert said.status_code == 200, said.text
+        assert (
+            'http_requests_total{method="POST",route="/predict",status="200"}'
+            in pod.get("/metrics").text
+        )
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=served_image.tracking_uri)
+    tags = client.get_model_version("taxi", "1").tags
+    assert tags["mlship.deployed.staging"] == str(images.next)
 
 
-def test_pods_that_never_turn_ready_end_back_on_the_previous_replicaset(
-    app: App, project: Path
-) -> None:
+def _undone(
+    app: App, project: Path, served_image: ServedImage, images: Images, image: Any
+) -> tuple[dict[str, str], float]:
     started = time.monotonic()
-    done = _deploy(app, project, UNREADY)
-    # the rollout fails on the Deployment's progress deadline (15 s here), not the timeout
-    assert done.returncode == 1 and f"rolled back: verified on {IMAGE}" in done.stderr
+    done = _deploy(app, project, served_image, image)
+    seconds = time.monotonic() - started
+    assert done.returncode == 1, done.stderr
+    assert f"rolled back: verified on {images.running}" in done.stderr
     report = _report(project)
-    failed = [s for s in report["steps"] if not s["ok"]]  # type: ignore[union-attr]
-    assert [s["name"] for s in failed] == ["rollout status"]
-    assert "exceeded its progress deadline" in failed[0]["detail"]
-    assert report["rolled_back"] is True and time.monotonic() - started < 120
-    # verified by reading the cluster: the recorded image, all replicas Ready again
-    assert app.image() == IMAGE
-    app.kubectl("rollout", "status", "deployment/mlship", "--timeout=30s")
-    assert _revisions(app)[-1] == IMAGE  # the old ReplicaSet is the newest revision again
+    assert report["rolled_back"] is True
+    _back_on(app, images)
+    failed = _failed(project)
+    # the rollout failed on the Deployment's progress deadline, not on the deploy's timeout
+    assert "exceeded its progress deadline" in failed["rollout status"]
+    print(f"\n{image.tag}: undone and verified in {seconds:.1f} s: {failed['diagnose']}")
+    return failed, seconds
+
+
+def test_an_image_that_cannot_be_pulled_is_undone(
+    app: App, project: Path, served_image: ServedImage, images: Images
+) -> None:
+    failed, seconds = _undone(app, project, served_image, images, images.missing)
+    assert "ImagePullBackOff" in failed["diagnose"] or "ErrImagePull" in failed["diagnose"]
+    assert images.missing.tag in failed["diagnose"]
+    assert seconds < PROGRESS_DEADLINE + 90
+
+
+def test_a_server_that_exits_at_start_is_undone(
+    app: App, project: Path, served_image: ServedImage, images: Images
+) -> None:
+    failed, _ = _undone(app, project, served_image, images, images.refused)
+    # the kubelet restarts it and backs off; the report says how it ended and why
+    assert "CrashLoopBackOff" in failed["diagnose"] or "last exit 2" in failed["diagnose"]
+    assert "outside the trust policy" in failed["diagnose"]
+
+
+def test_a_readiness_probe_that_never_passes_is_undone(
+    app: App, project: Path, served_image: ServedImage, images: Images
+) -> None:
+    failed, _ = _undone(app, project, served_image, images, images.never_ready)
+    assert "running, not Ready" in failed["diagnose"]
+    assert "Readiness probe failed" in failed["diagnose"] and "503" in failed["diagnose"]
+
+
+def test_a_pod_no_node_can_take_is_undone(
+    app: App, project: Path, served_image: ServedImage, images: Images
+) -> None:
+    # given replicas that take most of the node's 2 cores: a third pod (the rollout's
+    # surge) cannot be placed
+    app.kubectl(
+        "patch",
+        "deployment/mlship",
+        "--type=json",
+        "-p",
+        '[{"op": "replace", "path": "/spec/template/spec/containers/0/resources/requests/cpu",'
+        ' "value": "800m"}]',
+    )
+    app.kubectl("rollout", "status", "deployment/mlship", "--timeout=180s")
+    revisions = _revisions(app)
+    failed, _ = _undone(app, project, served_image, images, images.next)
+    assert "Pending: Unschedulable" in failed["diagnose"]
+    assert "Insufficient cpu" in failed["diagnose"]
+    assert _revisions(app)[-1] == revisions[-1]
 
 
 def test_the_wrong_model_version_is_caught_by_the_smoke_test_and_undone(
-    app: App, project: Path
+    app: App, project: Path, served_image: ServedImage, images: Images
 ) -> None:
-    wrong = NEXT.replace("-m1", "-m2")  # the server behind the Service says version 1
-    done = _deploy(app, project, wrong)
-    assert done.returncode == 1 and f"rolled back: verified on {IMAGE}" in done.stderr
+    done = _deploy(app, project, served_image, images.wrong_version)
+    assert done.returncode == 1 and f"rolled back: verified on {images.running}" in done.stderr
     assert "/model serves version 1, expected 2" in done.stderr
-    assert app.image() == IMAGE
+    _back_on(app, images)
 
 
-def test_redeploying_the_running_image_makes_no_revision_and_stays(app: App, project: Path) -> None:
+def test_redeploying_the_running_image_makes_no_revision_and_stays(
+    app: App, project: Path, served_image: ServedImage, images: Images
+) -> None:
     # given a second revision running, over the first
-    assert _deploy(app, project, NEXT).returncode == 0
-    # when the running image is deployed again with a wrong version (it fails its smoke)
-    wrong_tag = _deploy(app, project, NEXT.replace("-m1", "-m3"))
-    assert wrong_tag.returncode == 1
-    # then the cluster still runs NEXT: `rollout undo` would have gone back to IMAGE
-    assert app.image() == NEXT and _revisions(app)[-1] == NEXT
+    assert _deploy(app, project, served_image, images.next).returncode == 0
+    # when the running image is deployed again under a wrong version (it fails its smoke)
+    again = images.next.tagged(images.next.tag.replace("-m1", "-m3"))
+    from tests.kube.images import retag
+
+    retag(images.next, again.tag)
+    assert _deploy(app, project, served_image, again).returncode == 1
+    # then the cluster still runs NEXT: `rollout undo` would have gone back to the first
+    assert app.image() == str(images.next) and _revisions(app)[-1] == str(images.next)
 
 
 def test_an_api_server_stopped_mid_rollout_ends_verified_or_says_it_could_not(
-    app: App, project: Path, cluster: Cluster
+    app: App, project: Path, served_image: ServedImage, images: Images, cluster: Cluster
 ) -> None:
     """The API server is killed while `rollout status` waits, and started again seconds
     later: the deploy ends on a verified state, or reports plainly that it could not verify
@@ -153,25 +256,25 @@ def test_an_api_server_stopped_mid_rollout_ends_verified_or_says_it_could_not(
 
     bounce = threading.Thread(target=restart_soon)
     bounce.start()
-    done = _deploy(app, project, UNREADY)
+    done = _deploy(app, project, served_image, images.never_ready)
     bounce.join()
     report = _report(project)
-    running = app.image()
     assert done.returncode != 0
     if report["rolled_back"]:
-        assert running == IMAGE and f"rolled back: verified on {IMAGE}" in done.stderr
+        assert app.image() == str(images.running)
+        assert f"rolled back: verified on {images.running}" in done.stderr
     else:
         assert "NOT verified back" in done.stderr  # and it says so, naming the image
 
 
 def test_a_hung_api_server_is_cut_off_and_the_deploy_reports_it(
-    app: App, project: Path, cluster: Cluster
+    app: App, project: Path, served_image: ServedImage, images: Images, cluster: Cluster
 ) -> None:
     """Every kubectl call has a timeout: a frozen API server (SIGSTOP) cannot hang a deploy."""
     apiserver = cluster.processes["kube-apiserver"]
     os.kill(apiserver.pid, signal.SIGSTOP)
     try:
-        env_timeout = {"MLSHIP_KUBECTL_TIMEOUT_SECONDS": "5"}
+        started = time.monotonic()
         command = [
             str(Path(sys.executable).with_name("mlship")),
             "deploy",
@@ -180,15 +283,14 @@ def test_a_hung_api_server_is_cut_off_and_the_deploy_reports_it(
             "--namespace",
             app.namespace,
             "--image",
-            NEXT,
+            str(images.next),
             "--timeout",
             "20",
         ]
-        started = time.monotonic()
         done = subprocess.run(
             command,
             cwd=project,
-            env=app.env() | env_timeout,
+            env=app.env() | {"MLSHIP_KUBECTL_TIMEOUT_SECONDS": "5"},
             capture_output=True,
             text=True,
             timeout=300,
@@ -197,13 +299,14 @@ def test_a_hung_api_server_is_cut_off_and_the_deploy_reports_it(
         assert time.monotonic() - started < 60
     finally:
         os.kill(apiserver.pid, signal.SIGCONT)
-    assert (
-        done.returncode == 3 and "the cluster did not answer (nothing was changed)" in done.stderr
-    )
-    assert app.image() == IMAGE
+    assert done.returncode == 3, done.stderr
+    assert "the cluster did not answer (nothing was changed)" in done.stderr
+    assert app.image() == str(images.running)
 
 
-def test_an_unreachable_cluster_changes_nothing(app: App, project: Path, tmp_path: Path) -> None:
+def test_an_unreachable_cluster_changes_nothing(
+    app: App, project: Path, images: Images, tmp_path: Path
+) -> None:
     closed = tmp_path / "closed.kubeconfig"
     closed.write_text(app.deployer.read_text().replace(app.cluster.server, "https://127.0.0.1:9"))
     command = [
@@ -214,7 +317,7 @@ def test_an_unreachable_cluster_changes_nothing(app: App, project: Path, tmp_pat
         "--namespace",
         app.namespace,
         "--image",
-        NEXT,
+        str(images.next),
     ]
     done = subprocess.run(
         command,
@@ -226,4 +329,4 @@ def test_an_unreachable_cluster_changes_nothing(app: App, project: Path, tmp_pat
         check=False,
     )
     assert done.returncode == 3 and "the cluster did not answer" in done.stderr
-    assert app.image() == IMAGE
+    assert app.image() == str(images.running)

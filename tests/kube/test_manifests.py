@@ -2,7 +2,8 @@
 dry run (the server's own validation and admission), then for real. Istio's CRDs are its
 published ones; GKE's managed-Prometheus objects (PodMonitoring, Rules) and the Prometheus
 operator's (ServiceMonitor, PrometheusRule) have no CRD here and are left out, by kind.
-The server also refuses what a schema alone lets through."""
+The server also refuses what a schema alone lets through. The Deployments are applied with
+no replicas: what their pods do on the node is tested by tests/kube/test_deploy.py."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from tests.kube.conftest import render
 
 pytestmark = pytest.mark.kube
 NO_CRD_HERE = {"PodMonitoring", "Rules", "ServiceMonitor", "PrometheusRule"}
+IMAGE = "127.0.0.1:5001/mlship:0123456789ab-m1"  # never pulled: no replicas
 VARIANTS = {  # name -> (overlay or base, components)
     "base": "base",
     "staging": "overlays/staging",
@@ -46,9 +48,12 @@ def _documents(cluster: Cluster, variant: str, namespace: str) -> list[dict[str,
                 }
             )
         )
-        documents = render(os.path.relpath(folder, REPO / "k8s"), namespace)
+        documents = render(os.path.relpath(folder, REPO / "k8s"), namespace, IMAGE)
     else:
-        documents = render(path, namespace)
+        documents = render(path, namespace, IMAGE)
+    for document in documents:
+        if document["kind"] == "Deployment":
+            document["spec"]["replicas"] = 0
     return [d for d in documents if d["kind"] not in NO_CRD_HERE]
 
 

@@ -4,10 +4,13 @@ weights and smoke-test through the Service — and nothing more."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
-from tests.kube.conftest import App
-from tests.kube.test_deploy import NEXT
+from tests.kube.cluster import Cluster
+from tests.kube.conftest import App, staging_app
+from tests.kube.fixtures import Images
 
 pytestmark = pytest.mark.kube
 
@@ -22,12 +25,17 @@ ALLOWED = [
     ("patch", "virtualservices.networking.istio.io/mlship"),
     ("get", "services/mlship:http", "--subresource=proxy"),
     ("create", "services/mlship:http", "--subresource=proxy"),
+    ("get", "pods", "--subresource=proxy"),  # each new pod's /model
+    ("get", "pods", "--subresource=log"),  # why a rollout did not finish
+    ("list", "events"),
 ]
 DENIED = [
     ("get", "secrets"),
     ("list", "secrets"),
     ("create", "pods"),
     ("create", "pods", "--subresource=exec"),
+    ("create", "pods", "--subresource=proxy"),
+    ("delete", "events"),
     ("patch", "deployments/another-app"),
     ("delete", "deployments/mlship"),
     ("patch", "virtualservices.networking.istio.io/another-route"),
@@ -39,6 +47,14 @@ DENIED = [
     ("patch", "deployments/mlship", "--namespace=kube-system"),
     ("get", "secrets", "--namespace=kube-system"),
 ]
+
+
+@pytest.fixture(scope="module")
+def app(cluster: Cluster, istio_crds: None, images: Images) -> Iterator[App]:
+    """One namespace for the module: the questions change nothing (the last test, which
+    rolls the Deployment, runs last)."""
+    with staging_app(cluster, images) as found:
+        yield found
 
 
 def _can(app: App, *question: str) -> bool:
@@ -59,18 +75,20 @@ def test_the_deployer_may_do_nothing_more(app: App, question: tuple[str, ...]) -
     assert not _can(app, *question)
 
 
-def test_set_image_rollout_status_history_and_undo_as_the_deployer(app: App) -> None:
+def test_set_image_rollout_status_history_and_undo_as_the_deployer(
+    app: App, images: Images
+) -> None:
     def as_deployer(*args: str) -> str:
         return app.cluster.kubectl(
             f"--namespace={app.namespace}", *args, config=app.deployer
         ).stdout
 
-    as_deployer("set", "image", "deployment/mlship", f"server={NEXT}")
+    as_deployer("set", "image", "deployment/mlship", f"server={images.next}")
     as_deployer("rollout", "status", "deployment/mlship", "--timeout=60s")
     assert "2 " in as_deployer("rollout", "history", "deployment/mlship")
     as_deployer("rollout", "undo", "deployment/mlship")
     as_deployer("rollout", "status", "deployment/mlship", "--timeout=60s")
-    assert app.image() != NEXT
+    assert app.image() == str(images.running)
     refused = app.cluster.kubectl(
         "--namespace", app.namespace, "get", "secrets", config=app.deployer, check=False
     )

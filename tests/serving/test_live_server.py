@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import tritonclient.http as triton
 
-from mlship.ship.launch import wait_ready
+from mlship.ship.launch import free_port, wait_ready
 from tests.serving.live import running_server, running_server_process
 
 pytestmark = pytest.mark.integration
@@ -168,3 +168,36 @@ def test_server_processes_use_one_native_thread(model_dir: Path) -> None:
     with running_server("--model", str(model_dir), "--workers", "2") as url:
         threads = httpx.get(f"{url}/model").json()["native_threads"]
     assert threads and set(threads.values()) == {1}, threads
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_model_directory_that_cannot_load_ends_the_start(
+    model_dir: Path, tmp_path: Path, workers: str
+) -> None:
+    """A baked-in model's files do not change: retrying cannot help, so the server exits 2
+    with the reason (a pod shows a restart loop and this line) instead of waiting at 503."""
+    import shutil
+    import subprocess
+    import sys
+
+    broken = tmp_path / "model"
+    shutil.copytree(model_dir, broken)
+    (broken / "model.skops").write_bytes(b"not a model")
+    done = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "mlship"),
+            "serve",
+            "--model",
+            str(broken),
+            "--port",
+            str(free_port()),
+            "--workers",
+            workers,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2, done.stderr
+    assert f"cannot load the model in {broken}" in done.stderr
+    assert "not a readable skops file" in done.stderr

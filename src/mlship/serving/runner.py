@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING
 
 from mlship.collector import paused_collector
 from mlship.config.settings import Settings
+from mlship.errors import InputError
 
 if TYPE_CHECKING:  # imported in the functions: scikit-learn and Prometheus load after setup
     from mlship.serving.model import ServedModel
@@ -89,8 +90,13 @@ def configure_logging(level: str) -> None:
 
 
 def preload(options: ServeOptions, settings: Settings) -> dict[str, ServedModel]:
-    """The champion (and challenger) loaded and warmed, by source; those that cannot load
-    now are left out (each worker then loads them itself, retrying)."""
+    """The champion (and challenger) loaded and warmed, by source. A model directory that
+    cannot be loaded ends the start (InputError): its files do not change, so retrying
+    cannot help, and in a pod the failure shows as a restart loop with the reason in the
+    log. A registry version that cannot load yet (the registry down, an alias not set) and
+    a model that fails its warm-up are left out: each worker loads them itself, retrying,
+    with /ready at 503 and the reason."""
+    from mlship.registry.loading import MODELS_SCHEME
     from mlship.serving.plane import freeze_loaded, load_model
 
     loaded = {}
@@ -98,9 +104,15 @@ def preload(options: ServeOptions, settings: Settings) -> dict[str, ServedModel]
     for source in sources:
         try:
             model = load_model(source, settings, options.metrics_file)
+        except Exception as error:  # a registry version: the workers retry with back-off
+            if not source.startswith(MODELS_SCHEME):
+                raise InputError(f"cannot load the model in {source}: {error}") from error
+            log.warning("cannot load %s before starting the workers: %s", source, error)
+            continue
+        try:
             model.warm()
         except Exception as error:  # the workers retry with back-off, saying why
-            log.warning("cannot load %s before starting the workers: %s", source, error)
+            log.warning("model %s fails its warm-up; the workers retry: %s", source, error)
             continue
         loaded[source] = model
     freeze_loaded(collect=False)

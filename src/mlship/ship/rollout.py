@@ -1,5 +1,8 @@
 """Roll a new image out with kubectl: set image, wait for the rollout, smoke-test through
-the Service, and put the recorded image back on any failure.
+the Service and each new pod, and put the recorded image back on any failure. A rollout that
+does not finish is explained as the cluster sees it (an image that cannot be pulled, a
+server that exits at start, a readiness probe that never passes, a pod no node can take),
+and one that does gives each new pod's time to Ready.
 """
 
 from __future__ import annotations
@@ -107,25 +110,39 @@ def _output(done: subprocess.CompletedProcess[str]) -> str:
     return text.splitlines()[-1] if text else f"exit {done.returncode}"
 
 
-def smoke(kubectl: Kubectl, target: Target, row: dict[str, Any], version: str) -> Step:
+def _call(
+    kubectl: Kubectl, base: str, path: str, body: dict[str, Any] | None = None
+) -> tuple[Any, str | None]:
+    """GET (or POST `body`) through the API server's proxy at `base`: the JSON answer, or
+    what went wrong."""
+    if body is None:
+        done = kubectl("get", "--raw", f"{base}{path}", timeout=30)
+    else:
+        done = kubectl(
+            "create", "--raw", f"{base}{path}", "-f", "-", timeout=30, stdin=json.dumps(body)
+        )
+    if done.returncode != 0:
+        return None, f"{path}: {_output(done)}"
+    try:
+        return json.loads(done.stdout), None
+    except json.JSONDecodeError:
+        return None, f"{path}: not JSON: {done.stdout[:200]}"
+
+
+def smoke(
+    kubectl: Kubectl,
+    target: Target,
+    row: dict[str, Any],
+    version: str,
+    pods: list[PodState] | None = None,
+) -> Step:
     """Through the API server's proxy to the Service — so through its endpoints, to the pods
-    that are Ready — /ready, one known request to /predict, and /model's version."""
+    that are Ready — /ready, one known request to /predict, and /model's version; then
+    /model on each of `pods` (the new ReplicaSet's), so an old pod cannot answer for them."""
     base = f"/api/v1/namespaces/{kubectl.namespace}/services/{target.service}:{target.port}/proxy"
 
     def call(path: str, body: dict[str, Any] | None = None) -> tuple[Any, str | None]:
-        """GET (or POST `body`) through the proxy: the JSON answer, or what went wrong."""
-        if body is None:
-            done = kubectl("get", "--raw", f"{base}{path}", timeout=30)
-        else:
-            done = kubectl(
-                "create", "--raw", f"{base}{path}", "-f", "-", timeout=30, stdin=json.dumps(body)
-            )
-        if done.returncode != 0:
-            return None, f"{path}: {_output(done)}"
-        try:
-            return json.loads(done.stdout), None
-        except json.JSONDecodeError:
-            return None, f"{path}: not JSON: {done.stdout[:200]}"
+        return _call(kubectl, base, path, body)
 
     _, failed = call("/ready")
     if failed:
@@ -142,7 +159,19 @@ def smoke(kubectl: Kubectl, target: Target, row: dict[str, Any], version: str) -
     served = str(described.get("version"))
     if served != version:
         return Step("smoke", False, f"/model serves version {served}, expected {version}")
-    return Step("smoke", True, f"/ready ok, /predict -> {said}, /model version {served}")
+    for pod in pods or []:
+        pod_base = f"/api/v1/namespaces/{kubectl.namespace}/pods/{pod.name}:{pod.port}/proxy"
+        own, failed = _call(kubectl, pod_base, "/model")
+        if failed:
+            return Step("smoke", False, f"pod {pod.name}: {failed}")
+        if str(own.get("version")) != version:
+            return Step(
+                "smoke",
+                False,
+                f"pod {pod.name} serves version {own.get('version')}, expected {version}",
+            )
+    checked = f"; /model on each new pod ({len(pods)})" if pods else ""
+    return Step("smoke", True, f"/ready ok, /predict -> {said}, /model version {served}{checked}")
 
 
 @dataclass(frozen=True)
@@ -224,13 +253,175 @@ def deploy(
         if changed and report.step(
             "rollout status", kubectl(*wait, timeout=rollout_timeout_s + 30)
         ):
-            report.steps.append(smoke(kubectl, target, row, version))
+            pods = new_pods(kubectl, target)
+            if isinstance(pods, str):
+                report.steps.append(Step("new pods", False, pods))
+            else:
+                report.steps.append(ready_times(pods))
+                report.steps.append(smoke(kubectl, target, row, version, pods))
+        elif changed:  # why it did not finish, as the cluster tells it
+            report.steps.append(diagnose(kubectl, target))
     except Exception as error:  # whatever went wrong, the cluster must end where it began
         report.steps.append(Step("deploy", False, f"{type(error).__name__}: {error}"))
     if all(step.ok for step in report.steps):
         return report
     restore(kubectl, target, report, rollout_timeout_s)
     return report
+
+
+# --- what the new pods say ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PodState:
+    """One pod of a rollout, as the cluster reports it."""
+
+    name: str
+    port: int  # the server's container port
+    ready: bool
+    seconds_to_ready: float | None  # from creation to the Ready condition, in whole seconds
+    problem: str | None  # why it is not Ready: waiting reason, last exit, probe, scheduling
+
+
+def _json(done: subprocess.CompletedProcess[str]) -> Any:
+    if done.returncode != 0:
+        raise InputError(_output(done))
+    try:
+        return json.loads(done.stdout)
+    except json.JSONDecodeError as error:
+        raise InputError(f"kubectl answered no JSON: {done.stdout[:200]}") from error
+
+
+def _time(stamp: str) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+
+
+def new_pods(kubectl: Kubectl, target: Target) -> list[PodState] | str:
+    """The pods of the Deployment's current revision (its newest ReplicaSet), or why they
+    cannot be read."""
+    try:
+        deployment = _json(kubectl("get", f"deployment/{target.deployment}", "-o", "json"))
+        revision = deployment["metadata"]["annotations"]["deployment.kubernetes.io/revision"]
+        labels = deployment["spec"]["selector"]["matchLabels"]
+        selector = ",".join(f"{key}={value}" for key, value in sorted(labels.items()))
+        sets = _json(kubectl("get", "replicasets", "-l", selector, "-o", "json"))["items"]
+        current = [
+            rs
+            for rs in sets
+            if rs["metadata"].get("annotations", {}).get("deployment.kubernetes.io/revision")
+            == revision
+        ]
+        if not current:
+            return f"no ReplicaSet of revision {revision}"
+        template = current[0]["metadata"]["labels"]["pod-template-hash"]
+        found = _json(
+            kubectl("get", "pods", "-l", f"{selector},pod-template-hash={template}", "-o", "json")
+        )["items"]
+    except (InputError, KeyError, TypeError) as error:
+        return f"cannot read the rollout's pods: {error}"
+    return [_pod_state(kubectl, pod, target) for pod in found]
+
+
+def _pod_state(kubectl: Kubectl, pod: dict[str, Any], target: Target) -> PodState:
+    name = pod["metadata"]["name"]
+    containers = pod["spec"]["containers"]
+    server = next((c for c in containers if c["name"] == target.container), containers[0])
+    port = next((int(p["containerPort"]) for p in server.get("ports", [])), 8000)
+    conditions = {c["type"]: c for c in pod.get("status", {}).get("conditions", [])}
+    ready = conditions.get("Ready", {}).get("status") == "True"
+    seconds = None
+    if ready and "lastTransitionTime" in conditions["Ready"]:
+        created = pod["metadata"]["creationTimestamp"]
+        seconds = _time(conditions["Ready"]["lastTransitionTime"]) - _time(created)
+    problem = None if ready else _problem(kubectl, pod, conditions, target)
+    return PodState(name, port, ready, seconds, problem)
+
+
+def _problem(
+    kubectl: Kubectl, pod: dict[str, Any], conditions: dict[str, Any], target: Target
+) -> str:
+    """Why a pod is not Ready, in the cluster's words: not scheduled (and why), a container
+    waiting (ImagePullBackOff, CrashLoopBackOff: with its last exit and log line), or
+    running with its readiness probe failing (the probe's last message and log line)."""
+    name = pod["metadata"]["name"]
+    scheduled = conditions.get("PodScheduled", {})
+    if scheduled.get("status") == "False":
+        return f"Pending: {scheduled.get('reason', '')}: {scheduled.get('message', '')}".strip()
+    statuses = pod.get("status", {}).get("containerStatuses", [])
+    status = next((c for c in statuses if c["name"] == target.container), None)
+    if status is None:
+        return f"{pod.get('status', {}).get('phase', 'Pending')}: no container started yet"
+    waiting = status.get("state", {}).get("waiting")
+    last = status.get("lastState", {}).get("terminated")
+    said = ""
+    if last is not None:
+        said = f"last exit {last.get('exitCode')} ({last.get('reason', '')}), "
+        said += f"restarted {status.get('restartCount', 0)} times"
+        line = _last_log_line(kubectl, name, previous=True)
+        if line:
+            said += f"; its last log line: {line}"
+    if waiting is not None:
+        reason = f"{waiting.get('reason', 'Waiting')}: {waiting.get('message', '')}".rstrip(": ")
+        return f"{reason}; {said}" if said else reason
+    probe = _last_event(kubectl, name, "Unhealthy")
+    line = _last_log_line(kubectl, name, previous=False)
+    found = "running, not Ready"
+    if probe:
+        found += f": {probe}"
+    if line:
+        found += f"; its last log line: {line}"
+    return found
+
+
+def _last_event(kubectl: Kubectl, pod: str, reason: str) -> str | None:
+    done = kubectl(
+        "get",
+        "events",
+        "--field-selector",
+        f"involvedObject.name={pod},reason={reason}",
+        "-o",
+        "json",
+    )
+    try:
+        events = _json(done)["items"]
+    except (InputError, KeyError, TypeError):
+        return None
+    if not events:
+        return None
+    latest = max(events, key=lambda e: e.get("lastTimestamp") or e.get("eventTime") or "")
+    return str(latest.get("message", "")).strip() or None
+
+
+def _last_log_line(kubectl: Kubectl, pod: str, previous: bool) -> str | None:
+    """The container's last line that names an error, else its last line."""
+    args = ["logs", pod, "--tail=20"] + (["--previous"] if previous else [])
+    done = kubectl(*args, timeout=30)
+    lines = [line.strip() for line in done.stdout.splitlines() if line.strip()]
+    if done.returncode != 0 or not lines:
+        return None
+    errors = [line for line in lines if "error" in line.lower()]
+    return (errors or lines)[-1][:300]
+
+
+def ready_times(pods: list[PodState]) -> Step:
+    """Each new pod's time from creation to Ready."""
+    times = [
+        f"{pod.name} {pod.seconds_to_ready:.0f} s"
+        for pod in pods
+        if pod.seconds_to_ready is not None
+    ]
+    return Step("pods ready", bool(pods), "; ".join(times) or "no new pod")
+
+
+def diagnose(kubectl: Kubectl, target: Target) -> Step:
+    """Why the rollout did not finish: each new pod that is not Ready, and why."""
+    pods = new_pods(kubectl, target)
+    if isinstance(pods, str):
+        return Step("diagnose", False, pods)
+    stuck = [f"{pod.name}: {pod.problem}" for pod in pods if not pod.ready]
+    return Step("diagnose", False, "; ".join(stuck) or "every new pod is Ready")
 
 
 # --- canary: Istio weights 10 -> 50 -> 100, Prometheus checks between steps ----------------
