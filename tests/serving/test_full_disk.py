@@ -9,8 +9,10 @@ only: CI runs as root)."""
 
 from __future__ import annotations
 
+import collections
 import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -107,3 +109,52 @@ def test_a_filling_disk_stops_the_memory_of_answers_not_the_server(
         assert client.post("/predict", json=batch[:1]).status_code == 200
         metrics = client.get("/metrics").text
         assert 'method="OTHER"' in metrics and 'method="PROPFIND"' not in metrics
+
+
+def test_a_disk_filled_by_another_file_leaves_every_worker_serving(
+    model_dir: Path, tmp_path: Path
+) -> None:
+    """Something else fills the server's TMPDIR to the last block, then every metrics series
+    the labels allow is asked for (routes x methods x statuses): each new series needs room
+    in the metrics files. On the code before, a worker died of SIGBUS after about 45
+    requests, every replacement the same, and the server stopped."""
+    scratch = tmp_path / "tmpfs"
+    scratch.mkdir()
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    serve = (
+        f"mount -t tmpfs -o size=20m tmpfs {scratch} && "
+        f"exec env TMPDIR={scratch} {BIN / 'mlship'} serve --model {model_dir} "
+        f"--host 127.0.0.1 --port {port} --workers 2"
+    )
+    command = ["unshare", "--mount", "--propagation", "private", "sh", "-c", serve]
+    with (
+        running(command, f"{url}/ready", ready_timeout=90) as server,
+        httpx.Client(base_url=url, timeout=30) as client,
+    ):
+        # the tmpfs is the server's own: fill it from inside its mount namespace
+        fill = (
+            f"dd if=/dev/zero of={scratch}/ballast bs=4k status=none; df --output=avail {scratch}"
+        )
+        filled = subprocess.run(
+            ["nsenter", "-t", str(server.pid), "-m", "sh", "-c", fill],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert filled.stdout.split()[-1] == "0", filled.stdout + filled.stderr
+        answered: collections.Counter[int] = collections.Counter()
+        routes = ["/predict", "/invocations", "/v2/models/m/infer", "/feedback", "/model", "/x"]
+        bodies = [{}, {"review": "fine"}, {"review": 3}, [], "not json"]
+        for path in routes:
+            for method in ("GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "HEAD"):
+                for body in bodies:
+                    answered[client.request(method, path, json=body).status_code] += 1
+        assert max(answered) < 500, answered
+        # and both workers are the ones that started: none died
+        for _ in range(20):
+            assert client.post("/predict", json={"review": "great"}).status_code == 200
+        children = subprocess.run(
+            ["pgrep", "-P", str(server.pid)], capture_output=True, text=True, check=False
+        ).stdout.split()
+        assert len(children) == 2, children

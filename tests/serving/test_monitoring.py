@@ -110,7 +110,8 @@ def test_a_stopped_server_keeps_its_answers_and_removes_its_own_feedback_file(
     # the answer was written at the stop, not lost with the last flush interval
     store = FeedbackStore(str(shared), 3600, 1000, 100)
     label = answered.json()["label"]
-    outcome = store.record(answered.headers["x-request-id"], [label], classification=True)
+    request_id = answered.headers["x-request-id"]  # asked by the test client's address
+    outcome = store.record(request_id, [label], classification=True, client="testclient")
     assert outcome.answers == [label]
     store.close()
     # one worker without a configured file: its own, removed when it stops
@@ -124,7 +125,11 @@ def test_a_stopped_server_keeps_its_answers_and_removes_its_own_feedback_file(
 @pytest.mark.parametrize(
     ("body", "status", "says"),
     [
-        ({"request_id": "never-answered", "label": "great"}, 404, "unknown, or older than"),
+        (
+            {"request_id": "never-answered", "label": "great"},
+            404,
+            "unknown, another client's, or older than",
+        ),
         ({"request_id": "x", "value": 1.0}, 422, "this model is a classifier"),
         ({"request_id": "x"}, 422, "exactly one of 'label'"),
         ({"request_id": "", "label": "great"}, 422, "request_id"),

@@ -100,3 +100,39 @@ def test_a_swapped_test_split_fails_the_gate(project: Project) -> None:
     verdict = _gate(project)
     assert [c.name for c in verdict.failed] == ["splits derived from the source"]
     assert "test differ from what ingest derives from train.csv" in verdict.failed[0].detail
+
+
+def test_a_test_set_changed_since_the_champion_is_shown_and_judged_with_the_champions(
+    project: Project,
+) -> None:
+    """A cherry-picked test source passes its own thresholds; the gate then shows the change
+    (source, digest, rows, balance beside the champion's) and judges the candidate on the
+    champion's test set as well, where it fails."""
+    from mlship.pipeline.artifacts import load_model
+    from mlship.pipeline.features import feature_frame
+
+    # given a champion gated on the project's test set
+    project.run_pipeline(project.params())
+    assert _gate(project).passed
+    register(project.stage_inputs())
+    promote(project.settings, LOCAL)
+    # and a candidate fit to shuffled labels, with a test set of the rows it gets right
+    noisy = text_frame(20)
+    noisy["score"] = noisy["score"].sample(frac=1.0, random_state=3).to_numpy()
+    project.run_pipeline(project.params(), train_rows=noisy)
+    candidate = load_model(project.paths.model_dir)
+    pool = text_frame(80).assign(review=lambda f: f.review + " again")
+    right = pool[candidate.predict(feature_frame(pool, project.params().data)) == pool["score"]]
+    assert len(right) >= 30 and right["score"].value_counts().min() >= 5
+    project.run_pipeline(project.params(), train_rows=noisy, test_rows=right)
+    # when gated with thresholds it clears on its own test set
+    strict = {"min_accuracy": 0.9, "min_macro_f1": 0.9}
+    verdict = _gate(project, gate=strict)
+    own = {c.name: c.passed for c in verdict.criteria}
+    assert own["accuracy >= 0.9"] and own["macro_f1 >= 0.9"]
+    # then on the champion's test set it fails them
+    assert not own["accuracy >= 0.9 — on the champion's test set"]
+    assert not verdict.passed
+    report = project.paths.gate_md.read_text()
+    assert "The test set changed since the champion v1 was gated" in report
+    assert f"| rows | 30 | {len(right)} |" in report

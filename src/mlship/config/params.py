@@ -24,6 +24,10 @@ from mlship.errors import InputError
 
 MIN_TEST_ROWS_FLOOR = 30  # no params.yaml can judge a model on fewer test rows
 MIN_TEST_ROWS_PER_CLASS_FLOOR = 5
+# no params.yaml can let a model through whose answers tell its training rows apart this
+# well: half the attack's guesses right beyond chance
+MAX_MEMBERSHIP_ADVANTAGE_CEILING = 0.5
+MIN_MEMBERSHIP_ROWS_FLOOR = 100
 
 
 class _Strict(BaseModel):
@@ -432,13 +436,18 @@ class MembershipParams(_Strict):
     """Membership inference (ART's black-box attack): can the model's answers tell its
     training rows from others? A model that memorises its rows leaks who was in them."""
 
-    rows: int = Field(default=1000, ge=20, description="rows taken from each of train and test")
+    rows: int = Field(
+        default=1000,
+        ge=MIN_MEMBERSHIP_ROWS_FLOOR,
+        description="rows taken from each of train and test (fewer where a split has fewer)",
+    )
     max_advantage: float = Field(
         default=0.2,
         ge=0.0,
-        le=1.0,
+        le=MAX_MEMBERSHIP_ADVANTAGE_CEILING,
         description="highest advantage over chance: the attack's true-positive rate minus its "
-        "false-positive rate",
+        f"false-positive rate (at most {MAX_MEMBERSHIP_ADVANTAGE_CEILING}: the check cannot be "
+        "turned off)",
     )
 
 
@@ -464,10 +473,10 @@ class EvasionParams(_Strict):
 
 
 class AttackParams(_Strict):
-    """Attacks the gate runs on the candidate; `null` for one turns it off (said in the
-    report)."""
+    """Attacks the gate runs on the candidate. Membership inference always runs (its limit
+    has a ceiling); `evasion: null` turns evasion off (said in the report)."""
 
-    membership: MembershipParams | None = Field(default_factory=MembershipParams)
+    membership: MembershipParams = Field(default_factory=MembershipParams)
     evasion: EvasionParams | None = Field(default_factory=EvasionParams)
     seed: int = Field(default=0, description="the rows sampled and the attacks' draws")
 

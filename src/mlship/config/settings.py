@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from mlship.config.params import MODEL_NAME_PATTERN, Params
@@ -76,6 +76,11 @@ class Settings(BaseSettings):
     api_token: SecretStr | None = Field(
         default=None, description="when set, prediction routes need `Authorization: Bearer`"
     )
+    metrics_token: SecretStr | None = Field(
+        default=None,
+        description="when set, GET /metrics needs `Authorization: Bearer` with it (a scrape-only "
+        "token that cannot predict) or an API token; unset: /metrics is open",
+    )
     api_tokens_file: str | None = Field(
         default=None,
         description="a file of `<client name> <token>` lines: several clients, each with its "
@@ -89,6 +94,12 @@ class Settings(BaseSettings):
     )
     rate_limit_burst_seconds: float = Field(
         default=2.0, gt=0.0, description="how many seconds of a client's rate it may save up"
+    )
+    trusted_proxies: str | None = Field(
+        default=None,
+        description="comma-separated addresses or networks (e.g. 10.0.0.0/8) of the proxies "
+        "whose X-Forwarded-For names the client (the Gateway's or Ingress's); unset: the "
+        "header is ignored and a client is the address it connects from",
     )
     trust_model_code: bool = Field(
         default=False,
@@ -175,6 +186,25 @@ class Settings(BaseSettings):
     def named(self, params: Params) -> Settings:
         """These settings with params.yaml's model name, unless MLSHIP_MODEL_NAME set one."""
         return self if self.model_name else self.model_copy(update={"model_name": params.name})
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _addresses_or_networks(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        import ipaddress
+
+        for item in value.split(","):
+            try:
+                ipaddress.ip_network(item.strip(), strict=False)
+            except ValueError as error:
+                raise ValueError(f"{item.strip()!r} is not an address or a network") from error
+        return value
+
+    @property
+    def proxies(self) -> list[str]:
+        """The trusted proxies, one address or network each."""
+        return [item.strip() for item in (self.trusted_proxies or "").split(",") if item.strip()]
 
     def per_worker(self, workers: int) -> Settings:
         """These settings for one of `workers` server processes: each keeps its own rate

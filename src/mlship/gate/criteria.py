@@ -277,7 +277,7 @@ def attack_criteria(
 ) -> list[Criterion]:
     """The attacks' results against their limits (an attack not run adds none)."""
     found = []
-    if membership is not None and settings.membership is not None:
+    if membership is not None:
         limit = settings.membership.max_advantage
         found.append(
             Criterion(

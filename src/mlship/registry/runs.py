@@ -233,6 +233,43 @@ def passing_gate_report(tracking_uri: str, run_id: str, digest: str) -> dict[str
     return report if passed else None
 
 
+TEST_SPLIT_FOLDER = "test-split"  # the splits a run was gated on, by content digest
+
+
+def keep_test_split(settings: Settings, run_id: str, split: Path, digest: str) -> None:
+    """Keep the test split the gate judged the run on, as `test-split/<digest>.parquet`: a
+    later candidate whose test set differs is judged on this one as well."""
+    import shutil
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        named = Path(folder) / f"{digest}.parquet"
+        shutil.copyfile(split, named)
+        log_artifacts(settings, run_id, [named], TEST_SPLIT_FOLDER)
+
+
+def kept_test_split(tracking_uri: str, run_id: str, digest: str, folder: Path) -> Path | None:
+    """The test split `run_id` was gated on (downloaded into `folder`), or None when the run
+    kept none under that digest (gated before splits were kept)."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    try:
+        found = mlflow.artifacts.download_artifacts(
+            run_id=run_id,
+            artifact_path=f"{TEST_SPLIT_FOLDER}/{digest}.parquet",
+            dst_path=str(folder),
+            tracking_uri=tracking_uri,
+        )
+    except MlflowException as error:
+        if error.error_code == "RESOURCE_DOES_NOT_EXIST":
+            return None
+        raise mlflow_failure(error, f"MLflow run {run_id}: its test split") from error
+    except OSError:  # a file store answers a missing artifact this way
+        return None
+    return Path(found)
+
+
 def run_link(tracking_uri: str, experiment_id: str, run_id: str) -> str:
     """Where a person finds the run: the server's page, or how to open the local store."""
     if tracking_uri.startswith(("http://", "https://")):

@@ -71,6 +71,7 @@ def gate_markdown(
         )
     if any(c.passed and c.worse_than_champion for c in criteria):
         lines += ["", "⚠️ passed within the margin, but worse than the champion."]
+    lines += _test_sets(context)
     lines += _metrics_beside(metrics, context.get("champion_metrics"), context)
     lines += (
         _confusion(metrics["confusion_matrix"])
@@ -104,6 +105,39 @@ def gate_markdown(
         ]
         lines += ["", "</details>"]
     return "\n".join(lines) + "\n"
+
+
+def _balance(test_set: dict[str, Any]) -> str:
+    balance = test_set.get("balance") or {}
+    return ", ".join(f"{key} {value:g}" for key, value in balance.items())
+
+
+def _test_sets(context: dict[str, Any]) -> list[str]:
+    """The test set judged on; beside the champion's when it changed since the champion was
+    gated (the criteria then judge the candidate on both)."""
+    ours = context.get("test_set")
+    if not ours:
+        return []
+    theirs = context.get("champion_test_set")
+    if not theirs or theirs.get("digest") == ours.get("digest"):
+        return [
+            "",
+            f"Test set: {ours['source']}, {ours['rows']} rows ({_balance(ours)}), sha256 "
+            f"`{ours['digest'][:12]}`" + (", the champion's too." if theirs else "."),
+        ]
+    champion = f"champion v{context.get('champion_version')}"
+    return [
+        "",
+        f"⚠️ **The test set changed since the {champion} was gated**: the candidate is also "
+        "judged on the champion's test set (the criteria marked so).",
+        "",
+        f"| test set | {champion} | this candidate |",
+        "|---|---|---|",
+        f"| source | {_short(theirs['source'])} | {_short(ours['source'])} |",
+        f"| sha256 | `{theirs['digest'][:12]}` | `{ours['digest'][:12]}` |",
+        f"| rows | {theirs['rows']} | {ours['rows']} |",
+        f"| balance | {_balance(theirs)} | {_balance(ours)} |",
+    ]
 
 
 def refusal_markdown(reason: str) -> str:

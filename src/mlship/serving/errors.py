@@ -29,5 +29,13 @@ class TooLargeError(RequestError):
     """More rows (or bytes) than the server takes in one request."""
 
 
+class OverRateError(RequestError):
+    """More rows than the client's rate holds now (429, with Retry-After)."""
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class ModelRefusedError(RequestError):
     """Valid input that the model itself could not score."""

@@ -6,10 +6,13 @@ another worker than the one that answered), for `feedback_seconds`, at most
 late feedback gets a 404 that says so. Answers are buffered in memory and written in
 batches off the event loop.
 
-The store defends the live figures the bandit and retraining read: the first answer under
-an id is kept (a client reusing another's X-Request-ID cannot replace it), a request gets
-one feedback, and a store that cannot grow (its budget, a nearly full disk) stops
-remembering and says so in a metric; it never fails a request.
+The store defends the live figures the bandit and retraining read: an answer is remembered
+under the client that asked (its token's name, or its address) and its request id, so only
+that client's feedback finds it — another client can neither score it with a feedback of
+its own, nor take a request id first to have its answer kept instead; the first answer
+under a client's id is kept; a request gets one feedback; and a store that cannot grow (its
+budget, a nearly full disk) stops remembering and says so in a metric; it never fails a
+request.
 """
 
 from __future__ import annotations
@@ -42,6 +45,11 @@ CREATE TABLE IF NOT EXISTS outcomes (
     squared_error REAL, at REAL);
 CREATE INDEX IF NOT EXISTS outcomes_version ON outcomes (model, version, at);
 """
+
+
+def answer_key(client: str, request_id: str) -> str:
+    """Where an answer is remembered: its client and its request id, unambiguously."""
+    return f"{len(client)}:{client}:{request_id}"
 
 
 class UnknownRequestError(LookupError):
@@ -124,13 +132,14 @@ class FeedbackStore:
         with self._lock:
             self._db.close()
 
-    def remember(self, request_id: str, model: str, version: str, answers: list[Any]) -> None:
+    def remember(
+        self, request_id: str, model: str, version: str, answers: list[Any], client: str = ""
+    ) -> None:
         """Called per request on the event loop: an append, written later by flush()."""
         import orjson
 
-        self._pending.append(
-            (request_id, model, version, orjson.dumps(answers).decode(), time.time())
-        )
+        key = answer_key(client, request_id)
+        self._pending.append((key, model, version, orjson.dumps(answers).decode(), time.time()))
 
     @property
     def pending(self) -> bool:
@@ -205,18 +214,20 @@ class FeedbackStore:
         except sqlite3.Error as error:
             self._log_error(error, 0)
 
-    def record(self, request_id: str, truths: list[Any], classification: bool) -> Outcome:
-        """Score the remembered answer against the truth, once (run in a thread); the answer
-        is then forgotten."""
+    def record(
+        self, request_id: str, truths: list[Any], classification: bool, client: str = ""
+    ) -> Outcome:
+        """Score the answer remembered for this client's request against the truth, once
+        (run in a thread); the answer is then forgotten."""
         import orjson
 
         self.flush()
+        key = answer_key(client, request_id)
         with self._transaction() as db:
-            if db.execute("SELECT 1 FROM outcomes WHERE request_id = ?", (request_id,)).fetchone():
+            if db.execute("SELECT 1 FROM outcomes WHERE request_id = ?", (key,)).fetchone():
                 raise FeedbackRepeatedError(f"request {request_id!r} already has its feedback")
             found = db.execute(
-                "SELECT model, version, answers, at FROM answers WHERE request_id = ?",
-                (request_id,),
+                "SELECT model, version, answers, at FROM answers WHERE request_id = ?", (key,)
             ).fetchone()
             if found is None or found[3] < time.time() - self.keep_seconds:
                 degraded = (
@@ -225,8 +236,8 @@ class FeedbackStore:
                     else ""
                 )
                 raise UnknownRequestError(
-                    f"no answer is remembered for request id {request_id!r}: unknown, or "
-                    f"older than {self.keep_seconds:g} s{degraded}"
+                    f"no answer is remembered for request id {request_id!r} of this client: "
+                    f"unknown, another client's, or older than {self.keep_seconds:g} s{degraded}"
                 )
             model, version, raw, _ = found
             answers = orjson.loads(raw)
@@ -246,9 +257,9 @@ class FeedbackStore:
             # one feedback per request: a flood of "corrections" cannot rewrite the record
             db.execute(
                 "INSERT INTO outcomes VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (request_id, model, version, len(answers), correct, squared, time.time()),
+                (key, model, version, len(answers), correct, squared, time.time()),
             )
-            db.execute("DELETE FROM answers WHERE request_id = ?", (request_id,))
+            db.execute("DELETE FROM answers WHERE request_id = ?", (key,))
         return Outcome(model, version, answers, truths)
 
     def quality(self, model: str) -> dict[str, Quality]:

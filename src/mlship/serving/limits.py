@@ -3,10 +3,11 @@ for each client, so one client can neither starve the others nor copy the model 
 it at full speed.
 
 A client is the name its bearer token has in MLSHIP_API_TOKENS_FILE, or, without tokens,
-its address. A request is admitted when both buckets hold something; the rows it scored are
-charged after it is answered (a request's size is known only once its body is read), so a
-client can overdraw by one request and then waits until its buckets refill. Each server
-process keeps its own buckets: the runner gives each of N workers 1/N of the rates.
+its address (a trusted proxy's X-Forwarded-For, else the connection's). A request is
+admitted when both buckets hold something; its rows are taken from the row bucket once its
+body is read and checked, before it is scored — a request the bucket cannot hold now is
+refused — so concurrent requests cannot together score more than the client's rows. Each
+server process keeps its own buckets: the runner gives each of N workers 1/N of the rates.
 """
 
 from __future__ import annotations
@@ -14,15 +15,16 @@ from __future__ import annotations
 import collections
 import contextvars
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from mlship.errors import InputError
 
-# set by the middleware for each request: the data plane adds the rows it scored
-scored_rows: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar(
-    "scored_rows", default=None
+# set by the middleware for each request: the data plane takes the rows it is about to score
+take_rows: contextvars.ContextVar[Callable[[int], Decision] | None] = contextvars.ContextVar(
+    "take_rows", default=None
 )
 Outcome = Literal["allowed", "over_requests", "over_rows"]
 MAX_CLIENTS = 10_000  # buckets kept; the least recently seen client is forgotten first
@@ -101,9 +103,15 @@ class ClientLimits:
         requests.tokens -= 1
         return Decision("allowed", 0.0)
 
-    def charge_rows(self, client: str, rows: int, now: float) -> None:
-        if self.rows is not None and rows:
-            self.rows.level(client, now).tokens -= rows
+    def take_rows(self, client: str, rows: int, now: float) -> Decision:
+        """Take `rows` from the client's row bucket, or say how long until it holds them."""
+        if self.rows is None or not rows:
+            return Decision("allowed", 0.0)
+        bucket = self.rows.level(client, now)
+        if bucket.tokens < rows:
+            return Decision("over_rows", self.rows.wait(bucket, float(rows)))
+        bucket.tokens -= rows
+        return Decision("allowed", 0.0)
 
 
 def read_tokens(path: str) -> dict[bytes, str]:

@@ -13,6 +13,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import orjson
@@ -27,7 +28,8 @@ from mlship.serving.metrics import Metrics
 access_log = logging.getLogger("mlship.access")
 log = logging.getLogger("mlship.serve")
 
-# probes, metrics and the API description stay open when a token is set
+# probes, metrics and the API description stay open when a token is set (metrics: unless
+# MLSHIP_METRICS_TOKEN is set)
 OPEN_PATHS = {
     "/health",
     "/ready",
@@ -65,6 +67,17 @@ class _BodyTooSlowError(Exception):
     pass
 
 
+def client_address(scope: dict[str, Any]) -> str:
+    """The address the request came from (a trusted proxy's X-Forwarded-For, else the
+    connection's), as an address: anything else — a forged value a proxy passed on — is
+    cut to MAX_CLIENT, so no client can make the server keep or log a large key."""
+    address = str((scope.get("client") or ("", 0))[0])
+    if len(address) <= MAX_CLIENT:
+        return address
+    return address[:MAX_CLIENT] + "…"
+
+
+MAX_CLIENT = 64  # characters: an IPv6 address with a zone fits
 # metric labels come from closed sets: a client inventing methods must not add series
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 Endpoint = Callable[..., Awaitable[Response]]
@@ -94,6 +107,10 @@ class Gatekeeper:
         )
         if settings.api_token:
             self.tokens[settings.api_token.get_secret_value().encode()] = "token"
+        self.metrics_tokens = dict(self.tokens)  # who may read /metrics when it is guarded
+        if settings.metrics_token:
+            self.metrics_tokens[settings.metrics_token.get_secret_value().encode()] = "metrics"
+        self.guard_metrics = settings.metrics_token is not None
         self.limits = (
             ClientLimits(
                 settings.rate_limit_requests,
@@ -120,8 +137,6 @@ class Gatekeeper:
             os.urandom(16).hex()
         )
         monitor.request_id.set(request_id)  # the id the answer is remembered under
-        scored = [0]
-        limits.scored_rows.set(scored)
         path, method = scope["path"], scope["method"]
         status = 500
 
@@ -136,9 +151,12 @@ class Gatekeeper:
             await send(message)
 
         self.metrics.in_flight.inc()
-        client = (scope.get("client") or ("", 0))[0]
+        client = client_address(scope)
         try:
             refusal, client = self._refuse(path, headers, client)
+            monitor.client.set(client)  # whose answer it is, for /feedback
+            if self.limits is not None and self.limits.rows is not None:
+                limits.take_rows.set(partial(self._take_rows, client))
             if refusal is not None:
                 await self._reply(send_with_id, *refusal)
             else:
@@ -150,8 +168,6 @@ class Gatekeeper:
             await self._reply(send_with_id, 408, {"detail": detail}, [(b"connection", b"close")])
         finally:
             self.metrics.in_flight.dec()
-            if self.limits is not None and scored[0]:
-                self.limits.charge_rows(client, scored[0], time.monotonic())
             self.metrics.requests.labels(route_label(path), method_label(method), str(status)).inc()
             if access_log.isEnabledFor(logging.INFO):
                 ms = round((time.perf_counter() - started) * 1e3, 2)
@@ -199,6 +215,11 @@ class Gatekeeper:
             and (len(length) > 12 or int(length) > self.max_body)
         ):
             return (413, {"detail": self._too_large_text()}, []), address
+        if path == "/metrics" and self.guard_metrics:
+            if self._token_client(headers.get(b"authorization", b""), self.metrics_tokens) is None:
+                denied = {"detail": "missing or invalid bearer token (MLSHIP_METRICS_TOKEN)"}
+                return (401, denied, [(b"www-authenticate", b"Bearer")]), address
+            return None, address
         if path in OPEN_PATHS or path.startswith("/v2/health"):
             return None, address
         client = address
@@ -218,14 +239,21 @@ class Gatekeeper:
                 return (429, {"detail": detail}, wait), client
         return None, client
 
-    def _token_client(self, given: bytes) -> str | None:
+    def _take_rows(self, client: str, rows: int) -> limits.Decision:
+        assert self.limits is not None
+        decision = self.limits.take_rows(client, rows, time.monotonic())
+        if not decision.allowed:
+            self.metrics.rate_limited.labels(decision.outcome).inc()
+        return decision
+
+    def _token_client(self, given: bytes, tokens: dict[bytes, str] | None = None) -> str | None:
         """The client whose token this Authorization header carries; every token is compared
         (in constant time), so the time taken does not tell which one nearly matched."""
         if given[:7].lower() != b"bearer ":
             return None
         offered = given[7:].strip()
         found = None
-        for token, name in self.tokens.items():
+        for token, name in (self.tokens if tokens is None else tokens).items():
             if hmac.compare_digest(offered, token):
                 found = name
         return found

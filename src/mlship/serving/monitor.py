@@ -40,8 +40,10 @@ log = logging.getLogger("mlship.serve")
 # a large request adds its first rows only: the event loop stays quick, and one client's big
 # batch does not fill the window on its own
 SAMPLED_ROWS_PER_REQUEST = 64
-# set by the middleware for each request: the id its answer is remembered under
+# set by the middleware for each request: the id its answer is remembered under, and the
+# client that asked (its token's name, or its address): only that client's feedback finds it
 request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="")
+client: contextvars.ContextVar[str] = contextvars.ContextVar("client", default="")
 
 
 def answers_of(scores: Scores) -> list[Any]:
@@ -120,7 +122,7 @@ class Monitor:
         answers = answers_of(scores)
         request = request_id.get()
         if self.store is not None and request:
-            self.store.remember(request, model.name, model.version, answers)
+            self.store.remember(request, model.name, model.version, answers, client.get())
         if not sampled:
             return
         key = (model.name, model.version)

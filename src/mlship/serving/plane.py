@@ -19,7 +19,7 @@ from mlship.registry.loading import MODELS_SCHEME, resolve_version
 from mlship.serving import limits
 from mlship.serving.bandit import Bandit
 from mlship.serving.batching import MicroBatcher
-from mlship.serving.errors import ModelRefusedError
+from mlship.serving.errors import ModelRefusedError, OverRateError
 from mlship.serving.feedback import FeedbackStore
 from mlship.serving.metrics import Metrics
 from mlship.serving.model import Columns, Scores, ServedModel, load_directory, load_registry
@@ -355,9 +355,15 @@ class DataPlane:
         mode the challenger answers its share; in shadow mode it scores a copy in the
         background. The answer is remembered for feedback and sampled for drift; the
         unknown categories it was answered with are counted per column."""
-        counted = limits.scored_rows.get()
-        if counted is not None:  # charged to the client's rate once answered
-            counted[0] += rows
+        take = limits.take_rows.get()
+        if take is not None:  # the client's rows, taken before scoring
+            decision = take(rows)
+            if not decision.allowed:
+                raise OverRateError(
+                    f"{rows} rows are over this client's rate of rows now; retry after the "
+                    "Retry-After seconds",
+                    decision.retry_after,
+                )
         share = self._challenger_share()
         slot = self.champion
         if share and self.challenger is not None and self.monitor.rng.random() < share:

@@ -146,6 +146,11 @@ def serve_one(
         ws="none",
         lifespan="on",
         access_log=False,  # ours is JSON, with the request id
+        # X-Forwarded-For names the client only when it comes from a proxy the deployment
+        # trusts (uvicorn's default trusts any connection from 127.0.0.1: a sidecar, a
+        # port-forward, a local proxy — and anyone forging the header through them)
+        proxy_headers=bool(settings.proxies),
+        forwarded_allow_ips=settings.proxies or None,
         log_config=None,
         timeout_graceful_shutdown=10,
         timeout_keep_alive=max(1, round(settings.keep_alive_seconds)),
@@ -161,6 +166,12 @@ def serve(options: ServeOptions, settings: Settings) -> None:
 
         read_tokens(settings.api_tokens_file)
     configure_logging(settings.log_level)
+    guarded = settings.api_token is not None or settings.api_tokens_file is not None
+    if guarded and settings.metrics_token is None:
+        log.warning(
+            "prediction routes need a token, /metrics does not (its counts and the git sha are "
+            "readable by whoever reaches the server): set MLSHIP_METRICS_TOKEN to guard it"
+        )
     metrics_dir = None
     if options.workers > 1:
         metrics_dir = tempfile.mkdtemp(prefix="mlship-metrics-")
@@ -169,7 +180,10 @@ def serve(options: ServeOptions, settings: Settings) -> None:
             feedback_db = f"{metrics_dir}/feedback.sqlite"
             settings = settings.model_copy(update={"feedback_db": feedback_db})
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir  # before prometheus is imported
+        from mlship.serving.metric_files import reserve_metric_files
         from mlship.serving.options import Siblings
+
+        reserve_metric_files()  # a full disk must not kill a worker (metric_files.py)
 
         ready_dir = Path(metrics_dir) / "ready"
         ready_dir.mkdir()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -113,6 +113,8 @@ def _judge(project: Project, stale: StaleStages) -> GateResult:
     champion_version = None if champion is None else str(champion.version)
     paths.champion_predictions.unlink(missing_ok=True)  # never a stale champion's answers
     rival: Rival | None = None
+    test_set = describe_test_set(test, params)
+    champion_test_set: dict[str, Any] | None = None
     if champion_version is not None:
         rival = score_champion(settings, champion_version, test, params)
         criteria += champion_criteria(
@@ -128,6 +130,12 @@ def _judge(project: Project, stale: StaleStages) -> GateResult:
         files.write_with(
             paths.champion_predictions, lambda temp: champion_answers.to_csv(temp, index=False)
         )
+        gated = versions.gated_report(settings, champion_version) or {}
+        champion_test_set = gated.get("test_set")
+        if champion_test_set and champion_test_set.get("digest") != test_set["digest"]:
+            criteria += on_the_champions_test_set(
+                settings, model, card, rival, champion_test_set, latency, params, unmeasured
+            )
     criteria.append(contract_criterion(recheck_contract(params, paths)))
     criteria.append(provenance_criterion(replaced_splits(params, paths), params.data.source))
     criteria += attack(model, test, params, paths, unmeasured)
@@ -143,6 +151,9 @@ def _judge(project: Project, stale: StaleStages) -> GateResult:
         "champion_version": champion_version,
         # the champion's metrics on these same test rows, beside the candidate's
         "champion_metrics": None if rival is None else rival.scored.metrics,
+        # what the model was judged on, and what the champion was (shown when they differ)
+        "test_set": test_set,
+        "champion_test_set": champion_test_set,
         "dvc_lock_sha256": files.sha256(dvc_file.with_suffix(".lock")),
         "model_sha256": files.sha256(paths.model_dir / MODEL_FILE),
         "trusted_types": list(card.trusted_types),
@@ -158,6 +169,8 @@ def _judge(project: Project, stale: StaleStages) -> GateResult:
     # the verdict is recorded on the run: `register` and `promote` trust that, not a file
     passed = all(c.passed for c in criteria)
     runs.record_gate(settings, run_id, paths.gate_json, [paths.gate_md, paths.gate_junit], passed)
+    if passed:  # a later candidate on another test set is judged on this one too
+        runs.keep_test_split(settings, run_id, paths.test, test_set["digest"])
     return GateResult(criteria, champion_version, paths.gate_md)
 
 
@@ -183,10 +196,8 @@ def attack(
     measured for this model is added to `unmeasured`, to be said in the report."""
     settings = params.gate.attacks
     train = data.select_columns(read_split(paths.train), params.data, str(paths.train))
-    found_membership = (
-        None
-        if settings.membership is None
-        else attacks.membership(model, train, test, params.data, settings.membership, settings.seed)
+    found_membership = attacks.membership(
+        model, train, test, params.data, settings.membership, settings.seed
     )
     found_evasion = None
     if settings.evasion is not None:
@@ -199,9 +210,8 @@ def attack(
                 if params.data.task == "regression"
                 else "evasion: no numeric or text column to change"
             )
-    for name, chosen in (("membership", settings.membership), ("evasion", settings.evasion)):
-        if chosen is None:
-            unmeasured.append(f"{name}: turned off in params.yaml (gate.attacks.{name}: null)")
+    if settings.evasion is None:
+        unmeasured.append("evasion: turned off in params.yaml (gate.attacks.evasion: null)")
     return attack_criteria(found_membership, found_evasion, settings)
 
 
@@ -257,6 +267,9 @@ def as_stored(frame: pd.DataFrame) -> pd.DataFrame:
 class Rival:
     """The champion, scored on the candidate's test rows."""
 
+    version: str
+    run_id: str
+    model: Any
     card: ModelCard
     scored: Evaluation
 
@@ -272,7 +285,81 @@ def score_champion(settings: Settings, version: str, test: pd.DataFrame, params:
             f"champion v{version} cannot score this test set "
             f"(were the feature columns changed?): {error}"
         ) from error
-    return Rival(loaded.card, scored)
+    return Rival(version, loaded.run_id, loaded.model, loaded.card, scored)
+
+
+def describe_test_set(test: pd.DataFrame, params: Params) -> dict[str, Any]:
+    """What a model is judged on, as the reports show it: where the rows come from, their
+    digest and count, and the balance of the target."""
+    data_params = params.data
+    source = data_params.test_source or (
+        f"{data_params.source} (test_size {data_params.test_size}, seed {data_params.seed})"
+    )
+    target = test[data_params.target]
+    if data_params.task == "classification":
+        shares = target.astype(str).value_counts(normalize=True).sort_index()
+        balance: dict[str, float] = {str(k): round(float(v), 4) for k, v in shares.items()}
+    else:
+        numbers = pd.to_numeric(target)
+        balance = {"mean": round(float(numbers.mean()), 6), "std": round(float(numbers.std()), 6)}
+    return {
+        "source": source,
+        "digest": data.frame_digest(test),
+        "rows": len(test),
+        "balance": balance,
+    }
+
+
+AGAIN = " — on the champion's test set"
+
+
+def on_the_champions_test_set(
+    settings: Settings,
+    model: Any,
+    card: ModelCard,
+    rival: Rival,
+    theirs: dict[str, Any],
+    latency: dict[str, Any],
+    params: Params,
+    unmeasured: list[str],
+) -> list[Criterion]:
+    """The test set changed since the champion was gated (a new source, a new split): the
+    candidate is judged on the champion's test set as well — its thresholds, and the paired
+    comparison with the champion — so a test set chosen to flatter it is not enough."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="mlship-champion-test-") as folder:
+        found = runs.kept_test_split(
+            settings.tracking_uri, rival.run_id, theirs["digest"], Path(folder)
+        )
+        if found is None:
+            unmeasured.append(
+                "the candidate on the champion's test set: the champion's run kept no copy "
+                "of it (gated before test splits were kept)"
+            )
+            return []
+        rows = data.select_columns(read_split(found), params.data, "the champion's test set")
+    task = params.data.task
+    try:
+        candidate = evaluate_model(model, rows, params.data, card.baseline)
+        champion = evaluate_model(rival.model, rows, params.data)
+    except (KeyError, ValueError) as error:
+        raise InputError(
+            f"the champion's test set cannot be scored by these models (were the feature "
+            f"columns changed?): {error}"
+        ) from error
+    found_criteria = threshold_criteria(candidate.metrics, latency, params.gate, task)
+    found_criteria = [c for c in found_criteria if not c.name.startswith("us_per_row")]
+    found_criteria += champion_criteria(
+        candidate.predictions["actual"].to_numpy(),
+        candidate.predictions["predicted"].to_numpy(),
+        champion.predictions["predicted"].to_numpy(),
+        list(card.classes),
+        params.gate,
+        rival.version,
+        task,
+    )
+    return [replace(c, name=c.name + AGAIN) for c in found_criteria]
 
 
 def behaviour(

@@ -48,6 +48,23 @@ def test_every_example_s_params_parse(monkeypatch: pytest.MonkeyPatch) -> None:
             "takes categorical and numeric columns only",
         ),
         ({"data": {}}, "data.source: Field required"),
+        # the membership-inference check cannot be switched off or made toothless
+        (raw_params(gate={"attacks": {"membership": None}}), "gate.attacks.membership"),
+        (
+            raw_params(gate={"attacks": {"membership": {"max_advantage": 1.0}}}),
+            "gate.attacks.membership.max_advantage: Input should be less than or equal to 0.5",
+        ),
+        (raw_params(gate={"attacks": {"membership": {"rows": 20}}}), "membership.rows"),
+        # the baseline and the unknown-category policy name their keys
+        (raw_params(gate={"baseline": {"metric": "rmse"}}), "gate.baseline.metric: 'rmse'"),
+        (
+            raw_params(validate={"unknown_categories": {"columns": {"review": "refuse"}}}),
+            "'review' is not one of data.categorical_columns",
+        ),
+        (
+            raw_params(validate={"unknown_categories": {"default": "ignore"}}),
+            "validate.unknown_categories.default",
+        ),
         (["not", "a", "mapping"], "expected a mapping"),
         (None, "expected a mapping"),
     ],

@@ -96,7 +96,10 @@ def test_unknown_expired_and_mismatched_feedback_is_refused(tmp_path: Path) -> N
     store = _store(tmp_path, keep_seconds=0.2)
     store.remember("old", "m", "1", ["a"])
     store.remember("two-rows", "m", "1", ["a", "b"])
-    with pytest.raises(UnknownRequestError, match=r"'nope'.*unknown, or older than 0\.2 s"):
+    with pytest.raises(
+        UnknownRequestError,
+        match=r"'nope' of this client: unknown, another client's, or older than 0\.2 s",
+    ):
         store.record("nope", ["a"], classification=True)
     with pytest.raises(FeedbackMismatchError, match="answered for 2 row"):
         store.record("two-rows", ["a"], classification=True)

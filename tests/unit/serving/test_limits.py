@@ -18,15 +18,15 @@ def test_a_client_gets_its_burst_then_its_rate() -> None:
     assert limits.admit("ana", now=0.1).allowed  # another client is untouched
 
 
-def test_rows_are_charged_after_the_answer_and_then_hold_the_client_back() -> None:
+def test_rows_are_taken_before_scoring_and_a_request_the_bucket_cannot_hold_waits() -> None:
     limits = ClientLimits(100.0, 1000.0, burst_seconds=1.0, max_request_rows=2000)
-    assert limits.admit("eve", now=0.0).allowed  # a full bucket: the largest request fits
-    limits.charge_rows("eve", 2000, now=0.0)
-    limits.charge_rows("eve", 500, now=0.0)  # overdrawn by 500 rows
-    refused = limits.admit("eve", now=0.0)
-    assert refused.outcome == "over_rows" and refused.retry_after == pytest.approx(0.501)
-    assert not limits.admit("eve", now=0.4).allowed
-    assert limits.admit("eve", now=0.6).allowed
+    assert limits.admit("eve", now=0.0).allowed
+    assert limits.take_rows("eve", 2000, now=0.0).allowed  # a full bucket: the largest fits
+    refused = limits.take_rows("eve", 500, now=0.0)  # nothing left: never overdrawn
+    assert refused.outcome == "over_rows" and refused.retry_after == pytest.approx(0.5)
+    assert not limits.take_rows("eve", 500, now=0.4).allowed
+    assert limits.take_rows("eve", 500, now=0.5).allowed
+    assert limits.take_rows("ana", 2000, now=0.5).allowed  # another client is untouched
 
 
 def test_retry_after_is_whole_seconds_at_least_one() -> None:

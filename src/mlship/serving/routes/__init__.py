@@ -8,7 +8,8 @@ from typing import Any
 import orjson
 from fastapi.responses import JSONResponse
 
-from mlship.serving.errors import RequestError
+from mlship.serving.errors import OverRateError, RequestError
+from mlship.serving.limits import retry_after_header
 
 Status = dict[type[RequestError], int]
 
@@ -26,3 +27,10 @@ def status_of(error: RequestError, status: Status) -> int:
         if kind in status:
             return status[kind]
     return 400
+
+
+def error_headers(error: RequestError) -> dict[str, str] | None:
+    """Headers an error's answer carries: Retry-After for a client over its rate."""
+    if isinstance(error, OverRateError):
+        return {"retry-after": retry_after_header(error.retry_after).decode()}
+    return None

@@ -15,7 +15,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from mlship.serving import openapi, protocols
+from mlship.serving import monitor, openapi, protocols
 from mlship.serving.errors import InvalidRequestError
 from mlship.serving.feedback import (
     FeedbackMismatchError,
@@ -103,6 +103,7 @@ def router(plane: DataPlane) -> APIRouter:
                 {"detail": "feedback is off on this server (MLSHIP_FEEDBACK_SECONDS=0)"},
                 status_code=404,
             )
+        asker = monitor.client.get()  # only the client that asked may tell the outcome
         try:
             request_id, given = truths(
                 protocols.parse_json(await request.body()), model.classification, model.classes
@@ -112,12 +113,12 @@ def router(plane: DataPlane) -> APIRouter:
         try:
             try:
                 outcome = await asyncio.to_thread(
-                    store.record, request_id, given, model.classification
+                    store.record, request_id, given, model.classification, asker
                 )
             except UnknownRequestError:
                 await asyncio.sleep(RETRY_SECONDS)
                 outcome = await asyncio.to_thread(
-                    store.record, request_id, given, model.classification
+                    store.record, request_id, given, model.classification, asker
                 )
         except UnknownRequestError as error:
             return Json({"detail": str(error)}, status_code=404)
@@ -138,6 +139,7 @@ def router(plane: DataPlane) -> APIRouter:
                 "model": outcome.model,
                 "version": outcome.version,
                 "rows": len(given),
+                "answers": outcome.answers,  # what the feedback was scored against
             }
         )
 

@@ -7,16 +7,27 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from mlship.serving import openapi, protocols
-from mlship.serving.errors import MissingFieldsError, RequestError, TooLargeError
+from mlship.serving.errors import (
+    MissingFieldsError,
+    OverRateError,
+    RequestError,
+    TooLargeError,
+)
 from mlship.serving.plane import DataPlane
-from mlship.serving.routes import Json, Status, status_of
+from mlship.serving.routes import Json, Status, error_headers, status_of
 
 PREDICTION_ROUTES = ("/invocations",)
-STATUS: Status = {RequestError: 400, MissingFieldsError: 422, TooLargeError: 413}
+STATUS: Status = {
+    RequestError: 400,
+    MissingFieldsError: 422,
+    TooLargeError: 413,
+    OverRateError: 429,
+}
 
 
-def _error(message: str, status: int = 400) -> Json:
-    return Json({"error_code": "BAD_REQUEST", "message": message}, status_code=status)
+def _error(message: str, status: int = 400, headers: dict[str, str] | None = None) -> Json:
+    body = {"error_code": "BAD_REQUEST", "message": message}
+    return Json(body, status_code=status, headers=headers)
 
 
 def router(plane: DataPlane) -> APIRouter:
@@ -25,7 +36,7 @@ def router(plane: DataPlane) -> APIRouter:
     @routes.post(
         "/invocations",
         tags=["mlflow"],
-        responses=openapi.responses(openapi.ERROR_MLFLOW, 400, 401, 408, 413, 415, 422, 503),
+        responses=openapi.responses(openapi.ERROR_MLFLOW, 400, 401, 408, 413, 415, 422, 429, 503),
         openapi_extra=openapi.request_body(
             {"application/json": openapi.mlflow_body(None), "text/csv": {"type": "string"}}
         ),
@@ -54,7 +65,7 @@ def router(plane: DataPlane) -> APIRouter:
             checked = protocols.check_columns(model.features, columns, "input", plane.max_rows)
             _, scores = await plane.score(columns, checked.rows, checked.unknown)
         except RequestError as error:
-            return _error(error.message, status_of(error, STATUS))
+            return _error(error.message, status_of(error, STATUS), error_headers(error))
         answers = scores.values if scores.values is not None else scores.labels
         assert answers is not None
         body = {"predictions": answers if scores.values is not None else answers.tolist()}

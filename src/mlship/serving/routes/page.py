@@ -229,6 +229,8 @@ def router(plane: DataPlane) -> APIRouter:
             return HTMLResponse(
                 "<!doctype html><title>loading</title><p>The model is loading.", status_code=503
             )
-        return HTMLResponse(render(model, plane.settings.api_token is not None))
+        settings = plane.settings
+        tokens = settings.api_token is not None or settings.api_tokens_file is not None
+        return HTMLResponse(render(model, tokens))
 
     return routes

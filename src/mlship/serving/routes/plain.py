@@ -8,10 +8,16 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from mlship.serving import openapi, protocols
-from mlship.serving.errors import MissingFieldsError, ModelRefusedError, RequestError, TooLargeError
+from mlship.serving.errors import (
+    MissingFieldsError,
+    ModelRefusedError,
+    OverRateError,
+    RequestError,
+    TooLargeError,
+)
 from mlship.serving.model import Scores
 from mlship.serving.plane import DataPlane
-from mlship.serving.routes import Json, Status, status_of
+from mlship.serving.routes import Json, Status, error_headers, status_of
 
 PREDICTION_ROUTES = ("/predict",)
 STATUS: Status = {
@@ -19,6 +25,7 @@ STATUS: Status = {
     MissingFieldsError: 422,
     ModelRefusedError: 422,
     TooLargeError: 413,
+    OverRateError: 429,
 }
 
 
@@ -28,7 +35,7 @@ def router(plane: DataPlane) -> APIRouter:
     @routes.post(
         "/predict",
         tags=["predict"],
-        responses=openapi.responses(openapi.ERROR_DETAIL, 401, 408, 413, 422, 503),
+        responses=openapi.responses(openapi.ERROR_DETAIL, 401, 408, 413, 422, 429, 503),
         openapi_extra=openapi.request_body({"application/json": openapi.predict_body(None)}),
     )
     async def predict(request: Request) -> Response:
@@ -46,7 +53,11 @@ def router(plane: DataPlane) -> APIRouter:
             checked = protocols.check_columns(model.features, columns, "body", plane.max_rows)
             scored_by, scores = await plane.score(columns, checked.rows, checked.unknown)
         except RequestError as error:
-            return Json({"detail": error.message}, status_code=status_of(error, STATUS))
+            return Json(
+                {"detail": error.message},
+                status_code=status_of(error, STATUS),
+                headers=error_headers(error),
+            )
         answers = plain_answers(scored_by.classes, scores)
         meta = {"model": scored_by.name, "version": scored_by.version}
         if single:

@@ -10,20 +10,21 @@ from fastapi.responses import Response
 
 from mlship import __version__
 from mlship.serving import openapi, protocols
-from mlship.serving.errors import RequestError, TooLargeError
+from mlship.serving.errors import OverRateError, RequestError, TooLargeError
 from mlship.serving.model import Scores, ServedModel
 from mlship.serving.plane import DataPlane
-from mlship.serving.routes import Json, Status, status_of
+from mlship.serving.routes import Json, Status, error_headers, status_of
 
 PREDICTION_ROUTES = ("/v2/models/{name}/infer",)
 STATUS: Status = {
     RequestError: 400,
     TooLargeError: 413,
+    OverRateError: 429,
 }  # a missing input too: V2's errors are 400s
 
 
-def _error(message: str, status: int = 400) -> Json:
-    return Json({"error": message}, status_code=status)
+def _error(message: str, status: int = 400, headers: dict[str, str] | None = None) -> Json:
+    return Json({"error": message}, status_code=status, headers=headers)
 
 
 def router(plane: DataPlane) -> APIRouter:
@@ -88,7 +89,7 @@ def router(plane: DataPlane) -> APIRouter:
 
     @routes.post(
         "/v2/models/{name}/infer",
-        responses=openapi.responses(openapi.ERROR_V2, 400, 401, 404, 408, 413, 503),
+        responses=openapi.responses(openapi.ERROR_V2, 400, 401, 404, 408, 413, 429, 503),
         openapi_extra=openapi.request_body({"application/json": openapi.v2_body(None)}),
     )
     async def infer(name: str, request: Request) -> Response:
@@ -107,7 +108,7 @@ def router(plane: DataPlane) -> APIRouter:
             rows = checked.rows
             scored_by, scores = await plane.score(columns, rows, checked.unknown)
         except RequestError as error:
-            return _error(error.message, status_of(error, STATUS))
+            return _error(error.message, status_of(error, STATUS), error_headers(error))
         outputs = v2_outputs(scored_by.classes, scores, rows)
         if wanted:
             known = [o["name"] for o in outputs]

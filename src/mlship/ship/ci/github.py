@@ -21,7 +21,7 @@ from mlship.errors import CheckError, InputError
 from mlship.ship.ci.system import STEP_NAMES, PipelineError, RunInfo, Steps, check_stray_make
 from mlship.ship.delivery import APPROVE, RETRAIN
 
-COMMENT_MARKER = "<!-- mlship-report -->"
+COMMENT_MARKER = "<!-- mlship-report"  # the first line of mlship's comment: + workflow -->
 ACTIONS_BOT = "github-actions[bot]"  # the author of comments made with GITHUB_TOKEN
 PRODUCTION = "production"  # the environment whose required reviewers approve a release
 
@@ -33,6 +33,14 @@ class Run:
     token: str
     run_id: str
     pull_request: int | None  # set on pull_request events
+    workflow: str = ""  # the workflow file (GITHUB_WORKFLOW_REF without its @ref)
+
+    @property
+    def marker(self) -> str:
+        """The first line of this workflow's comment: another workflow of the repository,
+        commenting as the same Actions bot, has its own (and a comment that only quotes the
+        marker further down is not this one)."""
+        return f"{COMMENT_MARKER} {self.workflow} -->"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Run:
@@ -47,6 +55,7 @@ class Run:
             token=env["GITHUB_TOKEN"],
             run_id=env.get("GITHUB_RUN_ID", ""),
             pull_request=_pull_request_number(env.get("GITHUB_EVENT_PATH")),
+            workflow=env.get("GITHUB_WORKFLOW_REF", env.get("GITHUB_WORKFLOW", "")).split("@")[0],
         )
 
     def client(self) -> httpx.Client:
@@ -91,10 +100,12 @@ def own_login(client: httpx.Client) -> str:
 
 def upsert_comment(run: Run, body: str) -> str:
     """Update the pull request's mlship comment or add it; its URL. Only a comment this
-    token wrote counts: anyone can paste the marker into a comment of their own."""
+    token wrote and that starts with this workflow's marker counts: anyone can paste the
+    marker into a comment of their own, and another workflow commenting as the same Actions
+    bot may quote it."""
     if run.pull_request is None:
         raise InputError("this GitHub event is not a pull request: there is nothing to comment on")
-    text = f"{COMMENT_MARKER}\n{body}"
+    text = f"{run.marker}\n{body}"
     issue = f"/repos/{run.repository}/issues/{run.pull_request}"
     with run.client() as client:
         login = own_login(client)
@@ -108,7 +119,7 @@ def upsert_comment(run: Run, body: str) -> str:
                     c
                     for c in comments
                     if (c.get("user") or {}).get("login") == login
-                    and COMMENT_MARKER in c.get("body", "")
+                    and c.get("body", "").startswith(run.marker + "\n")
                 ),
                 None,
             )

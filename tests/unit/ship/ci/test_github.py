@@ -89,6 +89,7 @@ def _env(tmp_path: Path, api: FakeApi, token: str = TOKEN, pr: bool = True) -> d
         "GITHUB_TOKEN": token,
         "GITHUB_RUN_ID": "99",
         "GITHUB_EVENT_PATH": str(event),
+        "GITHUB_WORKFLOW_REF": "acme/shop/.github/workflows/ci.yml@refs/pull/7/merge",
     }
 
 
@@ -125,6 +126,25 @@ def test_a_comment_someone_else_wrote_with_the_marker_is_never_edited(
     assert len(ours) == 1 and ours[0]["html_url"] == url
     assert ours[0]["body"].endswith("gate: FAILED")
     assert [r.method for r in api.requests].count("PATCH") == 0
+
+
+def test_a_comment_of_another_workflow_as_the_same_bot_is_never_edited(
+    tmp_path: Path, fake: tuple[FakeGitHub, FakeApi]
+) -> None:
+    state, api = fake
+    run = github.Run.from_env(_env(tmp_path, api))
+    # given a comment by another workflow of the repository, as the same Actions bot, that
+    # quotes mlship's comment (marker and all)
+    quoting = f"Summary of checks:\n> {run.marker}\n> gate: PASSED"
+    other = {"id": 8, "body": quoting, "html_url": "c/8", "user": {"login": github.ACTIONS_BOT}}
+    state.comments.insert(0, other)
+    elsewhere = "<!-- mlship-report acme/shop/.github/workflows/nightly.yml -->\nold"
+    state.comments.insert(1, {**other, "id": 10, "body": elsewhere, "html_url": "c/10"})
+    # when mlship comments / then both are left as they were, and its own is added
+    github.upsert_comment(run, "gate: FAILED")
+    assert state.comments[0]["body"] == quoting and state.comments[1]["body"] == elsewhere
+    assert [r.method for r in api.requests].count("PATCH") == 0
+    assert run.marker == "<!-- mlship-report acme/shop/.github/workflows/ci.yml -->"
 
 
 def test_api_errors_and_non_pull_request_events_are_named(
