@@ -2,7 +2,8 @@
 
 For each model (the text, tabular and regression examples, trained here as in serving.py):
 the seconds from starting the process to its readiness probe answering 200 — mlship serve
-with 1 and 2 processes (/ready: every process can score), MLServer 1.7.1 and BentoML
+with 1 and 2 processes (/ready: every process can score), and with 2 on the model signed
+(the signature checked at start, MLSHIP_SIGNATURES=required), MLServer 1.7.1 and BentoML
 1.4.38 on the same fitted pipeline (their own readiness probes), all with one native thread
 per process — the median of --starts runs, and the resident memory of the whole process
 tree at that moment. Beside them the floor: a Python process that only imports FastAPI and
@@ -20,6 +21,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -126,6 +128,41 @@ def mlship(model: bench.Model, workers: int, folder: Path) -> Command:
         str(workers),
     ]
     return argv, f"http://127.0.0.1:{port}/ready", {}, folder
+
+
+def mlship_signed(model: bench.Model, workers: int, folder: Path) -> Command:
+    """mlship serve on the same model signed (with a provenance beside it) under the
+    `required` policy: the start pays for the signature check — the keys, the ECDSA
+    verifications and every signed file's sha256 — before anything is deserialised."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from mlship.pipeline import signatures
+
+    signed = folder / f"signed-{model.name}"
+    public = folder / f"signed-{model.name}.pub"
+    if not signed.exists():
+        shutil.copytree(model.folder, signed)
+        key = ec.generate_private_key(ec.SECP256R1())
+        statement = signatures.model_statement(signatures.directory_files(signed).digests())
+        root = statement["subject"][0]["digest"]["sha256"]
+        gate = {"verdict": "passed", "report_sha256": "0" * 64}
+        provenance = signatures.provenance_statement(
+            root, {"buildDefinition": {"internalParameters": {"gate": gate}}}
+        )
+        (signed / signatures.SIGNATURE_FILE).write_bytes(signatures.sign_statement(statement, key))
+        (signed / signatures.PROVENANCE_FILE).write_bytes(
+            signatures.sign_statement(provenance, key)
+        )
+        public.write_bytes(
+            key.public_key().public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+        )
+    argv, probe, _, cwd = mlship(model, workers, folder)
+    argv[argv.index(str(model.folder))] = str(signed)
+    trust = {"MLSHIP_TRUSTED_KEYS": str(public), "MLSHIP_SIGNATURES": "required"}
+    return argv, probe, trust, cwd
 
 
 def mlserver(model: bench.Model, folder: Path) -> Command:
@@ -284,6 +321,7 @@ def main() -> None:
                 "floor: imports + unpickling, no server": partial(floor, model, root),
                 "mlship serve --workers 1": partial(mlship, model, 1, root),
                 "mlship serve --workers 2": partial(mlship, model, 2, root),
+                "mlship serve --workers 2, signed": partial(mlship_signed, model, 2, root),
             }
             if not args.skip_peers:
                 contenders["MLServer 1.7.1, 2 workers"] = partial(mlserver, model, root)

@@ -55,6 +55,11 @@ def write_text(target: Path, text: str) -> None:
         temp.write_text(text, encoding="utf-8")
 
 
+def write_bytes(target: Path, content: bytes) -> None:
+    with atomic_path(target) as temp:
+        temp.write_bytes(content)
+
+
 def write_json(target: Path, payload: Any) -> None:
     write_text(target, json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
 

@@ -36,6 +36,8 @@ class PipelinePaths(BaseModel):
     gate_junit: Path
     champion_predictions: Path
     report_html: Path
+    signature: Path  # the model's signature, made by `mlship register` with a signing key
+    provenance: Path  # its provenance (SLSA), signed with the same key
     image_json: Path
     sbom: Path  # the pushed image's CycloneDX SBOM
     vulnerabilities: Path  # trivy's report on it, when the scan is on

@@ -44,7 +44,7 @@ GIT_IDENTITY = {
 def copy_repository(destination: Path, branch: str, example: str | None = DEFAULT_EXAMPLE) -> None:
     """The tracked files as they are now, with an example's params and code over the team's
     own (unless `example` is None), committed on `branch` in a fresh repository whose
-    origin/main is that commit (the pull request's comment diffs against origin/main)."""
+    origin/main is that commit, as in a checkout on GitHub."""
     listed = (
         subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True, check=True)
         .stdout.decode()
@@ -98,6 +98,7 @@ def act(
     workflow: str,
     *,
     variables: Mapping[str, str] = {},
+    secrets: Mapping[str, str] = {},
     env: Mapping[str, str] = {},
     path_first: Iterable[Path] = (),
     timeout: int = 1200,
@@ -107,7 +108,7 @@ def act(
     test stage is `make check` (the project's checks: no recursion into this suite); artifacts
     and the stand-ins' record go beside `repo`.
     `env` reaches every step (act's --env wins over the workflow's own `env`); `variables`
-    are the repository's `vars`."""
+    are the repository's `vars`, `secrets` its secrets."""
     artifacts, stand_in_log = repo.parent / "artifacts", repo.parent / "stand-ins.log"
     env = {**env, "ACT_ARTIFACTS": str(artifacts), "ACT_STAND_IN_LOG": str(stand_in_log)}
     command = [
@@ -124,6 +125,8 @@ def act(
     ]
     for name, value in variables.items():
         command += ["--var", f"{name}={value}"]
+    for name, value in secrets.items():
+        command += ["-s", f"{name}={value}"]
     for name, value in env.items():
         command += ["--env", f"{name}={value}"]
     for action in uses(repo / workflow):

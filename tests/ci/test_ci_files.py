@@ -103,8 +103,6 @@ def test_ci_workflow_comments_on_the_pull_request_and_publishes_junit() -> None:
     assert comment["if"] == "always()" and "GITHUB_TOKEN" in comment["env"]
     junit = next(s for s in steps if "junit" in s.get("uses", ""))
     assert junit["with"]["report_paths"] == "reports/junit/*.xml"
-    checkout = next(s for s in steps if s.get("uses", "").startswith("actions/checkout"))
-    assert checkout["with"]["fetch-depth"] == 0  # the diffs against main need its history
 
 
 def test_cd_workflow_uses_workload_identity_and_a_production_environment() -> None:
@@ -363,3 +361,54 @@ def test_every_delivery_gates_the_pushed_image_on_vulnerabilities() -> None:
     assert "MLSHIP_SCAN_VULNERABILITIES = 'true'" in (REPO / "Jenkinsfile").read_text()
     cloud_build = load(REPO / "cloudbuild.yaml")["options"]["env"]
     assert any(line.startswith("MLSHIP_SCAN_VULNERABILITIES=true") for line in cloud_build)
+
+
+# --- signed models ------------------------------------------------------------------------------
+
+# the stages that read a signed model: the gate (the champion), register (signs), the image
+# build, its push (the signature beside it), the load test (the image's server) and deploys
+TRUSTING_STEPS = {"gate", "register", "build", "push", "loadtest", "deploy-staging"}
+
+
+def test_github_signs_only_in_the_register_step_and_every_job_trusts_the_key() -> None:
+    for name in ("cd.yml", "ci.yml"):
+        workflow = load(REPO / ".github/workflows" / name)
+        assert workflow["env"]["MLSHIP_TRUSTED_KEYS"] == "${{ vars.MLSHIP_TRUSTED_KEYS }}", name
+    cd = (REPO / ".github/workflows/cd.yml").read_text()
+    assert cd.count("secrets.MLSHIP_SIGNING_KEY") == 1  # one step holds the private key
+    register = next(
+        s
+        for s in load(REPO / ".github/workflows/cd.yml")["jobs"]["delivery"]["steps"]
+        if s.get("id") == "register"
+    )
+    assert register["env"]["MLSHIP_SIGNING_KEY"] == "${{ secrets.MLSHIP_SIGNING_KEY }}"
+
+
+def test_jenkins_binds_the_signing_key_for_register_alone(jenkinsfile: jenkins.Block) -> None:
+    text = (REPO / "Jenkinsfile").read_text()
+    assert "MLSHIP_TRUSTED_KEYS = credentials('mlship-trusted-keys')" in text
+    assert text.count("MLSHIP_SIGNING_KEY") == 1
+    binding = _only(_stage(jenkinsfile, "register"), "withCredentials")
+    words = [w for _, w in binding.tokens()]
+    assert "mlship-signing-key" in words and "MLSHIP_SIGNING_KEY" in words
+
+
+@pytest.mark.parametrize(
+    ("path", "steps"),
+    [
+        ("cloudbuild.yaml", TRUSTING_STEPS),
+        (".ci/cloudbuild/pull-request.yaml", {"gate"}),
+        (".ci/cloudbuild/production.yaml", {"deploy-production"}),
+    ],
+)
+def test_cloud_build_hands_the_keys_from_secret_manager_to_the_steps_that_use_them(
+    path: str, steps: set[str]
+) -> None:
+    build = load(REPO / path)
+    declared = {s["env"]: s["versionName"] for s in build["availableSecrets"]["secretManager"]}
+    assert all(v.startswith("projects/$PROJECT_ID/secrets/") for v in declared.values())
+    for step in build["steps"]:
+        wanted = set(step.get("secretEnv", []))
+        assert wanted <= declared.keys(), step["id"]
+        assert ("MLSHIP_TRUSTED_KEYS" in wanted) == (step["id"] in steps), step["id"]
+        assert ("MLSHIP_SIGNING_KEY" in wanted) == (step["id"] == "register"), step["id"]

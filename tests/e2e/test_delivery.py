@@ -44,11 +44,14 @@ VARIABLES = {  # the repository's `vars`, as docs/ci/github-actions.md sets them
 }
 
 
-def _environments(cluster: Cluster, running: str) -> Path:
+def _environments(cluster: Cluster, images: Images) -> Path:
     """mlship-staging and mlship-production as their admin sets them up (their overlays, on
-    the image running before this release), and one CI identity bound in both, as on GKE."""
+    the image running before this release, trusting the CI's key), and one CI identity bound
+    in both, as on GKE."""
     for env in ("staging", "production"):
-        deploy_app(cluster, f"overlays/{env}", f"mlship-{env}", running)
+        deploy_app(
+            cluster, f"overlays/{env}", f"mlship-{env}", str(images.running), images.trusted_keys
+        )
     cluster.kubectl(
         "-n",
         "mlship-production",
@@ -69,7 +72,7 @@ def test_cd_yml_delivers_to_staging_then_production_with_the_approvers_name(
     istio_crds: None,
     images: Images,
 ) -> None:
-    deployer = _environments(cluster, str(images.running))
+    deployer = _environments(cluster, images)
     repo = tmp_path / "repo"
     repo.mkdir()
     copy_repository(repo, branch="main")
@@ -104,7 +107,12 @@ def test_cd_yml_delivers_to_staging_then_production_with_the_approvers_name(
                 "push",
                 event,
                 ".github/workflows/cd.yml",
-                variables=VARIABLES | {"MLFLOW_TRACKING_URI": url},
+                variables=VARIABLES
+                | {
+                    "MLFLOW_TRACKING_URI": url,
+                    "MLSHIP_TRUSTED_KEYS": images.trusted_keys.read_text(),
+                },
+                secrets={"MLSHIP_SIGNING_KEY": images.signing_key.read_text()},
                 env={
                     "GITHUB_API_URL": api.url,
                     "GITHUB_REPOSITORY": "acme/shop",
@@ -181,3 +189,11 @@ def _check_delivery(
     # and the version names the pushed image by digest and its SBOM by sha256
     assert champion.tags["mlship.ship.image"].endswith(f"@{built['digest']}")
     assert champion.tags["mlship.sbom_sha256"] == built["sbom_sha256"]
+    # signed at registration with the CI's key; the signature went beside the image, and
+    # production's deploy (which requires one) checked it before touching the cluster
+    signed = champion.tags["mlship.signed_model_sha256"]
+    assert built["signature_reference"].endswith(".model-sig")
+    production = json.loads((release.parent / "production" / "deploy-production.json").read_text())
+    verified = production["steps"][0]
+    assert verified["name"] == "verify model" and verified["ok"], verified
+    assert signed[:16] in verified["detail"] and "passed gate" in verified["detail"]

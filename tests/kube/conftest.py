@@ -88,9 +88,20 @@ def render(overlay: str, namespace: str, image: str) -> list[dict[str, Any]]:
     return documents
 
 
-def deploy_app(cluster: Cluster, overlay: str, namespace: str, image: str) -> None:
-    """The overlay applied by its admin, running `image`, every replica Ready."""
+def deploy_app(
+    cluster: Cluster, overlay: str, namespace: str, image: str, trusted_keys: Path
+) -> None:
+    """The overlay applied by its admin, running `image`, every replica Ready; the servers
+    trust `trusted_keys` (the ConfigMap docs/kubernetes.md has the admin create)."""
     cluster.kubectl("create", "namespace", namespace)
+    cluster.kubectl(
+        "-n",
+        namespace,
+        "create",
+        "configmap",
+        "mlship-trusted-keys",
+        f"--from-file=keys.pem={trusted_keys}",
+    )
     cluster.apply(yaml.safe_dump_all(render(overlay, namespace, image)))
     cluster.kubectl("-n", namespace, "rollout", "status", "deployment/mlship", "--timeout=180s")
 
@@ -99,7 +110,7 @@ def deploy_app(cluster: Cluster, overlay: str, namespace: str, image: str) -> No
 def staging_app(cluster: Cluster, images: Images) -> Iterator[App]:
     """The staging overlay in a namespace of its own, on the running image; deleted after."""
     namespace = f"mlship-{uuid.uuid4().hex[:8]}"
-    deploy_app(cluster, "overlays/staging", namespace, str(images.running))
+    deploy_app(cluster, "overlays/staging", namespace, str(images.running), images.trusted_keys)
     try:
         yield App(cluster, namespace, cluster.service_account_config(namespace, "mlship-deployer"))
     finally:

@@ -21,8 +21,10 @@ import httpx
 import pytest
 
 from mlship.errors import ServiceError
-from mlship.ship import image
+from mlship.pipeline import signatures
+from mlship.ship import image, supply_chain
 from tests.integration.conftest import BIN
+from tests.keys import key_pair
 from tests.kube import node as nodes
 from tests.kube.cluster import CACHE, Cluster, ensure_built, start, until
 from tests.kube.images import Reference, retag, with_files
@@ -83,11 +85,14 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 @dataclass(frozen=True)
 class ServedImage:
     """The session's serving image: examples/taxi's model as the pipeline makes it — trained,
-    gated, registered as version 1 in the checkout's MLflow store — built and pushed."""
+    gated, registered as version 1 in the checkout's MLflow store (signed there with the
+    session's CI key) — built and pushed."""
 
     reference: Reference
     card: dict[str, Any]  # the model card baked in
     project: Path  # the checkout it was built in: params, splits, MLflow store
+    signing_key: Path  # the CI's private key (PEM)
+    trusted_keys: Path  # its public key: what the deployer and the servers trust
 
     @property
     def tracking_uri(self) -> str:
@@ -98,15 +103,19 @@ class ServedImage:
 def served_image(tmp_path_factory: pytest.TempPathFactory, registry: str) -> ServedImage:
     from tests.e2e.conftest import checkout, commit, run
 
+    keys = tmp_path_factory.mktemp("signing-keys")
+    _, trusted_keys = key_pair(keys, "ci")
     root = tmp_path_factory.mktemp("served-image") / "repo"
     env = checkout(root, example="taxi")
+    env |= {"MLSHIP_SIGNING_KEY": str(keys / "ci.pem"), "MLSHIP_TRUSTED_KEYS": str(trusted_keys)}
     commit(root, env)
     run(root, env, "dvc", "repro")
     for stage in (("gate",), ("register",), ("image", "build"), ("image", "push")):
         run(root, env, str(BIN / "mlship"), *stage)
     built = json.loads((root / "reports/image.json").read_text())
     card = json.loads((root / "models/model_card.json").read_text())
-    return ServedImage(Reference.parse(built["references"][0]), card, root)
+    reference = Reference.parse(built["references"][0])
+    return ServedImage(reference, card, root, keys / "ci.pem", trusted_keys)
 
 
 @dataclass(frozen=True)
@@ -119,27 +128,68 @@ class Images:
     missing: Reference  # a tag the registry does not have
     refused: Reference  # its model card trusts none of XGBoost's types: the server exits
     never_ready: Reference  # its card leaves out a feature: the model fails its warm-up
+    forged: Reference  # a byte of its model file flipped, the signature left as it was
+    unsigned: Reference  # its signature and provenance deleted (whiteouts in a layer on top)
+    signing_key: Path  # the CI's private key they were signed with (PEM)
+    trusted_keys: Path  # its public key
 
 
 @pytest.fixture(scope="session")
-def images(served_image: ServedImage) -> Images:
+def images(served_image: ServedImage, tmp_path_factory: pytest.TempPathFactory) -> Images:
     built = served_image.reference
     version = built.tag.rsplit("-m", 1)[1]
-    # the card the image holds: the checkout's, with the registered version
-    card = {**served_image.card, "registry": {"name": "taxi", "version": version}}
-    untrusting = json.dumps({**card, "trusted_types": []}).encode()
+    # the model as the image holds it: the card with the registered version, signed
+    baked = supply_chain.model_in_image(str(built), tmp_path_factory.mktemp("baked"))
+    card = json.loads((baked / "model_card.json").read_text())
     features = card["features"]
     fewer = {**features, "numeric": [c for c in features["numeric"] if c != "hour"]}
-    short = json.dumps({**card, "features": fewer}).encode()
-    card_path = "opt/model/model_card.json"
+    model = bytearray((baked / "model.skops").read_bytes())
+    model[len(model) // 2] ^= 0xFF
+    model_dir = "opt/model/"
+
+    def signed_card(changed: dict[str, Any]) -> dict[str, bytes]:
+        """The card changed and the model signed anew with the CI's key: a server that
+        refuses it does so for the change, not for a signature."""
+        (baked / "model_card.json").write_text(json.dumps({**card, **changed}))
+        signature, provenance = resigned(baked, served_image.signing_key)
+        return {
+            f"{model_dir}model_card.json": (baked / "model_card.json").read_bytes(),
+            f"{model_dir}{signatures.SIGNATURE_FILE}": signature,
+            f"{model_dir}{signatures.PROVENANCE_FILE}": provenance,
+        }
+
     return Images(
+        signing_key=served_image.signing_key,
+        trusted_keys=served_image.trusted_keys,
         running=built,
         next=retag(built, f"fedcba987654-m{version}"),
         wrong_version=retag(built, f"fedcba987654-m{int(version) + 1}"),
         missing=built.tagged(f"000000000000-m{version}"),
-        refused=with_files(built, f"0badca4d0000-m{version}", {card_path: untrusting}),
-        never_ready=with_files(built, f"0badfea70000-m{version}", {card_path: short}),
+        refused=with_files(built, f"0badca4d0000-m{version}", signed_card({"trusted_types": []})),
+        never_ready=with_files(built, f"0badfea70000-m{version}", signed_card({"features": fewer})),
+        forged=with_files(built, f"f0f9ed000000-m{version}", {f"{model_dir}model.skops": model}),
+        unsigned=with_files(
+            built,
+            f"a05194ed0000-m{version}",
+            {
+                f"{model_dir}.wh.{name}": b""
+                for name in (signatures.SIGNATURE_FILE, signatures.PROVENANCE_FILE)
+            },
+        ),
     )
+
+
+def resigned(folder: Path, signing_key: Path) -> tuple[bytes, bytes]:
+    """A new signature over the model in `folder`, and its provenance (the old one's
+    predicate) for it."""
+    key = signatures.load_private_key(str(signing_key), signing_key.read_bytes())
+    statement = signatures.model_statement(signatures.directory_files(folder).digests())
+    root = statement["subject"][0]["digest"]["sha256"]
+    old = signatures.open_bundle(
+        (folder / signatures.PROVENANCE_FILE).read_bytes(), [key.public_key()], str(folder)
+    )
+    provenance = signatures.provenance_statement(root, old["predicate"])
+    return signatures.sign_statement(statement, key), signatures.sign_statement(provenance, key)
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,9 @@ that exits at start (CrashLoopBackOff), a readiness probe that never passes, a p
 can take (Pending), the wrong model version — end on the previous ReplicaSet, verified by
 reading the cluster, with the cause as the cluster tells it; a re-deploy of the running
 image, an API server stopped mid-rollout or frozen, and an unreachable cluster change
-nothing they should not."""
+nothing they should not. The images are signed with the session's CI key, which the
+deployer and the servers trust: a forged or (for production) unsigned model is refused by
+the deployer before the cluster is touched, and by the server if it reaches a pod anyway."""
 
 from __future__ import annotations
 
@@ -46,13 +48,18 @@ def project(tmp_path: Path, served_image: ServedImage) -> Path:
 
 
 def _deploy(
-    app: App, project: Path, served_image: ServedImage, image: Any, *extra: str
+    app: App,
+    project: Path,
+    served_image: ServedImage,
+    image: Any,
+    *extra: str,
+    env_name: str = "staging",
 ) -> subprocess.CompletedProcess[str]:
     command = [
         str(Path(sys.executable).with_name("mlship")),
         "deploy",
         "--env",
-        "staging",
+        env_name,
         "--namespace",
         app.namespace,
         "--image",
@@ -61,7 +68,10 @@ def _deploy(
         "120",
         *extra,
     ]
-    env = app.env() | {"MLSHIP_TRACKING_URI": served_image.tracking_uri}
+    env = app.env() | {
+        "MLSHIP_TRACKING_URI": served_image.tracking_uri,
+        "MLSHIP_TRUSTED_KEYS": str(served_image.trusted_keys),
+    }
     return subprocess.run(
         command, cwd=project, env=env, capture_output=True, text=True, timeout=400, check=False
     )
@@ -152,6 +162,69 @@ def test_a_rollout_runs_real_pods_is_smoke_tested_on_each_and_recorded(
     assert tags["mlship.deployed.staging"] == str(images.next)
 
 
+def test_the_deployer_refuses_a_forged_or_unsigned_model_before_touching_the_cluster(
+    app: App, project: Path, served_image: ServedImage, images: Images
+) -> None:
+    before = _revisions(app)
+    # read from the image's layers through the registry API: the file that differs is named
+    forged = _deploy(app, project, served_image, images.forged)
+    assert forged.returncode == 2, forged.stderr
+    assert f"refusing to deploy {images.forged}" in forged.stderr
+    assert "model.skops differs from the signed model" in forged.stderr
+    # production requires a signature: the image whose signature a layer deleted is refused
+    unsigned = _deploy(app, project, served_image, images.unsigned, env_name="production")
+    assert unsigned.returncode == 2, unsigned.stderr
+    assert "the model is not signed, and the policy requires a signature" in unsigned.stderr
+    # and the signed image passes the same check: the report's first step says so
+    signed = _deploy(app, project, served_image, images.next)
+    assert signed.returncode == 0, signed.stderr
+    first = _report(project)["steps"][0]
+    assert first["name"] == "verify model" and "passed gate" in first["detail"], first
+    assert _revisions(app) == [*before, str(images.next)]  # the refused ones left no trace
+
+
+def test_a_forged_model_deployed_around_the_deployer_is_never_served(
+    app: App, images: Images
+) -> None:
+    """An admin's `kubectl set image`, no `mlship deploy`: the server's own check at start
+    refuses the model and names the file; the running pods keep serving."""
+    app.kubectl("set", "image", "deployment/mlship", f"server={images.forged}")
+
+    def refused() -> str | None:
+        for pod in app.pods(SERVER):
+            if pod["spec"]["containers"][0]["image"] != str(images.forged):
+                continue
+            status = (pod["status"].get("containerStatuses") or [{}])[0]
+            ended = status.get("lastState", {}).get("terminated") or status.get("state", {}).get(
+                "terminated"
+            )
+            if ended:
+                name = pod["metadata"]["name"]
+                logs = app.kubectl("logs", name, "--previous", check=False)
+                return (
+                    (logs.stdout if logs.returncode == 0 else "")
+                    + app.kubectl("logs", name, check=False).stdout
+                    + f" exit {ended['exitCode']}"
+                )
+        return None
+
+    deadline = time.monotonic() + 90
+    said = None
+    while said is None and time.monotonic() < deadline:
+        said = refused()
+        time.sleep(0.5)
+    assert said is not None, "the forged model's pod never ended"
+    assert "model.skops differs from the signed model" in said and "exit 2" in said, said
+    assert all(
+        p["status"].get("containerStatuses", [{}])[0].get("ready") is not True
+        for p in app.pods(SERVER)
+        if p["spec"]["containers"][0]["image"] == str(images.forged)
+    )
+    proxy = f"/api/v1/namespaces/{app.namespace}/services/mlship:http/proxy/model"
+    served = json.loads(app.cluster.kubectl("get", "--raw", proxy).stdout)
+    assert served["version"] == "1"  # the signed model's pods, still serving
+
+
 def _undone(
     app: App, project: Path, served_image: ServedImage, images: Images, image: Any
 ) -> tuple[dict[str, str], float]:
@@ -183,8 +256,13 @@ def test_a_server_that_exits_at_start_is_undone(
     app: App, project: Path, served_image: ServedImage, images: Images
 ) -> None:
     failed, _ = _undone(app, project, served_image, images, images.refused)
-    # the kubelet restarts it and backs off; the report says how it ended and why
-    assert "CrashLoopBackOff" in failed["diagnose"] or "last exit 2" in failed["diagnose"]
+    # the kubelet restarts it and backs off; the report says how it ended and why (at the
+    # deadline a pod may be between exits: then its log line says it)
+    assert (
+        "CrashLoopBackOff" in failed["diagnose"]
+        or "last exit 2" in failed["diagnose"]
+        or "its last log line: error: cannot load the model" in failed["diagnose"]
+    )
     assert "outside the trust policy" in failed["diagnose"]
 
 

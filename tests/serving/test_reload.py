@@ -11,8 +11,10 @@ import httpx
 import mlflow
 import pytest
 
+from mlship.card import MODEL_FILE
 from mlship.config.settings import Settings
 from mlship.monitor import drift
+from mlship.pipeline.artifacts import save_model
 from mlship.pipeline.features import feature_frame
 from mlship.pipeline.train import fit
 from mlship.registry import runs, versions
@@ -40,7 +42,9 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, list[str]]:
         example = feature_frame(frame.head(2), params.data)
         card = card_for(["great", "other"])
         profile = drift.profile(frame, params.data, None).model_dump(mode="json")
-        run = runs.log_training(settings, card, pipeline, example, profile)
+        saved = folder / f"model-{rows}"
+        save_model(pipeline, card, saved)
+        run = runs.log_training(settings, card, pipeline, example, profile, saved / MODEL_FILE)
         registered.append(
             versions.register(settings, run.run_id, run.model_uri, {"mlship.gate": "passed"})
         )

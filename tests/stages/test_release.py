@@ -30,7 +30,7 @@ def test_register_promote_and_roll_back(project: Project) -> None:
     client = mlflow.MlflowClient(tracking_uri=project.settings.tracking_uri)
     # given two gated models, each registered and promoted
     _gated(project)
-    first = register(project.stage_inputs())
+    first = register(project.stage_inputs()).version
     assert str(client.get_model_version_by_alias("reviews", "candidate").version) == first
     promoted = promote(project.settings, GITHUB)
     assert (promoted.version, promoted.previous) == (first, None)
@@ -41,7 +41,7 @@ def test_register_promote_and_roll_back(project: Project) -> None:
     with pytest.raises(InputError, match="already @champion"):
         promote(project.settings, GITHUB)
     _gated(project)
-    second = register(project.stage_inputs())
+    second = register(project.stage_inputs()).version
     assert promote(project.settings, {}, approver="bob").previous == first
     # when rolled back / then the first is champion again and the rollback is recorded
     back = rollback(project.settings, {}, approver="carol")
@@ -101,7 +101,7 @@ def test_a_later_failing_gate_on_the_same_run_leaves_the_registered_verdict(
 ) -> None:
     # given a gated, registered version
     _gated(project)
-    version = register(project.stage_inputs())
+    version = register(project.stage_inputs()).version
     # when the gate runs again on the same run and fails (thresholds no model meets)
     strict = project.params(gate={"min_accuracy": 1.0, "max_log_loss": 1e-9})
     assert not gate(project.stage_inputs(strict), stale=lambda _: []).passed

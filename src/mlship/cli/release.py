@@ -107,13 +107,22 @@ def comment(
 def register(
     dvc_file: DvcFileOption = DEFAULT_DVC_FILE, params_file: ParamsOption = DEFAULT_PARAMS
 ) -> None:
-    """Register the gated model version with provenance tags and alias `candidate`."""
+    """Register the gated model version with provenance tags and alias `candidate`; with
+    MLSHIP_SIGNING_KEY, sign the model and its provenance first."""
     from mlship.stages import release
 
     project = read_project(params_file, dvc_file)
     with running("register"):
-        version = release.register(project)
-    console.print(f"  {project.settings.registered_name} version {version} is now @candidate")
+        done = release.register(project)
+    name = project.settings.registered_name
+    console.print(f"  {name} version {done.version} is now @candidate")
+    if done.signed is not None:
+        paths = project.paths
+        console.print(
+            f"  signed: the model (sha256 {done.signed[:16]}…) in {paths.signature}, its "
+            f"provenance in {paths.provenance}",
+            soft_wrap=True,
+        )
 
 
 @app.command()

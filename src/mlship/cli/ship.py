@@ -30,6 +30,48 @@ image_app = typer.Typer(help="Build and push the serving image (Docker engine re
 app.add_typer(image_app, name="image")
 
 
+@app.command("verify")
+def verify_command(
+    target: Annotated[
+        str,
+        typer.Argument(help="a model directory, models:/NAME@ALIAS or /N, or an image reference"),
+    ] = "models",
+    dvc_file: DvcFileOption = DEFAULT_DVC_FILE,
+) -> None:
+    """Check a model against its signature and provenance with the trusted keys
+    (MLSHIP_TRUSTED_KEYS): every file, the signer, the gate's verdict. Exit 0 when it holds
+    (or the model is not signed and MLSHIP_SIGNATURES is not `required`), 2 when not.
+    Needs no params.yaml: it checks what it is given, anywhere."""
+    from mlship.stages import ship
+
+    settings = env_settings()
+    with running("verify"):
+        paths = read_paths(dvc_file) if dvc_file.is_file() else None
+        found = ship.verify(settings, paths, target)
+    if found.verified is None:
+        console.print(f"  {found.what}: not signed (MLSHIP_SIGNATURES={settings.signatures})")
+        return
+    verified = found.verified
+    console.print(
+        f"  {found.what}: {verified.files} files match the signature (model sha256 "
+        f"{verified.root})",
+        soft_wrap=True,
+    )
+    provenance = verified.provenance
+    if provenance is None:
+        console.print("  no provenance beside it")
+        return
+    built = provenance["buildDefinition"]
+    gate = built["internalParameters"]["gate"]
+    git = built["externalParameters"].get("git", {})
+    console.print(
+        f"  provenance: gate {gate['verdict']} (report sha256 {gate['report_sha256'][:16]}…), "
+        f"git {str(git.get('sha', '?'))[:12]}, data "
+        + ", ".join(d["uri"] for d in built.get("resolvedDependencies", [])),
+        soft_wrap=True,
+    )
+
+
 @image_app.command("build")
 def image_build(
     model_dir: Annotated[Path, typer.Option(help="the model directory to bake in")] = Path(
@@ -100,7 +142,7 @@ def loadtest(
     params = read_params(params_file)
     paths = read_paths(dvc_file)
     with running("loadtest"):
-        result = ship.run_loadtest(params, paths, model_dir, url, target)
+        result = ship.run_loadtest(params, env_settings(params), paths, model_dir, url, target)
         if result.fallback:
             console.print(
                 f"  [yellow]image step not run: {escape(result.fallback)}; "

@@ -3,6 +3,7 @@ read into Settings, frozen."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
@@ -62,6 +63,24 @@ class Settings(BaseSettings):
     )
     prometheus_url: str | None = Field(
         default=None, description="Prometheus query API for canary checks"
+    )
+    # signed models (docs/security.md)
+    signing_key: SecretStr | None = Field(
+        default=None,
+        description="`mlship register` signs the model and its provenance with this "
+        "elliptic-curve private key: a PEM file's path, or the PEM itself (a CI secret)",
+    )
+    trusted_keys: str | None = Field(
+        default=None,
+        description="the public keys whose signatures every hop accepts (the registry "
+        "loader, the image build, the deploy, the server): comma-separated PEM files' "
+        "paths, or PEM text",
+    )
+    signatures: Literal["off", "checked", "required"] = Field(
+        default="checked",
+        description="checked: a signed model must verify, an unsigned one passes; required: "
+        "only a signed model with the provenance of a passed gate (`mlship deploy --env "
+        "production` requires it whatever this says); off: nothing is checked",
     )
     # Google Cloud Build (`mlship cloudbuild`)
     gcp_project: str | None = Field(
@@ -200,6 +219,50 @@ class Settings(BaseSettings):
             except ValueError as error:
                 raise ValueError(f"{item.strip()!r} is not an address or a network") from error
         return value
+
+    @property
+    def trusted_key_pems(self) -> list[tuple[str, bytes]]:
+        """(where it came from, the PEM) of each trusted key."""
+        given = self.trusted_keys or ""
+        if "-----BEGIN" in given:
+            blocks = given.split("-----END PUBLIC KEY-----")
+            return [
+                (
+                    f"MLSHIP_TRUSTED_KEYS key {i + 1}",
+                    (block.strip() + "\n-----END PUBLIC KEY-----\n").encode(),
+                )
+                for i, block in enumerate(blocks)
+                if "-----BEGIN" in block
+            ]
+        found = []
+        for item in (part.strip() for part in given.split(",")):
+            if item:
+                try:
+                    found.append((item, Path(item).read_bytes()))
+                except OSError as error:
+                    raise InputError(f"MLSHIP_TRUSTED_KEYS: {item}: {error.strerror}") from error
+        return found
+
+    def trust_environment(self) -> dict[str, str]:
+        """The signature policy for a server this process starts where its paths do not
+        reach (a container): the mode, and the trusted keys as PEM text."""
+        keys = "".join(pem.decode() for _, pem in self.trusted_key_pems)
+        return {"MLSHIP_SIGNATURES": self.signatures} | (
+            {"MLSHIP_TRUSTED_KEYS": keys} if keys else {}
+        )
+
+    @property
+    def signing_key_pem(self) -> tuple[str, bytes] | None:
+        """(where it came from, the PEM) of the signing key."""
+        if self.signing_key is None:
+            return None
+        given = self.signing_key.get_secret_value()
+        if "-----BEGIN" in given:
+            return "MLSHIP_SIGNING_KEY", given.encode()
+        try:
+            return given, Path(given).read_bytes()
+        except OSError as error:
+            raise InputError(f"MLSHIP_SIGNING_KEY: {given}: {error.strerror}") from error
 
     @property
     def proxies(self) -> list[str]:

@@ -9,10 +9,12 @@ card. Anything else is refused, so a tampered file cannot make the loader run ar
 
 from __future__ import annotations
 
+import importlib.machinery
 import json
 import shutil
 import sys
 import zipfile
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -109,9 +111,41 @@ def load_model(model_dir: Path, card: ModelCard | None = None) -> Any:
         raise InputError(f"{path}: no model file; run `mlship train` first")
     extra = () if card is None else card.trusted_types
     code = model_dir / CODE_DIR
-    if code.is_dir() and str(code.resolve()) not in sys.path:
-        sys.path.insert(0, str(code.resolve()))
+    if code.is_dir():
+        code_on_path(code)
     return load_file(path, TRUSTED_TYPES + extra)
+
+
+class _SourceOnlyLoader(importlib.machinery.SourceFileLoader):
+    """Compiles the .py it is given and never reads or writes __pycache__: no stat, no cache
+    (importlib's SourceLoader skips bytecode when `path_stats` fails)."""
+
+    def path_stats(self, path: str) -> Mapping[str, Any]:
+        raise OSError("the team's code is imported from its source only")
+
+
+def _source_only_finder(path: str) -> importlib.machinery.FileFinder:
+    if not any(Path(path).is_relative_to(code) for code in _CODE_FOLDERS):
+        raise ImportError(path)  # the next path hook's
+    return importlib.machinery.FileFinder(path, (_SourceOnlyLoader, [".py"]))
+
+
+_CODE_FOLDERS: list[Path] = []
+
+
+def code_on_path(code: Path) -> None:
+    """A model's code/ importable, from its .py files only: the signature covers those, and
+    a .pyc put beside them (Python trusts one whose header matches the source's mtime and
+    size) is never read, nor one written."""
+    code = code.resolve()
+    if code not in _CODE_FOLDERS:
+        _CODE_FOLDERS.append(code)
+    if _source_only_finder not in sys.path_hooks:
+        sys.path_hooks.insert(0, _source_only_finder)
+    for cached in [p for p in sys.path_importer_cache if Path(p).is_relative_to(code)]:
+        del sys.path_importer_cache[cached]
+    if str(code) not in sys.path:
+        sys.path.insert(0, str(code))
 
 
 def load_file(path: Path, trusted: tuple[str, ...]) -> Any:

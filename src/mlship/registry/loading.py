@@ -4,6 +4,7 @@ training data's profile."""
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import sys
@@ -12,10 +13,16 @@ from pathlib import Path
 from typing import Any
 
 from mlship import files
-from mlship.card import CARD_FILE, PROFILE_FILE, ModelCard
+from mlship.card import CARD_FILE, MODEL_FILE, PROFILE_FILE, ModelCard
 from mlship.errors import InputError
 from mlship.monitor.drift import Profile
-from mlship.pipeline.artifacts import CODE_DIR, TRUSTED_TYPES
+from mlship.pipeline.artifacts import CODE_DIR, TRUSTED_TYPES, code_on_path
+from mlship.pipeline.signatures import (
+    PROVENANCE_FILE,
+    SIGNATURE_FILE,
+    TrustPolicy,
+    registry_files,
+)
 from mlship.registry import runs
 from mlship.registry.runs import mlflow_failure
 
@@ -131,13 +138,24 @@ def _check_code(
         )
 
 
+SIGNATURE_FOLDER = "signature"  # on the run: the model's signature and provenance
+
+
 def load_version(
-    tracking_uri: str, name: str, version: str, allow_code: bool = True
+    tracking_uri: str,
+    name: str,
+    version: str,
+    allow_code: bool = True,
+    trust: TrustPolicy | None = None,
+    keep: Path | None = None,
 ) -> LoadedVersion:
     """A registered version, loaded only as a skops file under the trust policy (the built-in
     list plus the types its card names), never by unpickling; its card and run metrics.
-    A version with the team's code loads only with `allow_code` and a passing gate record
-    of that very code (see _check_code)."""
+    Before anything is deserialised, its files are checked against its signature under the
+    signature policy `trust` (signatures.py). A version with the team's code loads only
+    with `allow_code` and a passing gate record of that very code (see _check_code). With
+    `keep`, the version's own files (not a re-saved copy) and its signature are copied there
+    as a model directory."""
     import tempfile
 
     import mlflow
@@ -164,20 +182,76 @@ def load_version(
     code = folder / CODE_DIR
     try:
         model_file = _skops_file(folder, uri)
+        raw_profile = _run_json(run_id, PROFILE_FILE)
+        signature = _run_bytes(run_id, f"{SIGNATURE_FOLDER}/{SIGNATURE_FILE}")
+        provenance = _run_bytes(run_id, f"{SIGNATURE_FOLDER}/{PROVENANCE_FILE}")
+        (trust or TrustPolicy()).check(
+            registry_files(model_file, raw_card, raw_profile, uri), signature, provenance
+        )
+        if keep is not None:
+            _keep(keep, model_file, code, raw_card, raw_profile, signature, provenance)
         if card.trusted_types or code.exists():
             gated = gated_version_report(tracking_uri, run_id, dict(found.tags))
             _check_code(folder, card, gated, allow_code, uri)
         if code.is_dir():
-            sys.path.insert(0, str(code))  # it stays there: the code is imported lazily
+            code_on_path(code)  # it stays there: the code is imported lazily
         model = load_file(model_file, TRUSTED_TYPES + card.trusted_types)
     except BaseException:
-        if str(code) in sys.path:
-            sys.path.remove(str(code))
+        if str(code.resolve()) in sys.path:
+            sys.path.remove(str(code.resolve()))
         shutil.rmtree(folder, ignore_errors=True)
         raise
     if not code.is_dir():
         shutil.rmtree(folder, ignore_errors=True)
     return LoadedVersion(model, card, run_id, metrics, _run_profile(run_id, uri))
+
+
+def _run_bytes(run_id: str, path: str) -> bytes | None:
+    """A file of the run's artifacts, or None when it has none there."""
+    import tempfile
+
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    with tempfile.TemporaryDirectory(prefix="mlship-run-file-") as folder:
+        try:
+            found = mlflow.artifacts.download_artifacts(
+                run_id=run_id, artifact_path=path, dst_path=folder
+            )
+        except MlflowException as error:
+            if error.error_code == "RESOURCE_DOES_NOT_EXIST":
+                return None
+            raise mlflow_failure(error, f"run {run_id}: {path}") from error
+        except OSError:  # a file store answers a missing artifact this way
+            return None
+        return Path(found).read_bytes()
+
+
+def _run_json(run_id: str, path: str) -> Any:
+    found = _run_bytes(run_id, path)
+    return None if found is None else json.loads(found)
+
+
+def _keep(
+    folder: Path,
+    model_file: Path,
+    code: Path,
+    card: dict[str, Any],
+    profile: Any,
+    signature: bytes | None,
+    provenance: bytes | None,
+) -> None:
+    """The version as a model directory: its files as the registry holds them."""
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(model_file, folder / MODEL_FILE)
+    if code.is_dir():
+        shutil.copytree(code, folder / CODE_DIR, ignore=shutil.ignore_patterns("__pycache__"))
+    files.write_json(folder / CARD_FILE, card)
+    if profile is not None:
+        files.write_json(folder / PROFILE_FILE, profile)
+    for name, content in ((SIGNATURE_FILE, signature), (PROVENANCE_FILE, provenance)):
+        if content is not None:
+            (folder / name).write_bytes(content)
 
 
 def version_profile(tracking_uri: str, uri: str) -> Profile:

@@ -83,9 +83,11 @@ def log_training(
     model: Any,
     example: pd.DataFrame,
     profile: dict[str, Any],
+    model_file: Path,
 ) -> LoggedRun:
     """Log params, the model card, the training data's profile and the model (signature +
-    input example)."""
+    input example), whose file is then `model_file` itself: MLflow writes its own copy, and
+    a model signed over the pipeline's file must find the same bytes in the registry."""
     import mlflow
     import mlflow.sklearn
     from mlflow.exceptions import MlflowException
@@ -108,6 +110,7 @@ def log_training(
                 skops_trusted_types=[*TRUSTED_TYPES, *card.trusted_types],
                 code_paths=[str(Path.cwd() / package) for package in card.code] or None,
             )
+            mlflow.MlflowClient().log_model_artifact(logged.model_id, str(model_file))
     except MlflowException as error:
         raise mlflow_failure(
             error, f"MLflow at {settings.tracking_uri!r}: logging the run"

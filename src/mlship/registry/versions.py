@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from mlship.config.settings import Settings
+from mlship.pipeline.signatures import TrustPolicy
 from mlship.registry.loading import LoadedVersion, gated_version_report, load_version
 from mlship.registry.runs import mlflow_failure, start_tracking, tracking_client
 
@@ -115,4 +116,5 @@ def tag_version(settings: Settings, version: str, tags: dict[str, str]) -> None:
 
 def load_champion(settings: Settings, version: str) -> LoadedVersion:
     start_tracking(settings)
-    return load_version(settings.tracking_uri, settings.registered_name, version)
+    trust = TrustPolicy.of(settings)
+    return load_version(settings.tracking_uri, settings.registered_name, version, trust=trust)

@@ -23,6 +23,7 @@ from mlship.errors import InputError
 from mlship.monitor.drift import Profile
 from mlship.pipeline import artifacts
 from mlship.pipeline.features import feature_frame
+from mlship.pipeline.signatures import TrustPolicy, check_directory
 from mlship.registry.loading import load_version, parse_models_uri, resolve_version
 from mlship.serving import fastpath
 
@@ -261,10 +262,16 @@ def _same(first: Scores, second: Scores) -> bool:
 
 
 def load_directory(
-    model_dir: Path, name: str | None = None, metrics_file: Path | None = None
+    model_dir: Path,
+    name: str | None = None,
+    metrics_file: Path | None = None,
+    trust: TrustPolicy | None = None,
 ) -> ServedModel:
     """The model in `model_dir`, served under `name` (default: the name its card records),
-    with its evaluation: the one the image build baked in beside it, else `metrics_file`."""
+    with its evaluation: the one the image build baked in beside it, else `metrics_file`.
+    Its files are checked against the signature beside them (model.sig) under `trust`
+    before the model is read."""
+    check_directory(model_dir, trust or TrustPolicy())
     card = ModelCard.load(model_dir)
     model = artifacts.load_model(model_dir, card)
     baked = model_dir / METRICS_FILE
@@ -283,11 +290,13 @@ def load_directory(
     )
 
 
-def load_registry(tracking_uri: str, uri: str, allow_code: bool) -> ServedModel:
+def load_registry(
+    tracking_uri: str, uri: str, allow_code: bool, trust: TrustPolicy | None = None
+) -> ServedModel:
     """The version a models:/ URI points at, loaded safely (see registry.load_version)."""
     name, alias, _ = parse_models_uri(uri)
     version = resolve_version(tracking_uri, uri)
-    loaded = load_version(tracking_uri, name, version, allow_code)
+    loaded = load_version(tracking_uri, name, version, allow_code, trust)
     card = loaded.card.updated(
         metrics=loaded.metrics,
         mlflow=(loaded.card.mlflow or MlflowInfo(run_id=loaded.run_id)).model_copy(

@@ -15,6 +15,7 @@ from typing import Any
 
 from mlship.choices import ChallengerMode
 from mlship.config.settings import Settings
+from mlship.pipeline.signatures import TrustPolicy
 from mlship.registry.loading import MODELS_SCHEME, resolve_version
 from mlship.serving import limits
 from mlship.serving.bandit import Bandit
@@ -37,9 +38,10 @@ Loader = Callable[[str, Settings], ServedModel]
 def load_model(source: str, settings: Settings, metrics_file: Path | None = None) -> ServedModel:
     """A model directory (with its evaluation from `metrics_file` unless one is baked in), or
     a models:/ URI in the MLflow registry (whose run has its metrics)."""
+    trust = TrustPolicy.of(settings)
     if source.startswith(MODELS_SCHEME):
-        return load_registry(settings.tracking_uri, source, settings.trust_model_code)
-    return load_directory(Path(source), settings.model_name, metrics_file)
+        return load_registry(settings.tracking_uri, source, settings.trust_model_code, trust)
+    return load_directory(Path(source), settings.model_name, metrics_file, trust)
 
 
 def freeze_loaded(collect: bool = True) -> None:

@@ -63,6 +63,7 @@ class ImageRecord(BaseModel):
     digest: str | None = None
     sbom_sha256: str | None = None  # of the CycloneDX SBOM made from the pushed image
     sbom_reference: str | None = None  # where the registry holds it beside the image
+    signature_reference: str | None = None  # the model's signature and provenance, beside it
     vulnerabilities: int | None = None  # fixable ones at the gate's severities; None: not scanned
 
     @property
@@ -222,13 +223,16 @@ def stage_context(
     wheels: Path,
     card: ModelCard,
     metrics: dict[str, Any] | None,
+    signed: list[Path] | None = None,
 ) -> None:
-    """Dockerfile, the locks, model/ (with the team's code under code/), wheels/ and
-    mlship-wheel/."""
+    """Dockerfile, the locks, model/ (with the team's code under code/, and the model's
+    signature and provenance: `signed`), wheels/ and mlship-wheel/."""
     shutil.copy(dockerfile, folder / "Dockerfile")
     for lock in locks:
         shutil.copy(lock, folder / lock.name)
-    shutil.copytree(model_dir, folder / "model")
+    shutil.copytree(model_dir, folder / "model", ignore=shutil.ignore_patterns("__pycache__"))
+    for path in signed or []:
+        shutil.copy(path, folder / "model" / path.name)
     card.save(folder / "model")  # with the registry version, if any
     if metrics is not None:
         write_json(folder / "model" / METRICS_FILE, metrics)

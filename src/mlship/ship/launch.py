@@ -85,10 +85,17 @@ def local_server(model: Path | str, workers: int = 2, timeout: float = 120) -> I
             server.kill()
 
 
-def run_container(client: Any, reference: str, port: int, start: bool = True) -> Any:
+def run_container(
+    client: Any,
+    reference: str,
+    port: int,
+    start: bool = True,
+    environment: dict[str, str] | None = None,
+) -> Any:
     """The image as production runs it: non-root, read-only root filesystem with only /tmp
-    writable, no capabilities, no privilege escalation; on 127.0.0.1:<port>. Created only,
-    not started, with `start=False`."""
+    writable, no capabilities, no privilege escalation; on 127.0.0.1:<port>, with
+    `environment` (the signature policy: Settings.trust_environment). Created only, not
+    started, with `start=False`."""
     import docker.errors
 
     try:
@@ -105,6 +112,7 @@ def run_container(client: Any, reference: str, port: int, start: bool = True) ->
         cap_drop=["ALL"],
         security_opt=["no-new-privileges"],
         labels={"io.mlship.started-by": "mlship"},
+        environment=environment or {},
     )
     if start:
         made.start()
@@ -117,10 +125,12 @@ def container_alive(container: Any) -> bool:
 
 
 @contextmanager
-def running_image(client: Any, reference: str, timeout: float = 120) -> Iterator[str]:
+def running_image(
+    client: Any, reference: str, environment: dict[str, str], timeout: float = 120
+) -> Iterator[str]:
     """The image running as production runs it, on a free port; yields its URL."""
     port = free_port()
-    container = run_container(client, reference, port)
+    container = run_container(client, reference, port, environment=environment)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_ready(f"{url}/ready", timeout, lambda: container_alive(container))

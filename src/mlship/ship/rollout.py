@@ -372,7 +372,7 @@ def _problem(
         found += f": {probe}"
     if line:
         found += f"; its last log line: {line}"
-    return found
+    return f"{found}; before this start: {said}" if said else found
 
 
 def _last_event(kubectl: Kubectl, pod: str, reason: str) -> str | None:

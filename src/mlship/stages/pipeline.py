@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from mlship import files
-from mlship.card import PROFILE_FILE, DataInfo, GitInfo, MlflowInfo, ModelCard
+from mlship.card import MODEL_FILE, PROFILE_FILE, DataInfo, GitInfo, MlflowInfo, ModelCard
 from mlship.config.params import CustomModelParams, EstimatorParams, Params
 from mlship.config.settings import Settings
 from mlship.errors import InputError
@@ -206,18 +206,22 @@ def train(
     answers = model.predict(feature_frame(frame, params.data))
     reference = drift.profile(frame, params.data, np.asarray(answers).tolist())
     example = feature_frame(frame.head(3), params.data)
-    logged = runs.log_training(settings, card, model, example, reference.model_dump(mode="json"))
-    card = card.updated(
-        mlflow=MlflowInfo(
-            run_id=logged.run_id,
-            experiment_id=logged.experiment_id,
-            model_uri=logged.model_uri,
-            tracking_uri=settings.tracking_uri,
-        )
-    )
     with files.atomic_folder(model_dir) as staging:  # a failure keeps the previous model
         artifacts.save_model(model, card, staging)
         reference.save(staging / PROFILE_FILE)
+        # the run keeps this very file: a signature over it holds in the registry too
+        logged = runs.log_training(
+            settings, card, model, example, reference.model_dump(mode="json"), staging / MODEL_FILE
+        )
+        card = card.updated(
+            mlflow=MlflowInfo(
+                run_id=logged.run_id,
+                experiment_id=logged.experiment_id,
+                model_uri=logged.model_uri,
+                tracking_uri=settings.tracking_uri,
+            )
+        )
+        card.save(staging)
     return card
 
 

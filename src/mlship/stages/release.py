@@ -3,19 +3,21 @@ approved, through which CI); roll @champion back to the version it replaced."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from mlship import files
-from mlship.card import ModelCard
+from mlship.card import MODEL_FILE, ModelCard
 from mlship.config.settings import Settings
 from mlship.errors import CheckError, InputError
 from mlship.paths import PipelinePaths
-from mlship.pipeline import artifacts
+from mlship.pipeline import artifacts, signatures
 from mlship.project import Project
 from mlship.registry import runs, versions
+from mlship.registry.loading import SIGNATURE_FOLDER
 from mlship.ship.ci import cloudbuild
 from mlship.ship.ci.approval import Approval, approval
 
@@ -52,9 +54,16 @@ def require_gate_pass(
     return report, card
 
 
-def register(project: Project) -> str:
-    """Register the gated model's run once, tag it with its provenance, alias `candidate`.
-    Returns the version."""
+@dataclass(frozen=True)
+class Registered:
+    version: str
+    signed: str | None  # the signed model's digest, when a signing key was set
+
+
+def register(project: Project) -> Registered:
+    """Register the gated model's run once, tag it with its provenance, alias `candidate`;
+    with a signing key, sign the model and its provenance first (files beside the reports,
+    and on the run). Returns the version."""
     settings, paths, dvc_file = project.settings, project.paths, project.dvc_file
     report, card = require_gate_pass(settings, paths, dvc_file)
     run_id = card.require_run_id(paths.model_dir)
@@ -63,7 +72,8 @@ def register(project: Project) -> str:
     model_uri = card.mlflow.model_uri if card.mlflow else None
     if not model_uri:
         raise InputError(f"{paths.model_dir}: the model card has no MLflow model URI")
-    return versions.register(
+    signed = sign(project, card, report, gate_digest)
+    version = versions.register(
         settings,
         run_id,
         model_uri,
@@ -77,8 +87,120 @@ def register(project: Project) -> str:
             runs.GATE_DIGEST_TAG: gate_digest,
             "mlship.reports.gate_report": f"runs:/{run_id}/{runs.gate_folder(gate_digest)}/gate.md",
             "mlship.gate_champion": str(report.get("champion_version") or "none"),
+            **({} if signed is None else signed.tags()),
         },
     )
+    return Registered(version, None if signed is None else signed.root)
+
+
+@dataclass(frozen=True)
+class Signed:
+    root: str  # the signed manifest's digest
+    key: str  # the signing key's sha256 (the bundle's hint)
+
+    def tags(self) -> dict[str, str]:
+        return {"mlship.signed_model_sha256": self.root, "mlship.signing_key_sha256": self.key}
+
+
+def sign(
+    project: Project, card: ModelCard, report: dict[str, Any], gate_digest: str
+) -> Signed | None:
+    """The model directory signed, and its provenance beside it, with MLSHIP_SIGNING_KEY:
+    written to paths.signature and paths.provenance and kept on the run (signature/). None
+    without a key; an error when the policy requires signatures and there is no key."""
+    settings, paths = project.settings, project.paths
+    for stale in (paths.signature, paths.provenance):  # never an earlier model's
+        stale.unlink(missing_ok=True)
+    if settings.signing_key is None:
+        if settings.signatures == "required":
+            raise InputError(
+                "MLSHIP_SIGNATURES=required, but no MLSHIP_SIGNING_KEY to sign the model with"
+            )
+        return None
+    model_file = paths.model_dir / MODEL_FILE
+    if files.sha256(model_file) != report.get("model_sha256"):
+        raise InputError(f"{model_file} is not the file the gate judged; run `mlship gate` again")
+    pem = settings.signing_key_pem
+    assert pem is not None
+    key = signatures.load_private_key(*pem)
+    model = signatures.directory_files(paths.model_dir)
+    statement = signatures.model_statement(model.digests())
+    root = statement["subject"][0]["digest"]["sha256"]
+    predicate = provenance(project, card, report, gate_digest)
+    files.write_bytes(paths.signature, signatures.sign_statement(statement, key))
+    files.write_bytes(
+        paths.provenance,
+        signatures.sign_statement(signatures.provenance_statement(root, predicate), key),
+    )
+    run_id = card.require_run_id(paths.model_dir)
+    runs.log_artifacts(settings, run_id, [paths.signature, paths.provenance], SIGNATURE_FOLDER)
+    return Signed(root, signatures.key_hint(key.public_key()))
+
+
+def provenance(
+    project: Project, card: ModelCard, report: dict[str, Any], gate_digest: str
+) -> dict[str, Any]:
+    """The SLSA provenance (v1) predicate of a registered model: what it was built from
+    (the data's DVC digests, the commit, the params, the trainer's lock) and the gate's
+    verdict on it."""
+    paths, dvc_file = project.paths, project.dvc_file
+    outputs = dvc_outputs(dvc_file.with_suffix(".lock"))
+    root = dvc_file.parent
+    splits = [str(path.relative_to(root)) for path in (paths.train, paths.test)]
+    data = [
+        {"uri": f"dvc:{path}", "digest": {"md5": outputs[path]}}
+        for path in splits
+        if path in outputs
+    ]
+    lock = Path("requirements.lock")
+    environment = (
+        [{"uri": "requirements.lock", "digest": {"sha256": files.sha256(lock)}}]
+        if lock.is_file()
+        else []
+    )
+    return {
+        "buildDefinition": {
+            "buildType": signatures.BUILD_TYPE,
+            "externalParameters": {
+                "name": project.settings.registered_name,
+                "params_sha256": files.sha256(project.params_file),
+                "git": {"sha": card.git.sha, "dirty": card.git.dirty},
+            },
+            "internalParameters": {
+                "gate": {
+                    "verdict": GATE_PASSED,
+                    "report_sha256": gate_digest,
+                    "criteria": len(report.get("criteria", [])),
+                    "champion_version": report.get("champion_version"),
+                },
+                "dvc_lock_sha256": report.get("dvc_lock_sha256"),
+            },
+            "resolvedDependencies": data + environment,
+        },
+        "runDetails": {
+            "builder": {"id": os.environ.get("MLSHIP_BUILDER_ID", "mlship register")},
+            "metadata": {
+                "invocationId": card.run_id,
+                "startedOn": artifacts.utc_now(),
+            },
+        },
+    }
+
+
+def dvc_outputs(lock: Path) -> dict[str, str]:
+    """path -> md5 of every stage output dvc.lock records."""
+    import yaml
+
+    try:
+        document = yaml.safe_load(lock.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as error:
+        raise InputError(f"{lock}: cannot read it: {error}") from error
+    return {
+        out["path"]: out["md5"]
+        for stage in (document.get("stages") or {}).values()
+        for out in stage.get("outs", [])
+        if "md5" in out
+    }
 
 
 def require_gate_record(settings: Settings, version: str) -> None:

@@ -19,6 +19,13 @@ from mlship.errors import CheckError, InputError, ServiceError, looks_unreachabl
 from mlship.gate.criteria import Criterion
 from mlship.paths import PipelinePaths
 from mlship.pipeline import artifacts
+from mlship.pipeline.signatures import (
+    PROVENANCE_FILE,
+    SIGNATURE_FILE,
+    TrustPolicy,
+    Verified,
+    check_directory,
+)
 from mlship.project import Project
 from mlship.registry import loading, versions
 from mlship.reports import gate_report
@@ -49,12 +56,18 @@ def image_build(
     settings, paths, dvc_file = project.settings, project.paths, project.dvc_file
     with tempfile.TemporaryDirectory(prefix="mlship-image-") as scratch:
         context = Path(scratch)
-        if from_registry:
+        signed: list[Path] = []
+        if from_registry:  # checked against its signature as it is downloaded
             model_dir = context / "registry-model"
             card = stage_registry_model(settings, from_registry, model_dir)
             metrics = card.metrics or None
         else:
             card = ModelCard.load(model_dir)
+            signed = [path for path in (paths.signature, paths.provenance) if path.is_file()]
+            trust = TrustPolicy.of(settings)
+            verified = check_directory(model_dir, trust, paths.signature, paths.provenance)
+            if verified is not None:
+                progress(f"the model's signature verifies (sha256 {verified.root[:16]}…)")
             artifacts.load_model(model_dir, card)  # refuse to bake a model that cannot load
             metrics = files.read_json(paths.metrics) if paths.metrics.is_file() else None
             card = with_registered_version(settings, card, progress)
@@ -81,7 +94,9 @@ def image_build(
         )
         build_context = context / "context"
         build_context.mkdir()
-        image.stage_context(build_context, dockerfile, locks, model_dir, WHEEL_CACHE, card, metrics)
+        image.stage_context(
+            build_context, dockerfile, locks, model_dir, WHEEL_CACHE, card, metrics, signed
+        )
         image_id = image.build(client, build_context, plan, progress)
     record = image.ImageRecord(
         id=image_id,
@@ -102,7 +117,11 @@ def stage_registry_uri(settings: Settings, uri: str, folder: Path) -> ModelCard:
     """The version a models:/ URI points at as a model directory; returns its card."""
     name, alias, _ = loading.parse_models_uri(uri)
     version = loading.resolve_version(settings.tracking_uri, uri)
-    loaded = loading.load_version(settings.tracking_uri, name, version)
+    # the version's own files, checked against its signature, copied (never saved anew: a
+    # signature holds for the bytes it was made over)
+    loaded = loading.load_version(
+        settings.tracking_uri, name, version, trust=TrustPolicy.of(settings), keep=folder
+    )
     mlflow = (loaded.card.mlflow or MlflowInfo(run_id=loaded.run_id)).model_copy(
         update={"run_id": loaded.run_id, "tracking_uri": settings.tracking_uri}
     )
@@ -111,7 +130,7 @@ def stage_registry_uri(settings: Settings, uri: str, folder: Path) -> ModelCard:
         mlflow=mlflow,
         metrics=loaded.metrics,
     )
-    artifacts.save_model(loaded.model, card, folder)
+    card.save(folder)  # the fields a hop fills in are not signed
     return card
 
 
@@ -136,6 +155,7 @@ def image_push(settings: Settings, paths: PipelinePaths, progress: Progress) -> 
     progress(f"SBOM of {pinned} -> {paths.sbom}")
     sbom_sha256 = supply_chain.make_sbom(pinned, paths.sbom)
     attached = supply_chain.attach_sbom(built.repository, digest, paths.sbom)
+    signature_reference = attach_signature(built.repository, digest, progress)
     findings = None
     if settings.scan_vulnerabilities:
         progress(f"vulnerabilities at {settings.scan_severity} -> {paths.vulnerabilities}")
@@ -148,6 +168,7 @@ def image_push(settings: Settings, paths: PipelinePaths, progress: Progress) -> 
             "digest": digest,
             "sbom_sha256": sbom_sha256,
             "sbom_reference": attached,
+            "signature_reference": signature_reference,
             "vulnerabilities": None if findings is None else len(findings),
         }
     )
@@ -171,6 +192,80 @@ def image_push(settings: Settings, paths: PipelinePaths, progress: Progress) -> 
     return pushed
 
 
+def attach_signature(repository: str, digest: str, progress: Progress) -> str | None:
+    """The signature and provenance the pushed image carries in /opt/model, pushed beside
+    it for admission controllers; None when its model is not signed."""
+    pinned = f"{repository}@{digest}"
+    with tempfile.TemporaryDirectory(prefix="mlship-image-model-") as scratch:
+        folder = supply_chain.model_in_image(pinned, Path(scratch))
+        signature, provenance = folder / SIGNATURE_FILE, folder / PROVENANCE_FILE
+        if not (signature.is_file() and provenance.is_file()):
+            return None
+        progress(f"the model's signature and provenance beside {pinned}")
+        return supply_chain.attach_signature(repository, digest, signature, provenance)
+
+
+def verify_image(settings: Settings, image_ref: str, required: bool) -> Verified | str | None:
+    """The image's model (its /opt/model, read through the registry API) against its
+    signature and provenance under the policy — the check an admission controller would
+    make, made by the deployer; `required` for production whatever the policy says.
+    InputError when it does not hold: nothing is deployed. Under the `checked` policy an
+    image the deployer cannot read is left to the cluster (which says why: the reason is
+    returned)."""
+    trust = TrustPolicy.of(settings, at_least="required" if required else None)
+    if trust.mode == "off":
+        return None
+    with tempfile.TemporaryDirectory(prefix="mlship-image-model-") as scratch:
+        try:
+            folder = supply_chain.model_in_image(image_ref, Path(scratch))
+        except ServiceError as error:
+            if trust.mode == "required":
+                raise InputError(f"refusing to deploy {image_ref}: {error}") from error
+            return f"not checked: {error}"
+        try:
+            return check_directory(folder, trust)
+        except InputError as error:
+            said = str(error).replace(str(folder), f"{image_ref}:/opt/model")
+            raise InputError(f"refusing to deploy {image_ref}: {said}") from error
+
+
+@dataclass(frozen=True)
+class Verification:
+    """What `mlship verify` found."""
+
+    what: str  # the folder, models:/ URI or image checked
+    verified: Verified | None  # None: not signed (and the policy let it through)
+
+
+def verify(settings: Settings, paths: PipelinePaths | None, target: str) -> Verification:
+    """A model directory (its signature beside it, or with the pipeline's reports for the
+    pipeline's own `models/` when run in a project), a models:/ URI, or an image, checked
+    against the policy (at least `checked`). InputError saying what does not hold."""
+    trust = TrustPolicy.of(settings, at_least="checked")
+    if target.startswith(loading.MODELS_SCHEME):
+        name, _, _ = loading.parse_models_uri(target)
+        version = loading.resolve_version(settings.tracking_uri, target)
+        with tempfile.TemporaryDirectory(prefix="mlship-verify-") as scratch:
+            loading.load_version(
+                settings.tracking_uri, name, version, trust=trust, keep=Path(scratch)
+            )
+            return Verification(target, check_directory(Path(scratch), trust))
+    folder = Path(target)
+    if folder.is_dir():
+        pipelines_own = paths is not None and folder.resolve() == paths.model_dir.resolve()
+        if pipelines_own and paths is not None and not (folder / SIGNATURE_FILE).is_file():
+            return Verification(
+                target, check_directory(folder, trust, paths.signature, paths.provenance)
+            )
+        return Verification(target, check_directory(folder, trust))
+    if "/" not in target or (":" not in target.rsplit("/", 1)[-1] and "@" not in target):
+        raise InputError(f"{target}: no such folder, models:/ URI or image reference")
+    found = verify_image(settings, target, required=settings.signatures == "required")
+    if isinstance(found, str):
+        raise ServiceError(f"{target}: {found}")
+    return Verification(target, found)
+
+
 # --- the load test ----------------------------------------------------------------------
 
 
@@ -188,13 +283,15 @@ class LoadtestResult:
 
 def run_loadtest(
     params: Params,
+    settings: Settings,
     paths: PipelinePaths,
     model_dir: Path,
     url: str | None = None,
     target: LoadTarget = LoadTarget.auto,
 ) -> LoadtestResult:
-    """Locust for a bounded time against `url`, the built image, or a local server; the
-    budget in params.yaml decides; reports are written whatever the verdict."""
+    """Locust for a bounded time against `url`, the built image (its server under the
+    settings' signature policy), or a local server; the budget in params.yaml decides;
+    reports are written whatever the verdict."""
     fallback = None
     with contextlib.ExitStack() as cleanup:
         described = url or ""
@@ -206,7 +303,9 @@ def run_loadtest(
                     raise InputError(f"cannot load-test the image: {reason}") from reason
                 fallback = str(reason)
             else:
-                url = cleanup.enter_context(launch.running_image(client, reference))
+                url = cleanup.enter_context(
+                    launch.running_image(client, reference, settings.trust_environment())
+                )
                 described = f"image {reference}"
         if url is None:
             url = cleanup.enter_context(launch.local_server(model_dir))
@@ -298,6 +397,7 @@ def deploy(
         raise InputError(
             f"{image_ref}: expected a tag <gitsha>-m<version> from `mlship image build`"
         )
+    verified = verify_image(settings, image_ref, required=env is Environment.production)
     card = ModelCard.load(paths.model_dir)
     row = loadtest.request_rows(read_split(paths.test), card.features.columns, limit=1)[0]
     target = rollout.Target(namespace or f"mlship-{env.value}")
@@ -318,6 +418,15 @@ def deploy(
         )
     else:
         report = rollout.deploy(kubectl, target, env.value, image_ref, version, row, timeout)
+    if isinstance(verified, str):
+        checked = verified
+    elif verified is None:
+        checked = "the model is not signed (the policy lets it through)"
+    else:
+        checked = f"signed model sha256 {verified.root[:16]}…" + (
+            ", provenance of a passed gate" if verified.provenance is not None else ""
+        )
+    report.steps.insert(0, rollout.Step("verify model", True, checked))
     out = paths.deploy_report(env.value)
     files.write_json(out, report.as_json() | {"model_sha256": _model_in(paths, image_ref, card)})
     files.write_text(out.with_suffix(".md"), report.markdown())

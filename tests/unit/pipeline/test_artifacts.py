@@ -1,3 +1,8 @@
+import importlib
+import importlib.util
+import os
+import py_compile
+import sys
 import zipfile
 from pathlib import Path
 
@@ -10,7 +15,13 @@ from sklearn.preprocessing import FunctionTransformer
 from mlship.card import Features, ModelCard
 from mlship.config.params import Params
 from mlship.errors import InputError
-from mlship.pipeline.artifacts import TRUSTED_TYPES, load_file, load_model, save_model
+from mlship.pipeline.artifacts import (
+    TRUSTED_TYPES,
+    code_on_path,
+    load_file,
+    load_model,
+    save_model,
+)
 from mlship.pipeline.features import TextVectorizer, feature_frame
 from mlship.pipeline.train import fit
 from mlship.vcs import git_state
@@ -108,3 +119,30 @@ def test_a_forged_vocabulary_is_refused_not_loaded_wrong(
     # when loaded / then the load fails, saying why
     with pytest.raises(InputError, match=why):
         load_file(tmp_path / "vectorizer.skops", TRUSTED_TYPES)
+
+
+def test_a_models_code_is_imported_from_its_source_never_from_a_planted_pyc(
+    tmp_path: Path,
+) -> None:
+    """Python trusts a .pyc in __pycache__ whose header matches the source's mtime and size:
+    one planted beside signed code would run in its place. code/ is imported from source."""
+    code = tmp_path / "code" / "plantedpkg"
+    code.mkdir(parents=True)
+    (code / "__init__.py").write_text("")
+    source = code / "rules.py"
+    source.write_text("WHO = 'signed!'\n")
+    # the attacker's bytecode: other code of the same size, its mtime made the source's
+    evil = tmp_path / "evil.py"
+    evil.write_text("WHO = 'planted'\n")
+    stat = source.stat()
+    os.utime(evil, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    planted = Path(importlib.util.cache_from_source(str(source)))
+    py_compile.compile(str(evil), cfile=str(planted))
+    code_on_path(tmp_path / "code")
+    try:
+        assert importlib.import_module("plantedpkg.rules").WHO == "signed!"
+        assert sorted(planted.parent.iterdir()) == [planted]  # and none written
+    finally:
+        sys.path.remove(str((tmp_path / "code").resolve()))
+        for name in ("plantedpkg.rules", "plantedpkg"):
+            sys.modules.pop(name, None)
