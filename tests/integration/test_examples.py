@@ -93,7 +93,7 @@ def _served_paths_match_the_pipeline(space: Workspace) -> None:
 
 
 def test_every_example_is_tested() -> None:
-    assert EXAMPLES == ["custom", "penguins", "regression", "reviews"]
+    assert EXAMPLES == ["custom", "penguins", "regression", "reviews", "taxi"]
 
 
 @pytest.mark.parametrize("example", EXAMPLES)

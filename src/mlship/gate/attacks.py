@@ -178,7 +178,8 @@ def _hop_skip_jump(
     low = ((known.min().to_numpy() - mean) / scale - settings.budget).astype(np.float32)
     high = ((known.max().to_numpy() - mean) / scale + settings.budget).astype(np.float32)
     classes = [str(c) for c in model.classes_]
-    np.random.seed(seed)  # HopSkipJump draws its starting points from NumPy's global state
+    np.random.seed(seed)  # HopSkipJump draws its steps from NumPy's global state
+    starts = np.random.default_rng(seed)  # and the first adversarial points from ours
     evaded, distances = 0, []
     for _, row in rows.iterrows():
         fixed = feature_frame(row.to_frame().T, data).reset_index(drop=True)
@@ -187,8 +188,13 @@ def _hop_skip_jump(
         if np.isnan(start).any():
             continue
         predict = _row_predictor(model, fixed, numeric, mean, scale, classes)
+        # ART's step-size search halves its step until a point is adversarial: on a model
+        # whose answers are steps (trees) it can halve forever, so the attack gets a query
+        # budget of its own (four times what its iterations ask for, with their searches),
+        # and a row it spends without evading counts as not evaded
+        budgeted = _budgeted(predict, 4 * settings.max_iter * (settings.max_queries + 100))
         classifier = BlackBoxClassifier(
-            predict, (len(numeric),), len(classes), clip_values=(low, high)
+            budgeted, (len(numeric),), len(classes), clip_values=(low, high)
         )
         attack = HopSkipJump(
             classifier,
@@ -199,8 +205,18 @@ def _hop_skip_jump(
             init_eval=max(1, settings.max_queries // 10),
             verbose=False,
         )
-        with _quiet():
-            moved = attack.generate(start)
+        # the first adversarial point, drawn as ART would but from a seeded generator (ART's
+        # own is seeded by the operating system: the verdict would change run to run)
+        answer = predict(start).argmax(axis=1)[0]
+        drawn = starts.uniform(low, high, size=(100, len(numeric))).astype(np.float32)
+        other = np.flatnonzero(predict(drawn).argmax(axis=1) != answer)
+        if not len(other):
+            continue  # no point of another class within the range: not evaded
+        try:
+            with _quiet():
+                moved = attack.generate(start, x_adv_init=drawn[other[:1]])
+        except _BudgetSpent:
+            continue
         flipped = predict(moved).argmax(axis=1)[0] != predict(start).argmax(axis=1)[0]
         distance = float(np.linalg.norm(moved - start))
         if flipped:
@@ -209,6 +225,26 @@ def _hop_skip_jump(
     attacked = len(rows)
     median = round(float(np.median(distances)), 4) if distances else None
     return EvasionResult("HopSkipJump (ART)", attacked, evaded, median)
+
+
+class _BudgetSpent(Exception):
+    """The attack asked the model more often than its budget allows."""
+
+
+def _budgeted(
+    predict: Callable[[np.ndarray], np.ndarray], queries: int
+) -> Callable[[np.ndarray], np.ndarray]:
+    """`predict`, refusing once it has answered `queries` points."""
+    asked = 0
+
+    def answer(points: np.ndarray) -> np.ndarray:
+        nonlocal asked
+        asked += len(points)
+        if asked > queries:
+            raise _BudgetSpent
+        return predict(points)
+
+    return answer
 
 
 def _row_predictor(
