@@ -215,7 +215,7 @@ def _hop_skip_jump(
         try:
             with _quiet():
                 moved = attack.generate(start, x_adv_init=drawn[other[:1]])
-        except _BudgetSpent:
+        except _BudgetSpentError:
             continue
         flipped = predict(moved).argmax(axis=1)[0] != predict(start).argmax(axis=1)[0]
         distance = float(np.linalg.norm(moved - start))
@@ -227,7 +227,7 @@ def _hop_skip_jump(
     return EvasionResult("HopSkipJump (ART)", attacked, evaded, median)
 
 
-class _BudgetSpent(Exception):
+class _BudgetSpentError(Exception):
     """The attack asked the model more often than its budget allows."""
 
 
@@ -241,7 +241,7 @@ def _budgeted(
         nonlocal asked
         asked += len(points)
         if asked > queries:
-            raise _BudgetSpent
+            raise _BudgetSpentError
         return predict(points)
 
     return answer

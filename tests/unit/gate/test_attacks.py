@@ -65,6 +65,6 @@ def test_an_attack_out_of_queries_stops() -> None:
 
     budgeted = attacks._budgeted(predict, 10)
     budgeted(np.zeros((6, 2)))
-    with pytest.raises(attacks._BudgetSpent):
+    with pytest.raises(attacks._BudgetSpentError):
         budgeted(np.zeros((5, 2)))
     assert asked == [6]  # the call over the budget never reached the model
