@@ -76,6 +76,9 @@ class Node:
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     kernel: dict[str, str] = field(default_factory=dict)
     started_seconds: float = 0.0
+    # the host's network namespaces before the node: killed pods never get their CNI DEL,
+    # so stop removes the pods' namespaces (and veths) that are new since
+    namespaces_before: frozenset[str] = frozenset()
 
     def ctr(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         done = subprocess.run(
@@ -103,6 +106,9 @@ class Node:
         if containerd is not None:
             _end(containerd)
         _unmount_under(self.folder)
+        for namespace in _network_namespaces() - self.namespaces_before:
+            if namespace.startswith("cni-"):
+                subprocess.run(["ip", "netns", "del", namespace], capture_output=True, check=False)
         subprocess.run(["ip", "link", "del", BRIDGE], capture_output=True, check=False)
         subprocess.run(
             ["ip", "addr", "del", f"{NODE_IP}/32", "dev", "lo"], capture_output=True, check=False
@@ -111,6 +117,13 @@ class Node:
         for key, value in self.kernel.items():
             with contextlib.suppress(OSError):
                 Path("/proc/sys", key).write_text(value)
+
+
+def _network_namespaces() -> frozenset[str]:
+    try:
+        return frozenset(entry.name for entry in Path("/var/run/netns").iterdir())
+    except OSError:
+        return frozenset()
 
 
 def _end(process: subprocess.Popen[bytes]) -> None:
@@ -287,7 +300,7 @@ def start(cluster: Cluster, folder: Path) -> Node:
                            "containernetworking-plugins)")  # fmt: skip
     folder.mkdir(parents=True, exist_ok=True)
     socket = folder / "containerd.sock"
-    node = Node(folder, socket)
+    node = Node(folder, socket, namespaces_before=_network_namespaces())
     for key in KERNEL_SETTINGS:
         with contextlib.suppress(OSError):
             node.kernel[key] = Path("/proc/sys", key).read_text().strip()
@@ -311,8 +324,9 @@ def start(cluster: Cluster, folder: Path) -> Node:
         )
     )
     try:
+        # replace, not add: a session killed before its teardown leaves the address behind
         subprocess.run(
-            ["ip", "addr", "add", f"{NODE_IP}/32", "dev", "lo"], capture_output=True, check=True
+            ["ip", "addr", "replace", f"{NODE_IP}/32", "dev", "lo"], capture_output=True, check=True
         )
         node.processes["containerd"] = _spawn(
             folder, "containerd", ["containerd", "--config", str(folder / "containerd.toml")]
