@@ -368,7 +368,12 @@ def test_a_hung_api_server_is_cut_off_and_the_deploy_reports_it(
         done = subprocess.run(
             command,
             cwd=project,
-            env=app.env() | {"MLSHIP_KUBECTL_TIMEOUT_SECONDS": "5"},
+            env=app.env()
+            | {
+                "MLSHIP_KUBECTL_TIMEOUT_SECONDS": "5",
+                "MLSHIP_TRACKING_URI": served_image.tracking_uri,
+                "MLSHIP_TRUSTED_KEYS": str(served_image.trusted_keys),
+            },
             capture_output=True,
             text=True,
             timeout=300,
