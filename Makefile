@@ -73,8 +73,8 @@ push: install ## push the image to $$MLSHIP_REGISTRY (default 127.0.0.1:5001)
 loadtest: install ## locust against the image (or a local server) within the params budget
 	mlship loadtest
 
-deploy: install ## roll the pushed image out with kubectl (ENV=staging|production), undo on failure
-	mlship deploy --env $(or $(ENV),staging)
+deploy: install ## roll the pushed image out with kubectl (ENV=staging|production, CANARY=1), undo on failure
+	mlship deploy --env $(or $(ENV),staging) $(if $(CANARY),--canary)
 
 serve: install ## serve models/ on 127.0.0.1:8000 (MODEL=models:/name@alias, WORKERS=2)
 	mlship serve --model "$(or $(MODEL),models)" --workers $(or $(WORKERS),2) \

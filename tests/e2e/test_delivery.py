@@ -2,7 +2,11 @@
 jobs in order — the delivery from tests to staging, then production — with the real DVC
 remote, MLflow store, Docker engine and registry, and kubectl against the real cluster of
 tests/kube: the image the job built and pushed is pulled by the node and its pods serve
-the released model in both environments. What cannot run here is stood in for: the Google
+the released model in both environments, to clients coming through each environment's
+Gateway (Traefik). Production is deployed as cd.yml says, with `--canary`: a canary pod
+given 10 % then 50 % of the Gateway's traffic (driven by the deploy's own load, there being
+no clients here), judged by a Prometheus that discovers the pods, then stable promoted. What
+cannot run here is stood in for: the Google
 and Docker login actions (tests/ci/act_stand_ins), trivy's vulnerability database (a
 stand-in trivy answering "no findings"), and the GitHub API, which names the release
 manager who approved the `production` environment.
@@ -13,9 +17,12 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from mlship.ship.delivery import STEPS
@@ -24,8 +31,9 @@ from tests.e2e.conftest import remove_image
 from tests.fake_api import fake_api
 from tests.integration.team_stack import mlflow_server
 from tests.kube.cluster import CACHE, Cluster
-from tests.kube.conftest import deploy_app
+from tests.kube.conftest import App, app_in
 from tests.kube.fixtures import Images
+from tests.kube.scrape import scraping
 from tests.unit.ship.ci.test_github import FakeGitHub
 
 pytestmark = [pytest.mark.docker, pytest.mark.kube]
@@ -44,14 +52,28 @@ VARIABLES = {  # the repository's `vars`, as docs/ci/github-actions.md sets them
 }
 
 
-def _environments(cluster: Cluster, images: Images) -> Path:
+@contextmanager
+def _environments(cluster: Cluster, images: Images) -> Iterator[tuple[Path, dict[str, App]]]:
     """mlship-staging and mlship-production as their admin sets them up (their overlays, on
-    the image running before this release, trusting the CI's key), and one CI identity bound
-    in both, as on GKE."""
-    for env in ("staging", "production"):
-        deploy_app(
-            cluster, f"overlays/{env}", f"mlship-{env}", str(images.running), images.trusted_keys
-        )
+    the image running before this release, trusting the CI's key, each Gateway served), and
+    one CI identity bound in both, as on GKE: its kubeconfig, and the apps."""
+    with ExitStack() as stack:
+        apps = {
+            env: stack.enter_context(
+                app_in(
+                    cluster,
+                    f"overlays/{env}",
+                    f"mlship-{env}",
+                    str(images.running),
+                    images.trusted_keys,
+                )
+            )
+            for env in ("staging", "production")
+        }
+        yield _bound(cluster), apps
+
+
+def _bound(cluster: Cluster) -> Path:
     cluster.kubectl(
         "-n",
         "mlship-production",
@@ -69,10 +91,9 @@ def test_cd_yml_delivers_to_staging_then_production_with_the_approvers_name(
     engine: Any,
     registry: str,
     cluster: Cluster,
-    istio_crds: None,
+    gateway_api: None,
     images: Images,
 ) -> None:
-    deployer = _environments(cluster, images)
     repo = tmp_path / "repo"
     repo.mkdir()
     copy_repository(repo, branch="main")
@@ -96,8 +117,12 @@ def test_cd_yml_delivers_to_staging_then_production_with_the_approvers_name(
     store.mkdir()
     release = tmp_path / "artifacts" / "release"
     try:
-        # the team's MLflow server: the jobs share it, as they would on GitHub
+        # the team's MLflow server: the jobs share it, as they would on GitHub; production's
+        # canary is judged by a Prometheus that discovers its pods, on traffic the deploy
+        # sends through the production Gateway (no clients here)
         with (
+            _environments(cluster, images) as (deployer, apps),
+            scraping(cluster, "mlship-production", tmp_path / "prometheus") as prometheus,
             mlflow_server(store, f"sqlite:///{store}/mlflow.db", str(store / "artifacts")) as url,
             fake_api(github.answer) as api,
         ):
@@ -111,6 +136,9 @@ def test_cd_yml_delivers_to_staging_then_production_with_the_approvers_name(
                 | {
                     "MLFLOW_TRACKING_URI": url,
                     "MLSHIP_TRUSTED_KEYS": images.trusted_keys.read_text(),
+                    "MLSHIP_PROMETHEUS_URL": prometheus.url,
+                    "MLSHIP_CANARY_SETTLE_SECONDS": "6",
+                    "MLSHIP_CANARY_LOAD_URL": apps["production"].gateway.url,
                 },
                 secrets={"MLSHIP_SIGNING_KEY": images.signing_key.read_text()},
                 env={
@@ -128,22 +156,32 @@ def test_cd_yml_delivers_to_staging_then_production_with_the_approvers_name(
             assert run.artifacts / "release" == release
             _check_delivery(run.succeeded(), run.stand_in_log.read_text(), release, tmp_path, url)
             # what the cluster runs now, read from it: the release, in both environments,
-            # its pods Ready and serving the released model through the Service
+            # its pods Ready and serving the released model to clients through the Gateway
             image = json.loads((release / "reports/image.json").read_text())["references"][0]
-            for env in ("staging", "production"):
-                namespace = f"mlship-{env}"
-                running = cluster.kubectl(
-                    "-n",
-                    namespace,
+            for env, app in apps.items():
+                running = app.kubectl(
                     "get",
                     "deployment/mlship",
                     "-o",
                     "jsonpath={.spec.template.spec.containers[0].image} {.status.readyReplicas}",
                 )
                 assert running.stdout == f"{image} 2", env
-                proxy = f"/api/v1/namespaces/{namespace}/services/mlship:http/proxy/model"
-                served = json.loads(cluster.kubectl("get", "--raw", proxy).stdout)
+                served = httpx.get(f"{app.gateway.url}/model", timeout=10).json()
                 assert (served["name"], served["version"]) == ("reviews", "1"), env
+            # production went through a canary judged on its own pods' figures, then stable
+            production = json.loads(
+                (release.parent / "production" / "deploy-production.json").read_text()
+            )
+            steps = {step["name"]: step for step in production["steps"]}
+            for weight in ("canary 10%", "canary 50%"):
+                assert steps[weight]["ok"] and "p99" in steps[weight]["detail"], steps[weight]
+            assert steps["all traffic to stable, canary removed"]["ok"]
+            split = apps["production"].kubectl(
+                "get", "httproute/mlship", "-o", "jsonpath={.spec.rules[0].backendRefs[*].weight}"
+            )
+            assert split.stdout == "100 0"
+            canary = apps["production"].kubectl("get", "deployment/mlship-canary", check=False)
+            assert canary.returncode != 0 and "NotFound" in canary.stderr
     finally:
         if (release / "reports/image.json").is_file():
             built = json.loads((release / "reports/image.json").read_text())

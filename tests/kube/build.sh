@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Build the Kubernetes cluster the tests run — etcd, kube-apiserver, kube-controller-manager,
-# kube-scheduler, kubectl, and the node's kubelet and pause (sandbox) binary — from source,
-# once per machine, into a cache keyed by version. No registry ships these binaries here;
+# kube-scheduler, kubectl, and the node's kubelet and pause (sandbox) binary — its Gateway
+# API data plane (Traefik, with the Gateway API CRDs it implements) and a Prometheus that
+# discovers its pods (Debian's is built without Kubernetes discovery) from source, once per
+# machine, into caches keyed by version. No registry ships these binaries here;
 # the Go module proxy serves their sources. The node's container runtime and CNI plugins
 # are Debian's (containerd, runc, containernetworking-plugins).
 #
@@ -14,9 +16,13 @@ set -euo pipefail
 
 KUBERNETES=${MLSHIP_KUBERNETES_VERSION:-1.37.2}
 ETCD=${MLSHIP_ETCD_VERSION:-3.6.16}  # 3.6: the API server's watch progress needs >= 3.5.13
-ISTIO_API=${MLSHIP_ISTIO_API_VERSION:-1.32.0}  # Istio's published CRDs, for the canary
+# 3.7 does not build here (some of its dependencies are refused by the module proxy)
+TRAEFIK=${MLSHIP_TRAEFIK_VERSION:-3.6.12}
 CACHE=${MLSHIP_KUBE_CACHE:-$HOME/.cache/mlship/k8s}/$KUBERNETES
-BINARIES=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet pause istio-crds.yaml)
+TRAEFIK_CACHE=${MLSHIP_KUBE_CACHE:-$HOME/.cache/mlship/k8s}/traefik-$TRAEFIK
+PROMETHEUS=${MLSHIP_PROMETHEUS_MODULE_VERSION:-0.316.0}  # the Go module's version of Prometheus 3
+PROMETHEUS_CACHE=${MLSHIP_KUBE_CACHE:-$HOME/.cache/mlship/k8s}/prometheus-$PROMETHEUS
+BINARIES=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet pause)
 export GOWORK=off GOFLAGS=-mod=mod
 HERE=$(cd "$(dirname "$0")" && pwd)
 
@@ -29,19 +35,57 @@ built() {
     for binary in "${BINARIES[@]}"; do [[ -e $CACHE/$binary ]] || return 1; done
 }
 
-if built; then
-    echo "Kubernetes $KUBERNETES and etcd $ETCD: already built in $CACHE"
+traefik_built() {
+    [[ -e $TRAEFIK_CACHE/traefik && -e $TRAEFIK_CACHE/gateway-api-crds.yaml ]]
+}
+
+prometheus_built() {
+    [[ -e $PROMETHEUS_CACHE/prometheus ]]
+}
+
+if built && traefik_built && prometheus_built; then
+    echo "Kubernetes $KUBERNETES, etcd $ETCD, Traefik $TRAEFIK and Prometheus $PROMETHEUS: already built in $(dirname "$CACHE")"
     exit 0
 fi
 command -v go >/dev/null || { echo "error: Go is needed to build Kubernetes" >&2; exit 2; }
-mkdir -p "$CACHE"
-started=$SECONDS
 work=$(mktemp -d "${TMPDIR:-/tmp}/mlship-k8s-build.XXXXXX")
 trap 'chmod -R u+w "$work" 2>/dev/null; rm -rf "$work"' EXIT
 
 module_dir() {  # where `go mod download` puts a module's source
     go mod download -json "$1" | "${PYTHON:-python3}" -c 'import json, sys; print(json.load(sys.stdin)["Dir"])'
 }
+
+# Traefik: its own module, built as published (CGO off: a static binary); the Gateway API
+# CRDs of the version its go.mod requires (the standard channel), which it implements
+if ! traefik_built; then
+    started=$SECONDS
+    mkdir -p "$TRAEFIK_CACHE"
+    cp -r "$(module_dir "github.com/traefik/traefik/v3@v$TRAEFIK")" "$work/traefik"
+    chmod -R u+w "$work/traefik"
+    (cd "$work/traefik" \
+        && CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o "$TRAEFIK_CACHE/traefik" ./cmd/traefik \
+        && gateway_api=$(go list -m -f '{{.Version}}' sigs.k8s.io/gateway-api) \
+        && for crd in "$(module_dir "sigs.k8s.io/gateway-api@$gateway_api")"/config/crd/standard/*.yaml; do
+               echo "---"; cat "$crd"; done >"$TRAEFIK_CACHE/gateway-api-crds.yaml.partial" \
+        && mv "$TRAEFIK_CACHE/gateway-api-crds.yaml.partial" "$TRAEFIK_CACHE/gateway-api-crds.yaml")
+    echo "Traefik $TRAEFIK built in $((SECONDS - started)) s into $TRAEFIK_CACHE"
+fi
+# Prometheus with one service discovery, Kubernetes' (its build tags leave out the others)
+if ! prometheus_built; then
+    started=$SECONDS
+    mkdir -p "$PROMETHEUS_CACHE"
+    cp -r "$(module_dir "github.com/prometheus/prometheus@v$PROMETHEUS")" "$work/prometheus"
+    chmod -R u+w "$work/prometheus"
+    (cd "$work/prometheus" \
+        && CGO_ENABLED=0 go build -trimpath -tags "remove_all_sd enable_kubernetes_sd" \
+            -ldflags='-s -w' -o "$PROMETHEUS_CACHE/prometheus" ./cmd/prometheus)
+    echo "Prometheus (module v$PROMETHEUS) built in $((SECONDS - started)) s into $PROMETHEUS_CACHE"
+fi
+if built; then
+    exit 0
+fi
+mkdir -p "$CACHE"
+started=$SECONDS
 
 cp -r "$(module_dir "go.etcd.io/etcd/server/v3@v$ETCD")" "$work/etcd"
 chmod -R u+w "$work/etcd"
@@ -69,13 +113,5 @@ go build -tags providerless -trimpath -ldflags="-s -w $version_flags" -o "$CACHE
     ./cmd/kube-apiserver ./cmd/kube-controller-manager ./cmd/kube-scheduler ./cmd/kubectl ./cmd/kubelet
 # the pods' sandbox: static, so it runs alone in an image (tests/kube/pause)
 (cd "$HERE/pause" && CGO_ENABLED=0 GOFLAGS= go build -trimpath -ldflags='-s -w' -o "$CACHE/pause" pause.go)
-istio=$(module_dir "istio.io/api@v$ISTIO_API")
-"${PYTHON:-python3}" - "$istio/kubernetes/customresourcedefinitions.gen.yaml" "$CACHE/istio-crds.yaml" <<'PY'
-import sys, yaml
-wanted = {"virtualservices.networking.istio.io", "destinationrules.networking.istio.io"}
-crds = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d and d["metadata"]["name"] in wanted]
-assert len(crds) == len(wanted), [d["metadata"]["name"] for d in crds]
-yaml.safe_dump_all(crds, open(sys.argv[2], "w"))
-PY
 built
 echo "Kubernetes $KUBERNETES and etcd $ETCD built in $((SECONDS - started)) s into $CACHE"

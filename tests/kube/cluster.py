@@ -25,6 +25,14 @@ from tests.conftest import REPO
 
 KUBERNETES = os.environ.get("MLSHIP_KUBERNETES_VERSION", "1.37.2")
 CACHE = Path(os.environ.get("MLSHIP_KUBE_CACHE", Path.home() / ".cache/mlship/k8s")) / KUBERNETES
+# the Gateway API's data plane (tests/kube/gateway.py), built by the same script
+TRAEFIK_CACHE = CACHE.parent / f"traefik-{os.environ.get('MLSHIP_TRAEFIK_VERSION', '3.6.12')}"
+# Prometheus with Kubernetes discovery (tests/kube/scrape.py), built by the same script
+PROMETHEUS = (
+    CACHE.parent
+    / f"prometheus-{os.environ.get('MLSHIP_PROMETHEUS_MODULE_VERSION', '0.316.0')}"
+    / "prometheus"
+)
 BUILD = REPO / "tests" / "kube" / "build.sh"
 TOKENS = {  # user -> (token, groups): the API server's static token file
     "admin": ("admin-token-for-tests", "system:masters"),
@@ -51,9 +59,11 @@ def ensure_built() -> Path:
         "kubectl",
         "kubelet",
         "pause",
-        "istio-crds.yaml",
     )
-    if not all((CACHE / name).is_file() for name in needed):
+    traefik = (TRAEFIK_CACHE / "traefik", TRAEFIK_CACHE / "gateway-api-crds.yaml", PROMETHEUS)
+    if not all((CACHE / name).is_file() for name in needed) or not all(
+        path.is_file() for path in traefik
+    ):
         env = {**os.environ, "PYTHON": sys.executable}
         subprocess.run(["bash", str(BUILD)], check=True, timeout=3600, env=env)
     return CACHE

@@ -13,7 +13,6 @@ import os
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -25,8 +24,9 @@ from mlship.pipeline import signatures
 from mlship.ship import image, supply_chain
 from tests.integration.conftest import BIN
 from tests.keys import key_pair
+from tests.kube import gateway
 from tests.kube import node as nodes
-from tests.kube.cluster import CACHE, Cluster, ensure_built, start, until
+from tests.kube.cluster import Cluster, ensure_built, start
 from tests.kube.images import Reference, retag, with_files
 from tests.tools import unavailable
 
@@ -128,6 +128,8 @@ class Images:
     missing: Reference  # a tag the registry does not have
     refused: Reference  # its model card trusts none of XGBoost's types: the server exits
     never_ready: Reference  # its card leaves out a feature: the model fails its warm-up
+    second: Reference  # the same model registered as version 2 (a field the signature leaves out)
+    slow: Reference  # version 2 whose server takes 300 ms more per scoring call
     forged: Reference  # a byte of its model file flipped, the signature left as it was
     unsigned: Reference  # its signature and provenance deleted (whiteouts in a layer on top)
     signing_key: Path  # the CI's private key they were signed with (PEM)
@@ -158,6 +160,8 @@ def images(served_image: ServedImage, tmp_path_factory: pytest.TempPathFactory) 
             f"{model_dir}{signatures.PROVENANCE_FILE}": provenance,
         }
 
+    second = {**card, "registry": {**card["registry"], "version": "2"}}
+    second_card = {f"{model_dir}model_card.json": json.dumps(second).encode()}
     return Images(
         signing_key=served_image.signing_key,
         trusted_keys=served_image.trusted_keys,
@@ -167,6 +171,8 @@ def images(served_image: ServedImage, tmp_path_factory: pytest.TempPathFactory) 
         missing=built.tagged(f"000000000000-m{version}"),
         refused=with_files(built, f"0badca4d0000-m{version}", signed_card({"trusted_types": []})),
         never_ready=with_files(built, f"0badfea70000-m{version}", signed_card({"features": fewer})),
+        second=with_files(built, "5ec0d0000000-m2", second_card),
+        slow=with_files(built, "510e00000000-m2", second_card | SLOW_SERVER),
         forged=with_files(built, f"f0f9ed000000-m{version}", {f"{model_dir}model.skops": model}),
         unsigned=with_files(
             built,
@@ -177,6 +183,29 @@ def images(served_image: ServedImage, tmp_path_factory: pytest.TempPathFactory) 
             },
         ),
     )
+
+
+# a module every Python process of the image loads at start (a .pth line that imports it),
+# making each scoring call 300 ms slower: a model that answers right, but late
+SITE_PACKAGES = "opt/venv/lib/python3.11/site-packages/"
+SLOW_SERVER = {
+    f"{SITE_PACKAGES}mlship_slow_for_tests.pth": b"import mlship_slow_for_tests\n",
+    f"{SITE_PACKAGES}mlship_slow_for_tests.py": b"""
+import time
+
+from mlship.serving import model
+
+_predict = model.ServedModel.predict
+
+
+def _slow(self, columns):
+    time.sleep(0.3)
+    return _predict(self, columns)
+
+
+model.ServedModel.predict = _slow
+""",
+}
 
 
 def resigned(folder: Path, signing_key: Path) -> tuple[bytes, bytes]:
@@ -193,14 +222,6 @@ def resigned(folder: Path, signing_key: Path) -> tuple[bytes, bytes]:
 
 
 @pytest.fixture(scope="session")
-def istio_crds(cluster: Cluster) -> None:
-    """Istio's own VirtualService and DestinationRule CRDs (istio.io/api's published file)."""
-    cluster.kubectl("apply", "--server-side", "-f", str(CACHE / "istio-crds.yaml"))
-    for crd in ("virtualservices", "destinationrules"):
-        until(partial(_established, cluster, crd), f"the {crd} CRD", cluster)
-
-
-def _established(cluster: Cluster, crd: str) -> bool:
-    condition = "jsonpath={.status.conditions[?(@.type=='Established')].status}"
-    read = cluster.kubectl("get", f"crd/{crd}.networking.istio.io", "-o", condition, check=False)
-    return read.stdout == "True"
+def gateway_api(cluster: Cluster) -> None:
+    """The Gateway API's CRDs and Traefik's GatewayClass (tests/kube/gateway.py)."""
+    gateway.install(cluster)

@@ -1,26 +1,23 @@
-"""`mlship deploy --canary` on the real control plane (as the CI deployer), judged by a real
-Prometheus scraping real mlship servers.
-
-The traffic, the servers' metrics, their scrape, the PromQL the canary analysis asks and the
-Kubernetes objects it moves are all real. Two servers run: a healthy one and one whose model
-cannot load (it answers 503). Prometheus labels them as a Kubernetes scrape of the app's
-namespace would (namespace, pod), so which server is the canary's pod is only a label, and
-each test also proves the queries look at the canary's pods alone."""
+"""`mlship deploy --canary`'s analysis on real figures: the canary's and stable's pods on the
+real node, real requests sent through the Gateway (Traefik) at about 30 a second, split by
+the HTTPRoute's weights, and Prometheus discovering the pods through the API server and
+scraping them (tests/kube/scrape.py) — the PromQL the canary asks reads what was scraped,
+by the canary's pods alone. A canary of the same model is promoted; one whose server takes
+300 ms more per call is stopped at its first step, by its p99."""
 
 from __future__ import annotations
 
 import collections
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, ExitStack, contextmanager
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
-from mlship.pipeline.artifacts import save_model
-from mlship.pipeline.train import fit
 from mlship.ship.rollout import (
     CanaryBudget,
     DeployReport,
@@ -29,37 +26,30 @@ from mlship.ship.rollout import (
     Target,
     canary_deploy,
 )
-from tests.conftest import make_params, text_frame
 from tests.kube.conftest import App
-from tests.kube.fixtures import Images
-from tests.prometheus.conftest import RealPrometheus, Scrape
-from tests.serving.conftest import card_for
-from tests.serving.live import running_server
+from tests.kube.fixtures import Images, ServedImage
+from tests.kube.images import Reference
+from tests.kube.scrape import scraping
 
 pytestmark = pytest.mark.kube
 
-BUDGET = CanaryBudget(max_error_ratio=0.01, max_p99_ms=250, settle_seconds=3)
-ROW = {"review": "great taste, would buy again"}
-Start = Callable[[list[Scrape]], AbstractContextManager[RealPrometheus]]
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("model")
-    save_model(fit(make_params(), text_frame(20)), card_for(["great", "other"]), folder)
-    return folder
+BUDGET = CanaryBudget(max_error_ratio=0.01, max_p99_ms=250, settle_seconds=6)
 
 
 @contextmanager
-def load(url: str) -> Iterator[collections.Counter[int]]:
-    """Single-row /predict requests, about 30 a second, until the block ends."""
+def load(url: str, row: dict[str, Any]) -> Iterator[collections.Counter[int]]:
+    """Single-row /predict requests through the Gateway, about 30 a second, until the block
+    ends: the statuses they got."""
     statuses: collections.Counter[int] = collections.Counter()
     stop = threading.Event()
 
     def post() -> None:
         with httpx.Client(timeout=10) as client:
             while not stop.is_set():
-                statuses[client.post(f"{url}/predict", json=ROW).status_code] += 1
+                try:
+                    statuses[client.post(f"{url}/predict", json=row).status_code] += 1
+                except httpx.HTTPError:
+                    statuses[0] += 1
                 stop.wait(0.03)
 
     thread = threading.Thread(target=post, daemon=True)
@@ -71,71 +61,6 @@ def load(url: str) -> Iterator[collections.Counter[int]]:
         thread.join(timeout=15)
 
 
-def _scraped(prometheus: RealPrometheus, pod: str, timeout: float = 60) -> None:
-    """Wait until a rate over the pod's requests exists (two scrapes with traffic)."""
-    query = f'rate(http_requests_total{{pod="{pod}",route="/predict"}}[2m])'
-    deadline = time.monotonic() + timeout
-    while prometheus.samples(query) == 0:
-        assert time.monotonic() < deadline, f"Prometheus never scraped {pod}"
-        time.sleep(0.5)
-
-
-def _canary_on(
-    canary_is_healthy: bool,
-    model_dir: Path,
-    tmp_path: Path,
-    prometheus: Start,
-    app: App,
-    image: str,
-) -> tuple[DeployReport, list[collections.Counter[int]]]:
-    target = Target(app.namespace)
-    with ExitStack() as stack:
-        healthy = stack.enter_context(running_server("--model", str(model_dir)))
-        broken = stack.enter_context(
-            running_server(
-                "--model",
-                "models:/absent@champion",
-                probe="/health",
-                env={"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/empty.db"},
-            )
-        )
-        sent = [stack.enter_context(load(url)) for url in (healthy, broken)]
-        canary, stable = (healthy, broken) if canary_is_healthy else (broken, healthy)
-        real = stack.enter_context(
-            prometheus(
-                [
-                    {
-                        "target": canary.removeprefix("http://"),
-                        "namespace": target.namespace,
-                        "pod": "mlship-canary-7d9f8-x2k4q",
-                    },
-                    {
-                        "target": stable.removeprefix("http://"),
-                        "namespace": target.namespace,
-                        "pod": "mlship-6c5b7-q8w2m",
-                    },
-                ]
-            )
-        )
-        _scraped(real, "mlship-canary-7d9f8-x2k4q")
-        _scraped(real, "mlship-6c5b7-q8w2m")
-        report = canary_deploy(
-            Kubectl(target.namespace),
-            target,
-            "staging",
-            image,
-            "1",
-            Prometheus(real.url),
-            BUDGET,
-            30,
-        )
-    return report, sent
-
-
-def _judged(report: DeployReport) -> dict[str, str]:
-    return {s.name: s.detail for s in report.steps if s.name.endswith("%")}
-
-
 @pytest.fixture
 def as_deployer(app: App, monkeypatch: pytest.MonkeyPatch) -> App:
     for name, value in app.env().items():  # kubectl as the CI deployer, in-process
@@ -144,34 +69,67 @@ def as_deployer(app: App, monkeypatch: pytest.MonkeyPatch) -> App:
     return app
 
 
-def test_a_healthy_canary_beside_a_failing_stable_is_promoted(
-    model_dir: Path,
-    tmp_path: Path,
-    prometheus: Start,
-    as_deployer: App,
-    images: Images,
+def _canary(
+    app: App, image: Reference, served_image: ServedImage, tmp_path: Path
+) -> tuple[DeployReport, collections.Counter[int], list[str]]:
+    target = Target(app.namespace)
+    row = served_image.card["example"]
+    with scraping(app.cluster, app.namespace, tmp_path / "prometheus") as prometheus:
+        with load(app.gateway.url, row) as statuses:
+            report = canary_deploy(
+                Kubectl(target.namespace),
+                target,
+                "staging",
+                str(image),
+                image.tag.rsplit("-m", 1)[1],
+                row,
+                Prometheus(prometheus.url),
+                BUDGET,
+                60,
+            )
+        scraped = sorted(
+            {
+                series["metric"]["pod"]
+                for series in httpx.get(
+                    f"{prometheus.url}/api/v1/query",
+                    params={"query": 'http_requests_total{route="/predict"}'},
+                ).json()["data"]["result"]
+            }
+        )
+    return report, statuses, scraped
+
+
+def _judged(report: DeployReport) -> dict[str, str]:
+    return {s.name: s.detail for s in report.steps if s.name.endswith("%")}
+
+
+def test_a_canary_of_the_same_model_is_judged_on_its_own_pods_and_promoted(
+    as_deployer: App, images: Images, served_image: ServedImage, tmp_path: Path
 ) -> None:
     app = as_deployer
-    report, (to_healthy, to_broken) = _canary_on(
-        True, model_dir, tmp_path, prometheus, app, str(images.next)
-    )
+    started = time.monotonic()
+    report, statuses, scraped = _canary(app, images.second, served_image, tmp_path)
     assert report.ok, report.markdown()
-    assert list(_judged(report)) == ["canary 10%", "canary 50%", "canary 100%"]
+    assert list(_judged(report)) == ["canary 10%", "canary 50%"]
     for detail in _judged(report).values():
         assert detail.startswith("error ratio 0.0000") and "p99" in detail
-    assert set(to_healthy) == {200} and set(to_broken) == {503}  # both really ran
-    assert app.image() == str(images.next)
+    assert set(statuses) == {200}, statuses  # every client request answered, all along
+    assert any(pod.startswith("mlship-canary-") for pod in scraped), scraped
+    assert app.image() == str(images.second)
+    print(f"\ncanary promoted in {time.monotonic() - started:.0f} s: {_judged(report)}")
 
 
-def test_a_canary_failing_its_requests_is_stopped_at_the_first_step(
-    model_dir: Path,
-    tmp_path: Path,
-    prometheus: Start,
-    as_deployer: App,
-    images: Images,
+def test_a_slow_canary_is_stopped_at_its_first_step_by_its_p99(
+    as_deployer: App, images: Images, served_image: ServedImage, tmp_path: Path
 ) -> None:
     app = as_deployer
-    report, _ = _canary_on(False, model_dir, tmp_path, prometheus, app, str(images.next))
+    report, statuses, _ = _canary(app, images.slow, served_image, tmp_path)
     assert report.rolled_back and not report.ok
-    assert _judged(report) == {"canary 10%": "error ratio 1.0000 (max 0.01)"}
+    judged = _judged(report)
+    assert list(judged) == ["canary 10%"], report.markdown()
+    assert (
+        judged["canary 10%"].startswith("error ratio 0.0000")
+        and "(max 250)" in judged["canary 10%"]
+    )
+    assert set(statuses) == {200}, statuses
     assert app.image() == str(images.running)  # stable never took the image

@@ -1,7 +1,8 @@
 """Every rendered overlay and component applied to the real API server: first a server-side
-dry run (the server's own validation and admission), then for real. Istio's CRDs are its
-published ones; GKE's managed-Prometheus objects (PodMonitoring, Rules) and the Prometheus
-operator's (ServiceMonitor, PrometheusRule) have no CRD here and are left out, by kind.
+dry run (the server's own validation and admission), then for real. The Gateway API's CRDs
+are its published ones (the Gateway as GKE gets it: its class, HTTPS with a certificate);
+GKE's own objects (PodMonitoring, Rules, HealthCheckPolicy) and the Prometheus operator's
+(ServiceMonitor, PrometheusRule) have no CRD here and are left out, by kind.
 The server also refuses what a schema alone lets through. The Deployments are applied with
 no replicas: what their pods do on the node is tested by tests/kube/test_deploy.py."""
 
@@ -25,7 +26,6 @@ VARIANTS = {  # name -> (overlay or base, components)
     "base": "base",
     "staging": "overlays/staging",
     "production": "overlays/production",
-    "canary": "components/canary",
     "gpu": "components/gpu",
     "batch": "components/batch",
     "deployer": "components/deployer",
@@ -59,7 +59,7 @@ def _documents(cluster: Cluster, variant: str, namespace: str) -> list[dict[str,
 
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
 def test_the_api_server_accepts_every_rendered_variant(
-    cluster: Cluster, istio_crds: None, variant: str
+    cluster: Cluster, gateway_api: None, variant: str
 ) -> None:
     namespace = f"render-{uuid.uuid4().hex[:8]}"
     cluster.kubectl("create", "namespace", namespace)

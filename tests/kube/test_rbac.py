@@ -22,9 +22,10 @@ ALLOWED = [
     ("create", "deployments"),
     ("list", "replicasets"),
     ("watch", "pods"),
-    ("patch", "virtualservices.networking.istio.io/mlship"),
+    ("patch", "httproutes.gateway.networking.k8s.io/mlship"),
     ("get", "services/mlship:http", "--subresource=proxy"),
     ("create", "services/mlship:http", "--subresource=proxy"),
+    ("get", "services/mlship-canary:http", "--subresource=proxy"),
     ("get", "pods", "--subresource=proxy"),  # each new pod's /model
     ("get", "pods", "--subresource=log"),  # why a rollout did not finish
     ("list", "events"),
@@ -38,8 +39,9 @@ DENIED = [
     ("delete", "events"),
     ("patch", "deployments/another-app"),
     ("delete", "deployments/mlship"),
-    ("patch", "virtualservices.networking.istio.io/another-route"),
-    ("delete", "virtualservices.networking.istio.io/mlship"),
+    ("patch", "httproutes.gateway.networking.k8s.io/another-route"),
+    ("delete", "httproutes.gateway.networking.k8s.io/mlship"),
+    ("patch", "gateways.gateway.networking.k8s.io/mlship"),
     ("get", "services/another-app:http", "--subresource=proxy"),
     ("create", "rolebindings.rbac.authorization.k8s.io"),
     ("patch", "roles.rbac.authorization.k8s.io/mlship-deployer"),
@@ -50,7 +52,7 @@ DENIED = [
 
 
 @pytest.fixture(scope="module")
-def app(cluster: Cluster, istio_crds: None, images: Images) -> Iterator[App]:
+def app(cluster: Cluster, gateway_api: None, images: Images) -> Iterator[App]:
     """One namespace for the module: the questions change nothing (the last test, which
     rolls the Deployment, runs last)."""
     with staging_app(cluster, images) as found:

@@ -24,8 +24,9 @@ CRD_KINDS = {
     "Rules",
     "ServiceMonitor",
     "PrometheusRule",
-    "VirtualService",
-    "DestinationRule",
+    "Gateway",
+    "HTTPRoute",
+    "HealthCheckPolicy",
     "SparkApplication",
 }
 
@@ -97,14 +98,15 @@ def test_selectors_match_the_pods_and_names_line_up(
     def selects(selector: dict[str, str]) -> bool:
         return all(pod_labels.get(k) == v for k, v in selector.items())
 
+    services = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Service"}
     assert selects(deployment["spec"]["selector"]["matchLabels"])
-    assert selects(by_kind(docs, "Service")["spec"]["selector"])
+    assert selects(services["mlship"]["spec"]["selector"])  # stable's Service: stable's pods
+    assert services["mlship-canary"]["spec"]["selector"]["track"] == "canary"
+    assert not selects(services["mlship-canary"]["spec"]["selector"])
     assert selects(by_kind(docs, "PodDisruptionBudget")["spec"]["selector"]["matchLabels"])
     assert selects(by_kind(docs, "NetworkPolicy")["spec"]["podSelector"]["matchLabels"])
     target = by_kind(docs, "HorizontalPodAutoscaler")["spec"]["scaleTargetRef"]
     assert target["name"] == deployment["metadata"]["name"]
-    backend = by_kind(docs, "Ingress")["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]
-    assert backend["name"] == by_kind(docs, "Service")["metadata"]["name"]
     ports = {p["name"] for p in deployment["spec"]["template"]["spec"]["containers"][0]["ports"]}
     monitors = [d for d in docs if d["kind"] in ("PodMonitoring", "ServiceMonitor")]
     assert len(monitors) == 1 and monitors[0]["spec"]["endpoints"][0]["port"] in ports
@@ -135,18 +137,43 @@ def test_the_pod_is_locked_down_and_probed(rendered: tuple[str, list[dict[str, A
     assert pod["topologySpreadConstraints"] and pod["terminationGracePeriodSeconds"] >= 10
 
 
-def test_autoscaling_and_ingress_limits() -> None:
+def test_autoscaling() -> None:
     hpa = yaml.safe_load((K8S / "base/hpa.yaml").read_text())
     assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (2, 10)
     kinds = {m["type"] for m in hpa["spec"]["metrics"]}
     assert kinds == {"Resource", "Pods"}
-    ingress = yaml.safe_load((K8S / "base/ingress.yaml").read_text())
-    annotations = ingress["metadata"]["annotations"]
-    assert {
-        "nginx.ingress.kubernetes.io/limit-rps",
-        "nginx.ingress.kubernetes.io/limit-connections",
-    } <= set(annotations)
-    assert ingress["spec"]["tls"][0]["secretName"]
+
+
+@pytest.mark.parametrize("variant", ["base", "overlays/staging", "overlays/production"])
+def test_every_client_comes_through_the_gateways_split(variant: str, tmp_path: Path) -> None:
+    """No Ingress or Service of another type goes around the HTTPRoute: the Services are
+    cluster-internal, the route's first rule splits between stable and canary (all to
+    stable between canaries), https only (http redirects), the gateway's front ends let in."""
+    docs = render(tmp_path, base=variant)
+    assert not [d for d in docs if d["kind"] in ("Ingress", "VirtualService")]
+    services = [d for d in docs if d["kind"] == "Service"]
+    assert all(s["spec"].get("type", "ClusterIP") == "ClusterIP" for s in services)
+    gateway = by_kind(docs, "Gateway")
+    assert gateway["spec"]["gatewayClassName"] == "gke-l7-global-external-managed"
+    listeners = {item["name"]: item for item in gateway["spec"]["listeners"]}
+    assert listeners["https"]["tls"]["certificateRefs"][0]["name"]
+    routes = {d["metadata"]["name"]: d["spec"] for d in docs if d["kind"] == "HTTPRoute"}
+    split = routes["mlship"]
+    assert [p["sectionName"] for p in split["parentRefs"]] == ["https"]
+    backends = split["rules"][0]["backendRefs"]
+    assert [(b["name"], b["weight"]) for b in backends] == [("mlship", 100), ("mlship-canary", 0)]
+    redirect = routes["mlship-redirect"]
+    assert [p["sectionName"] for p in redirect["parentRefs"]] == ["http"]
+    assert "backendRefs" not in redirect["rules"][0]
+    assert redirect["rules"][0]["filters"][0]["requestRedirect"]["scheme"] == "https"
+    hosts = {listener["hostname"] for listener in listeners.values()}
+    assert len(hosts) == 1 and all(r["hostnames"] == sorted(hosts) for r in routes.values())
+    checked = {d["spec"]["targetRef"]["name"] for d in docs if d["kind"] == "HealthCheckPolicy"}
+    assert checked == {s["metadata"]["name"] for s in services}
+    policy = by_kind(docs, "NetworkPolicy")["spec"]["ingress"][0]["from"]
+    blocks = {f["ipBlock"]["cidr"] for f in policy if "ipBlock" in f}
+    assert {"35.191.0.0/16", "130.211.0.0/22"} <= blocks
+    assert not any(f.get("podSelector") == {} for f in policy)  # no same-namespace way around
 
 
 def test_overlays_set_namespace_and_replicas(tmp_path: Path) -> None:
@@ -156,17 +183,8 @@ def test_overlays_set_namespace_and_replicas(tmp_path: Path) -> None:
     assert {d["metadata"].get("namespace") for d in production} == {"mlship-production"}
     assert by_kind(staging, "Deployment")["spec"]["replicas"] == 2
     assert by_kind(production, "HorizontalPodAutoscaler")["spec"]["minReplicas"] == 3
-    assert by_kind(staging, "Ingress")["spec"]["rules"][0]["host"].startswith("staging.")
-
-
-def test_canary_routes_to_both_tracks(tmp_path: Path) -> None:
-    docs = render(tmp_path, "canary")
-    route = by_kind(docs, "VirtualService")["spec"]["http"][0]["route"]
-    assert [r["weight"] for r in route] == [90, 10]
-    subsets = {s["name"]: s["labels"] for s in by_kind(docs, "DestinationRule")["spec"]["subsets"]}
-    assert {r["destination"]["subset"] for r in route} == set(subsets)
-    stable = by_kind(docs, "Deployment")["spec"]["template"]["metadata"]["labels"]
-    assert all(stable[k] == v for k, v in subsets["stable"].items())
+    listeners = by_kind(staging, "Gateway")["spec"]["listeners"]
+    assert {item["hostname"] for item in listeners} == {"staging.mlship.example.com"}
 
 
 def test_gpu_component_requests_a_gpu(tmp_path: Path) -> None:

@@ -167,21 +167,38 @@ def deploy(
     timeout: Annotated[int, typer.Option(min=10, help="rollout timeout, seconds")] = 300,
     namespace: Annotated[str | None, typer.Option(help="default: mlship-<env>")] = None,
     canary: Annotated[
-        bool, typer.Option("--canary", help="step Istio weights 10/50/100 with Prometheus checks")
+        bool,
+        typer.Option(
+            "--canary",
+            help="a canary at 10% then 50% of the HTTPRoute's traffic, judged in Prometheus",
+        ),
     ] = False,
     prometheus_url: Annotated[
         str | None, typer.Option(help="Prometheus query API (default: $MLSHIP_PROMETHEUS_URL)")
     ] = None,
     settle_seconds: Annotated[
-        float, typer.Option(min=0, help="canary: wait this long at each weight before judging")
-    ] = 60.0,
+        float | None,
+        typer.Option(
+            min=0,
+            help="canary: wait this long at each weight before judging "
+            "(default: $MLSHIP_CANARY_SETTLE_SECONDS, 60)",
+        ),
+    ] = None,
+    load_url: Annotated[
+        str | None,
+        typer.Option(
+            help="canary: send the load test's requests through this URL (the Gateway's) "
+            "while it is judged (default: $MLSHIP_CANARY_LOAD_URL; none)"
+        ),
+    ] = None,
     dvc_file: DvcFileOption = DEFAULT_DVC_FILE,
     params_file: ParamsOption = DEFAULT_PARAMS,
 ) -> None:
     """kubectl set image, rollout status, smoke test through the Service, and rollout undo
-    on any failure; or, with --canary, a canary stepped 10 -> 50 -> 100% of traffic whose
-    error ratio and p99 (the loadtest budget in params.yaml) are checked in Prometheus
-    between steps. Exit 0 deployed, 1 failed (rolled back), 2 bad input."""
+    on any failure; or, with --canary, a canary Deployment given 10% then 50% of the
+    Gateway's traffic (the HTTPRoute's weights), its error ratio and p99 (the loadtest budget
+    in params.yaml) checked in Prometheus at each step, then stable promoted at its full size
+    and all traffic back on it. Exit 0 deployed, 1 failed (rolled back), 2 bad input."""
     from mlship.stages import ship
 
     project = read_project(params_file, dvc_file)
@@ -190,7 +207,10 @@ def deploy(
         url = prometheus_url or project.settings.prometheus_url
         if not url:
             fail(InputError("--canary needs --prometheus-url or MLSHIP_PROMETHEUS_URL"))
-        options = ship.CanaryOptions(url, settle_seconds)
+        settle = (
+            project.settings.canary_settle_seconds if settle_seconds is None else settle_seconds
+        )
+        options = ship.CanaryOptions(url, settle, load_url or project.settings.canary_load_url)
     with running(f"deploy {env.value}"):
         report = ship.deploy(
             project, env, image_ref, timeout=timeout, namespace=namespace, canary=options

@@ -64,6 +64,19 @@ class Settings(BaseSettings):
     prometheus_url: str | None = Field(
         default=None, description="Prometheus query API for canary checks"
     )
+    canary_settle_seconds: float = Field(
+        default=60.0,
+        ge=0.0,
+        le=3600.0,
+        description="`mlship deploy --canary`: how long each step's traffic runs before it is "
+        "judged",
+    )
+    canary_load_url: str | None = Field(
+        default=None,
+        description="`mlship deploy --canary`: drive the canary with the load test (the "
+        "loadtest users, rows of the test split) through this URL — the Gateway's — while it "
+        "is analysed, for when real traffic is too thin to judge",
+    )
     # signed models (docs/security.md)
     signing_key: SecretStr | None = Field(
         default=None,

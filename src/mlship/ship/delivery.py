@@ -37,7 +37,8 @@ STEPS: tuple[Step, ...] = (
     Step("loadtest", "make loadtest", on_pull_request=False),
     Step("deploy-staging", "make deploy ENV=staging", on_pull_request=False),
     Step(APPROVE, None, on_pull_request=False),
-    Step("deploy-production", "make deploy ENV=production", on_pull_request=False),
+    # a canary: 10 % then 50 % of the Gateway's traffic, judged in Prometheus, then stable
+    Step("deploy-production", "make deploy ENV=production CANARY=1", on_pull_request=False),
     Step("promote", "make promote", on_pull_request=False),
 )
 

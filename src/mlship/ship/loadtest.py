@@ -7,6 +7,9 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +81,49 @@ def run_locust(url: str, rows_file: Path, budget: LoadtestParams, out: Path, htm
     if done.returncode != 0 or not stats.is_file():
         raise InputError(f"locust failed (exit {done.returncode}):\n{done.stderr[-2000:]}")
     return stats
+
+
+@contextmanager
+def background_load(
+    url: str, rows: list[dict[str, Any]], budget: LoadtestParams, at_most_seconds: float
+) -> Iterator[None]:
+    """Locust sending `rows` to `url` with the budget's users while the block runs (and
+    never longer than `at_most_seconds`): traffic for a canary to be judged on."""
+    with tempfile.TemporaryDirectory(prefix="mlship-load-") as scratch:
+        rows_file = Path(scratch) / "rows.json"
+        rows_file.write_text(json.dumps(rows), encoding="utf-8")
+        command = [
+            sys.executable,
+            "-m",
+            "locust",
+            "-f",
+            str(LOCUSTFILE),
+            "--headless",
+            "--host",
+            url,
+            "--users",
+            str(budget.users),
+            "--spawn-rate",
+            str(budget.spawn_rate),
+            "--run-time",
+            f"{max(1, int(at_most_seconds))}s",
+            "--only-summary",
+            "--loglevel",
+            "ERROR",
+        ]
+        env = {**os.environ, "MLSHIP_LOADTEST_ROWS": str(rows_file)}
+        process = subprocess.Popen(
+            command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        try:
+            yield
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
 
 
 PERCENTILES = ("50%", "75%", "90%", "95%", "99%", "99.9%", "100%")  # columns of locust's CSV

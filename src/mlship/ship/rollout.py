@@ -23,8 +23,25 @@ class Target:
     namespace: str
     deployment: str = "mlship"
     container: str = "server"
-    service: str = "mlship"
-    port: str = "http"  # the Service's port name
+    service: str = "mlship"  # stable's; the canary's is <service>-canary
+    port: str = "http"  # the Services' port name
+    route: str = "mlship"  # the HTTPRoute that splits traffic between the two
+
+    @property
+    def canary_service(self) -> str:
+        return f"{self.service}-canary"
+
+    @property
+    def canary(self) -> Target:
+        """The canary Deployment and its Service, as a target of its own."""
+        return Target(
+            self.namespace,
+            f"{self.deployment}-canary",
+            self.container,
+            self.canary_service,
+            self.port,
+            self.route,
+        )
 
 
 @dataclass(frozen=True)
@@ -424,9 +441,12 @@ def diagnose(kubectl: Kubectl, target: Target) -> Step:
     return Step("diagnose", False, "; ".join(stuck) or "every new pod is Ready")
 
 
-# --- canary: Istio weights 10 -> 50 -> 100, Prometheus checks between steps ----------------
+# --- canary: the HTTPRoute's weights 10 -> 50, Prometheus checks, then stable promoted --------
 
-CANARY_STEPS = (10, 50, 100)
+# the canary's shares of traffic, each judged before the next; after the last, the stable
+# Deployment takes the image at its full size and all traffic goes back to it: the one
+# canary replica never takes all of it
+CANARY_STEPS = (10, 50)
 
 
 @dataclass(frozen=True)
@@ -497,14 +517,17 @@ def canary_manifest(stable: dict[str, Any], image: str, container: str) -> dict[
 
 
 def _weights(kubectl: Kubectl, target: Target, canary: int) -> subprocess.CompletedProcess[str]:
-    route = [
-        {"destination": {"host": target.service, "subset": "stable"}, "weight": 100 - canary},
-        {"destination": {"host": target.service, "subset": "canary"}, "weight": canary},
+    """The HTTPRoute's split set to 100 - canary / canary. A JSON patch whose tests check
+    that the first rule's backends are stable's Service then the canary's: a route edited
+    into another shape is refused, never re-weighted blindly."""
+    rule = "/spec/rules/0/backendRefs"
+    patch = [
+        {"op": "test", "path": f"{rule}/0/name", "value": target.service},
+        {"op": "test", "path": f"{rule}/1/name", "value": target.canary_service},
+        {"op": "replace", "path": f"{rule}/0/weight", "value": 100 - canary},
+        {"op": "replace", "path": f"{rule}/1/weight", "value": canary},
     ]
-    patch = {"spec": {"http": [{"name": "primary", "route": route}]}}
-    return kubectl(
-        "patch", f"virtualservice/{target.service}", "--type=merge", "-p", json.dumps(patch)
-    )
+    return kubectl("patch", f"httproute/{target.route}", "--type=json", "-p", json.dumps(patch))
 
 
 def _rollout_status(
@@ -525,16 +548,18 @@ def canary_deploy(
     environment: str,
     image: str,
     version: str,
+    row: dict[str, Any],
     prometheus: Prometheus,
     budget: CanaryBudget,
     rollout_timeout_s: int,
     sleep: Callable[[float], None] = time.sleep,
 ) -> DeployReport:
-    """Canary first; the stable Deployment takes the image only after every step passed.
-    Whatever happens — a breach, Prometheus failing, an exception — all traffic returns to
-    stable, and stable is verified on its recorded image unless the new one was promoted and
-    settled. The canary Deployment is deleted only once the VirtualService is read back at
-    100/0: while traffic may still reach it, it keeps its pods, and no rollback is claimed."""
+    """Canary first, smoke-tested (its Service and each pod's /model version); the stable
+    Deployment takes the image, at its full size, only after every step passed. Whatever
+    happens — a breach, Prometheus failing, an exception — all traffic returns to stable, and
+    stable is verified on its recorded image unless the new one was promoted and settled.
+    The canary Deployment is deleted only once the HTTPRoute is read back at 100/0: while
+    traffic may still reach it, it keeps its pods, and no rollback is claimed."""
     report = DeployReport(environment, image, version)
     got = kubectl("get", f"deployment/{target.deployment}", "-o", "json")
     before = running(kubectl, target) if got.returncode == 0 else _output(got)
@@ -548,6 +573,8 @@ def canary_deploy(
             kubectl,
             target,
             image,
+            version,
+            row,
             prometheus,
             budget,
             rollout_timeout_s,
@@ -561,6 +588,15 @@ def canary_deploy(
             ) and report.step(
                 "stable rollout", _rollout_status(kubectl, target.deployment, rollout_timeout_s)
             )
+            if promoted:
+                pods = new_pods(kubectl, target)
+                checked = (
+                    Step("new pods", False, pods)
+                    if isinstance(pods, str)
+                    else smoke(kubectl, target, row, version, pods)
+                )
+                report.steps.append(checked)
+                promoted = checked.ok
     except Exception as error:  # the cluster must end in a known state whatever happened
         report.steps.append(Step("canary", False, f"{type(error).__name__}: {error}"))
     finally:
@@ -572,7 +608,7 @@ def canary_deploy(
 
 
 def _traffic_to_stable(kubectl: Kubectl, target: Target, report: DeployReport) -> bool:
-    """Weights back to 100/0, read back from the VirtualService; only then the canary goes."""
+    """Weights back to 100/0, read back from the HTTPRoute; only then the canary goes."""
     patched = _weights(kubectl, target, 0)
     now = read_weights(kubectl, target)
     if patched.returncode != 0 or now != (100, 0):
@@ -591,22 +627,25 @@ def _traffic_to_stable(kubectl: Kubectl, target: Target, report: DeployReport) -
 
 
 def read_weights(kubectl: Kubectl, target: Target) -> tuple[int, int] | str:
-    """(stable, canary) weights of the VirtualService's primary route, or why not known."""
-    done = kubectl("get", f"virtualservice/{target.service}", "-o", "json")
+    """(stable, canary) weights of the HTTPRoute's split, or why not known. A backend with
+    no weight has the Gateway API's default, 1."""
+    done = kubectl("get", f"httproute/{target.route}", "-o", "json")
     if done.returncode != 0:
         return _output(done)
     try:
-        routes = json.loads(done.stdout)["spec"]["http"][0]["route"]
-        weights = {r["destination"]["subset"]: int(r.get("weight", 0)) for r in routes}
-        return weights.get("stable", 0), weights.get("canary", 0)
+        backends = json.loads(done.stdout)["spec"]["rules"][0]["backendRefs"]
+        weights = {b["name"]: int(b.get("weight", 1)) for b in backends}
+        return weights[target.service], weights.get(target.canary_service, 0)
     except (ValueError, KeyError, IndexError, TypeError):
-        return f"virtualservice/{target.service} has no stable/canary route"
+        return f"httproute/{target.route} has no rule to {target.service}"
 
 
 def _canary_steps(
     kubectl: Kubectl,
     target: Target,
     image: str,
+    version: str,
+    row: dict[str, Any],
     prometheus: Prometheus,
     budget: CanaryBudget,
     rollout_timeout_s: int,
@@ -614,12 +653,25 @@ def _canary_steps(
     report: DeployReport,
     sleep: Callable[[float], None],
 ) -> bool:
-    """Create the canary and step its traffic share; True when every step passed."""
+    """Create the canary, smoke-test it and step its traffic share; True when every step
+    passed."""
     manifest = canary_manifest(stable, image, target.container)
     if not report.step("create canary", kubectl("apply", "-f", "-", stdin=json.dumps(manifest))):
         return False
-    canary = f"{target.deployment}-canary"
-    if not report.step("canary rollout", _rollout_status(kubectl, canary, rollout_timeout_s)):
+    canary = target.canary
+    if not report.step(
+        "canary rollout", _rollout_status(kubectl, canary.deployment, rollout_timeout_s)
+    ):
+        report.steps.append(diagnose(kubectl, canary))
+        return False
+    pods = new_pods(kubectl, canary)
+    checked = (
+        Step("new pods", False, pods)
+        if isinstance(pods, str)
+        else smoke(kubectl, canary, row, version, pods)
+    )
+    report.steps.append(Step(f"canary {checked.name}", checked.ok, checked.detail))
+    if not checked.ok:
         return False
     errors_query, p99_query = canary_queries(target.namespace, target.deployment)
     for weight in CANARY_STEPS:

@@ -371,6 +371,7 @@ def image_to_load_test(image_json: Path, model_dir: Path) -> tuple[Any, str]:
 class CanaryOptions:
     prometheus_url: str
     settle_seconds: float
+    load_url: str | None = None  # drive the canary with the load test through this URL
 
 
 def deploy(
@@ -406,16 +407,24 @@ def deploy(
         budget = rollout.CanaryBudget(
             params.loadtest.max_failure_ratio, params.loadtest.max_p99_ms, canary.settle_seconds
         )
-        report = rollout.canary_deploy(
-            kubectl,
-            target,
-            env.value,
-            image_ref,
-            version,
-            rollout.Prometheus(canary.prometheus_url),
-            budget,
-            timeout,
-        )
+        with contextlib.ExitStack() as load:
+            if canary.load_url is not None:
+                rows = loadtest.request_rows(read_split(paths.test), card.features.columns)
+                longest = 3 * timeout + len(rollout.CANARY_STEPS) * (canary.settle_seconds + 60)
+                load.enter_context(
+                    loadtest.background_load(canary.load_url, rows, params.loadtest, longest)
+                )
+            report = rollout.canary_deploy(
+                kubectl,
+                target,
+                env.value,
+                image_ref,
+                version,
+                row,
+                rollout.Prometheus(canary.prometheus_url),
+                budget,
+                timeout,
+            )
     else:
         report = rollout.deploy(kubectl, target, env.value, image_ref, version, row, timeout)
     if isinstance(verified, str):
