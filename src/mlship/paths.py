@@ -73,7 +73,8 @@ class PipelinePaths(BaseModel):
             raise InputError(f"{dvc_file}: {problems}") from error
 
     def deploy_report(self, env: str) -> Path:
-        """Where `mlship deploy --env <env>` writes its report (JSON; .md beside it)."""
+        """Where `mlship deploy --env <env>` writes its report (JSON; .md and .html beside
+        it, and junit/deploy-<env>.xml under the gate's JUnit folder)."""
         return self.image_json.parent / f"deploy-{env}.json"
 
 

@@ -95,6 +95,14 @@ def test_feedback_gives_live_accuracy(watched: TestClient, tmp_path: Path) -> No
     key = ("model=mlship-model", "version=1")
     _eventually(lambda: _gauges(watched, "live_accuracy").get(key) == pytest.approx(0.8))
     assert _gauges(watched, "live_feedback_rows")[key] == 5
+    # the counters a canary's verdict compares between its tracks (ship/canary.py)
+    rows = _gauges(watched, "feedback_rows_total")
+    assert rows[(*key[:1], "outcome=correct", key[1])] == 4
+    assert rows[(*key[:1], "outcome=wrong", key[1])] == 1
+    confidence = _gauges(watched, "prediction_confidence_count")
+    assert (
+        confidence[key] == 5 and 0.5 <= _gauges(watched, "prediction_confidence_sum")[key] / 5 <= 1
+    )
     _eventually(lambda: any((tmp_path / "sink").glob(f"{FEEDBACK_PREFIX}*.jsonl")))
     assert len(read_rows(str(tmp_path / "sink"), FEEDBACK_PREFIX)) == 5
 

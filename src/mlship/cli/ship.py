@@ -170,7 +170,8 @@ def deploy(
         bool,
         typer.Option(
             "--canary",
-            help="a canary at 10% then 50% of the HTTPRoute's traffic, judged in Prometheus",
+            help="a canary at 10% then 50% of the HTTPRoute's traffic, each step judged "
+            "against stable on Prometheus's figures (params.yaml canary:)",
         ),
     ] = False,
     prometheus_url: Annotated[
@@ -180,7 +181,7 @@ def deploy(
         float | None,
         typer.Option(
             min=0,
-            help="canary: wait this long at each weight before judging "
+            help="canary: the least time a step runs before it may be promoted "
             "(default: $MLSHIP_CANARY_SETTLE_SECONDS, 60)",
         ),
     ] = None,
@@ -196,8 +197,9 @@ def deploy(
 ) -> None:
     """kubectl set image, rollout status, smoke test through the Service, and rollout undo
     on any failure; or, with --canary, a canary Deployment given 10% then 50% of the
-    Gateway's traffic (the HTTPRoute's weights), its error ratio and p99 (the loadtest budget
-    in params.yaml) checked in Prometheus at each step, then stable promoted at its full size
+    Gateway's traffic (the HTTPRoute's weights), each step promoted, aborted or waited on by
+    always-valid tests of canary against stable (errors, latency, accuracy estimated from
+    confidence and from feedback; params.yaml canary:), then stable promoted at its full size
     and all traffic back on it. Exit 0 deployed, 1 failed (rolled back), 2 bad input."""
     from mlship.stages import ship
 

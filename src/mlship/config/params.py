@@ -587,6 +587,61 @@ class LoadtestParams(_Strict):
     min_requests: int = Field(default=100, ge=1, description="fewer means the test proved nothing")
 
 
+class CanaryParams(_Strict):
+    """`mlship deploy --canary`: when a step's canary is promoted, aborted or waited on. Each
+    look (every `look_seconds`) compares canary and stable over the step's requests with
+    always-valid tests (gate/sequential.py): abort as soon as the canary is confidently worse
+    and by more than tolerated, promote once every check is confidently within tolerance."""
+
+    alpha: float = Field(
+        default=0.05,
+        gt=0.0,
+        lt=0.5,
+        description="the chance of aborting a canary as good as stable, however often it is "
+        "looked at (shared among the checks)",
+    )
+    look_seconds: float = Field(
+        default=10.0, gt=0.0, le=600.0, description="how often a step's evidence is read"
+    )
+    min_requests: int = Field(
+        default=50, ge=1, description="scored requests on the canary before it may be promoted"
+    )
+    max_wait_seconds: float = Field(
+        default=900.0,
+        gt=0.0,
+        le=86_400.0,
+        description="a step with no clear verdict by then ends as `on_timeout` says",
+    )
+    on_timeout: Literal["abort", "promote"] = Field(
+        default="abort", description="the verdict when the evidence never sufficed"
+    )
+    max_error_increase: float = Field(
+        default=0.01,
+        gt=0.0,
+        le=1.0,
+        description="the canary's error ratio minus stable's tolerated; more errors than its "
+        "share of traffic aborts at once",
+    )
+    max_slower_probability: float = Field(
+        default=0.6,
+        gt=0.5,
+        lt=1.0,
+        description="tolerated chance that a canary request is slower than a stable one "
+        "(0.5: alike)",
+    )
+    max_accuracy_drop: float = Field(
+        default=0.02,
+        gt=0.0,
+        le=1.0,
+        description="classification: tolerated drop in accuracy, from feedback labels where "
+        "they come, and estimated from the models' confidence (CBPE) where the model has "
+        "probabilities",
+    )
+    min_feedback_rows: int = Field(
+        default=30, ge=1, description="labelled rows on each track before feedback is judged"
+    )
+
+
 class MonitorParams(_Strict):
     """After deployment: when current data counts as drifted from the training data, and
     when live quality from feedback is too low (`mlship drift`, `mlship monitor`, and the
@@ -627,6 +682,7 @@ class Params(_Strict):
     train: TrainParams
     gate: GateParams
     loadtest: LoadtestParams = Field(default_factory=LoadtestParams)
+    canary: CanaryParams = Field(default_factory=CanaryParams)
     monitor: MonitorParams = Field(default_factory=MonitorParams)
 
     @model_validator(mode="after")

@@ -68,8 +68,8 @@ class Settings(BaseSettings):
         default=60.0,
         ge=0.0,
         le=3600.0,
-        description="`mlship deploy --canary`: how long each step's traffic runs before it is "
-        "judged",
+        description="`mlship deploy --canary`: the least time a step runs before it may be "
+        "promoted (an abort comes as soon as the evidence shows it)",
     )
     canary_load_url: str | None = Field(
         default=None,

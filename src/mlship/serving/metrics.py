@@ -23,6 +23,7 @@ LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
 # predicted values of a regression model: 1-2.5-5 steps from 0.01 to 1e6, both signs
 _STEPS = [m * 10.0**e for e in range(-2, 6) for m in (1.0, 2.5, 5.0)] + [1e6]
 VALUE_BUCKETS = tuple([-v for v in reversed(_STEPS)] + [0.0] + _STEPS)
+CONFIDENCE_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
 
 
 class Metrics:
@@ -51,6 +52,14 @@ class Metrics:
         )
         self.classes = Counter(
             "predicted_class", "Predicted labels", ["model", "version", "label"], registry=r
+        )
+        # its mean is the accuracy a calibrated model expects: the canary's label-free check
+        self.confidence = Histogram(
+            "prediction_confidence",
+            "Probability of the answered class, per row (classifiers with probabilities)",
+            ["model", "version"],
+            buckets=CONFIDENCE_BUCKETS,
+            registry=r,
         )
         self.values = Histogram(
             "predicted_value",
@@ -95,6 +104,12 @@ class Metrics:
             "Answers handed to the feedback store, by what became of them: remembered, "
             "duplicate_id (another answer holds the id), storage_full, error",
             ["outcome"],
+            registry=r,
+        )
+        self.feedback_rows = Counter(
+            "feedback_rows",
+            "Labelled rows of classification feedback, by whether the answer was correct",
+            ["model", "version", "outcome"],
             registry=r,
         )
         self.batch_rows = Histogram(
@@ -171,6 +186,12 @@ class Metrics:
             # cost showed in profiles of single-row load
             for label, count in collections.Counter(scores.labels.tolist()).items():
                 self.classes.labels(model, version, str(label)).inc(count)
+        if scores.probabilities is not None and len(scores.probabilities):
+            observe_many(
+                self.confidence.labels(model, version),
+                scores.probabilities.max(axis=1),
+                CONFIDENCE_BUCKETS,
+            )
         if scores.values is not None:
             observe_many(self.values.labels(model, version), scores.values, VALUE_BUCKETS)
 

@@ -10,12 +10,12 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from mlship.errors import InputError, ServiceError
+from mlship.ship.canary import Verdict
 
 
 @dataclass(frozen=True)
@@ -441,60 +441,13 @@ def diagnose(kubectl: Kubectl, target: Target) -> Step:
     return Step("diagnose", False, "; ".join(stuck) or "every new pod is Ready")
 
 
-# --- canary: the HTTPRoute's weights 10 -> 50, Prometheus checks, then stable promoted --------
+# --- canary: the HTTPRoute's weights 10 -> 50, each step judged (ship/canary.py), then stable
+# promoted ---------------------------------------------------------------------------------
 
 # the canary's shares of traffic, each judged before the next; after the last, the stable
 # Deployment takes the image at its full size and all traffic goes back to it: the one
 # canary replica never takes all of it
 CANARY_STEPS = (10, 50)
-
-
-@dataclass(frozen=True)
-class CanaryBudget:
-    max_error_ratio: float
-    max_p99_ms: float
-    settle_seconds: float
-
-
-class Prometheus:
-    """The query API of Prometheus (GKE Managed Prometheus exposes the same one)."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url.rstrip("/")
-
-    def value(self, query: str) -> float | None:
-        import httpx
-
-        try:
-            answer = httpx.get(f"{self.url}/api/v1/query", params={"query": query}, timeout=10)
-            answer.raise_for_status()
-            result = answer.json()["data"]["result"]
-            number = float(result[0]["value"][1]) if result else None
-        except httpx.HTTPError as error:
-            raise ServiceError(f"Prometheus at {self.url}: {error}") from error
-        except (KeyError, IndexError, TypeError, ValueError) as error:
-            raise InputError(f"Prometheus at {self.url} answered no number: {error}") from error
-        if number is None or number != number:  # no series, or NaN: no traffic to judge
-            return None
-        return number
-
-
-def canary_queries(namespace: str, deployment: str) -> tuple[str, str]:
-    """(the error ratio of the canary's scoring requests, their p99 latency) in PromQL.
-    Probes and scrapes are left out (they would dilute the ratio of a canary that gets a
-    small share of traffic); a canary that never failed has no 5xx series, hence `or
-    vector(0)`: without it the ratio is empty and a healthy canary reads as no traffic."""
-    pods = f'namespace="{namespace}",pod=~"{deployment}-canary-.*"'
-    scored = f'{pods},route=~"/predict|/invocations|/v2/models/.+/infer"'
-    errors = (
-        f'(sum(rate(http_requests_total{{{scored},status=~"5.."}}[2m])) or vector(0))'
-        f" / sum(rate(http_requests_total{{{scored}}}[2m]))"
-    )
-    p99 = (
-        "histogram_quantile(0.99, sum by (le) "
-        f"(rate(prediction_latency_seconds_bucket{{{pods}}}[2m])))"
-    )
-    return errors, p99
 
 
 def canary_manifest(stable: dict[str, Any], image: str, container: str) -> dict[str, Any]:
@@ -549,10 +502,8 @@ def canary_deploy(
     image: str,
     version: str,
     row: dict[str, Any],
-    prometheus: Prometheus,
-    budget: CanaryBudget,
+    analyse: Callable[[], Verdict],
     rollout_timeout_s: int,
-    sleep: Callable[[float], None] = time.sleep,
 ) -> DeployReport:
     """Canary first, smoke-tested (its Service and each pod's /model version); the stable
     Deployment takes the image, at its full size, only after every step passed. Whatever
@@ -575,12 +526,10 @@ def canary_deploy(
             image,
             version,
             row,
-            prometheus,
-            budget,
+            analyse,
             rollout_timeout_s,
             json.loads(got.stdout),
             report,
-            sleep,
         ):
             stable = f"deployment/{target.deployment}"
             promoted = report.step(
@@ -646,12 +595,10 @@ def _canary_steps(
     image: str,
     version: str,
     row: dict[str, Any],
-    prometheus: Prometheus,
-    budget: CanaryBudget,
+    analyse: Callable[[], Verdict],
     rollout_timeout_s: int,
     stable: dict[str, Any],
     report: DeployReport,
-    sleep: Callable[[float], None],
 ) -> bool:
     """Create the canary, smoke-test it and step its traffic share; True when every step
     passed."""
@@ -673,35 +620,16 @@ def _canary_steps(
     report.steps.append(Step(f"canary {checked.name}", checked.ok, checked.detail))
     if not checked.ok:
         return False
-    errors_query, p99_query = canary_queries(target.namespace, target.deployment)
     for weight in CANARY_STEPS:
-        if not report.step(f"canary {weight}%", _weights(kubectl, target, weight)):
+        name = f"canary {weight}%"
+        if not report.step(name, _weights(kubectl, target, weight)):
             return False
-        sleep(budget.settle_seconds)
         try:
-            errors, p99 = prometheus.value(errors_query), prometheus.value(p99_query)
+            verdict = analyse()
         except (InputError, ServiceError) as error:
-            report.steps[-1] = Step(f"canary {weight}%", False, f"cannot judge: {error}")
+            report.steps[-1] = Step(name, False, f"cannot judge: {error}")
             return False
-        ok, detail = judge_canary(errors, p99, budget)
-        report.steps[-1] = Step(f"canary {weight}%", ok, detail)
-        if not ok:
+        report.steps[-1] = Step(name, verdict.decision == "promote", str(verdict))
+        if verdict.decision != "promote":
             return False
     return True
-
-
-def judge_canary(
-    errors: float | None, p99_seconds: float | None, budget: CanaryBudget
-) -> tuple[bool, str]:
-    """(passed, why) from the canary's error ratio and p99 latency. Errors are judged first:
-    a canary failing every request scores nothing, so its latency is unknown, and that must
-    read as the errors it is, not as missing traffic."""
-    if errors is None:
-        return False, "no canary traffic in Prometheus: cannot judge"
-    ratio = f"error ratio {errors:.4f} (max {budget.max_error_ratio})"
-    if errors > budget.max_error_ratio:
-        return False, ratio
-    if p99_seconds is None:
-        return False, f"{ratio}; no scored request on the canary: cannot judge its latency"
-    within = p99_seconds * 1000 <= budget.max_p99_ms
-    return within, f"{ratio}, p99 {p99_seconds * 1000:.0f} ms (max {budget.max_p99_ms:.0f})"

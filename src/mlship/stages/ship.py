@@ -28,7 +28,8 @@ from mlship.pipeline.signatures import (
 )
 from mlship.project import Project
 from mlship.registry import loading, versions
-from mlship.reports import gate_report
+from mlship.reports import deploy_report, gate_report
+from mlship.ship import canary as canary_analysis
 from mlship.ship import image, launch, loadtest, lockfile, rollout, supply_chain
 from mlship.stages.pipeline import read_split
 
@@ -404,26 +405,27 @@ def deploy(
     target = rollout.Target(namespace or f"mlship-{env.value}")
     kubectl = rollout.Kubectl(target.namespace, timeout=settings.kubectl_timeout_seconds)
     if canary is not None:
-        budget = rollout.CanaryBudget(
-            params.loadtest.max_failure_ratio, params.loadtest.max_p99_ms, canary.settle_seconds
-        )
+        criteria = params.canary
+
+        def analyse() -> canary_analysis.Verdict:
+            return canary_analysis.from_prometheus(
+                canary.prometheus_url,
+                target.namespace,
+                target.deployment,
+                criteria,
+                canary.settle_seconds,
+            ).run()
+
         with contextlib.ExitStack() as load:
             if canary.load_url is not None:
                 rows = loadtest.request_rows(read_split(paths.test), card.features.columns)
-                longest = 3 * timeout + len(rollout.CANARY_STEPS) * (canary.settle_seconds + 60)
+                steps = len(rollout.CANARY_STEPS)
+                longest = 3 * timeout + steps * (criteria.max_wait_seconds + 60)
                 load.enter_context(
                     loadtest.background_load(canary.load_url, rows, params.loadtest, longest)
                 )
             report = rollout.canary_deploy(
-                kubectl,
-                target,
-                env.value,
-                image_ref,
-                version,
-                row,
-                rollout.Prometheus(canary.prometheus_url),
-                budget,
-                timeout,
+                kubectl, target, env.value, image_ref, version, row, analyse, timeout
             )
     else:
         report = rollout.deploy(kubectl, target, env.value, image_ref, version, row, timeout)
@@ -439,6 +441,8 @@ def deploy(
     out = paths.deploy_report(env.value)
     files.write_json(out, report.as_json() | {"model_sha256": _model_in(paths, image_ref, card)})
     files.write_text(out.with_suffix(".md"), report.markdown())
+    files.write_text(out.with_suffix(".html"), deploy_report.deploy_html(report))
+    deploy_report.deploy_junit(report, paths.gate_junit.parent / f"deploy-{env.value}.xml")
     if not report.ok:
         failed = "; ".join(f"{s.name}: {s.detail}" for s in report.steps if not s.ok)
         if report.previous_image is None:  # it could not even read what runs

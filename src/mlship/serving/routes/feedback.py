@@ -133,6 +133,11 @@ def router(plane: DataPlane) -> APIRouter:
                 headers={"Retry-After": "5"},
             )
         plane.monitor.feedback_line(request_id, outcome.version, outcome.answers, given)
+        if model.classification:
+            correct = sum(str(a) == str(t) for a, t in zip(outcome.answers, given, strict=True))
+            counted = plane.metrics.feedback_rows
+            counted.labels(outcome.model, outcome.version, "correct").inc(correct)
+            counted.labels(outcome.model, outcome.version, "wrong").inc(len(given) - correct)
         return Json(
             {
                 "request_id": request_id,
