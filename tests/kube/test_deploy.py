@@ -388,7 +388,7 @@ def test_a_hung_api_server_is_cut_off_and_the_deploy_reports_it(
 
 
 def test_an_unreachable_cluster_changes_nothing(
-    app: App, project: Path, images: Images, tmp_path: Path
+    app: App, project: Path, images: Images, served_image: ServedImage, tmp_path: Path
 ) -> None:
     closed = tmp_path / "closed.kubeconfig"
     closed.write_text(app.deployer.read_text().replace(app.cluster.server, "https://127.0.0.1:9"))
@@ -405,7 +405,12 @@ def test_an_unreachable_cluster_changes_nothing(
     done = subprocess.run(
         command,
         cwd=project,
-        env=app.env() | {"KUBECONFIG": str(closed)},
+        env=app.env()
+        | {
+            "KUBECONFIG": str(closed),
+            "MLSHIP_TRACKING_URI": served_image.tracking_uri,
+            "MLSHIP_TRUSTED_KEYS": str(served_image.trusted_keys),
+        },
         capture_output=True,
         text=True,
         timeout=300,
