@@ -20,7 +20,7 @@ from mlship.config.params import DataParams, TextParams
 MISSING_CATEGORY = "__missing__"
 
 
-class TextVectorizer(TfidfVectorizer):  # type: ignore[misc]
+class TextVectorizer(TfidfVectorizer):
     """scikit-learn's TfidfVectorizer, saved with its vocabulary as two arrays (the terms'
     UTF-8 bytes and where each ends, in column order) instead of a dict. skops writes a
     dict as one schema node per key and per value: the text example's 34,591 terms made a

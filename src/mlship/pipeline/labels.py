@@ -23,7 +23,7 @@ def _inner_has(method: str) -> Any:
     return lambda wrapper: hasattr(wrapper.estimator, method)
 
 
-class EncodedLabels(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
+class EncodedLabels(ClassifierMixin, BaseEstimator):
     """`estimator` trained on the label indices; `classes_` the labels, sorted as
     scikit-learn sorts them, so probability column i is the probability of classes_[i]."""
 
