@@ -12,11 +12,12 @@ import pytest
 from mlship.ship.launch import installed
 
 
-def unavailable(why: str) -> NoReturn:
-    """Skip the test for want of a tool or real system; fail it under MLSHIP_REQUIRE_TOOLS."""
+def unavailable(why: str, module: bool = False) -> NoReturn:
+    """Skip the test (or, with `module`, every test of the module being collected) for want
+    of a tool or real system; fail it under MLSHIP_REQUIRE_TOOLS."""
     if os.environ.get("MLSHIP_REQUIRE_TOOLS") == "1":
-        pytest.fail(why)
-    pytest.skip(why)
+        pytest.fail(why, pytrace=False)
+    pytest.skip(why, allow_module_level=module)
 
 
 def tool(name: str) -> str:

@@ -7,6 +7,7 @@ about 600 MB with the AWS SDK)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -17,8 +18,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 
-from mlship.batch.local import score_file
+from mlship.batch.local import REASON, score_file
 from mlship.batch.spark import (
     MANIFEST_FILE,
     REFUSED,
@@ -28,14 +30,20 @@ from mlship.batch.spark import (
     score,
     score_part,
 )
+from mlship.config.params import parse_params
+from mlship.config.settings import Settings
 from mlship.errors import InputError
+from mlship.paths import PipelinePaths
 from mlship.serving.model import load_directory
+from mlship.stages import pipeline
 from tests.conftest import REPO, text_frame
+from tests.projects import scratch_project
 from tests.spark_cluster import Cluster, object_store
+from tests.tools import unavailable
 
 pyspark = pytest.importorskip("pyspark")
 if shutil.which("java") is None:
-    pytest.skip("Spark needs a Java runtime", allow_module_level=True)
+    unavailable("Spark needs a Java runtime (.ci/run installs OpenJDK 17)", module=True)
 
 ANSWERS = ["label", "confidence", "proba_great", "proba_other"]
 
@@ -290,3 +298,129 @@ def test_a_cluster_scores_files_on_an_s3_server_through_s3a(
         f"part-{i}.parquet" for i in range(3)
     ]
     assert manifest.application_id.startswith("app-") and manifest.master == cluster.url
+
+
+def test_a_driver_killed_while_committing_to_s3_leaves_nothing_a_reader_would_take(
+    model_dir: Path, tmp_path: Path
+) -> None:
+    """On s3a:// the move into place is a copy, object by object. The driver is killed
+    (SIGKILL, with its JVM) as soon as the first object of the final output appears: what
+    is left has no manifest — the data may be partial, never the marker — and a second run
+    says what it found. The manifest is written last, so whatever the timing, the output is
+    absent or partial without one, or whole with one."""
+    frame = _rows(6000)
+    with object_store(tmp_path, "tables") as store:
+        bucket = store.client()
+        for i in range(60):  # 60 files: a task and an output file each, a long copy
+            local = tmp_path / f"part-{i:02}.parquet"
+            frame.iloc[i * 100 : (i + 1) * 100].to_parquet(local)
+            bucket.upload_file(str(local), "tables", f"nightly/{local.name}")
+        conf = [f"--conf={key}={value}" for key, value in store.s3a_conf().items()]
+        command = [
+            *(sys.executable, "-m", "mlship", "score", "--engine", "spark"),
+            *("--model", str(model_dir), "--master", "local[2]"),
+            *("--input", "s3a://tables/nightly/*.parquet", "--output", "s3a://tables/scored"),
+            *conf,
+        ]
+        env = {**os.environ, "MLSHIP_MODEL_NAME": "m"}
+        job = subprocess.Popen(
+            command,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+
+        def final_keys() -> list[str]:
+            listed = bucket.list_objects_v2(Bucket="tables", Prefix="scored/")
+            return [o["Key"] for o in listed.get("Contents", [])]
+
+        try:
+            deadline = time.monotonic() + 600
+            while not final_keys() and job.poll() is None:
+                assert time.monotonic() < deadline, "the job never began its commit"
+                time.sleep(0.02)
+        finally:
+            os.killpg(job.pid, 9)
+            job.wait(timeout=60)
+        left = final_keys()
+        parts = [k for k in left if k.endswith(".parquet")]
+        print(f"\nkilled with {len(parts)} of 60 output files copied")
+        if f"scored/{MANIFEST_FILE}" in left:  # the kill came after the commit: whole
+            assert len(parts) == 60, left
+        else:  # partial (or only folder markers): refused as the remains it is
+            again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
+            assert again.returncode == 2, again.stderr[-2000:]
+            assert "without a manifest: the remains of a job that did not finish" in again.stderr
+
+
+# --- every model kind -----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module", params=["penguins", "regression"])
+def example_model(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[str, Path, pd.DataFrame]:
+    """The example trained in a scratch project as `dvc repro` would: (its name, its model
+    directory, its test split's feature columns with an id)."""
+    root = scratch_project(tmp_path_factory.mktemp(request.param), request.param)
+    params_file = root / "params.yaml"
+    params = parse_params(yaml.safe_load(params_file.read_text()), params_file)
+    paths = PipelinePaths.read(root / "dvc.yaml")
+    settings = Settings(tracking_uri=f"sqlite:///{root}/mlflow.db", model_name=params.name)  # type: ignore[call-arg]
+    with contextlib.chdir(root):
+        pipeline.ingest(params, paths.train, paths.test, paths.ingest_report)
+        pipeline.validate(params, paths.train, paths.test, paths.contract_json, paths.contract_md)
+        pipeline.train(params, settings, paths.train, paths.model_dir)
+    test = pd.read_parquet(root / paths.test).drop(columns=[params.data.target])
+    return params.name, root / paths.model_dir, test.assign(id=range(len(test)))
+
+
+def _answers(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame.astype({"id": int}).set_index("id").sort_index()
+
+
+def test_every_model_kind_answers_the_same_on_spark_from_csv_and_parquet(
+    example_model: tuple[str, Path, pd.DataFrame], tmp_path: Path
+) -> None:
+    """The tabular example (categorical and numeric columns with gaps) and the regression
+    one: each row's answer and each refusal the same from both engines and both formats —
+    CSV cells, which Spark reads as text, converted as the local engine converts them. Labels
+    and probabilities are equal; predicted values equal to 1e-12 of their size."""
+    name, model_dir, frame = example_model
+    frame.to_parquet(tmp_path / "in.parquet")
+    frame.to_csv(tmp_path / "in.csv", index=False)
+    outcomes = {}
+    for source in ("in.parquet", "in.csv"):
+        local = tmp_path / f"local-{source}.parquet"
+        score_file(model_dir, name, str(tmp_path / source), local, 100)
+        refused_local = local.with_name(local.name.removesuffix(".parquet") + ".refused.parquet")
+        outcomes[f"local {source}"] = (
+            _answers(pd.read_parquet(local)),
+            _answers(pd.read_parquet(refused_local)) if refused_local.exists() else None,
+        )
+        output = tmp_path / f"spark-{source}"
+        manifest = score(SparkJob(model_dir, name, str(tmp_path / source), str(output), "local[2]"))
+        assert manifest.rows_read == len(frame)
+        scored = _answers(pd.read_parquet(output / f"outcome={SCORED}"))
+        refused_folder = output / f"outcome={REFUSED}"
+        refused = _answers(pd.read_parquet(refused_folder)) if refused_folder.exists() else None
+        outcomes[f"spark {source}"] = (scored, refused)
+    reference, reference_refused = outcomes["local in.parquet"]
+    answer_columns = [c for c in reference.columns if c not in frame.columns]
+    assert answer_columns, reference.columns
+    for where, (scored, refused) in outcomes.items():
+        assert scored.index.tolist() == reference.index.tolist(), where
+        for column in answer_columns:
+            mine, theirs = scored[column], reference[column]
+            if pd.api.types.is_float_dtype(theirs):
+                # the same to the last bits: a regression's sums over rows batched another way
+                # (Spark's partitions) round differently, by about 1e-15 of the value
+                difference = (mine.astype(float) - theirs).abs() / theirs.abs().clip(lower=1)
+                assert difference.max() <= 1e-12, (where, column, difference.max())
+            else:
+                assert mine.astype(str).tolist() == theirs.astype(str).tolist(), (where, column)
+        assert (refused is None) == (reference_refused is None), where
+        if refused is not None and reference_refused is not None:
+            assert refused.index.tolist() == reference_refused.index.tolist(), where
+            assert refused[REASON].tolist() == reference_refused[REASON].tolist(), where

@@ -7,10 +7,13 @@ with the reason, and the job goes on (unless `fail_fast`).
 
 The model directory travels once per executor (SparkContext.addFile) and is loaded once per
 Python worker, which Spark reuses across tasks. The output is a Parquet folder partitioned by
-`outcome=scored|refused`, plus `_mlship_manifest.json`. It is written beside its final path and
-renamed into place when complete, so a reader never sees half of it; an existing output path is
-refused, never overwritten. (On object stores a rename is a copy: there, the manifest's presence
-is what marks a complete output.)
+`outcome=scored|refused`, plus `_mlship_manifest.json`. The data is written beside its final
+path, moved into place, and only then is the manifest written into it — the single marker of a
+complete output. On an object store a move is a copy, file by file, and a driver may die halfway:
+what it leaves has no manifest, and a reader treats an output without one as absent
+(`complete_output`). The manifest's `rows_read` is counted from the input, and a job whose output
+holds fewer or more rows than it read fails. An existing output path is refused, never
+overwritten.
 """
 
 from __future__ import annotations
@@ -221,7 +224,9 @@ def _run(
             "run the job in a process of its own (the mlship command does)"
         ) from error
     if fs.exists(final):
-        raise InputError(f"{job.output}: already exists; remove it or choose another --output")
+        incomplete = not fs.exists(jvm.org.apache.hadoop.fs.Path(final, MANIFEST_FILE))
+        why = " without a manifest: the remains of a job that did not finish" if incomplete else ""
+        raise InputError(f"{job.output}: already exists{why}; remove it or choose another --output")
     app_id = spark.sparkContext.applicationId
     staging, _ = hadoop_path(f"{job.output.rstrip('/')}.mlship-staging-{app_id}")
     try:
@@ -238,6 +243,7 @@ def _run(
     if progress is not None:
         where = spark.sparkContext.master
         progress(f"scoring {job.input} on {where} (application {app_id}) ...")
+    moved = False
     try:
         scored.write.partitionBy(OUTCOME).parquet(staging.toString())
         counts = {
@@ -246,9 +252,15 @@ def _run(
         }
         if not counts:
             raise InputError(f"{job.input}: the table has no rows")
+        rows_read = frame.count()  # from the input, not the output: lost rows show
+        written = sum(counts.values())
+        if written != rows_read:
+            raise ServiceError(
+                f"the job read {rows_read} rows and wrote {written}: output not committed"
+            )
         inputs = [InputFile(f, _size(*hadoop_path(f))) for f in frame.inputFiles()]
         manifest = Manifest(
-            rows_read=sum(counts.values()),
+            rows_read=rows_read,
             rows_scored=counts.get(SCORED, 0),
             rows_refused=counts.get(REFUSED, 0),
             model_name=served.name,
@@ -263,17 +275,29 @@ def _run(
             started_at=started_at,
             wall_seconds=round(time.perf_counter() - started, 3),
         )
-        out = fs.create(jvm.org.apache.hadoop.fs.Path(staging, MANIFEST_FILE), False)
+        # the data first (a copy on object stores, which may stop halfway), the manifest last
+        moved = fs.rename(staging, final)
+        if not moved:
+            raise ServiceError(f"could not move the finished output into {job.output}")
+        out = fs.create(jvm.org.apache.hadoop.fs.Path(final, MANIFEST_FILE), False)
         out.write(bytearray(manifest.to_json().encode()))
         out.close()
-        if not fs.rename(staging, final):
-            raise ServiceError(f"could not move the finished output into {job.output}")
     except Exception as error:
         fs.delete(staging, True)
+        if moved:
+            fs.delete(final, True)  # moved but not marked complete: not an output
         if isinstance(error, InputError | ServiceError):
             raise
         raise _job_failure(error) from error
     return manifest
+
+
+def complete_output(path: Path) -> Manifest | None:
+    """The manifest of a finished output at `path` (a local folder), or None when it has
+    none: then it is not an output — absent, or what a job that died left — and must not be
+    read."""
+    marker = path / MANIFEST_FILE
+    return Manifest.read(marker) if marker.is_file() else None
 
 
 def _size(path: Any, fs: Any) -> int:
