@@ -106,7 +106,7 @@ check: lint typecheck ## the project's checks on the current params.yaml (each C
 	pytest tests/project --junitxml=reports/junit/check.xml
 
 test: lint typecheck ## the project's checks and mlship's whole framework suite (what .ci/run runs)
-	pytest --junitxml=reports/junit/tests.xml
+	pytest -n 2 --junitxml=reports/junit/tests.xml
 
 unit: install ## the fast unit tests only
 	pytest tests/unit

@@ -21,6 +21,27 @@ REPO = Path(__file__).resolve().parents[1]
 # fixtures used under more than one folder, defined once so that each runs once per session
 pytest_plugins = ["tests.kube.fixtures"]
 
+# `make test` runs the suite in two processes (pytest-xdist). The tests that share the
+# Kubernetes cluster, the served image and act's cache run in one process, in order; each
+# other module's tests run together, so that its fixtures are made once. The cluster's tests
+# mostly wait (rollouts, image builds on vfs), the others mostly compute.
+SHARED_CLUSTER = ("tests/kube/", "tests/e2e/", "tests/ci/test_act.py")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """xdist's scheduling by module, the cluster's modules taken as one. (Not
+    `--dist loadgroup`: its marks set a node id that pytest 9 no longer reads.)"""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ClusterApart(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return "cluster" if module.startswith(SHARED_CLUSTER) else module
+
+    return ClusterApart(config, log)
+
+
 # Tests behave the same under any CI: what says where the pipeline runs, under which CI and
 # who approved is removed from their environment; only the test run's own controls stay.
 TEST_CONTROLS = {
