@@ -33,10 +33,9 @@ def request_rows(
     ]
 
 
-def run_locust(url: str, rows_file: Path, budget: LoadtestParams, out: Path, html: Path) -> Path:
-    """Run locust; returns the aggregated stats CSV."""
-    prefix = out / "stats"
-    command = [
+def _locust(url: str, budget: LoadtestParams, seconds: int, log_level: str) -> list[str]:
+    """Headless locust with the budget's users against `url` for `seconds`, the summary only."""
+    return [
         sys.executable,
         "-m",
         "locust",
@@ -50,16 +49,24 @@ def run_locust(url: str, rows_file: Path, budget: LoadtestParams, out: Path, htm
         "--spawn-rate",
         str(budget.spawn_rate),
         "--run-time",
-        f"{budget.duration_seconds}s",
+        f"{seconds}s",
+        "--only-summary",
+        "--loglevel",
+        log_level,
+    ]
+
+
+def run_locust(url: str, rows_file: Path, budget: LoadtestParams, out: Path, html: Path) -> Path:
+    """Run locust; returns the aggregated stats CSV."""
+    prefix = out / "stats"
+    command = [
+        *_locust(url, budget, budget.duration_seconds, "WARNING"),
         "--stop-timeout",
         "5",
         "--csv",
         str(prefix),
         "--html",
         str(html),
-        "--only-summary",
-        "--loglevel",
-        "WARNING",
         "--exit-code-on-error",
         "0",
     ]
@@ -92,25 +99,7 @@ def background_load(
     with tempfile.TemporaryDirectory(prefix="mlship-load-") as scratch:
         rows_file = Path(scratch) / "rows.json"
         rows_file.write_text(json.dumps(rows), encoding="utf-8")
-        command = [
-            sys.executable,
-            "-m",
-            "locust",
-            "-f",
-            str(LOCUSTFILE),
-            "--headless",
-            "--host",
-            url,
-            "--users",
-            str(budget.users),
-            "--spawn-rate",
-            str(budget.spawn_rate),
-            "--run-time",
-            f"{max(1, int(at_most_seconds))}s",
-            "--only-summary",
-            "--loglevel",
-            "ERROR",
-        ]
+        command = _locust(url, budget, max(1, int(at_most_seconds)), "ERROR")
         env = {**os.environ, "MLSHIP_LOADTEST_ROWS": str(rows_file)}
         process = subprocess.Popen(
             command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
