@@ -538,12 +538,7 @@ def canary_deploy(
                 "stable rollout", _rollout_status(kubectl, target.deployment, rollout_timeout_s)
             )
             if promoted:
-                pods = new_pods(kubectl, target)
-                checked = (
-                    Step("new pods", False, pods)
-                    if isinstance(pods, str)
-                    else smoke(kubectl, target, row, version, pods)
-                )
+                checked = _smoke_new_pods(kubectl, target, row, version)
                 report.steps.append(checked)
                 promoted = checked.ok
     except Exception as error:  # the cluster must end in a known state whatever happened
@@ -554,6 +549,16 @@ def canary_deploy(
         restore(kubectl, target, report, rollout_timeout_s)
     report.rolled_back = report.rolled_back and traffic_back
     return report
+
+
+def _smoke_new_pods(kubectl: Kubectl, target: Target, row: dict[str, Any], version: str) -> Step:
+    """The smoke test on the pods of the Deployment's current revision."""
+    pods = new_pods(kubectl, target)
+    return (
+        Step("new pods", False, pods)
+        if isinstance(pods, str)
+        else smoke(kubectl, target, row, version, pods)
+    )
 
 
 def _traffic_to_stable(kubectl: Kubectl, target: Target, report: DeployReport) -> bool:
@@ -611,12 +616,7 @@ def _canary_steps(
     ):
         report.steps.append(diagnose(kubectl, canary))
         return False
-    pods = new_pods(kubectl, canary)
-    checked = (
-        Step("new pods", False, pods)
-        if isinstance(pods, str)
-        else smoke(kubectl, canary, row, version, pods)
-    )
+    checked = _smoke_new_pods(kubectl, canary, row, version)
     report.steps.append(Step(f"canary {checked.name}", checked.ok, checked.detail))
     if not checked.ok:
         return False
