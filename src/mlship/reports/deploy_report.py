@@ -6,8 +6,7 @@ from __future__ import annotations
 import html
 from pathlib import Path
 
-from junitparser import Failure, JUnitXml, TestCase, TestSuite
-
+from mlship.reports.gate_report import junit_case, write_junit
 from mlship.reports.html_report import head
 from mlship.ship.rollout import DeployReport
 
@@ -36,16 +35,9 @@ def deploy_html(report: DeployReport) -> str:
 
 def deploy_junit(report: DeployReport, path: Path) -> None:
     suite_name = f"mlship.deploy.{report.environment}"
-    suite = TestSuite(suite_name)
-    for step in report.steps:
-        case = TestCase(step.name, classname=suite_name, time=0.0)
-        if not step.ok:
-            case.result = [Failure(message=step.detail[:500], type_="DeployStepFailed")]
-            case.result[0].text = step.detail
-        case.system_out = step.detail
-        suite.add_testcase(case)
-    suite.update_statistics()  # type: ignore[no-untyped-call]
-    xml = JUnitXml()
-    xml.add_testsuite(suite)
+    cases = [
+        junit_case(s.name, suite_name, s.ok, s.detail, "DeployStepFailed", s.detail[:500])
+        for s in report.steps
+    ]
     path.parent.mkdir(parents=True, exist_ok=True)
-    xml.write(str(path), pretty=True)
+    write_junit(suite_name, cases, path)

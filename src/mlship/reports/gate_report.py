@@ -238,20 +238,38 @@ def _short(value: Any, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def gate_junit(criteria: list[Criterion], path: Path, suite_name: str = "mlship.gate") -> None:
-    """Write one <testsuite> with a <testcase> per criterion to `path`."""
+def junit_case(
+    name: str, classname: str, passed: bool, detail: str, failure_type: str, message: str
+) -> TestCase:
+    """A <testcase> whose output is `detail`; a failure (with `message`) when not passed."""
+    case = TestCase(name, classname=classname, time=0.0)
+    if not passed:
+        case.result = [Failure(message=message, type_=failure_type)]
+        case.result[0].text = detail
+    case.system_out = detail
+    return case
+
+
+def write_junit(suite_name: str, cases: list[TestCase], path: Path) -> None:
+    """One <testsuite> of `cases`, written to `path`."""
     suite = TestSuite(suite_name)
-    for c in criteria:
-        case = TestCase(c.name, classname=f"{suite_name}.{c.group}", time=0.0)
-        if not c.passed:
-            case.result = [Failure(message=c.detail, type_="GateCriterionFailed")]
-            case.result[0].text = c.detail
-        case.system_out = c.detail
+    for case in cases:
         suite.add_testcase(case)
     suite.update_statistics()  # type: ignore[no-untyped-call]
     xml = JUnitXml()
     xml.add_testsuite(suite)
     xml.write(str(path), pretty=True)
+
+
+def gate_junit(criteria: list[Criterion], path: Path, suite_name: str = "mlship.gate") -> None:
+    """Write one <testsuite> with a <testcase> per criterion to `path`."""
+    cases = [
+        junit_case(
+            c.name, f"{suite_name}.{c.group}", c.passed, c.detail, "GateCriterionFailed", c.detail
+        )
+        for c in criteria
+    ]
+    write_junit(suite_name, cases, path)
 
 
 def params_diff(base: dict[str, Any], current: dict[str, Any]) -> list[tuple[str, Any, Any]]:
