@@ -61,16 +61,21 @@ class Cluster:
                     *("--webui-port", str(free_port()), "--work-dir", str(work), self.url),
                 )
             )
+        self.wait_for_workers(workers)
+
+    def wait_for_workers(self, count: int) -> None:
+        """Until the master answers with `count` workers alive (ones started elsewhere too)."""
         deadline = time.monotonic() + 90
-        while self.alive_workers() < workers:
+        while (alive := self.alive_workers()) is None or alive < count:
             assert time.monotonic() < deadline, (self.folder / "master.log").read_text()[-3000:]
             time.sleep(0.5)
 
-    def alive_workers(self) -> int:
+    def alive_workers(self) -> int | None:
+        """The workers the master counts alive; None while it does not answer."""
         try:
             state = httpx.get(f"http://127.0.0.1:{self.ui}/json/", timeout=2).json()
         except (httpx.HTTPError, json.JSONDecodeError):
-            return 0
+            return None
         return sum(1 for w in state.get("workers", []) if w.get("state") == "ALIVE")
 
     def kill_worker(self, index: int) -> None:

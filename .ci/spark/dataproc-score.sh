@@ -2,10 +2,11 @@
 # Batch scoring on Dataproc Serverless with the model production serves (`make score-dataproc`,
 # run every night by .github/workflows/score.yml, .ci/cloudbuild/score.yaml and
 # .ci/jenkins/score.Jenkinsfile): read the image of the production Deployment, build the
-# Dataproc container from it (.ci/spark/Dockerfile), push it beside it, and submit
+# Dataproc container from it (.ci/spark/build.sh), push it beside it, and submit
 # `mlship score --engine spark` as a batch; gcloud waits for the batch and fails with it.
-# Needs gcloud, kubectl and a Docker engine (Google's google-cloud-cli image has all three);
-# MLSHIP_GKE_CLUSTER fetches the production cluster's credentials first.
+# Needs gcloud, kubectl and a Docker engine (Google's google-cloud-cli image has all three)
+# and python3 with pip (build.sh downloads the wheels). MLSHIP_GKE_CLUSTER fetches the
+# production cluster's credentials first.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -34,7 +35,7 @@ fi
 version="${serving##*@sha256:}"
 [ "$version" != "$serving" ] || version="${serving##*:}"
 image="$MLSHIP_GCP_REGION-docker.pkg.dev/$MLSHIP_GCP_PROJECT/$repository/mlship-dataproc:${version:0:40}"
-docker build --target dataproc --build-arg SERVING_IMAGE="$serving" --tag "$image" .
+bash build.sh dataproc "$serving" "$image"
 docker push "$image"
 
 batch="mlship-score-$(date -u +%Y%m%d-%H%M%S)"

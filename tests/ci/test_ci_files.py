@@ -85,7 +85,8 @@ def test_the_strict_parse_rejects_an_unknown_field() -> None:
 
 def test_the_agent_spark_and_team_mlflow_dockerfiles_pass_hadolint() -> None:
     run(tool("hadolint"), str(REPO / ".ci" / "agent.Dockerfile"))
-    run(tool("hadolint"), str(REPO / ".ci" / "spark" / "Dockerfile"))
+    run(tool("hadolint"), str(REPO / ".ci" / "spark" / "dataproc.Dockerfile"))
+    run(tool("hadolint"), str(REPO / ".ci" / "spark" / "operator.Dockerfile"))
     run(tool("hadolint"), str(REPO / "compose" / "mlflow.Dockerfile"))
 
 

@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from mlship.ship.ci import jenkins
+from mlship.ship.lockfile import read_lock
 from tests.conftest import REPO
 
 SCRIPT = REPO / ".ci" / "spark" / "dataproc-score.sh"
@@ -27,11 +28,21 @@ ENV = {
 
 
 def _stand_ins(folder: Path, image: str = SERVING, docker_fails: bool = False) -> Path:
-    """kubectl answering with `image`, docker and gcloud recording each call in calls.log."""
+    """kubectl answering with `image`, docker and gcloud recording each call in calls.log, and
+    python3 recording its pip calls (pip install --target making the folder): the wheel cache
+    (wheels/, MLSHIP_WHEEL_CACHE) holds the locked pyarrow already."""
     folder.mkdir(parents=True)
     log = folder / "calls.log"
-    answers = {"kubectl": f"printf %s '{image}'", "docker": "exit 1" if docker_fails else ":"}
-    for name in ("kubectl", "docker", "gcloud"):
+    pyarrow = read_lock(REPO / "requirements.lock")["pyarrow"].version
+    (folder / "wheels").mkdir()
+    (folder / "wheels" / f"pyarrow-{pyarrow}-cp311-cp311-manylinux_2_28_x86_64.whl").touch()
+    answers = {
+        "kubectl": f"printf %s '{image}'",
+        "docker": "exit 1" if docker_fails else ":",
+        "python3": 'while [ $# -gt 1 ] && [ "$1" != --target ]; do shift; done\n'
+        '[ "${1:-}" != --target ] || mkdir -p "$2"',
+    }
+    for name in ("kubectl", "docker", "gcloud", "python3"):
         tool = folder / name
         tool.write_text(
             f'#!/bin/sh\nprintf "%s\\n" "{name} $*" >> {log}\n{answers.get(name, ":")}\n'
@@ -45,7 +56,12 @@ def _run(tmp_path: Path, env: dict[str, str], **stand_in: object) -> tuple[int, 
     path = f"{tmp_path / 'bin'}:{os.environ['PATH']}"
     done = subprocess.run(
         ["bash", str(SCRIPT)],
-        env={"PATH": path, "HOME": str(tmp_path), **env},
+        env={
+            "PATH": path,
+            "HOME": str(tmp_path),
+            "MLSHIP_WHEEL_CACHE": str(tmp_path / "bin" / "wheels"),
+            **env,
+        },
         capture_output=True,
         text=True,
         timeout=60,
@@ -59,14 +75,25 @@ def test_the_job_scores_with_a_container_built_from_the_image_production_runs(
 ) -> None:
     code, output, calls = _run(tmp_path, ENV)
     assert code == 0, output
-    assert [c.split()[0] for c in calls] == ["kubectl", "docker", "docker", "gcloud"]
+    assert [c.split()[0] for c in calls] == [
+        "kubectl",
+        *["python3"] * 3,
+        "docker",
+        "docker",
+        "gcloud",
+    ]
     assert "--namespace mlship-production get deployment mlship" in calls[0]
+    # the locked pyarrow, hash-checked as pip downloads it, installed for the image's Python
+    assert calls[2].startswith("python3 -m pip download --quiet --no-deps --require-hashes")
+    assert "--python-version 3.11" in calls[2]
+    assert calls[3].startswith("python3 -m pip install") and "/pyarrow-" in calls[3]
     batch_image = "europe-west1-docker.pkg.dev/p/mlship/mlship-dataproc:" + "ab" * 20
-    assert calls[1] == (
-        f"docker build --target dataproc --build-arg SERVING_IMAGE={SERVING} --tag {batch_image} ."
-    )
-    assert calls[2] == f"docker push {batch_image}"
-    submit = calls[3]
+    build = calls[4].split()
+    assert build[:4] == ["docker", "build", "--network", "host"]
+    assert build[4:6] == ["--file", str(SCRIPT.parent / "dataproc.Dockerfile")]
+    assert build[6:10] == ["--build-arg", f"SERVING_IMAGE={SERVING}", "--tag", batch_image]
+    assert calls[5] == f"docker push {batch_image}"
+    submit = calls[6]
     assert submit.startswith("gcloud dataproc batches submit pyspark score.py --project p")
     assert f"--container-image {batch_image}" in submit and "--version 3.0" in submit
     assert "--service-account mlship-dataproc@p.iam.gserviceaccount.com" in submit
@@ -81,7 +108,7 @@ def test_the_job_fetches_cluster_credentials_and_tags_by_tag_when_asked(tmp_path
     code, output, calls = _run(tmp_path, env, image="registry.example/shop:v12")
     assert code == 0, output
     assert calls[0].startswith("gcloud container clusters get-credentials prod --project p")
-    assert calls[2].endswith("mlship/mlship-dataproc:v12 .")
+    assert "mlship/mlship-dataproc:v12 " in calls[5]
     assert "--subnet batch" in calls[-1]
 
 
@@ -123,9 +150,26 @@ def test_the_three_schedules_run_the_one_script() -> None:
 
 
 def test_both_spark_images_carry_the_job_file_and_the_dataproc_one_runs_as_spark() -> None:
-    dockerfile = (REPO / ".ci" / "spark" / "Dockerfile").read_text()
-    assert dockerfile.count("COPY score.py /opt/mlship/score.py") == 2
-    assert "--uid 1099" in dockerfile and "USER 1099:1099" in dockerfile  # Dataproc's rule
-    dataproc = dockerfile.split("AS dataproc", 1)[1].split("\nFROM ", 1)[0]
+    dataproc, operator = (
+        (REPO / ".ci" / "spark" / f"{target}.Dockerfile").read_text()
+        for target in ("dataproc", "operator")
+    )
+    assert "COPY score.py /opt/mlship/score.py" in dataproc
+    assert "COPY score.py entrypoint.sh /opt/mlship/" in operator
+    assert "--uid 1099" in dataproc and "USER 1099:1099" in dataproc  # Dataproc's rule
+    # Dataproc mounts Spark and Java: the image must hold neither
     instructions = [line for line in dataproc.splitlines() if not line.startswith("#")]
     assert not [line for line in instructions if "spark/" in line or "java" in line.lower()]
+    assert (
+        "openjdk-17-jre-headless" in operator and "SPARK_HOME=/opt/spark-python/pyspark" in operator
+    )
+
+
+def test_build_refuses_an_unknown_target_and_a_missing_argument(tmp_path: Path) -> None:
+    build = SCRIPT.parent / "build.sh"
+    for args, message in (
+        (["gpu", "serving:1", "out:1"], "no target 'gpu' (dataproc or operator)"),
+        (["dataproc", "serving:1"], "usage: build.sh dataproc|operator SERVING_IMAGE TAG"),
+    ):
+        done = subprocess.run(["bash", str(build), *args], capture_output=True, text=True)
+        assert done.returncode != 0 and message in done.stderr, done.stderr

@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from mlship.batch.local import REASON, score_file
+from mlship.batch.local import score_file
 from mlship.batch.spark import (
     MANIFEST_FILE,
     REFUSED,
@@ -38,6 +38,7 @@ from mlship.serving.model import load_directory
 from mlship.stages import pipeline
 from tests.conftest import REPO, text_frame
 from tests.projects import scratch_project
+from tests.serving.spark_outcomes import assert_same_answers, local_outcome, spark_outcome
 from tests.spark_cluster import Cluster, object_store
 from tests.tools import unavailable
 
@@ -376,51 +377,21 @@ def example_model(
     return params.name, root / paths.model_dir, test.assign(id=range(len(test)))
 
 
-def _answers(frame: pd.DataFrame) -> pd.DataFrame:
-    return frame.astype({"id": int}).set_index("id").sort_index()
-
-
 def test_every_model_kind_answers_the_same_on_spark_from_csv_and_parquet(
     example_model: tuple[str, Path, pd.DataFrame], tmp_path: Path
 ) -> None:
     """The tabular example (categorical and numeric columns with gaps) and the regression
     one: each row's answer and each refusal the same from both engines and both formats —
-    CSV cells, which Spark reads as text, converted as the local engine converts them. Labels
-    and probabilities are equal; predicted values equal to 1e-12 of their size."""
+    CSV cells, which Spark reads as text, converted as the local engine converts them."""
     name, model_dir, frame = example_model
     frame.to_parquet(tmp_path / "in.parquet")
     frame.to_csv(tmp_path / "in.csv", index=False)
-    outcomes = {}
+    reference = local_outcome(model_dir, name, tmp_path / "in.parquet", tmp_path)
     for source in ("in.parquet", "in.csv"):
-        local = tmp_path / f"local-{source}.parquet"
-        score_file(model_dir, name, str(tmp_path / source), local, 100)
-        refused_local = local.with_name(local.name.removesuffix(".parquet") + ".refused.parquet")
-        outcomes[f"local {source}"] = (
-            _answers(pd.read_parquet(local)),
-            _answers(pd.read_parquet(refused_local)) if refused_local.exists() else None,
-        )
+        found = local_outcome(model_dir, name, tmp_path / source, tmp_path)
+        assert_same_answers(found, reference, list(frame.columns), f"local {source}")
         output = tmp_path / f"spark-{source}"
         manifest = score(SparkJob(model_dir, name, str(tmp_path / source), str(output), "local[2]"))
         assert manifest.rows_read == len(frame)
-        scored = _answers(pd.read_parquet(output / f"outcome={SCORED}"))
-        refused_folder = output / f"outcome={REFUSED}"
-        refused = _answers(pd.read_parquet(refused_folder)) if refused_folder.exists() else None
-        outcomes[f"spark {source}"] = (scored, refused)
-    reference, reference_refused = outcomes["local in.parquet"]
-    answer_columns = [c for c in reference.columns if c not in frame.columns]
-    assert answer_columns, reference.columns
-    for where, (scored, refused) in outcomes.items():
-        assert scored.index.tolist() == reference.index.tolist(), where
-        for column in answer_columns:
-            mine, theirs = scored[column], reference[column]
-            if pd.api.types.is_float_dtype(theirs):
-                # the same to the last bits: a regression's sums over rows batched another way
-                # (Spark's partitions) round differently, by about 1e-15 of the value
-                difference = (mine.astype(float) - theirs).abs() / theirs.abs().clip(lower=1)
-                assert difference.max() <= 1e-12, (where, column, difference.max())
-            else:
-                assert mine.astype(str).tolist() == theirs.astype(str).tolist(), (where, column)
-        assert (refused is None) == (reference_refused is None), where
-        if refused is not None and reference_refused is not None:
-            assert refused.index.tolist() == reference_refused.index.tolist(), where
-            assert refused[REASON].tolist() == reference_refused[REASON].tolist(), where
+        found = spark_outcome(output)
+        assert_same_answers(found, reference, list(frame.columns), f"spark {source}")

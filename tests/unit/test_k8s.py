@@ -243,7 +243,14 @@ def test_the_spark_application_runs_mlship_score_and_may_start_its_executors(
     docs = render(tmp_path, "spark")
     spec = by_kind(docs, "SparkApplication")["spec"]
     assert spec["mainApplicationFile"] == "local:///opt/mlship/score.py"
-    assert "COPY score.py /opt/mlship/score.py" in (REPO / ".ci/spark/Dockerfile").read_text()
+    assert (
+        "COPY score.py entrypoint.sh /opt/mlship/"
+        in (REPO / ".ci/spark/operator.Dockerfile").read_text()
+    )
+    from mlship.ship.lockfile import read_lock
+
+    # the Spark the image is made of: the locked pyspark
+    assert spec["sparkVersion"] == read_lock(REPO / "requirements.lock")["pyspark"].version
     # its arguments are `mlship score`'s options, as .ci/spark/score.py hands them on
     score = typer.main.get_command(cli).commands["score"]  # type: ignore[attr-defined]
     argv = ["--engine", "spark", "--model", "/opt/model", *spec["arguments"]]
