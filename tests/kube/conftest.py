@@ -30,7 +30,9 @@ from tests.kube.gateway import DataPlane, Listeners, gateway_for_traefik, traefi
 from tests.prometheus.conftest import prometheus  # noqa: F401 (the canary tests' fixture)
 
 pytestmark = pytest.mark.kube
-PROGRESS_DEADLINE = 20  # seconds without progress before a rollout counts as failed
+# seconds without progress before a rollout counts as failed: long enough for a healthy pod
+# to start while the suite's other process builds images (20 s was not, once)
+PROGRESS_DEADLINE = 40
 SERVER_CPU = "100m"
 GKE_ONLY = ("PodMonitoring", "Rules", "HealthCheckPolicy")
 
