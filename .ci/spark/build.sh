@@ -45,10 +45,12 @@ version_of() { sed -n "s/^$1==\([^ ]*\).*/\1/p" "$context/requirements-spark.loc
 binaries=()
 for name in "${packages[@]}"; do [[ "$name" == pyspark ]] || binaries+=("$name"); done
 pick "${binaries[@]}" <"$context/requirements-spark.lock" >"$context/binaries.lock"
-python3 -m pip download --quiet --no-deps --require-hashes --only-binary=:all: \
-    --python-version 3.11 --implementation cp --abi cp311 \
-    --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
-    --platform manylinux2014_x86_64 -r "$context/binaries.lock" -d "$cache"
+# the image's Python: CPython 3.11 on x86-64 Linux, whatever this machine's is
+image_python=(--only-binary=:all: --python-version 3.11 --implementation cp --abi cp311
+    --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64
+    --platform manylinux2014_x86_64)
+python3 -m pip download --quiet --no-deps --require-hashes "${image_python[@]}" \
+    -r "$context/binaries.lock" -d "$cache"
 if [[ " ${packages[*]} " == *" pyspark "* ]]; then
     version=$(version_of pyspark)
     if ! compgen -G "$cache/pyspark-$version-py*.whl" >/dev/null; then
@@ -67,13 +69,10 @@ for name in "${packages[@]}"; do
     fi
     wheels+=("$wheel")
 done
-# installed here for the image's CPython 3.11 on x86-64 Linux (whatever this Python is), as
-# one folder to copy: a stage installing them in the image would leave a second copy of the
-# serving image per stage on the build machine
-python3 -m pip install --quiet --no-deps --no-compile --only-binary=:all: \
-    --python-version 3.11 --implementation cp --abi cp311 \
-    --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
-    --platform manylinux2014_x86_64 --target "$context/spark-python" "${wheels[@]}"
+# installed here for the image's Python, as one folder to copy: a stage installing them in
+# the image would leave a second copy of the serving image per stage on the build machine
+python3 -m pip install --quiet --no-deps --no-compile "${image_python[@]}" \
+    --target "$context/spark-python" "${wheels[@]}"
 find "$context/spark-python" -depth -type d \( -name tests -o -name __pycache__ \) \
     -exec rm -rf {} +
 rm -rf "$context/spark-python/bin"

@@ -387,9 +387,9 @@ def test_every_model_kind_answers_the_same_on_spark_from_csv_and_parquet(
     frame.to_parquet(tmp_path / "in.parquet")
     frame.to_csv(tmp_path / "in.csv", index=False)
     reference = local_outcome(model_dir, name, tmp_path / "in.parquet", tmp_path)
+    from_csv = local_outcome(model_dir, name, tmp_path / "in.csv", tmp_path)
+    assert_same_answers(from_csv, reference, list(frame.columns), "local in.csv")
     for source in ("in.parquet", "in.csv"):
-        found = local_outcome(model_dir, name, tmp_path / source, tmp_path)
-        assert_same_answers(found, reference, list(frame.columns), f"local {source}")
         output = tmp_path / f"spark-{source}"
         manifest = score(SparkJob(model_dir, name, str(tmp_path / source), str(output), "local[2]"))
         assert manifest.rows_read == len(frame)
